@@ -1,0 +1,1 @@
+//! Guest page hinting: page states, the ESSA host model, discard faults.

@@ -1,0 +1,1 @@
+//! Memory management: frames, heap, DAT address spaces, VMAs, page cache, reclaim, mlock.
