@@ -1,0 +1,148 @@
+//! IPL entry (`_start`), the lowcore image and the interruption entry stubs.
+//!
+//! `_start` runs at 0x10000 and works whether the machine starts it in 64-bit
+//! z/Architecture mode (QEMU `-kernel`, PSW restart) or in 31-bit ESA/390 mode (IPL from
+//! disk, reader or HMC via the short PSW at 0). The parameter area 0x10400-0x1047f and the
+//! command-line area 0x10480-0x10fff are left for the loader (QEMU, zipl, our loaders).
+//!
+//! Each interruption class has a stub that saves all general registers into a lowcore
+//! save area, switches to its own stack, builds a [`kernel::arch::InterruptFrame`]
+//! (GPRs, old PSW, FPRs, FPC), calls the Rust handler, and resumes with the (possibly
+//! modified) frame. The handlers run with DAT off: the kernel is identity-mapped, so
+//! every kernel pointer stays valid.
+
+use core::arch::global_asm;
+
+global_asm!(
+    r#"
+    .section .lowcore, "a"
+    .org 0
+    # Short ESA/390 IPL PSW (EC, 31-bit, address 0x10000) for disk, reader and HMC IPL;
+    # also what diag 308 "load normal" re-reads.
+    .long 0x00080000, 0x80010000
+    .org 0x1a0
+    # z/Architecture new PSWs: restart (QEMU PSW restart and `.ins` loads), then external,
+    # SVC, program, machine check and I/O, all 64-bit, disabled, DAT off.
+    .quad 0x0000000180000000, _start
+    .quad 0x0000000180000000, zhint_ext_entry
+    .quad 0x0000000180000000, zhint_svc_entry
+    .quad 0x0000000180000000, zhint_pgm_entry
+    .quad 0x0000000180000000, zhint_mcck_entry
+    .quad 0x0000000180000000, zhint_io_entry
+
+    .section .init, "ax"
+    .globl _start
+_start:
+    # Switch to z/Architecture if we were IPLed in ESA/390 mode (harmless otherwise).
+    slr     %r0, %r0
+    lhi     %r1, 2
+    sigp    %r1, %r0, 0x12
+    sam64
+    larl    %r1, .Linitial_psw
+    lpswe   0(%r1)
+.Lin_zarch:
+    larl    %r1, .Linitial_cr0
+    lctlg   %c0, %c0, 0(%r1)
+    # Clear BSS: disk and HMC loaders don't zero it for us.
+    larl    %r2, __bss_start
+    larl    %r3, __bss_end
+    sgr     %r3, %r2
+    lghi    %r4, 0
+    lghi    %r5, 0
+0:  mvcle   %r2, %r4, 0
+    jo      0b
+    larl    %r15, __boot_stack_top
+    aghi    %r15, -160
+    xc      0(8, %r15), 0(%r15)
+    brasl   %r14, boot_main
+    j       .
+
+    .balign 8
+.Linitial_psw:
+    .quad   0x0000000180000000, .Lin_zarch
+.Linitial_cr0:
+    # AFP-register control (bit 45): the linux-gnu core uses all 16 FPRs.
+    .quad   0x0000000000040000
+
+    # Parameter area as Linux lays it out; QEMU stores the initrd start/size here.
+    .org    0x400
+    .globl  zhint_parmarea
+zhint_parmarea:
+    .quad   0               # 0x10400 IPL device
+    .quad   0               # 0x10408 initrd start
+    .quad   0               # 0x10410 initrd size
+    .quad   0               # 0x10418 oldmem base
+    .quad   0               # 0x10420 oldmem size
+    .quad   0               # 0x10428 kernel version offset
+    .quad   0xb80           # 0x10430 command-line area size (0x10480-0x10fff)
+    .org    0x480
+    .globl  zhint_cmdline
+zhint_cmdline:
+    .fill   0xb80, 1, 0
+"#
+);
+
+// One stub per interruption class. Save areas live in lowcore (0x200-0x47f, real
+// addresses reached with base register 0); the frame layout must match
+// `kernel::arch::InterruptFrame`: gprs[16] @0, psw @128, fprs[16] @144, fpc @272.
+global_asm!(
+    r#"
+    .macro INT_ENTRY name, save, oldpsw, stack, handler
+    .section .text.\name, "ax"
+    .globl \name
+\name:
+    stmg    %r0, %r15, \save
+    larl    %r15, \stack
+    aghi    %r15, -(160 + 288)
+    xc      0(8, %r15), 0(%r15)
+    mvc     160(128, %r15), \save
+    mvc     288(16, %r15), \oldpsw
+    std     %f0, 304(%r15)
+    std     %f1, 312(%r15)
+    std     %f2, 320(%r15)
+    std     %f3, 328(%r15)
+    std     %f4, 336(%r15)
+    std     %f5, 344(%r15)
+    std     %f6, 352(%r15)
+    std     %f7, 360(%r15)
+    std     %f8, 368(%r15)
+    std     %f9, 376(%r15)
+    std     %f10, 384(%r15)
+    std     %f11, 392(%r15)
+    std     %f12, 400(%r15)
+    std     %f13, 408(%r15)
+    std     %f14, 416(%r15)
+    std     %f15, 424(%r15)
+    stfpc   432(%r15)
+    la      %r2, 160(%r15)
+    brasl   %r14, \handler
+    lfpc    432(%r15)
+    ld      %f0, 304(%r15)
+    ld      %f1, 312(%r15)
+    ld      %f2, 320(%r15)
+    ld      %f3, 328(%r15)
+    ld      %f4, 336(%r15)
+    ld      %f5, 344(%r15)
+    ld      %f6, 352(%r15)
+    ld      %f7, 360(%r15)
+    ld      %f8, 368(%r15)
+    ld      %f9, 376(%r15)
+    ld      %f10, 384(%r15)
+    ld      %f11, 392(%r15)
+    ld      %f12, 400(%r15)
+    ld      %f13, 408(%r15)
+    ld      %f14, 416(%r15)
+    ld      %f15, 424(%r15)
+    mvc     \oldpsw(16), 288(%r15)
+    mvc     \save(128), 160(%r15)
+    lmg     %r0, %r15, \save
+    lpswe   \oldpsw
+    .endm
+
+    INT_ENTRY zhint_ext_entry,  0x200, 0x130, __irq_stack_top, zhint_ext_interrupt
+    INT_ENTRY zhint_svc_entry,  0x280, 0x140, __pgm_stack_top, zhint_svc_interrupt
+    INT_ENTRY zhint_pgm_entry,  0x300, 0x150, __pgm_stack_top, zhint_pgm_interrupt
+    INT_ENTRY zhint_mcck_entry, 0x380, 0x160, __irq_stack_top, zhint_mcck_interrupt
+    INT_ENTRY zhint_io_entry,   0x400, 0x170, __irq_stack_top, zhint_io_interrupt
+"#
+);

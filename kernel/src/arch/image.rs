@@ -1,0 +1,93 @@
+//! What the image and its loader give the kernel: the command line at 0x10480, the
+//! initrd location in the parameter area, and the layout symbols of `boot/link.ld`.
+
+unsafe extern "C" {
+    static zhint_cmdline: [u8; 0xb80];
+    static zhint_parmarea: [u64; 7];
+    static __text_start: u8;
+    static __rodata_end: u8;
+    static __bss_start: u8;
+    static __kernel_end: u8;
+    static __boot_stack_guard: u8;
+    static __pgm_stack_guard: u8;
+    static __irq_stack_guard: u8;
+}
+
+/// The kernel command line as the loader stored it (up to the first NUL).
+pub fn command_line() -> &'static [u8] {
+    // SAFETY: the command-line area is part of the image and only the loader writes it,
+    // before the kernel starts.
+    let area: &'static [u8; 0xb80] = unsafe { &*core::ptr::addr_of!(zhint_cmdline) };
+    let len = area.iter().position(|&b| b == 0).unwrap_or(area.len());
+    &area[..len]
+}
+
+/// Start and size of the initrd (our backing store) if the loader placed one.
+pub fn initrd() -> Option<(u64, u64)> {
+    // SAFETY: the parameter area is part of the image, written only by the loader.
+    let parm = unsafe { core::ptr::addr_of!(zhint_parmarea).read_volatile() };
+    (parm[2] != 0).then_some((parm[1], parm[2]))
+}
+
+/// The initrd's contents.
+pub fn initrd_bytes() -> Option<&'static [u8]> {
+    let (start, size) = initrd()?;
+    // SAFETY: the loader placed `size` bytes at `start` in memory the kernel never hands
+    // out (the frame allocator excludes it), identity-mapped.
+    Some(unsafe { core::slice::from_raw_parts(start as *const u8, size as usize) })
+}
+
+fn addr(symbol: &u8) -> u64 {
+    symbol as *const u8 as u64
+}
+
+/// Address ranges of the loaded image.
+#[derive(Clone, Copy, Debug)]
+pub struct Layout {
+    /// Start of kernel text (after the lowcore and `.init`).
+    pub text_start: u64,
+    /// End of read-only data (text, rodata, test registry).
+    pub rodata_end: u64,
+    /// Start of BSS.
+    pub bss_start: u64,
+    /// First byte after the image, its BSS and stacks.
+    pub kernel_end: u64,
+    /// Guard pages below the boot, program-check and interruption stacks.
+    pub stack_guards: [u64; 3],
+}
+
+/// The image layout from the linker script.
+pub fn layout() -> Layout {
+    // SAFETY: only the addresses of linker-script symbols are taken, never their contents.
+    unsafe {
+        Layout {
+            text_start: addr(&__text_start),
+            rodata_end: addr(&__rodata_end),
+            bss_start: addr(&__bss_start),
+            kernel_end: addr(&__kernel_end),
+            stack_guards: [
+                addr(&__boot_stack_guard),
+                addr(&__pgm_stack_guard),
+                addr(&__irq_stack_guard),
+            ],
+        }
+    }
+}
+
+unsafe extern "C" {
+    static __kernel_tests_start: u8;
+    static __kernel_tests_end: u8;
+}
+
+/// The test descriptors that `ktest!` placed in the `.kernel_tests` section.
+pub fn test_registry() -> &'static [crate::ktest::KTest] {
+    // SAFETY: the linker script brackets `.kernel_tests` with these symbols; the section
+    // holds only `KTest` statics (8-byte aligned, `#[repr(C)]`), built with static
+    // relocations so their pointers are valid.
+    unsafe {
+        let start = core::ptr::addr_of!(__kernel_tests_start).cast::<crate::ktest::KTest>();
+        let end = core::ptr::addr_of!(__kernel_tests_end).cast::<crate::ktest::KTest>();
+        let count = (end as usize - start as usize) / core::mem::size_of::<crate::ktest::KTest>();
+        core::slice::from_raw_parts(start, count)
+    }
+}

@@ -1,0 +1,19 @@
+//! The s390x machine layer: the only part of the kernel that uses `unsafe`.
+//!
+//! Each privileged instruction has one thin, typed wrapper here with a `// SAFETY:`
+//! comment; everything above this module is safe Rust. Modeled on rust-osdev/x86_64:
+//! `cpu` (PSW, control registers, SIGP, STFLE, STSI, TOD), `lowcore` (interruption
+//! parameters), `interrupts` (frames, handlers, recovery), `sclp` (the SERVC backend for
+//! the `sclp` crate), `image` (what the loader left us: command line, initrd, layout).
+#![allow(unsafe_code)]
+
+pub mod cpu;
+pub mod essa;
+pub mod heap;
+pub mod image;
+pub mod interrupts;
+pub mod lowcore;
+pub mod probe;
+pub mod sclp;
+
+pub use interrupts::InterruptFrame;

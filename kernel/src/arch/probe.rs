@@ -1,0 +1,43 @@
+//! Instructions that raise one specific program interruption, for the tests of the
+//! interruption path (kvm-unit-tests' `selftest`, `pgm` checks). Each is safe to call:
+//! the interruption is suppressed or nullified, so the instruction changes nothing, and
+//! the handler either unwinds to the caller's `catch_pgm` scope or reports a crash.
+
+use core::arch::asm;
+
+/// Opcode 0x0000 (never assigned): operation exception (0x01), ILC 1 (2 bytes).
+pub fn invalid_opcode() {
+    // SAFETY: an unassigned opcode only raises an operation exception.
+    unsafe { asm!(".insn e,0x0000", options(nostack, nomem)) };
+}
+
+/// STCTG in problem state: privileged-operation exception (0x02), ILC 3 (6 bytes).
+pub fn privileged_operation_in_problem_state() {
+    super::interrupts::enter_problem_state();
+    let mut cr0 = 0u64;
+    // SAFETY: in problem state STCTG is suppressed with a privileged-operation exception;
+    // should it execute, it only stores CR0 into a local.
+    unsafe { asm!("stctg %c0, %c0, 0({p})", p = in(reg_addr) &mut cr0, options(nostack)) };
+    super::interrupts::leave_problem_state();
+}
+
+/// LPSWE with an operand that is not doubleword aligned: specification exception (0x06),
+/// ILC 2 (4 bytes). The PSW is never loaded.
+pub fn misaligned_lpswe() {
+    let psw = [0u64; 3];
+    // SAFETY: the operand address is odd, so LPSWE is suppressed with a specification
+    // exception before it reads anything.
+    unsafe {
+        asm!("lpswe 1({p})", p = in(reg_addr) psw.as_ptr(), options(nostack, readonly));
+    }
+}
+
+/// STURG to a real address beyond any configured storage: addressing exception (0x05),
+/// ILC 2 (4 bytes), whatever the DAT mode.
+pub fn store_beyond_storage() {
+    // SAFETY: the real address 0xffff_ffff_ffff_f000 lies beyond every machine's storage,
+    // so the store is suppressed with an addressing exception.
+    unsafe {
+        asm!("sturg {v}, {a}", v = in(reg) 0u64, a = in(reg) 0xffff_ffff_ffff_f000u64, options(nostack));
+    }
+}

@@ -1,0 +1,222 @@
+//! The kernel command line: `key` or `key=value` words separated by blanks.
+//!
+//! Unknown or malformed arguments never stop the run: each produces a [`Warning`] that
+//! the kernel prints, and the argument falls back to its default.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+/// How the kernel issues ESSA (`cmma=`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum CmmaMode {
+    /// Use the real instruction where it executes, else the host model.
+    #[default]
+    Auto,
+    /// Never issue ESSA: no page hinting at all.
+    Off,
+    /// Always use the host model, even where ESSA executes.
+    Model,
+}
+
+/// A deliberate failure requested on the command line (`panic=now`, `hang=now`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deliberate {
+    /// Panic right after the banner.
+    Panic,
+    /// Spin forever right after the banner.
+    Hang,
+}
+
+/// Everything the command line can set.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Options {
+    /// `ktest.filter=GLOB[,GLOB...]`: run only matching `suite` or `suite.test` names.
+    pub filter: Vec<String>,
+    /// `ktest.skip=N`: do not run the first N selected tests (resume after a crash).
+    pub skip: usize,
+    /// `ktest.list`: print the plan and the test descriptors, run nothing.
+    pub list: bool,
+    /// `ktest.seed=N`: seed for randomized tests.
+    pub seed: Option<u64>,
+    /// `ktest.selftest=fail,panic,pgm,hang`: enable the deliberately failing tests.
+    pub selftest: Vec<String>,
+    /// `cmma=auto|off|model`.
+    pub cmma: CmmaMode,
+    /// `panic=now` or `hang=now`.
+    pub deliberate: Option<Deliberate>,
+    /// Every argument as given, for the banner.
+    pub raw: String,
+}
+
+/// A problem with one argument; the run goes on without it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Warning {
+    /// The key is not one the kernel knows.
+    Unknown(String),
+    /// The key needs a value it did not get, or the value is malformed.
+    BadValue {
+        /// The argument's key.
+        key: String,
+        /// The value given (empty when missing).
+        value: String,
+        /// What would have been accepted.
+        expected: &'static str,
+    },
+    /// The command line holds bytes that are not printable ASCII; they were dropped.
+    NotAscii,
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Warning::Unknown(key) => write!(f, "unknown kernel argument '{key}' ignored"),
+            Warning::BadValue { key, value, expected } => write!(
+                f,
+                "bad value '{value}' for kernel argument '{key}' (expected {expected}); default kept"
+            ),
+            Warning::NotAscii => {
+                f.write_str("command line holds non-printable or non-ASCII bytes; they were dropped")
+            }
+        }
+    }
+}
+
+/// Parses the raw command line.
+pub fn parse(raw: &[u8]) -> (Options, Vec<Warning>) {
+    let mut warnings = Vec::new();
+    let text: String = raw
+        .iter()
+        .filter_map(|&b| match b {
+            b' '..=b'~' => Some(b as char),
+            b'\t' | b'\n' | b'\r' => Some(' '),
+            _ => None,
+        })
+        .collect();
+    if raw.iter().any(|&b| !matches!(b, b' '..=b'~' | b'\t' | b'\n' | b'\r')) {
+        warnings.push(Warning::NotAscii);
+    }
+    let mut options = Options { raw: text.trim().into(), ..Options::default() };
+    for word in text.split(' ').filter(|w| !w.is_empty()) {
+        let (key, value) = match word.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (word, None),
+        };
+        if let Err(expected) = apply(&mut options, key, value) {
+            warnings.push(match expected {
+                None => Warning::Unknown(key.into()),
+                Some(expected) => Warning::BadValue {
+                    key: key.into(),
+                    value: value.unwrap_or("").into(),
+                    expected,
+                },
+            });
+        }
+    }
+    (options, warnings)
+}
+
+/// Applies one argument. `Err(None)`: unknown key; `Err(Some(what))`: bad value.
+fn apply(o: &mut Options, key: &str, value: Option<&str>) -> Result<(), Option<&'static str>> {
+    let list = |v: Option<&str>, what| -> Result<Vec<String>, Option<&'static str>> {
+        let items: Vec<String> =
+            v.unwrap_or("").split(',').filter(|s| !s.is_empty()).map(String::from).collect();
+        if items.is_empty() { Err(Some(what)) } else { Ok(items) }
+    };
+    match key {
+        "ktest.filter" => o.filter = list(value, "GLOB[,GLOB...]")?,
+        "ktest.skip" => o.skip = number(value).ok_or(Some("a decimal number"))? as usize,
+        "ktest.seed" => o.seed = Some(number(value).ok_or(Some("a decimal or 0x number"))?),
+        "ktest.list" => match value {
+            None | Some("1") => o.list = true,
+            Some("0") => o.list = false,
+            _ => return Err(Some("no value, 0 or 1")),
+        },
+        "ktest.selftest" => {
+            const KNOWN: [&str; 5] = ["fail", "panic", "pgm", "hang", "all"];
+            let items = list(value, "a list of fail,panic,pgm,hang,all")?;
+            if items.iter().any(|i| !KNOWN.contains(&i.as_str())) {
+                return Err(Some("a list of fail,panic,pgm,hang,all"));
+            }
+            o.selftest = items;
+        }
+        "cmma" => {
+            o.cmma = match value {
+                Some("auto") => CmmaMode::Auto,
+                Some("off") => CmmaMode::Off,
+                Some("model") => CmmaMode::Model,
+                _ => return Err(Some("auto, off or model")),
+            }
+        }
+        "panic" | "hang" => match value {
+            Some("now") => {
+                o.deliberate =
+                    Some(if key == "panic" { Deliberate::Panic } else { Deliberate::Hang })
+            }
+            _ => return Err(Some("now")),
+        },
+        _ => return Err(None),
+    }
+    Ok(())
+}
+
+fn number(value: Option<&str>) -> Option<u64> {
+    let v = value?;
+    match v.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => v.parse().ok(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_line_gives_defaults() {
+        let (o, w) = parse(b"");
+        assert_eq!(o, Options::default());
+        assert!(w.is_empty());
+    }
+
+    #[test]
+    fn known_arguments_are_applied() {
+        let (o, w) = parse(
+            b"ktest.filter=mm::*,cmma::essa.get ktest.skip=3 ktest.seed=0x10 ktest.list cmma=model panic=now",
+        );
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(o.filter, ["mm::*", "cmma::essa.get"]);
+        assert_eq!(o.skip, 3);
+        assert_eq!(o.seed, Some(16));
+        assert!(o.list);
+        assert_eq!(o.cmma, CmmaMode::Model);
+        assert_eq!(o.deliberate, Some(Deliberate::Panic));
+    }
+
+    #[test]
+    fn unknown_and_malformed_arguments_warn_and_keep_defaults() {
+        let (o, w) = parse(b"some=arg ktest.skip=abc cmma=maybe ktest.filter= hang=later");
+        assert_eq!(o.skip, 0);
+        assert_eq!(o.cmma, CmmaMode::Auto);
+        assert!(o.filter.is_empty());
+        assert_eq!(o.deliberate, None);
+        assert_eq!(w.len(), 5);
+        assert_eq!(w[0], Warning::Unknown("some".into()));
+        assert!(matches!(&w[1], Warning::BadValue { key, .. } if key == "ktest.skip"));
+        assert!(w[1].to_string().contains("expected a decimal number"));
+    }
+
+    #[test]
+    fn non_ascii_bytes_are_dropped_with_a_warning() {
+        let (o, w) = parse(b"ktest.skip=2 \xff\x01ktest.list");
+        assert_eq!(w, [Warning::NotAscii]);
+        assert_eq!(o.skip, 2);
+        assert!(o.list);
+    }
+
+    #[test]
+    fn selftest_accepts_only_known_names() {
+        assert_eq!(parse(b"ktest.selftest=fail,pgm").0.selftest, ["fail", "pgm"]);
+        assert_eq!(parse(b"ktest.selftest=fail,boom").1.len(), 1);
+    }
+}

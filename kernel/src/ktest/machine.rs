@@ -1,0 +1,81 @@
+//! The runner on the machine: the registry from the link section, execution under a
+//! program-interruption recovery scope, the TOD clock, and `expect_pgm`.
+
+use super::runner::Executor;
+use super::{KTest, Test, current};
+use crate::arch::interrupts::{PgmInfo, catch_pgm};
+use alloc::format;
+use alloc::string::String;
+
+/// Every registered test descriptor.
+pub fn registry() -> &'static [KTest] {
+    crate::arch::image::test_registry()
+}
+
+/// Runs test bodies on this CPU.
+#[derive(Debug, Default)]
+pub struct MachineExecutor;
+
+impl Executor for MachineExecutor {
+    fn execute(&mut self, test: &KTest, t: &mut Test<'_>, position: (usize, usize)) -> Result<(), String> {
+        let test: &'static KTest = registry()
+            .iter()
+            .find(|r| core::ptr::eq(*r, test))
+            .expect("runner only runs registered tests");
+        current::set(Some((test, position.1)));
+        let result = catch_pgm(|| (test.run)(t));
+        current::set(None);
+        crate::trap::restore_kernel_state();
+        result.map_err(|info| {
+            format!(
+                "program interruption 0x{:x} at 0x{:x} ilen {} teid 0x{:x}",
+                info.code,
+                info.instruction_address(),
+                info.ilen,
+                info.teid
+            )
+        })
+    }
+
+    fn now_us(&mut self) -> u64 {
+        crate::arch::cpu::tod_to_us(crate::arch::cpu::tod())
+    }
+}
+
+impl Test<'_> {
+    /// Runs `f`, which must raise the program interruption `code` (kvm-unit-tests'
+    /// `expect_pgm_int` + `check_pgm_int_code`). Records a failure when nothing or
+    /// something else arrived; returns what arrived so the test can check the ILC, PSW
+    /// and translation-exception id too.
+    #[track_caller]
+    pub fn expect_pgm(&mut self, code: u16, f: impl FnOnce()) -> Option<PgmInfo> {
+        let at = core::panic::Location::caller();
+        let expecting = crate::trap::expecting();
+        let result = catch_pgm(f);
+        drop(expecting);
+        match result {
+            Ok(()) => {
+                self.fail_at(
+                    at.file(),
+                    at.line(),
+                    format_args!("expected program interruption 0x{code:x}, none arrived"),
+                );
+                None
+            }
+            Err(info) => {
+                if info.code != code {
+                    self.fail_at(
+                        at.file(),
+                        at.line(),
+                        format_args!(
+                            "expected program interruption 0x{code:x}, got 0x{:x} at 0x{:x}",
+                            info.code,
+                            info.instruction_address()
+                        ),
+                    );
+                }
+                Some(info)
+            }
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! `kernel_main`: from a booted CPU to a finished test run.
+
+use crate::arch::{cpu, image};
+use crate::cmdline::{self, Deliberate};
+use crate::ktest::{self, runner};
+use crate::machine::{self, Facilities, Host};
+use crate::{cmma, console, println, shutdown};
+use alloc::vec::Vec;
+
+/// Heap size: enough for frame metadata (64 bytes per 4 KiB frame) and test data.
+fn heap_size(memory: u64) -> u64 {
+    (memory / 16).clamp(4 << 20, 64 << 20)
+}
+
+/// Called by `boot` on the boot stack, DAT off, interruptions disabled.
+pub fn kernel_main() -> ! {
+    if console::init().is_err() {
+        // No console: nothing can be reported, so end as a crash QEMU can see.
+        cpu::disabled_wait(shutdown::CRASH_WAIT_CODE | 0xc0);
+    }
+    let info = console::CONSOLE.lock().read_scp_info();
+    let (memory, cpus) = match &info {
+        Ok(i) => (i.memory_bytes, i.cpus),
+        Err(e) => {
+            println!("# warning: READ SCP INFO failed ({e:?}); assuming 64 MiB, 1 CPU");
+            (64 << 20, 1)
+        }
+    };
+    init_heap(memory);
+
+    let (options, warnings) = cmdline::parse(image::command_line());
+    let host = detect_host();
+    let facilities = Facilities(cpu::facilities());
+    let essa_native = cmma::backend::probe();
+    let backend = cmma::backend::select(options.cmma, essa_native);
+
+    let consoles = console::CONSOLE.lock().consoles();
+    println!("zhint {} - guest page hinting test harness", env!("CARGO_PKG_VERSION"));
+    println!("memory: {} MiB, cpus: {cpus}, host: {host}, console: {consoles:?}", memory >> 20);
+    println!("facilities: {facilities}");
+    println!(
+        "essa: {}, cmma: {:?} -> {}",
+        if essa_native { "executes" } else { "absent (operation exception)" },
+        options.cmma,
+        backend
+    );
+    println!("command line: [{}]", options.raw);
+    for w in &warnings {
+        println!("# warning: {w}");
+    }
+
+    match options.deliberate {
+        Some(Deliberate::Panic) => panic!("deliberate panic requested by panic=now"),
+        Some(Deliberate::Hang) => {
+            println!("hanging as requested by hang=now");
+            #[allow(clippy::empty_loop)]
+            loop {}
+        }
+        None => {}
+    }
+
+    let tests = ktest::machine::registry();
+    if tests.is_empty() {
+        panic!("no tests registered: the .kernel_tests section is empty (link problem)");
+    }
+    let run_options = runner::Options {
+        filter: options.filter.clone(),
+        skip: options.skip,
+        list: options.list,
+        seed: options.seed.unwrap_or_else(|| cpu::tod() >> 12),
+        selftest: options.selftest.clone(),
+    };
+    let mut out = console::ConsoleWriter;
+    if run_options.list {
+        runner::list(tests, &run_options, &mut out);
+        shutdown::exit(77);
+    }
+    let totals = runner::run(tests, &run_options, &mut out, &mut ktest::machine::MachineExecutor);
+    shutdown::exit(totals.exit_status())
+}
+
+/// Places the heap after the image and the initrd.
+fn init_heap(memory: u64) {
+    let layout = image::layout();
+    let after_initrd = image::initrd().map_or(0, |(start, size)| start + size);
+    let start = layout.kernel_end.max(after_initrd).next_multiple_of(4096);
+    let size = heap_size(memory).min(memory.saturating_sub(start));
+    crate::arch::heap::init_region(start, size);
+}
+
+fn detect_host() -> Host {
+    let level = cpu::configuration_level();
+    if level != 3 {
+        return machine::detect_host(level, None, None);
+    }
+    let mut block = alloc::boxed::Box::new(cpu::SysinfoBlock([0; 4096]));
+    let s111: Option<Vec<u8>> = cpu::stsi(1, 1, 1, &mut block).map(|()| block.0.to_vec());
+    let s322: Option<Vec<u8>> = cpu::stsi(3, 2, 2, &mut block).map(|()| block.0.to_vec());
+    machine::detect_host(level, s111.as_deref(), s322.as_deref())
+}

@@ -1,0 +1,117 @@
+//! What interruptions mean: the policy behind the handlers in [`crate::arch::interrupts`].
+//!
+//! A program interruption is, in order: an ESSA to emulate against the host model, a
+//! DAT or discard fault for the memory manager, an interruption a test expected (unwound
+//! to its [`catch_pgm`](crate::arch::interrupts::catch_pgm) scope), or a crash.
+
+use crate::arch::cpu::{self, psw_mask};
+use crate::arch::interrupts::{self, InterruptFrame, PgmInfo};
+use crate::ktest::ktap::SUBTEST_INDENT;
+use crate::{console, ktest, shutdown};
+use core::fmt::Write;
+
+/// Handles one program interruption; on return the CPU resumes with `frame`.
+pub fn program_interruption(frame: &mut InterruptFrame, info: &PgmInfo) {
+    if crate::cmma::backend::emulate(frame, info) {
+        return;
+    }
+    // Anything not resolved above: a test that runs under `catch_pgm` gets it back
+    // (expected or not); the crash report is printed only when no test expected it.
+    if interrupts::catching() {
+        if !expected() {
+            report(frame, "unexpected program interruption", info);
+        }
+        interrupts::unwind_to_catcher(frame, info);
+        return;
+    }
+    report(frame, "unexpected program interruption", info);
+    shutdown::crash("unexpected program interruption outside a test");
+}
+
+/// True while a test body waits for a program interruption inside `expect_pgm`.
+fn expected() -> bool {
+    EXPECTING.load(core::sync::atomic::Ordering::Relaxed)
+}
+
+static EXPECTING: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Marks the program interruptions that arrive until the returned guard is dropped as
+/// expected: they are not reported as crashes.
+pub fn expecting() -> ExpectGuard {
+    ExpectGuard(EXPECTING.swap(true, core::sync::atomic::Ordering::Relaxed))
+}
+
+/// Restores the previous expectation when dropped.
+#[derive(Debug)]
+pub struct ExpectGuard(bool);
+
+impl Drop for ExpectGuard {
+    fn drop(&mut self) {
+        EXPECTING.store(self.0, core::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// A program interruption while handling one: nothing can be trusted any more.
+pub fn fatal_nested_program_interruption(frame: &InterruptFrame, info: &PgmInfo) -> ! {
+    report(frame, "program interruption inside the program-interruption handler", info);
+    shutdown::crash("nested program interruption");
+}
+
+/// An interruption of a class the kernel never enables, or an unknown code.
+pub fn unexpected_interruption(kind: &str, code: u64, frame: &InterruptFrame) -> ! {
+    console::force_unlock();
+    let indent = indent();
+    let _ = writeln!(console::ConsoleWriter, "{indent}# unexpected {kind} interruption: code 0x{code:x}");
+    registers(frame, indent);
+    shutdown::crash("unexpected interruption");
+}
+
+/// Puts back what a test may have changed when it was cut short: the console lock, the
+/// expectation flag. (DAT mode and problem state come back with the resumed PSW.)
+pub fn restore_kernel_state() {
+    EXPECTING.store(false, core::sync::atomic::Ordering::Relaxed);
+    console::force_unlock();
+}
+
+/// Diagnostics go inside the running test's subtest, or at top level.
+fn indent() -> &'static str {
+    if ktest::current::get().is_some() { SUBTEST_INDENT } else { "" }
+}
+
+fn report(frame: &InterruptFrame, what: &str, info: &PgmInfo) {
+    console::force_unlock();
+    let indent = indent();
+    let mut w = console::ConsoleWriter;
+    let _ = writeln!(
+        w,
+        "{indent}# {what}: code 0x{:04x} ilen {} at 0x{:x}",
+        info.code,
+        info.ilen,
+        info.instruction_address()
+    );
+    let _ = writeln!(
+        w,
+        "{indent}# old psw: 0x{:016x} 0x{:016x} teid: 0x{:016x}",
+        info.psw.mask, info.psw.addr, info.teid
+    );
+    registers(frame, indent);
+}
+
+fn registers(frame: &InterruptFrame, indent: &str) {
+    let mut w = console::ConsoleWriter;
+    for (row, regs) in frame.gprs.chunks(4).enumerate() {
+        let _ = writeln!(
+            w,
+            "{indent}# r{}-r{}: {:016x} {:016x} {:016x} {:016x}",
+            row * 4,
+            row * 4 + 3,
+            regs[0],
+            regs[1],
+            regs[2],
+            regs[3]
+        );
+    }
+    let mode = if frame.psw.mask & psw_mask::PSTATE != 0 { "problem" } else { "supervisor" };
+    let dat = if frame.psw.mask & psw_mask::DAT != 0 { "on" } else { "off" };
+    let _ = writeln!(w, "{indent}# state: {mode}, DAT {dat}, cpu {}", cpu::cpu_address());
+}
