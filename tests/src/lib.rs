@@ -9,6 +9,10 @@ extern crate alloc;
 
 #[cfg(target_arch = "s390x")]
 mod arch_interrupts;
+#[cfg(target_arch = "s390x")]
+mod ktest_selftest;
+#[cfg(target_arch = "s390x")]
+mod sclp_console;
 
 /// Called by `boot` so that the linker pulls this crate into the image.
 #[inline(never)]
