@@ -1,6 +1,6 @@
 //! `kernel_main`: from a booted CPU to a finished test run.
 
-use crate::arch::{cpu, image};
+use crate::arch::{cpu, image, kspace};
 use crate::cmdline::{self, Deliberate};
 use crate::ktest::{self, runner};
 use crate::machine::{self, Facilities, Host};
@@ -26,13 +26,17 @@ pub fn kernel_main() -> ! {
             (64 << 20, 1)
         }
     };
-    init_heap(memory);
+    let heap_end = init_heap(memory);
+    let tables = heap_end..heap_end + kspace::tables_size(memory);
+    if let Err(e) = kspace::init(memory, tables) {
+        panic!("cannot build the kernel address space: {e:?}");
+    }
 
     let (options, warnings) = cmdline::parse(image::command_line());
     let host = detect_host();
     let facilities = Facilities(cpu::facilities());
     let essa_native = cmma::backend::probe();
-    let backend = cmma::backend::select(options.cmma, essa_native);
+    let backend = cmma::backend::select(options.cmma, essa_native, memory);
 
     let consoles = console::CONSOLE.lock().consoles();
     println!("zhint {} - guest page hinting test harness", env!("CARGO_PKG_VERSION"));
@@ -44,6 +48,7 @@ pub fn kernel_main() -> ! {
         options.cmma,
         backend
     );
+    println!("dat: on, kernel identity-mapped with 4 KiB pages");
     println!("command line: [{}]", options.raw);
     for w in &warnings {
         println!("# warning: {w}");
@@ -79,13 +84,14 @@ pub fn kernel_main() -> ! {
     shutdown::exit(totals.exit_status())
 }
 
-/// Places the heap after the image and the initrd.
-fn init_heap(memory: u64) {
+/// Places the heap after the image and the initrd; returns its end.
+fn init_heap(memory: u64) -> u64 {
     let layout = image::layout();
     let after_initrd = image::initrd().map_or(0, |(start, size)| start + size);
     let start = layout.kernel_end.max(after_initrd).next_multiple_of(4096);
     let size = heap_size(memory).min(memory.saturating_sub(start));
     crate::arch::heap::init_region(start, size);
+    start + size
 }
 
 fn detect_host() -> Host {

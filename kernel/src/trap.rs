@@ -12,9 +12,21 @@ use core::fmt::Write;
 
 /// Handles one program interruption; on return the CPU resumes with `frame`.
 pub fn program_interruption(frame: &mut InterruptFrame, info: &PgmInfo) {
-    if crate::cmma::backend::emulate(frame, info) {
-        return;
+    use crate::cmma::backend::{self, Emulation};
+    let mut info = *info;
+    match backend::emulate(frame, &info) {
+        Emulation::Done => return,
+        Emulation::Raise(code) => info.code = code,
+        Emulation::NotEssa => {}
     }
+    match backend::on_translation_fault(&info) {
+        // The model supplied the frame again: retry the access (the PSW points at it).
+        Some(None) => return,
+        // Delivered as z/VM would: PIC 0x1A with the absolute address in the TEID.
+        Some(Some(delivered)) => info = delivered,
+        None => {}
+    }
+    let info = &info;
     // Anything not resolved above: a test that runs under `catch_pgm` gets it back
     // (expected or not); the crash report is printed only when no test expected it.
     if interrupts::catching() {

@@ -10,6 +10,10 @@ extern crate alloc;
 #[cfg(target_arch = "s390x")]
 mod arch_interrupts;
 #[cfg(target_arch = "s390x")]
+mod cmma_discard;
+#[cfg(target_arch = "s390x")]
+mod cmma_essa;
+#[cfg(target_arch = "s390x")]
 mod ktest_selftest;
 #[cfg(target_arch = "s390x")]
 mod sclp_console;

@@ -220,3 +220,32 @@ pub fn tod() -> u64 {
 pub fn tod_to_us(ticks: u64) -> u64 {
     ticks >> 12
 }
+
+/// Turns on DAT with `asce` as the primary, secondary and home address space
+/// (CR1, CR7, CR13), keeping the rest of the PSW.
+///
+/// # Safety
+/// The tables behind `asce` must map all storage the kernel uses one to one, so the
+/// next instruction and all data stay where they are.
+pub unsafe fn dat_on(asce: u64) {
+    // SAFETY: the caller guarantees an identity map, so loading it changes no address
+    // the kernel uses.
+    unsafe {
+        write_cr::<1>(asce);
+        write_cr::<7>(asce);
+        write_cr::<13>(asce);
+    }
+    let psw = Psw { mask: current_psw_mask() | psw_mask::DAT, addr: 0 };
+    // SAFETY: continues at the next instruction with DAT on, identity-mapped.
+    unsafe {
+        asm!(
+            "larl {t}, 1f",
+            "stg {t}, 8({p})",
+            "lpswe 0({p})",
+            "1:",
+            p = in(reg_addr) &psw,
+            t = out(reg) _,
+            options(nostack),
+        );
+    }
+}

@@ -12,8 +12,10 @@ pub mod essa;
 pub mod heap;
 pub mod image;
 pub mod interrupts;
+pub mod kspace;
 pub mod lowcore;
 pub mod probe;
 pub mod sclp;
+pub mod storage;
 
 pub use interrupts::InterruptFrame;

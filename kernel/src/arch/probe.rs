@@ -41,3 +41,11 @@ pub fn store_beyond_storage() {
         asm!("sturg {v}, {a}", v = in(reg) 0u64, a = in(reg) 0xffff_ffff_ffff_f000u64, options(nostack));
     }
 }
+
+/// ESSA (get state) in problem state: privileged-operation exception (0x02) where ESSA
+/// exists or is emulated.
+pub fn essa_in_problem_state(addr: u64) {
+    super::interrupts::enter_problem_state();
+    let _ = super::essa::essa(0, addr);
+    super::interrupts::leave_problem_state();
+}

@@ -1,12 +1,29 @@
 //! Which ESSA the kernel uses: the real instruction where it executes (KVM, z/VM), or
 //! the host model, reached through the same instruction: under QEMU TCG (and any machine
 //! without CMMA) ESSA raises an operation exception, and the program-interruption
-//! handler emulates it.
+//! handler emulates it here, against [`HostModel`].
+//!
+//! The model's machine side ([`HostMemory`]) is real: the change bit is the storage
+//! key's (TCG emulates R/C), and a discarded frame is poisoned and its kernel mapping
+//! revoked through DAT, so any access faults and [`on_translation_fault`] turns it into
+//! the block-volatility exception (0x1A) z/VM would deliver.
 
+use super::essa::ProgramException;
+use super::model::{AccessVerdict, EssaContext, HostMemory, HostModel, ModelOptions};
+use crate::arch::cpu::psw_mask;
 use crate::arch::interrupts::{InterruptFrame, PgmInfo, catch_pgm};
+use crate::arch::storage::{Machine, iske, key, sske};
+use crate::arch::{essa, kspace};
 use crate::cmdline::CmmaMode;
+use crate::machine::{Facilities, facility};
+use crate::mm::addr::{PAGE_SIZE, Pfn};
+use crate::mm::machine::PhysMem;
 use core::fmt;
 use core::sync::atomic::{AtomicU8, Ordering};
+use spin::Mutex;
+
+/// Byte a discarded frame is filled with, so stale reads are recognizable.
+pub const POISON: u8 = 0xdb;
 
 /// The ESSA backend in use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,6 +48,9 @@ impl fmt::Display for Backend {
 
 static BACKEND: AtomicU8 = AtomicU8::new(Backend::Off as u8);
 
+/// The host model; present when the backend is [`Backend::Model`].
+pub static MODEL: Mutex<Option<HostModel>> = Mutex::new(None);
+
 /// The backend chosen at boot.
 pub fn current() -> Backend {
     match BACKEND.load(Ordering::Relaxed) {
@@ -44,22 +64,131 @@ pub fn current() -> Backend {
 /// (there is no STFLE bit for it).
 pub fn probe() -> bool {
     let _expected = crate::trap::expecting();
-    catch_pgm(|| crate::arch::essa::essa(0, 0)).is_ok()
+    catch_pgm(|| essa::essa(0, 0)).is_ok()
 }
 
-/// Picks the backend from `cmma=` and the probe, and remembers it.
-pub fn select(mode: CmmaMode, native: bool) -> Backend {
+/// Picks the backend from `cmma=` and the probe, sets up the model when needed.
+pub fn select(mode: CmmaMode, native: bool, memory: u64) -> Backend {
     let backend = match (mode, native) {
         (CmmaMode::Off, _) => Backend::Off,
         (CmmaMode::Auto, true) => Backend::Native,
         (CmmaMode::Auto, false) | (CmmaMode::Model, _) => Backend::Model,
     };
+    if backend == Backend::Model {
+        // QEMU TCG emulates reference and change bits only after a first key instruction.
+        kspace::enable_storage_keys(0);
+        *MODEL.lock() = Some(HostModel::new(memory / PAGE_SIZE, ModelOptions::default()));
+    }
     BACKEND.store(backend as u8, Ordering::Relaxed);
     backend
 }
 
-/// Emulates a trapped ESSA against the host model. Returns true when the interruption
-/// was an ESSA and has been handled (the frame now resumes after it).
-pub fn emulate(_frame: &mut InterruptFrame, _info: &PgmInfo) -> bool {
-    false
+/// The host model's view of the machine.
+#[derive(Debug)]
+pub struct MachineHost {
+    frames: u64,
+}
+
+impl MachineHost {
+    /// The machine with `frames` frames of storage.
+    pub fn new(frames: u64) -> Self {
+        MachineHost { frames }
+    }
+}
+
+impl HostMemory for MachineHost {
+    fn change_bit(&mut self, pfn: u64) -> bool {
+        iske(pfn * PAGE_SIZE) & key::CHANGE != 0
+    }
+
+    fn clear_change_bit(&mut self, pfn: u64) {
+        let addr = pfn * PAGE_SIZE;
+        sske(addr, iske(addr) & !key::CHANGE);
+    }
+
+    fn discard_frame(&mut self, pfn: u64) {
+        Machine.frame(Pfn::new(pfn)).fill(POISON);
+        let addr = pfn * PAGE_SIZE;
+        sske(addr, iske(addr) & !(key::CHANGE | key::REFERENCE));
+        kspace::revoke(pfn);
+    }
+
+    fn restore_zeroed(&mut self, pfn: u64) {
+        kspace::restore(pfn);
+        Machine.frame(Pfn::new(pfn)).fill(0);
+    }
+
+    fn frames(&self) -> u64 {
+        self.frames
+    }
+}
+
+/// Runs `f` on the model and its machine side. `None` when there is no model.
+pub fn with_model<R>(f: impl FnOnce(&mut HostModel, &mut MachineHost) -> R) -> Option<R> {
+    let mut model = MODEL.lock();
+    let model = model.as_mut()?;
+    let mut host = MachineHost::new(model.frames());
+    Some(f(model, &mut host))
+}
+
+/// What became of a program interruption that may be a trapped ESSA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Emulation {
+    /// Not an ESSA the model handles: dispatch the interruption as it is.
+    NotEssa,
+    /// Emulated; the frame resumes after the instruction with R1 set.
+    Done,
+    /// The ESSA raises this program exception instead (same old PSW: suppression).
+    Raise(u16),
+}
+
+/// Emulates a trapped ESSA against the host model.
+pub fn emulate(frame: &mut InterruptFrame, info: &PgmInfo) -> Emulation {
+    if info.code != 0x01 || info.ilen != 4 || current() != Backend::Model {
+        return Emulation::NotEssa;
+    }
+    let Some((r1, r2, m3)) = essa::decode(essa::instruction_at(info.instruction_address())) else {
+        return Emulation::NotEssa;
+    };
+    let ctx = EssaContext {
+        orc_raw: m3,
+        addr: frame.gprs[usize::from(r2)],
+        problem_state: info.psw.mask & psw_mask::PSTATE != 0,
+        facility_147: Facilities(crate::arch::cpu::facilities()).has(facility::CMM_NODAT),
+    };
+    match with_model(|model, host| model.essa(host, ctx)) {
+        None => Emulation::NotEssa,
+        Some(Ok(old)) => {
+            let r1 = usize::from(r1);
+            frame.gprs[r1] = (frame.gprs[r1] & !0xff) | u64::from(old.raw());
+            Emulation::Done
+        }
+        Some(Err(exception)) => Emulation::Raise(exception.code()),
+    }
+}
+
+/// A translation exception at a frame the model revoked: the model decides whether the
+/// access proceeds (retried) or becomes a block-volatility or addressing exception.
+/// `None` when the fault has nothing to do with the model.
+pub fn on_translation_fault(info: &PgmInfo) -> Option<Option<PgmInfo>> {
+    if !matches!(info.code, 0x10 | 0x11) {
+        return None;
+    }
+    // The kernel space is an identity map: the failing address is the absolute one.
+    let pfn = (info.teid & !0xfff) / PAGE_SIZE;
+    if !kspace::is_revoked(pfn) {
+        return None;
+    }
+    let verdict = with_model(|model, host| model.on_access(host, pfn))?;
+    Some(match verdict {
+        AccessVerdict::Ok => None,
+        AccessVerdict::BlockVolatility { absolute_addr } => Some(PgmInfo {
+            code: ProgramException::BlockVolatility.code(),
+            teid: absolute_addr,
+            ..*info
+        }),
+        AccessVerdict::Addressing => {
+            Some(PgmInfo { code: ProgramException::Addressing.code(), ..*info })
+        }
+    })
 }

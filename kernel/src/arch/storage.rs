@@ -1,0 +1,99 @@
+//! Physical storage, storage keys and TLB maintenance, behind the memory manager's
+//! machine traits ([`crate::mm::machine`]): the kernel is identity-mapped, so absolute
+//! address = kernel virtual address for every frame.
+
+use crate::mm::addr::{PAGE_BYTES, Pfn, PhysAddr, VirtAddr};
+use crate::mm::machine::{PhysMem, StorageKeys, Tlb};
+use core::arch::asm;
+
+/// Storage-key bits (the low byte of ISKE's result).
+pub mod key {
+    /// Reference bit.
+    pub const REFERENCE: u8 = 0x04;
+    /// Change bit.
+    pub const CHANGE: u8 = 0x02;
+}
+
+/// INSERT STORAGE KEY EXTENDED for the frame at `addr`.
+pub fn iske(addr: u64) -> u8 {
+    let key: u64;
+    // SAFETY: ISKE only reads the storage key of an existing frame into a register.
+    unsafe { asm!("iske {k}, {a}", k = out(reg) key, a = in(reg) addr, options(nostack, nomem)) };
+    key as u8
+}
+
+/// SET STORAGE KEY EXTENDED for the frame at `addr`. Only the reference and change bits
+/// matter to the kernel: access key 0 and no fetch protection everywhere.
+pub fn sske(addr: u64, key: u8) {
+    // SAFETY: the kernel runs with PSW key 0, so any access-control value keeps every
+    // frame accessible; only R and C change meaning.
+    unsafe { asm!("sske {k}, {a}", k = in(reg) u64::from(key), a = in(reg) addr, options(nostack, nomem)) };
+}
+
+/// RESET REFERENCE BIT EXTENDED; returns whether it was set.
+pub fn rrbe(addr: u64) -> bool {
+    let cc: u64;
+    // SAFETY: RRBE only clears the reference bit and reports the old R/C in the CC.
+    unsafe {
+        asm!("rrbe 0, {a}", "ipm {cc}", "srl {cc}, 28", a = in(reg) addr, cc = out(reg) cc, options(nostack, nomem));
+    }
+    cc & 2 != 0
+}
+
+/// The machine as the memory manager sees it.
+#[derive(Debug, Default)]
+pub struct Machine;
+
+impl PhysMem for Machine {
+    fn read_u64(&self, pa: PhysAddr) -> u64 {
+        // SAFETY: every absolute address below the end of storage is identity-mapped and
+        // aligned as the trait requires; DAT tables are read this way.
+        unsafe { (pa.as_u64() as *const u64).read_volatile() }
+    }
+
+    fn write_u64(&mut self, pa: PhysAddr, value: u64) {
+        // SAFETY: as for `read_u64`; the memory manager writes only memory it owns.
+        unsafe { (pa.as_u64() as *mut u64).write_volatile(value) }
+    }
+
+    fn frame(&mut self, pfn: Pfn) -> &mut [u8; PAGE_BYTES] {
+        // SAFETY: the frame is identity-mapped; the memory manager hands out one frame
+        // to one owner at a time, so no other live reference aliases it.
+        unsafe { &mut *(pfn.addr().as_u64() as *mut [u8; PAGE_BYTES]) }
+    }
+
+    fn frame_ref(&self, pfn: Pfn) -> &[u8; PAGE_BYTES] {
+        // SAFETY: as for `frame`, shared.
+        unsafe { &*(pfn.addr().as_u64() as *const [u8; PAGE_BYTES]) }
+    }
+}
+
+impl Tlb for Machine {
+    fn invalidate_page(&mut self, pte: PhysAddr, va: VirtAddr) {
+        // The page-table origin is the PTE address rounded down to the 2 KiB table.
+        let origin = pte.as_u64() & !0x7ff;
+        // SAFETY: IPTE sets the invalid bit of the PTE for `va` in the table at `origin`
+        // and purges it from every TLB; the caller is about to replace that entry.
+        unsafe { asm!("ipte {o}, {v}", o = in(reg_addr) origin, v = in(reg_addr) va.as_u64(), options(nostack)) };
+    }
+
+    fn flush_all(&mut self) {
+        // SAFETY: PTLB only drops cached translations.
+        unsafe { asm!("ptlb", options(nostack, nomem)) };
+    }
+}
+
+impl StorageKeys for Machine {
+    fn test_and_clear_reference(&mut self, pfn: Pfn) -> bool {
+        rrbe(pfn.addr().as_u64())
+    }
+
+    fn test_and_clear_change(&mut self, pfn: Pfn) -> bool {
+        let addr = pfn.addr().as_u64();
+        let k = iske(addr);
+        if k & key::CHANGE != 0 {
+            sske(addr, k & !key::CHANGE);
+        }
+        k & key::CHANGE != 0
+    }
+}
