@@ -34,6 +34,10 @@ pub fn kernel_main() -> ! {
 
     let (options, warnings) = cmdline::parse(image::command_line());
     let host = detect_host();
+    if host == Host::Lpar {
+        // The HMC's integrated ASCII console needs CR LF line ends.
+        console::CONSOLE.lock().set_crlf(true);
+    }
     let facilities = Facilities(cpu::facilities());
     let essa_native = cmma::backend::probe();
     let backend = cmma::backend::select(options.cmma, essa_native, memory);

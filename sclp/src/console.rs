@@ -1,0 +1,566 @@
+//! The console layer: line buffering, ASCII and line-mode WRITE EVENT DATA, console dropping,
+//! and `core::fmt::Write`.
+//!
+//! Output is collected into a line and written with one SERVC per console per line: the
+//! line-mode console starts a new line with every write, and one request per byte would be slow
+//! on every console. A line longer than [`LINE_CAPACITY`] is written in pieces; the ASCII console
+//! continues the piece on the same line, the line-mode console starts a new one. A line-mode
+//! line longer than [`LINE_MODE_WIDTH`] is split into several message text objects.
+
+use core::fmt;
+
+use crate::ebcdic::to_cp037;
+use crate::spec::{EventBufferHeader, SccbHeader, command, event_type, line_mode, response};
+use crate::{Backend, Error, Sclp};
+
+/// Bytes collected before they are written even without a newline.
+pub const LINE_CAPACITY: usize = 256;
+
+/// Longest line-mode line, in characters; longer lines are split into several MTOs. 132 is the
+/// classic printer line (kvm-unit-tests splits at 119); what z/VM and the HMC do with longer
+/// lines has not been verified.
+pub const LINE_MODE_WIDTH: usize = 132;
+
+/// Offset of the first message text object in a line-mode SCCB.
+const FIRST_MTO: usize =
+    SccbHeader::SIZE + EventBufferHeader::SIZE + line_mode::MDB_HEADER_SIZE + line_mode::GO_SIZE;
+
+/// The bytes of the line being collected.
+#[derive(Clone, Debug)]
+pub(crate) struct LineBuffer {
+    bytes: [u8; LINE_CAPACITY],
+    len: usize,
+}
+
+impl LineBuffer {
+    pub(crate) const fn new() -> Self {
+        Self {
+            bytes: [0; LINE_CAPACITY],
+            len: 0,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+
+    fn is_full(&self) -> bool {
+        self.len == LINE_CAPACITY
+    }
+
+    fn push(&mut self, byte: u8) {
+        self.bytes[self.len] = byte;
+        self.len += 1;
+    }
+
+    fn clear(&mut self) {
+        self.len = 0;
+    }
+}
+
+/// One of the two consoles, for dropping the one that refused output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Console {
+    Ascii,
+    LineMode,
+}
+
+/// What the line-mode console gets for an ASCII byte: printable ASCII as it is, a tab as a
+/// space, carriage returns nothing (every MTO is a line of its own), anything else (control
+/// characters, UTF-8 sequences) `?`.
+fn line_mode_char(byte: u8) -> Option<u8> {
+    match byte {
+        b'\r' => None,
+        b'\t' => Some(b' '),
+        0x20..=0x7e => Some(byte),
+        _ => Some(b'?'),
+    }
+}
+
+impl<B: Backend> Sclp<B> {
+    /// Queues `byte` for output; `'\n'` writes the line. Errors are dropped, as a console has
+    /// nowhere to report them; use [`write_bytes`](Self::write_bytes) to see them.
+    pub fn send(&mut self, byte: u8) {
+        let _ = self.write_byte(byte);
+    }
+
+    /// Queues `byte` for output; `'\n'` writes the line, and so does a full line buffer.
+    pub fn write_byte(&mut self, byte: u8) -> Result<(), Error> {
+        if byte == b'\n' {
+            return self.write_line(true);
+        }
+        if self.line.is_full() {
+            self.write_line(false)?;
+        }
+        self.line.push(byte);
+        Ok(())
+    }
+
+    /// Queues `bytes` for output, writing each completed line. All bytes are processed even
+    /// after an error (a console that keeps failing must not silence the other one); the first
+    /// error is returned.
+    pub fn write_bytes(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        let mut first_error = Ok(());
+        for &byte in bytes {
+            if let Err(error) = self.write_byte(byte) {
+                first_error = first_error.and(Err(error));
+            }
+        }
+        first_error
+    }
+
+    /// As [`write_bytes`](Self::write_bytes) for a string, with the driver's own error type
+    /// instead of `fmt::Error`.
+    pub fn write_str_raw(&mut self, s: &str) -> Result<(), Error> {
+        self.write_bytes(s.as_bytes())
+    }
+
+    /// Writes what is queued even though no newline ended it. On the ASCII console the next
+    /// output continues the same line; on the line-mode console it starts a new one.
+    pub fn flush(&mut self) -> Result<(), Error> {
+        if self.line.len() == 0 {
+            return Ok(());
+        }
+        self.write_line(false)
+    }
+
+    /// Ends ASCII-console lines with `"\r\n"` instead of `"\n"` (the LPAR HMC's integrated ASCII
+    /// console needs the carriage return).
+    pub fn set_crlf(&mut self, on: bool) {
+        self.crlf = on;
+    }
+
+    /// Writes the queued line to every console and empties the queue. A console that answers
+    /// "not active" (0x05F0, z/VM's VT220) or "invalid function" (0x40F0, no such device) is
+    /// dropped and the other carries on; any other failure is returned after both were tried.
+    fn write_line(&mut self, newline: bool) -> Result<(), Error> {
+        let mut first_error = None;
+        if self.consoles.ascii
+            && let Err(error) = self.write_ascii(newline)
+        {
+            first_error = Some(error);
+        }
+        if self.consoles.line_mode
+            && let Err(error) = self.write_line_mode()
+        {
+            first_error.get_or_insert(error);
+        }
+        self.line.clear();
+        match first_error {
+            Some(error) => Err(error),
+            None if self.consoles.is_empty() => Err(Error::NoConsole),
+            None => Ok(()),
+        }
+    }
+
+    /// One ASCII console event (type 0x1a) with the queued bytes and the line terminator.
+    fn write_ascii(&mut self, newline: bool) -> Result<(), Error> {
+        let terminator: &[u8] = match (newline, self.crlf) {
+            (false, _) => b"",
+            (true, false) => b"\n",
+            (true, true) => b"\r\n",
+        };
+        let text = self.line.as_bytes();
+        let event_length = EventBufferHeader::SIZE + text.len() + terminator.len();
+        let length = SccbHeader::SIZE + event_length;
+
+        self.sccb.clear();
+        let bytes = self.sccb.as_bytes_mut();
+        SccbHeader::request(length).encode(bytes);
+        EventBufferHeader {
+            length: event_length as u16,
+            event_type: event_type::ASCII_CONSOLE,
+            flags: 0,
+        }
+        .encode(&mut bytes[SccbHeader::SIZE..]);
+        let data = SccbHeader::SIZE + EventBufferHeader::SIZE;
+        bytes[data..data + text.len()].copy_from_slice(text);
+        bytes[data + text.len()..length].copy_from_slice(terminator);
+        self.write_event_data(Console::Ascii)
+    }
+
+    /// One message event (type 0x02): MDB header, GO object, then one MTO per
+    /// [`LINE_MODE_WIDTH`] characters of EBCDIC text.
+    fn write_line_mode(&mut self) -> Result<(), Error> {
+        let mut text = [0; LINE_CAPACITY];
+        let mut text_len = 0;
+        for code in self
+            .line
+            .as_bytes()
+            .iter()
+            .filter_map(|&b| line_mode_char(b))
+        {
+            text[text_len] = to_cp037(code);
+            text_len += 1;
+        }
+        let text = &text[..text_len];
+
+        self.sccb.clear();
+        let bytes = self.sccb.as_bytes_mut();
+        let mut end = FIRST_MTO;
+        let mut put_mto = |bytes: &mut [u8], chunk: &[u8]| {
+            line_mode::encode_mto_header(&mut bytes[end..], chunk.len());
+            let text_start = end + line_mode::MTO_HEADER_SIZE;
+            bytes[text_start..text_start + chunk.len()].copy_from_slice(chunk);
+            end = text_start + chunk.len();
+        };
+        if text.is_empty() {
+            put_mto(bytes, &[]);
+        }
+        for chunk in text.chunks(LINE_MODE_WIDTH) {
+            put_mto(bytes, chunk);
+        }
+
+        SccbHeader::request(end).encode(bytes);
+        let event = SccbHeader::SIZE;
+        EventBufferHeader {
+            length: (end - event) as u16,
+            event_type: event_type::MESSAGE,
+            flags: 0,
+        }
+        .encode(&mut bytes[event..]);
+        let mdb = event + EventBufferHeader::SIZE;
+        line_mode::encode_mdb_header(&mut bytes[mdb..], end - mdb);
+        line_mode::encode_go(&mut bytes[mdb + line_mode::MDB_HEADER_SIZE..]);
+        self.write_event_data(Console::LineMode)
+    }
+
+    /// Issues WRITE EVENT DATA for the event prepared in the SCCB.
+    fn write_event_data(&mut self, console: Console) -> Result<(), Error> {
+        match self.execute(command::WRITE_EVENT_DATA)? {
+            response::NORMAL_COMPLETION => Ok(()),
+            response::NOT_ACTIVE | response::INVALID_FUNCTION => {
+                match console {
+                    Console::Ascii => self.consoles.ascii = false,
+                    Console::LineMode => self.consoles.line_mode = false,
+                }
+                Ok(())
+            }
+            code => Err(Error::Response(code)),
+        }
+    }
+}
+
+impl<B: Backend> fmt::Write for Sclp<B> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.write_bytes(s.as_bytes()).map_err(|_| fmt::Error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use core::fmt::Write as _;
+    use std::string::String;
+    use std::vec::Vec;
+
+    use super::*;
+    use crate::Consoles;
+    use crate::fake::{Config, initialized, sclp};
+
+    const ASCII_ONLY: u32 = 0x0000_0040;
+    const LINE_MODE_ONLY: u32 = 0x4000_0000;
+
+    fn event_requests(sclp: &Sclp<crate::fake::FakeSclp>) -> Vec<&[u8]> {
+        let requests = &sclp.backend.requests;
+        requests
+            .iter()
+            .filter(|r| r.command == 0x0076_0005)
+            .map(|r| &r.bytes[..])
+            .collect()
+    }
+
+    #[test]
+    fn ascii_line_is_one_event_laid_out_byte_for_byte() {
+        let (mut sclp, _) = initialized(Config {
+            receive_mask: ASCII_ONLY,
+            ..Config::default()
+        });
+        sclp.write_str_raw("hello\n").unwrap();
+        let events = event_requests(&sclp);
+        assert_eq!(events.len(), 1);
+        assert_eq!(
+            events[0],
+            [
+                0x00, 0x14, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // SCCB: length 20
+                0x00, 0x0C, 0x1A, 0x00, 0x00, 0x00, // event: length 12, ASCII console
+                b'h', b'e', b'l', b'l', b'o', b'\n',
+            ]
+        );
+        assert_eq!(sclp.backend.ascii_text(), "hello\n");
+    }
+
+    #[test]
+    fn output_is_written_once_per_line_not_per_byte() {
+        let (mut sclp, _) = initialized(Config {
+            receive_mask: ASCII_ONLY,
+            ..Config::default()
+        });
+        sclp.write_str_raw("first line\nsecond").unwrap();
+        assert_eq!(event_requests(&sclp).len(), 1);
+        sclp.write_str_raw(" line\n").unwrap();
+        assert_eq!(event_requests(&sclp).len(), 2);
+        assert_eq!(sclp.backend.ascii_text(), "first line\nsecond line\n");
+    }
+
+    #[test]
+    fn line_mode_event_has_mdb_go_and_mto_byte_for_byte() {
+        let (mut sclp, _) = initialized(Config {
+            receive_mask: LINE_MODE_ONLY,
+            ..Config::default()
+        });
+        sclp.write_str_raw("ok 1\n").unwrap();
+        let events = event_requests(&sclp);
+        assert_eq!(events.len(), 1);
+        let mut expected = std::vec![
+            0x00, 0x60, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // SCCB: length 96
+            0x00, 0x58, 0x02, 0x00, 0x00, 0x00, // event: length 88, message
+            0x00, 0x52, 0x00, 0x01, 0xD4, 0xC4, 0xC2, 0x40, 0x00, 0x00, 0x00, 0x01, // MDB
+            0x00, 0x38, 0x00, 0x01, // GO: length 56, type 1, then 52 zero bytes
+        ];
+        expected.extend([0; 52]);
+        expected.extend([0x00, 0x0E, 0x00, 0x04, 0x10, 0x00, 0x00, 0x00, 0x00, 0x00]); // MTO
+        expected.extend([0x96, 0x92, 0x40, 0xF1]); // "ok 1" in CP037
+        assert_eq!(events[0], &expected[..]);
+    }
+
+    #[test]
+    fn every_ktap_character_survives_the_line_mode_console() {
+        let (mut sclp, _) = initialized(Config {
+            receive_mask: LINE_MODE_ONLY,
+            ..Config::default()
+        });
+        let lines = [
+            "KTAP version 1",
+            "    # Subtest: mm::page_cache",
+            "    ok 12 - volatile_page_discarded # SKIP essa: unavailable (operation exception)",
+            "not ok 3 - x_y.z=/()!,+*<>'\"[]{}|~^`@$%&?;\\",
+            "# Totals: pass:10 fail:0 skip:2 total:12 ABCXYZ 0123456789",
+            "EXIT: STATUS=1",
+        ];
+        for line in lines {
+            writeln!(sclp, "{line}").unwrap();
+        }
+        assert_eq!(sclp.backend.line_mode_lines(), lines);
+    }
+
+    #[test]
+    fn both_consoles_get_every_line() {
+        let (mut sclp, _) = initialized(Config::default());
+        sclp.write_str_raw("one\ntwo\n").unwrap();
+        assert_eq!(sclp.backend.ascii_text(), "one\ntwo\n");
+        assert_eq!(sclp.backend.line_mode_lines(), ["one", "two"]);
+        assert_eq!(event_requests(&sclp).len(), 4);
+    }
+
+    #[test]
+    fn crlf_mode_ends_ascii_lines_with_carriage_return_line_feed() {
+        let (mut sclp, _) = initialized(Config::default());
+        sclp.set_crlf(true);
+        sclp.write_str_raw("a\nb\n").unwrap();
+        assert_eq!(sclp.backend.ascii_text(), "a\r\nb\r\n");
+        assert_eq!(sclp.backend.line_mode_lines(), ["a", "b"]);
+        sclp.set_crlf(false);
+        sclp.write_str_raw("c\n").unwrap();
+        assert_eq!(sclp.backend.ascii_text(), "a\r\nb\r\nc\n");
+    }
+
+    #[test]
+    fn long_lines_are_split_and_nothing_is_lost() {
+        let (mut sclp, _) = initialized(Config::default());
+        let line: String = (0..600)
+            .map(|i| char::from(b'a' + (i % 26) as u8))
+            .collect();
+        writeln!(sclp, "{line}").unwrap();
+
+        assert_eq!(sclp.backend.ascii_text(), std::format!("{line}\n"));
+        let ascii_events: Vec<_> = event_requests(&sclp)
+            .into_iter()
+            .filter(|e| e[10] == 0x1a)
+            .collect();
+        assert_eq!(
+            ascii_events.len(),
+            3,
+            "600 bytes in pieces of {LINE_CAPACITY}"
+        );
+        assert!(
+            ascii_events
+                .iter()
+                .all(|e| e.len() <= 14 + LINE_CAPACITY + 1)
+        );
+
+        let lines = sclp.backend.line_mode_lines();
+        assert!(
+            lines.iter().all(|l| l.len() <= LINE_MODE_WIDTH),
+            "{lines:?}"
+        );
+        assert_eq!(lines.concat(), line);
+        assert_eq!(lines.len(), 5, "256 = 132 + 124, twice, then 88");
+    }
+
+    #[test]
+    fn a_line_that_exactly_fills_the_buffer_gives_no_empty_line() {
+        let (mut sclp, _) = initialized(Config::default());
+        let line = "x".repeat(LINE_CAPACITY);
+        writeln!(sclp, "{line}").unwrap();
+        assert_eq!(
+            sclp.backend.line_mode_lines(),
+            [&line[..LINE_MODE_WIDTH], &line[LINE_MODE_WIDTH..]]
+        );
+        assert_eq!(sclp.backend.ascii_text(), std::format!("{line}\n"));
+    }
+
+    #[test]
+    fn empty_line_is_one_empty_mto() {
+        let (mut sclp, _) = initialized(Config::default());
+        sclp.write_str_raw("\n").unwrap();
+        assert_eq!(sclp.backend.line_mode_lines(), [""]);
+        assert_eq!(sclp.backend.ascii_text(), "\n");
+    }
+
+    #[test]
+    fn zvm_vt220_answering_05f0_is_dropped_and_line_mode_carries_on() {
+        let (mut sclp, _) = initialized(Config {
+            ascii_response: 0x05f0,
+            ..Config::default()
+        });
+        sclp.write_str_raw("first\nsecond\n").unwrap();
+        assert_eq!(
+            sclp.consoles(),
+            Consoles {
+                ascii: false,
+                line_mode: true
+            }
+        );
+        assert_eq!(sclp.backend.line_mode_lines(), ["first", "second"]);
+        let ascii_attempts = event_requests(&sclp)
+            .iter()
+            .filter(|e| e[10] == 0x1a)
+            .count();
+        assert_eq!(
+            ascii_attempts, 1,
+            "the dropped console must not be tried again"
+        );
+    }
+
+    #[test]
+    fn missing_line_mode_device_answering_40f0_is_dropped() {
+        let (mut sclp, _) = initialized(Config {
+            line_mode_response: 0x40f0,
+            ..Config::default()
+        });
+        sclp.write_str_raw("a\nb\n").unwrap();
+        assert_eq!(
+            sclp.consoles(),
+            Consoles {
+                ascii: true,
+                line_mode: false
+            }
+        );
+        assert_eq!(sclp.backend.ascii_text(), "a\nb\n");
+    }
+
+    #[test]
+    fn other_error_responses_are_reported_and_the_console_kept() {
+        for code in [0x01f0, 0x0300, 0x0340, 0x72f0] {
+            let config = Config {
+                ascii_response: code,
+                ..Config::default()
+            };
+            let (mut sclp, _) = initialized(config);
+            assert_eq!(sclp.write_str_raw("a\nb\n"), Err(Error::Response(code)));
+            assert_eq!(sclp.consoles(), Consoles::BOTH);
+            assert_eq!(
+                sclp.backend.line_mode_lines(),
+                ["a", "b"],
+                "the other console printed all"
+            );
+            assert!(
+                writeln!(sclp, "c").is_err(),
+                "fmt::Write must report the failure"
+            );
+        }
+    }
+
+    #[test]
+    fn when_every_console_refuses_output_writes_fail() {
+        let config = Config {
+            ascii_response: 0x05f0,
+            line_mode_response: 0x40f0,
+            ..Config::default()
+        };
+        let (mut sclp, _) = initialized(config);
+        assert_eq!(sclp.write_str_raw("lost\n"), Err(Error::NoConsole));
+        assert_eq!(sclp.consoles(), Consoles::NONE);
+        let attempts = sclp.backend.requests.len();
+        assert_eq!(sclp.write_str_raw("also lost\n"), Err(Error::NoConsole));
+        assert_eq!(
+            sclp.backend.requests.len(),
+            attempts,
+            "no console left to try"
+        );
+    }
+
+    #[test]
+    fn flush_writes_a_partial_line_and_nothing_when_empty() {
+        let (mut sclp, _) = initialized(Config::default());
+        sclp.write_str_raw("abc").unwrap();
+        assert!(
+            sclp.backend.ascii_output.is_empty(),
+            "no newline, no write yet"
+        );
+        sclp.flush().unwrap();
+        assert_eq!(sclp.backend.ascii_text(), "abc");
+        assert_eq!(sclp.backend.line_mode_lines(), ["abc"]);
+        let requests = sclp.backend.requests.len();
+        sclp.flush().unwrap();
+        assert_eq!(sclp.backend.requests.len(), requests);
+    }
+
+    #[test]
+    fn send_queues_bytes_like_uart_16550() {
+        let (mut sclp, _) = initialized(Config {
+            receive_mask: ASCII_ONLY,
+            ..Config::default()
+        });
+        for &byte in b"hi\n" {
+            sclp.send(byte);
+        }
+        assert_eq!(sclp.backend.ascii_text(), "hi\n");
+    }
+
+    #[test]
+    fn fmt_write_formats_into_the_console() {
+        let (mut sclp, _) = initialized(Config::default());
+        writeln!(sclp, "{} {:#x} {:>4}|", 42, 255, "r").unwrap();
+        assert_eq!(sclp.backend.ascii_text(), "42 0xff    r|\n");
+        assert_eq!(sclp.backend.line_mode_lines(), ["42 0xff    r|"]);
+    }
+
+    #[test]
+    fn line_mode_replaces_what_it_cannot_show() {
+        let (mut sclp, _) = initialized(Config::default());
+        sclp.write_str_raw("é\tx\r\n").unwrap();
+        assert_eq!(sclp.backend.line_mode_lines(), ["?? x"]);
+        assert_eq!(sclp.backend.ascii_text(), "é\tx\r\n");
+    }
+
+    #[test]
+    fn output_before_init_goes_to_both_consoles() {
+        let mut sclp = sclp(Config::default());
+        sclp.write_str_raw("early\n").unwrap();
+        assert_eq!(sclp.backend.ascii_text(), "early\n");
+        assert_eq!(sclp.backend.line_mode_lines(), ["early"]);
+    }
+
+    #[test]
+    fn busy_console_writes_are_retried() {
+        let (mut sclp, _) = initialized(Config::default());
+        sclp.backend.config.busy_calls = sclp.backend.busy_answers + 2;
+        sclp.write_str_raw("x\n").unwrap();
+        assert_eq!(sclp.backend.ascii_text(), "x\n");
+    }
+}
