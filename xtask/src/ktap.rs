@@ -1,0 +1,698 @@
+//! Incremental KTAP v1 parser for the kernel console.
+//!
+//! The console is not a clean KTAP document: boot banners and other noise may appear on any
+//! line, lines may end in CR LF, bytes may be garbage (not UTF-8), and the stream may stop in
+//! the middle of a line when the kernel crashes. The parser therefore classifies one line at a
+//! time, never fails, and keeps only bounded state: a partial line of at most
+//! [`MAX_LINE_BYTES`], the names of the open subtests, and at most [`MAX_PENDING_DIAGNOSTICS`]
+//! diagnostics waiting for the result line they belong to (KTAP puts diagnostics *before* the
+//! result they describe).
+//!
+//! Nesting follows KUnit: each level is indented by four spaces, the top-level plan counts
+//! suites, and a suite is a subtest introduced by `# Subtest: <name>`.
+
+/// Longest line kept; the rest of an overlong line is dropped so memory stays bounded.
+pub const MAX_LINE_BYTES: usize = 16 * 1024;
+/// Most diagnostics kept for one result line; later ones are counted, not stored.
+pub const MAX_PENDING_DIAGNOSTICS: usize = 256;
+/// Deepest nesting level tracked; deeper lines are treated as if they were at this level.
+pub const MAX_DEPTH: usize = 16;
+/// Spaces per nesting level, as KUnit prints them.
+const INDENT: usize = 4;
+
+/// A KTAP directive after `#` on a result line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Directive {
+    /// `SKIP`: the test did not run.
+    Skip,
+    /// `TODO`: a known failure (TAP heritage).
+    Todo,
+    /// `XFAIL`: expected to fail, and did.
+    XFail,
+    /// `TIMEOUT`: the test ran out of time (synthesized by the host).
+    Timeout,
+    /// `ERROR`: the test could not complete (panic, unexpected interruption).
+    Error,
+}
+
+impl Directive {
+    fn from_word(word: &str) -> Option<Self> {
+        match word.to_ascii_uppercase().as_str() {
+            "SKIP" => Some(Self::Skip),
+            "TODO" => Some(Self::Todo),
+            "XFAIL" => Some(Self::XFail),
+            "TIMEOUT" => Some(Self::Timeout),
+            "ERROR" => Some(Self::Error),
+            _ => None,
+        }
+    }
+}
+
+/// One `ok`/`not ok` line with the diagnostics that preceded it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResultLine {
+    /// Nesting level: 0 = top level (suites), 1 = tests inside a suite.
+    pub depth: usize,
+    /// `true` for `ok`, `false` for `not ok`.
+    pub ok: bool,
+    /// The test number, if the line had one.
+    pub number: Option<u64>,
+    /// The description (test name).
+    pub name: String,
+    /// The directive, if any.
+    pub directive: Option<Directive>,
+    /// Text after the directive (or after `#` when there is no known directive).
+    pub reason: String,
+    /// Diagnostic lines (without `# `) seen at this depth or deeper since the previous result.
+    pub diagnostics: Vec<String>,
+    /// Names of the enclosing subtests, outermost first (`[suite]` for a test in a suite).
+    pub path: Vec<String>,
+}
+
+/// One line of `ktest.list` output: `# test: <suite>.<name> file=<file>:<line> flags=<list>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedTest {
+    /// The suite (module path such as `arch::interrupts`).
+    pub suite: String,
+    /// The test name inside the suite.
+    pub name: String,
+    /// `file:line` of the test, if given.
+    pub location: Option<String>,
+    /// Flags such as `expect_pgm` or `slow`.
+    pub flags: Vec<String>,
+}
+
+/// What one console line means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// `KTAP version N` (or `TAP version N`).
+    Version {
+        /// Nesting level of the line.
+        depth: usize,
+        /// The version number.
+        version: u32,
+    },
+    /// `1..N`.
+    Plan {
+        /// Nesting level of the line.
+        depth: usize,
+        /// Number of tests (or suites at depth 0) announced.
+        count: u64,
+    },
+    /// `# Subtest: name`.
+    Subtest {
+        /// Nesting level of the subtest's own lines.
+        depth: usize,
+        /// The subtest (suite) name.
+        name: String,
+    },
+    /// A diagnostic `# text` (also attached to the next result line).
+    Diagnostic {
+        /// Nesting level of the line.
+        depth: usize,
+        /// The text after `# `.
+        text: String,
+    },
+    /// A `ktest.list` entry.
+    Listed(ListedTest),
+    /// An `ok`/`not ok` line.
+    Result(ResultLine),
+    /// `Bail out! reason`.
+    BailOut {
+        /// The reason after `Bail out!`.
+        reason: String,
+    },
+    /// `EXIT: STATUS=N`, the kernel's in-band exit status.
+    Exit {
+        /// The status: 1 all passed, 3 failures, 77 all skipped.
+        status: i64,
+    },
+    /// A line that is not KTAP (console noise, banners).
+    Noise(String),
+}
+
+/// Incremental parser: feed bytes or lines, get [`Event`]s.
+#[derive(Debug, Default)]
+pub struct Parser {
+    partial: Vec<u8>,
+    dropping_rest_of_line: bool,
+    subtests: Vec<Option<String>>,
+    pending: Vec<(usize, String)>,
+    pending_dropped: usize,
+}
+
+impl Parser {
+    /// A parser at the start of a stream.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Feeds a chunk of console bytes; returns the events of every line completed by it.
+    pub fn push(&mut self, bytes: &[u8]) -> Vec<Event> {
+        let mut events = Vec::new();
+        for piece in bytes.split_inclusive(|&b| b == b'\n') {
+            let complete = piece.last() == Some(&b'\n');
+            let content = if complete {
+                &piece[..piece.len() - 1]
+            } else {
+                piece
+            };
+            if !self.dropping_rest_of_line {
+                let room = MAX_LINE_BYTES - self.partial.len();
+                self.partial
+                    .extend_from_slice(&content[..content.len().min(room)]);
+                if content.len() > room {
+                    self.dropping_rest_of_line = true;
+                }
+            }
+            if complete {
+                let line = std::mem::take(&mut self.partial);
+                self.dropping_rest_of_line = false;
+                events.push(self.parse_line(&line));
+            }
+        }
+        events
+    }
+
+    /// Ends the stream: a last line without a newline (truncated output) is still parsed.
+    pub fn finish(&mut self) -> Option<Event> {
+        if self.partial.is_empty() {
+            return None;
+        }
+        let line = std::mem::take(&mut self.partial);
+        self.dropping_rest_of_line = false;
+        Some(self.parse_line(&line))
+    }
+
+    /// Parses one complete line (without its `\n`; a trailing `\r` is ignored).
+    pub fn parse_line(&mut self, raw: &[u8]) -> Event {
+        let raw = &raw[..raw.len().min(MAX_LINE_BYTES)];
+        let decoded = String::from_utf8_lossy(raw);
+        let line = decoded.trim_end_matches(['\r', '\n']);
+        let spaces = line.len() - line.trim_start_matches(' ').len();
+        let depth = (spaces / INDENT).min(MAX_DEPTH);
+        let body = line.trim().to_string();
+        self.classify(depth, body, line)
+    }
+
+    fn classify(&mut self, depth: usize, body: String, line: &str) -> Event {
+        if let Some(rest) = body.strip_prefix("EXIT: STATUS=")
+            && let Ok(status) = rest.trim().parse::<i64>()
+        {
+            return Event::Exit { status };
+        }
+        if let Some(reason) = body.strip_prefix("Bail out!") {
+            return Event::BailOut {
+                reason: reason.trim().to_string(),
+            };
+        }
+        if let Some(version) = parse_version(&body) {
+            return Event::Version { depth, version };
+        }
+        if let Some(count) = parse_plan(&body) {
+            return Event::Plan { depth, count };
+        }
+        if let Some(text) = body.strip_prefix('#') {
+            return self.diagnostic(depth, text.trim().to_string());
+        }
+        if let Some(result) = parse_result(depth, &body) {
+            return Event::Result(self.complete_result(result));
+        }
+        Event::Noise(line.to_string())
+    }
+
+    fn diagnostic(&mut self, depth: usize, text: String) -> Event {
+        if let Some(name) = text.strip_prefix("Subtest:") {
+            let name = name.trim().to_string();
+            self.subtests.truncate(depth);
+            self.subtests.resize(depth, None);
+            self.subtests.push(Some(name.clone()));
+            return Event::Subtest { depth, name };
+        }
+        if let Some(listed) = text.strip_prefix("test:").and_then(parse_listed) {
+            return Event::Listed(listed);
+        }
+        if self.pending.len() < MAX_PENDING_DIAGNOSTICS {
+            self.pending.push((depth, text.clone()));
+        } else {
+            self.pending_dropped += 1;
+        }
+        Event::Diagnostic { depth, text }
+    }
+
+    fn complete_result(&mut self, mut result: ResultLine) -> ResultLine {
+        let depth = result.depth;
+        let (mine, theirs): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|(d, _)| *d >= depth);
+        self.pending = theirs;
+        result.diagnostics = mine.into_iter().map(|(_, text)| text).collect();
+        if self.pending_dropped > 0 {
+            result.diagnostics.push(format!(
+                "({} more diagnostics dropped)",
+                self.pending_dropped
+            ));
+            self.pending_dropped = 0;
+        }
+        result.path = self
+            .subtests
+            .iter()
+            .take(depth + 1)
+            .skip(1)
+            .flatten()
+            .cloned()
+            .collect();
+        // A result line closes the subtest one level deeper (its own children).
+        self.subtests.truncate(depth + 1);
+        result
+    }
+}
+
+fn parse_version(body: &str) -> Option<u32> {
+    let rest = body
+        .strip_prefix("KTAP version ")
+        .or_else(|| body.strip_prefix("TAP version "))?;
+    rest.trim().parse().ok()
+}
+
+fn parse_plan(body: &str) -> Option<u64> {
+    let rest = body.strip_prefix("1..")?;
+    let digits = rest.split(" #").next()?.trim();
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+fn parse_result(depth: usize, body: &str) -> Option<ResultLine> {
+    let (ok, rest) = if let Some(rest) = body.strip_prefix("not ok") {
+        (false, rest)
+    } else {
+        (true, body.strip_prefix("ok")?)
+    };
+    if !(rest.is_empty() || rest.starts_with(' ')) {
+        return None;
+    }
+    let rest = rest.trim_start();
+    let digits_end = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    let number = rest[..digits_end].parse().ok();
+    let rest = rest[digits_end..].trim_start();
+    let rest = rest.strip_prefix("- ").unwrap_or(rest);
+    let (name, comment) = split_unescaped_hash(rest);
+    let (directive, reason) = match comment {
+        None => (None, String::new()),
+        Some(comment) => {
+            let comment = comment.trim();
+            let (word, after) = comment
+                .split_once(char::is_whitespace)
+                .unwrap_or((comment, ""));
+            match Directive::from_word(word) {
+                Some(directive) => (Some(directive), after.trim().to_string()),
+                None => (None, comment.to_string()),
+            }
+        }
+    };
+    Some(ResultLine {
+        depth,
+        ok,
+        number,
+        name: name.trim().replace("\\#", "#").replace("\\\\", "\\"),
+        directive,
+        reason,
+        diagnostics: Vec::new(),
+        path: Vec::new(),
+    })
+}
+
+/// Splits at the first `#` not escaped by a backslash.
+fn split_unescaped_hash(text: &str) -> (&str, Option<&str>) {
+    let mut escaped = false;
+    for (index, c) in text.char_indices() {
+        match c {
+            '\\' if !escaped => escaped = true,
+            '#' if !escaped => return (&text[..index], Some(&text[index + 1..])),
+            _ => escaped = false,
+        }
+    }
+    (text, None)
+}
+
+fn parse_listed(text: &str) -> Option<ListedTest> {
+    let mut words = text.split_whitespace();
+    let (suite, name) = words.next()?.rsplit_once('.')?;
+    if suite.is_empty() || name.is_empty() {
+        return None;
+    }
+    let mut listed = ListedTest {
+        suite: suite.to_string(),
+        name: name.to_string(),
+        location: None,
+        flags: Vec::new(),
+    };
+    for word in words {
+        if let Some(file) = word.strip_prefix("file=") {
+            listed.location = Some(file.to_string());
+        } else if let Some(flags) = word.strip_prefix("flags=") {
+            listed.flags = flags
+                .split(',')
+                .filter(|f| !f.is_empty() && *f != "-")
+                .map(str::to_string)
+                .collect();
+        }
+    }
+    Some(listed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const SAMPLE: &str = "\
+zhint booting: 256 MiB, 1 CPU
+KTAP version 1
+# zhint: seed=12345 filter=* skip=0
+1..2
+    KTAP version 1
+    # Subtest: arch::interrupts
+    1..3
+    ok 1 operation_exception
+    # check_eq failed at tests/src/arch_interrupts.rs:42: left: 0x1, right: 0x2
+    not ok 2 privileged_operation
+    ok 3 essa_probe # SKIP ESSA executes natively
+# arch::interrupts: pass:1 fail:1 skip:1 total:3
+not ok 1 arch::interrupts
+    KTAP version 1
+    # Subtest: sclp::console
+    1..1
+    not ok 1 boom # ERROR program interruption 0x11 at 0x1234 ...
+# sclp::console: pass:0 fail:1 skip:0 total:1
+not ok 2 sclp::console
+# Totals: pass:1 fail:2 skip:1 total:4
+EXIT: STATUS=3
+";
+
+    fn results(events: &[Event]) -> Vec<&ResultLine> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Result(r) => Some(r),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn parses_the_kunit_shaped_sample() {
+        let events = Parser::new().push(SAMPLE.as_bytes());
+        assert_eq!(
+            events[0],
+            Event::Noise("zhint booting: 256 MiB, 1 CPU".into())
+        );
+        assert_eq!(
+            events[1],
+            Event::Version {
+                depth: 0,
+                version: 1
+            }
+        );
+        assert_eq!(events[3], Event::Plan { depth: 0, count: 2 });
+        assert_eq!(
+            events[5],
+            Event::Subtest {
+                depth: 1,
+                name: "arch::interrupts".into()
+            }
+        );
+        let results = results(&events);
+        assert_eq!(results.len(), 6);
+        let failed = results[1];
+        assert_eq!(
+            (failed.ok, failed.number, failed.name.as_str()),
+            (false, Some(2), "privileged_operation")
+        );
+        assert_eq!(failed.path, ["arch::interrupts"]);
+        assert_eq!(
+            failed.diagnostics,
+            ["check_eq failed at tests/src/arch_interrupts.rs:42: left: 0x1, right: 0x2"]
+        );
+        assert!(
+            results[0].diagnostics.is_empty(),
+            "diagnostics belong to the next result only"
+        );
+        assert_eq!(results[2].directive, Some(Directive::Skip));
+        assert_eq!(results[2].reason, "ESSA executes natively");
+        let suite = results[3];
+        assert_eq!((suite.depth, suite.name.as_str()), (0, "arch::interrupts"));
+        assert!(suite.path.is_empty());
+        assert_eq!(results[4].path, ["sclp::console"]);
+        assert_eq!(results[4].directive, Some(Directive::Error));
+        assert_eq!(results[4].reason, "program interruption 0x11 at 0x1234 ...");
+        assert_eq!(events.last(), Some(&Event::Exit { status: 3 }));
+    }
+
+    #[test]
+    fn crlf_and_byte_by_byte_feeding_give_the_same_events() {
+        let whole = Parser::new().push(SAMPLE.as_bytes());
+        let crlf = SAMPLE.replace('\n', "\r\n");
+        let mut parser = Parser::new();
+        let mut trickled = Vec::new();
+        for byte in crlf.as_bytes() {
+            trickled.extend(parser.push(std::slice::from_ref(byte)));
+        }
+        assert_eq!(whole, trickled);
+    }
+
+    #[test]
+    fn interleaved_noise_does_not_disturb_results() {
+        let text = "KTAP version 1\n1..1\n    # Subtest: s\nsclp: buffer overrun\n    1..1\n\
+                    [  0.1] random kernel noise\n    # why: because\nnoise ok 1 not a result\n    ok 1 t\n";
+        let events = Parser::new().push(text.as_bytes());
+        let results = results(&events);
+        assert_eq!(results.len(), 1);
+        assert_eq!(results[0].path, ["s"]);
+        assert_eq!(results[0].diagnostics, ["why: because"]);
+        let noise = events
+            .iter()
+            .filter(|e| matches!(e, Event::Noise(_)))
+            .count();
+        assert_eq!(noise, 3);
+    }
+
+    #[test]
+    fn truncated_output_yields_the_partial_last_line_on_finish() {
+        let mut parser = Parser::new();
+        let events = parser.push(b"KTAP version 1\n1..1\n    # Subtest: s\n    ok 1 fir");
+        assert!(results(&events).is_empty());
+        match parser.finish() {
+            Some(Event::Result(r)) => assert_eq!(r.name, "fir"),
+            other => panic!("expected a result, got {other:?}"),
+        }
+        assert_eq!(parser.finish(), None);
+    }
+
+    #[test]
+    fn garbage_bytes_are_replaced_not_fatal() {
+        let mut parser = Parser::new();
+        let events = parser.push(b"\xff\xfe\x00garbage\n    ok 1 na\xc3me \xff # SKIP r\xe9ason\n");
+        assert!(matches!(&events[0], Event::Noise(text) if text.contains('\u{fffd}')));
+        let results = results(&events);
+        assert_eq!(results[0].name, "na\u{fffd}me \u{fffd}");
+        assert_eq!(results[0].directive, Some(Directive::Skip));
+    }
+
+    #[test]
+    fn nested_subtests_carry_their_path_and_close_correctly() {
+        let text = "\
+KTAP version 1
+1..1
+    # Subtest: suite
+    1..1
+        # Subtest: param_test
+        1..2
+        ok 1 case_a
+        # inner diag
+        not ok 2 case_b
+    # outer diag
+    not ok 1 param_test
+not ok 1 suite
+";
+        let events = Parser::new().push(text.as_bytes());
+        let results = results(&events);
+        assert_eq!(results[0].path, ["suite", "param_test"]);
+        assert_eq!(results[1].diagnostics, ["inner diag"]);
+        assert_eq!(results[2].path, ["suite"]);
+        assert_eq!(results[2].name, "param_test");
+        assert_eq!(results[2].diagnostics, ["outer diag"]);
+        assert!(results[3].path.is_empty());
+    }
+
+    #[test]
+    fn directives_and_tap_style_descriptions() {
+        let mut parser = Parser::new();
+        let cases = [
+            (
+                "ok 3 - a \\# b # skip lowercase",
+                "a # b",
+                Some(Directive::Skip),
+                "lowercase",
+            ),
+            (
+                "not ok 4 t # XFAIL known",
+                "t",
+                Some(Directive::XFail),
+                "known",
+            ),
+            ("not ok 5 t # TIMEOUT", "t", Some(Directive::Timeout), ""),
+            (
+                "not ok 6 t # TODO later",
+                "t",
+                Some(Directive::Todo),
+                "later",
+            ),
+            ("not ok 7 t # weird data", "t", None, "weird data"),
+            ("ok", "", None, ""),
+        ];
+        for (line, name, directive, reason) in cases {
+            match parser.parse_line(line.as_bytes()) {
+                Event::Result(r) => {
+                    assert_eq!(
+                        (r.name.as_str(), &r.directive, r.reason.as_str()),
+                        (name, &directive, reason),
+                        "{line}"
+                    )
+                }
+                other => panic!("{line}: {other:?}"),
+            }
+        }
+        assert!(matches!(parser.parse_line(b"okay then"), Event::Noise(_)));
+        assert!(matches!(parser.parse_line(b"1..x"), Event::Noise(_)));
+        assert!(matches!(
+            parser.parse_line(b"EXIT: STATUS=oops"),
+            Event::Noise(_)
+        ));
+    }
+
+    #[test]
+    fn list_lines_bail_out_and_exit() {
+        let mut parser = Parser::new();
+        assert_eq!(
+            parser.parse_line(b"# test: arch::interrupts.operation_exception file=tests/src/a.rs:10 flags=expect_pgm,slow"),
+            Event::Listed(ListedTest {
+                suite: "arch::interrupts".into(),
+                name: "operation_exception".into(),
+                location: Some("tests/src/a.rs:10".into()),
+                flags: vec!["expect_pgm".into(), "slow".into()],
+            })
+        );
+        assert_eq!(
+            parser.parse_line(b"Bail out! panic in s.t"),
+            Event::BailOut {
+                reason: "panic in s.t".into()
+            }
+        );
+        assert_eq!(
+            parser.parse_line(b"EXIT: STATUS=77\r"),
+            Event::Exit { status: 77 }
+        );
+        match parser.parse_line(b"# test: s.t file=a.rs:1 flags=-") {
+            Event::Listed(listed) => assert!(listed.flags.is_empty(), "`-` means no flags"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn overlong_lines_and_diagnostic_floods_stay_bounded() {
+        let mut parser = Parser::new();
+        let mut long = vec![b'x'; MAX_LINE_BYTES * 3];
+        long.push(b'\n');
+        match &parser.push(&long)[..] {
+            [Event::Noise(text)] => assert_eq!(text.len(), MAX_LINE_BYTES),
+            other => panic!("{other:?}"),
+        }
+        let flood = "# d\n".repeat(MAX_PENDING_DIAGNOSTICS * 2);
+        parser.push(flood.as_bytes());
+        let events = parser.push(b"ok 1 t\n");
+        let result = results(&events)[0];
+        assert_eq!(result.diagnostics.len(), MAX_PENDING_DIAGNOSTICS + 1);
+        assert!(result.diagnostics.last().unwrap().contains("256 more"));
+    }
+
+    fn fuzz_cases() -> u32 {
+        std::env::var("KTAP_FUZZ_CASES")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(2000)
+    }
+
+    fn ktap_like_line() -> impl Strategy<Value = Vec<u8>> {
+        let fragments = prop::sample::select(vec![
+            "KTAP version 1",
+            "1..3",
+            "    ",
+            "# Subtest: ",
+            "ok ",
+            "not ok ",
+            "# SKIP ",
+            "# ERROR ",
+            "Bail out!",
+            "EXIT: STATUS=",
+            "# test: a.b file=",
+            "\r",
+            "#",
+            "\\",
+            "1..",
+            "-",
+            " ",
+        ]);
+        let piece = prop_oneof![
+            fragments.prop_map(|s| s.as_bytes().to_vec()),
+            prop::collection::vec(any::<u8>(), 0..8),
+        ];
+        prop::collection::vec(piece, 0..8).prop_map(|parts| parts.concat())
+    }
+
+    proptest! {
+        // `KTAP_FUZZ_CASES=1000000 cargo test -p xtask --release ktap` for a long run.
+        #![proptest_config(ProptestConfig::with_cases(fuzz_cases()))]
+
+        #[test]
+        fn never_panics_on_random_bytes(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
+            let mut parser = Parser::new();
+            let events = parser.push(&bytes);
+            prop_assert!(events.len() <= bytes.iter().filter(|&&b| b == b'\n').count());
+            parser.finish();
+        }
+
+        #[test]
+        fn never_panics_on_ktap_like_lines(lines in prop::collection::vec(ktap_like_line(), 0..64)) {
+            let mut parser = Parser::new();
+            for line in &lines {
+                let mut line = line.clone();
+                line.push(b'\n');
+                parser.push(&line);
+            }
+            parser.finish();
+        }
+
+        #[test]
+        fn mutated_sample_never_panics_and_splitting_is_irrelevant(
+            flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..32),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let mut bytes = SAMPLE.as_bytes().to_vec();
+            for (index, value) in flips {
+                let at = index.index(bytes.len());
+                bytes[at] = value;
+            }
+            let whole = Parser::new().push(&bytes);
+            let at = cut.index(bytes.len());
+            let mut parser = Parser::new();
+            let mut split = parser.push(&bytes[..at]);
+            split.extend(parser.push(&bytes[at..]));
+            prop_assert_eq!(whole, split);
+        }
+    }
+}
