@@ -1,0 +1,278 @@
+//! DAT address spaces: region-third table -> segment tables -> page tables.
+//!
+//! Layout: the ASCE designates a region-third table of one frame (TL = 0, 512
+//! entries, 2 GiB each: 1 TiB of address space). Each valid region-third entry
+//! points at a full segment table (TF = 0, TL = 3: 2048 entries in 4 contiguous
+//! frames, 1 MiB each). Each valid segment entry points at a page table of 256
+//! entries (2 KiB; one per frame, the second half unused). Tables are written
+//! through [`PhysMem`]; TLB maintenance goes through [`Tlb`].
+//!
+//! The kernel part is shared by linking the kernel's region-third entries
+//! (hence its segment and page tables) into every address space
+//! ([`DatSpace::share_from`]); user mappings must therefore live in 2 GiB
+//! regions the kernel does not use.
+
+pub mod entry;
+
+use core::ops::Range;
+
+use super::addr::{PAGE_SIZE, Pfn, PhysAddr, VirtAddr};
+use super::error::MmError;
+use super::machine::{PhysMem, Tlb};
+pub use entry::{Asce, Pte, Region3Entry, SegmentEntry, VA_LIMIT};
+use entry::{
+    PAGE_ENTRIES, REGION3_ENTRIES, REGION3_SIZE, SEGMENT_ENTRIES, SEGMENT_TABLE_FRAMES, page_index,
+    region3_index, segment_index,
+};
+
+/// Where DAT tables come from: the frame allocator in the kernel, a simple
+/// counter in tests. Frames need not be zeroed; the tables are initialised here.
+pub trait TableAlloc {
+    /// `count` contiguous frames, the first aligned to `count` frames.
+    fn alloc_table(&mut self, count: usize) -> Option<Pfn>;
+    /// Gives back what [`TableAlloc::alloc_table`] returned.
+    fn free_table(&mut self, first: Pfn, count: usize);
+}
+
+/// Where a software walk of the tables ended.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Walk {
+    /// The address is beyond what the ASCE translates (region-third exception, 0x3b).
+    OutOfRange,
+    /// The region-third entry is invalid (region-third-translation exception, 0x3b).
+    NoSegmentTable,
+    /// The segment entry is invalid (segment-translation exception, 0x10).
+    NoPageTable,
+    /// A page table exists; the PTE (valid or not) is at `addr`.
+    Pte {
+        /// Absolute address of the PTE.
+        addr: PhysAddr,
+        /// Its value.
+        pte: Pte,
+    },
+}
+
+impl Walk {
+    /// The PTE, if it is valid.
+    pub fn valid_pte(self) -> Option<(PhysAddr, Pte)> {
+        match self {
+            Self::Pte { addr, pte } if pte.is_valid() => Some((addr, pte)),
+            _ => None,
+        }
+    }
+}
+
+/// One address space's DAT tables.
+#[derive(Debug, PartialEq, Eq)]
+pub struct DatSpace {
+    region3: Pfn,
+}
+
+fn fill<M: PhysMem + ?Sized>(mem: &mut M, first: Pfn, entries: usize, value: u64) {
+    let base = first.addr().as_u64();
+    for i in 0..entries as u64 {
+        mem.write_u64(PhysAddr::new(base + 8 * i), value);
+    }
+}
+
+fn entry_addr(table: PhysAddr, index: usize) -> PhysAddr {
+    PhysAddr::new(table.as_u64() + 8 * index as u64)
+}
+
+impl DatSpace {
+    /// A new, empty address space: one region-third table, all entries invalid.
+    pub fn new<M: PhysMem + ?Sized, A: TableAlloc + ?Sized>(
+        mem: &mut M,
+        tables: &mut A,
+    ) -> Result<Self, MmError> {
+        let region3 = tables.alloc_table(1).ok_or(MmError::OutOfMemory)?;
+        fill(mem, region3, REGION3_ENTRIES, Region3Entry::EMPTY.bits());
+        Ok(Self { region3 })
+    }
+
+    /// The ASCE to load for this address space.
+    pub fn asce(&self) -> Asce {
+        Asce::region_third(self.region3.addr())
+    }
+
+    fn check(va: VirtAddr) -> Result<(), MmError> {
+        if va.as_u64() >= VA_LIMIT {
+            Err(MmError::OutOfRange)
+        } else if !va.is_page_aligned() {
+            Err(MmError::Unaligned)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Walks the tables for `va` as the CPU would (no side effects).
+    pub fn walk<M: PhysMem + ?Sized>(&self, mem: &M, va: VirtAddr) -> Walk {
+        if va.as_u64() >= VA_LIMIT {
+            return Walk::OutOfRange;
+        }
+        let r3 = Region3Entry::from_bits(
+            mem.read_u64(entry_addr(self.region3.addr(), region3_index(va))),
+        );
+        if !r3.is_valid() {
+            return Walk::NoSegmentTable;
+        }
+        let seg = SegmentEntry::from_bits(mem.read_u64(entry_addr(r3.origin(), segment_index(va))));
+        if !seg.is_valid() {
+            return Walk::NoPageTable;
+        }
+        let addr = entry_addr(seg.origin(), page_index(va));
+        Walk::Pte {
+            addr,
+            pte: Pte::from_bits(mem.read_u64(addr)),
+        }
+    }
+
+    /// The PTE slot for `va`, building missing segment and page tables.
+    fn pte_slot<M: PhysMem + ?Sized, A: TableAlloc + ?Sized>(
+        &mut self,
+        mem: &mut M,
+        tables: &mut A,
+        va: VirtAddr,
+    ) -> Result<PhysAddr, MmError> {
+        let r3_addr = entry_addr(self.region3.addr(), region3_index(va));
+        let mut r3 = Region3Entry::from_bits(mem.read_u64(r3_addr));
+        if !r3.is_valid() {
+            let seg_table = tables
+                .alloc_table(SEGMENT_TABLE_FRAMES)
+                .ok_or(MmError::OutOfMemory)?;
+            fill(mem, seg_table, SEGMENT_ENTRIES, SegmentEntry::EMPTY.bits());
+            r3 = Region3Entry::segment_table(seg_table.addr());
+            mem.write_u64(r3_addr, r3.bits());
+        }
+        let seg_addr = entry_addr(r3.origin(), segment_index(va));
+        let mut seg = SegmentEntry::from_bits(mem.read_u64(seg_addr));
+        if !seg.is_valid() {
+            let Some(page_table) = tables.alloc_table(1) else {
+                return Err(MmError::OutOfMemory);
+            };
+            fill(mem, page_table, PAGE_ENTRIES, Pte::EMPTY.bits());
+            seg = SegmentEntry::page_table(page_table.addr());
+            mem.write_u64(seg_addr, seg.bits());
+        }
+        Ok(entry_addr(seg.origin(), page_index(va)))
+    }
+
+    /// Maps `va` to `pfn`. `va` must not be mapped yet: changing a live entry
+    /// needs TLB maintenance, which [`DatSpace::unmap`] and [`DatSpace::protect`] do.
+    pub fn map<M: PhysMem + ?Sized, A: TableAlloc + ?Sized>(
+        &mut self,
+        mem: &mut M,
+        tables: &mut A,
+        va: VirtAddr,
+        pfn: Pfn,
+        writable: bool,
+    ) -> Result<PhysAddr, MmError> {
+        Self::check(va)?;
+        let slot = self.pte_slot(mem, tables, va)?;
+        if Pte::from_bits(mem.read_u64(slot)).is_valid() {
+            return Err(MmError::AlreadyMapped);
+        }
+        mem.write_u64(slot, Pte::new(pfn, writable).bits());
+        Ok(slot)
+    }
+
+    /// Removes the mapping of `va` and returns the old PTE, if one was valid.
+    pub fn unmap<M: PhysMem + Tlb + ?Sized>(&mut self, mem: &mut M, va: VirtAddr) -> Option<Pte> {
+        let (addr, pte) = self.walk(mem, va).valid_pte()?;
+        mem.invalidate_page(addr, va);
+        mem.write_u64(addr, Pte::EMPTY.bits());
+        Some(pte)
+    }
+
+    /// Sets or clears write permission of a mapped `va`; returns the old PTE.
+    pub fn protect<M: PhysMem + Tlb + ?Sized>(
+        &mut self,
+        mem: &mut M,
+        va: VirtAddr,
+        writable: bool,
+    ) -> Option<Pte> {
+        let (addr, pte) = self.walk(mem, va).valid_pte()?;
+        let new = pte.with_writable(writable);
+        if new != pte {
+            mem.invalidate_page(addr, va);
+            mem.write_u64(addr, new.bits());
+        }
+        Some(pte)
+    }
+
+    /// Maps `range` (page aligned) one to one: virtual = physical.
+    pub fn identity_map<M: PhysMem + ?Sized, A: TableAlloc + ?Sized>(
+        &mut self,
+        mem: &mut M,
+        tables: &mut A,
+        range: Range<PhysAddr>,
+        writable: bool,
+    ) -> Result<(), MmError> {
+        if !range.start.is_page_aligned() || !range.end.is_page_aligned() {
+            return Err(MmError::Unaligned);
+        }
+        if range.end.as_u64() > VA_LIMIT {
+            return Err(MmError::OutOfRange);
+        }
+        let mut pa = range.start;
+        while pa < range.end {
+            self.map(mem, tables, VirtAddr::new(pa.as_u64()), pa.pfn(), writable)?;
+            pa = PhysAddr::new(pa.as_u64() + PAGE_SIZE);
+        }
+        Ok(())
+    }
+
+    /// Links `other`'s region-third entries for `range` (2 GiB aligned) into
+    /// this space, so both share the same segment and page tables there.
+    pub fn share_from<M: PhysMem + ?Sized>(
+        &mut self,
+        mem: &mut M,
+        other: &DatSpace,
+        range: Range<VirtAddr>,
+    ) -> Result<(), MmError> {
+        let (start, end) = (range.start.as_u64(), range.end.as_u64());
+        if start % REGION3_SIZE != 0 || end % REGION3_SIZE != 0 {
+            return Err(MmError::Unaligned);
+        }
+        if end > VA_LIMIT || start > end {
+            return Err(MmError::OutOfRange);
+        }
+        for index in (start / REGION3_SIZE) as usize..(end / REGION3_SIZE) as usize {
+            let value = mem.read_u64(entry_addr(other.region3.addr(), index));
+            mem.write_u64(entry_addr(self.region3.addr(), index), value);
+        }
+        Ok(())
+    }
+
+    /// Frees every table of this space, except those reached through region-third
+    /// entries in `shared` (linked in by [`DatSpace::share_from`]), then flushes the TLB.
+    pub fn destroy<M: PhysMem + Tlb + ?Sized, A: TableAlloc + ?Sized>(
+        self,
+        mem: &mut M,
+        tables: &mut A,
+        shared: Range<VirtAddr>,
+    ) {
+        for index in 0..REGION3_ENTRIES {
+            let region_start = index as u64 * REGION3_SIZE;
+            if (shared.start.as_u64()..shared.end.as_u64()).contains(&region_start) {
+                continue;
+            }
+            let r3 = Region3Entry::from_bits(mem.read_u64(entry_addr(self.region3.addr(), index)));
+            if !r3.is_valid() {
+                continue;
+            }
+            for sx in 0..SEGMENT_ENTRIES {
+                let seg = SegmentEntry::from_bits(mem.read_u64(entry_addr(r3.origin(), sx)));
+                if seg.is_valid() {
+                    tables.free_table(seg.origin().pfn(), 1);
+                }
+            }
+            tables.free_table(r3.origin().pfn(), SEGMENT_TABLE_FRAMES);
+        }
+        tables.free_table(self.region3, 1);
+        mem.flush_all();
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,93 @@
+use super::*;
+use crate::mm::addr::{PAGE_SIZE, VirtAddr};
+use crate::mm::backing::check_pattern;
+use crate::mm::mmap::MapSource;
+use crate::mm::testing::{HookEvent, RecordingHooks, test_mm, user_read};
+use crate::mm::vma::VmFlags;
+
+const P: u64 = PAGE_SIZE;
+
+#[test]
+fn page_discard_removes_every_trace_once_and_the_access_reloads() {
+    let mut mm = test_mm(
+        128,
+        &[(1, 2 * P)],
+        RecordingHooks {
+            record_frames: true,
+            ..Default::default()
+        },
+    );
+    let m = mm.open_file(1).unwrap();
+    let a = mm.create_space().unwrap();
+    let b = mm.create_space().unwrap();
+    let va_a = mm
+        .mmap(
+            a,
+            None,
+            2 * P,
+            VmFlags::READ,
+            MapSource::File {
+                mapping: m,
+                offset: 0,
+            },
+        )
+        .unwrap();
+    let va_b = mm
+        .mmap(
+            b,
+            None,
+            P,
+            VmFlags::READ | VmFlags::LOCKED,
+            MapSource::File {
+                mapping: m,
+                offset: P,
+            },
+        )
+        .unwrap();
+    let mut buf = [0u8; 16];
+    user_read(&mut mm, a, VirtAddr::new(va_a.as_u64() + P), &mut buf).unwrap();
+    let pfn = mm.mapping(m).unwrap().lookup(1).unwrap();
+    assert_eq!(mm.rmap(pfn).len(), 2, "mapped in both spaces, one locked");
+    // The 0x1A fault names the absolute address of any byte in the frame.
+    mm.discard_fault(PhysAddr::new(pfn.addr().as_u64() + 123))
+        .unwrap();
+    assert!(mm.rmap(pfn).is_empty());
+    assert_eq!(mm.mapping(m).unwrap().lookup(1), None);
+    assert!(mm.frames().is_free(pfn));
+    let discards = mm
+        .hooks()
+        .events
+        .iter()
+        .filter(|e| **e == HookEvent::Discarded(pfn))
+        .count();
+    assert_eq!(discards, 1);
+    assert!(mm.hooks().events.contains(&HookEvent::Freed(pfn)));
+    assert_eq!(mm.stats().discards, 1);
+    // A second discard of the (now free) frame does nothing.
+    mm.page_discard(pfn);
+    assert_eq!(mm.stats().discards, 1);
+    assert_eq!(mm.discard_fault(pfn.addr()), Err(MmError::NoSuchObject));
+    // Both accesses refault and see the file contents again.
+    user_read(&mut mm, a, VirtAddr::new(va_a.as_u64() + P), &mut buf).unwrap();
+    assert_eq!(check_pattern(1, P, &buf), Ok(()));
+    user_read(&mut mm, b, va_b, &mut buf).unwrap();
+    assert_eq!(check_pattern(1, P, &buf), Ok(()));
+}
+
+#[test]
+fn a_pinned_page_keeps_its_frame_until_released() {
+    let mut mm = test_mm(64, &[(1, P)], RecordingHooks::default());
+    let m = mm.open_file(1).unwrap();
+    let (pfn, _) = mm.read_cache_page(m, 0).unwrap();
+    mm.page_discard(pfn);
+    mm.page_discard(pfn);
+    assert_eq!(mm.stats().discards, 1, "once per page");
+    assert!(!mm.frames().is_free(pfn), "still referenced");
+    assert_eq!(mm.page(pfn).unwrap().mapping(), None);
+    assert!(!mm.page(pfn).unwrap().test(PageFlags::LRU));
+    // A release must not put it back on the LRU.
+    mm.lru_cache_add(pfn);
+    assert!(!mm.page(pfn).unwrap().test(PageFlags::LRU));
+    mm.put_page(pfn);
+    assert!(mm.frames().is_free(pfn));
+}

@@ -1,0 +1,369 @@
+//! The frame allocator: every usable 4 KiB frame, O(1) allocation and free
+//! through a free list linked in the frame metadata.
+//!
+//! Usable means RAM minus what must never be handed out: lowcore, the kernel
+//! image, the backing-store image. [`usable_ranges`] computes that set; frames
+//! outside it carry [`PageFlags::RESERVED`]. Every allocation and free passes
+//! through the [`PageStateHooks`] so the page-state layer sees them (series
+//! patch 1/6: `arch_alloc_page` sets stable, `arch_free_page` sets unused).
+
+use alloc::vec::Vec;
+use core::ops::Range;
+
+use super::addr::{PAGE_SIZE, Pfn, PhysAddr};
+use super::hooks::{FrameUse, PageStateHooks};
+use super::list::PageList;
+use super::page::{Page, PageArray, PageFlags};
+
+/// The frames of `memory` (a physical range) minus the `reserved` physical
+/// ranges, as sorted, disjoint pfn ranges. Partial frames are not usable:
+/// usable starts round up, reserved ends round up.
+pub fn usable_ranges(memory: Range<PhysAddr>, reserved: &[Range<PhysAddr>]) -> Vec<Range<Pfn>> {
+    let mut holes: Vec<(u64, u64)> = reserved
+        .iter()
+        .filter(|r| r.start < r.end)
+        .map(|r| {
+            let start = r.start.align_down(PAGE_SIZE).pfn().as_u64();
+            let end = r
+                .end
+                .align_up(PAGE_SIZE)
+                .map_or(u64::MAX >> 12, |e| e.pfn().as_u64());
+            (start, end)
+        })
+        .collect();
+    holes.sort_unstable();
+    let mut out = Vec::new();
+    let Some(first) = memory.start.align_up(PAGE_SIZE) else {
+        return out;
+    };
+    let mut cursor = first.pfn().as_u64();
+    let end = memory.end.align_down(PAGE_SIZE).pfn().as_u64();
+    for (hole_start, hole_end) in holes {
+        if hole_start > cursor {
+            let piece_end = hole_start.min(end);
+            if piece_end > cursor {
+                out.push(Pfn::new(cursor)..Pfn::new(piece_end));
+            }
+        }
+        cursor = cursor.max(hole_end);
+        if cursor >= end {
+            return out;
+        }
+    }
+    if cursor < end {
+        out.push(Pfn::new(cursor)..Pfn::new(end));
+    }
+    out
+}
+
+/// Owns the frame metadata ([`PageArray`]) and the free list.
+#[derive(Debug)]
+pub struct FrameAllocator {
+    pages: PageArray,
+    free: PageList,
+    usable: usize,
+}
+
+impl FrameAllocator {
+    /// Metadata for every frame of `memory`; the frames of `usable` (inside
+    /// `memory`) go on the free list, all others are reserved. Each free frame
+    /// is reported to `hooks.frame_freed` so it starts out unused.
+    pub fn new<H: PageStateHooks + ?Sized>(
+        memory: Range<Pfn>,
+        usable: &[Range<Pfn>],
+        hooks: &mut H,
+    ) -> Self {
+        let count = memory.end.as_u64().saturating_sub(memory.start.as_u64());
+        let count = usize::try_from(count).expect("memory larger than the address space");
+        let mut pages = PageArray::new(memory.start, count);
+        for page in pages.pages_mut() {
+            page.set(PageFlags::RESERVED);
+        }
+        let mut this = Self {
+            pages,
+            free: PageList::new(),
+            usable: 0,
+        };
+        for range in usable {
+            for n in range.start.as_u64()..range.end.as_u64() {
+                let pfn = Pfn::new(n);
+                let Some(page) = this.pages.get_mut(pfn) else {
+                    continue;
+                };
+                if !page.test(PageFlags::RESERVED) {
+                    continue; // listed twice
+                }
+                *page = Page::new();
+                this.usable += 1;
+                this.release(pfn, hooks);
+            }
+        }
+        this
+    }
+
+    /// The frame metadata.
+    pub fn pages(&self) -> &PageArray {
+        &self.pages
+    }
+
+    /// The frame metadata, mutable.
+    pub fn pages_mut(&mut self) -> &mut PageArray {
+        &mut self.pages
+    }
+
+    /// Number of frames that can ever be allocated.
+    pub fn usable_count(&self) -> usize {
+        self.usable
+    }
+
+    /// Number of frames on the free list.
+    pub fn free_count(&self) -> usize {
+        self.free.len()
+    }
+
+    /// Number of frames currently allocated.
+    pub fn allocated_count(&self) -> usize {
+        self.usable - self.free.len()
+    }
+
+    /// Takes a free frame, with refcount 1 and no flags (O(1)).
+    pub fn alloc<H: PageStateHooks + ?Sized>(
+        &mut self,
+        usage: FrameUse,
+        hooks: &mut H,
+    ) -> Option<Pfn> {
+        let pfn = self.free.pop_front(&mut self.pages)?;
+        self.claim(pfn, usage, hooks);
+        Some(pfn)
+    }
+
+    /// Takes `count` physically contiguous free frames whose first frame number
+    /// is a multiple of `align` (a power of two). O(frames): meant for rare
+    /// multi-frame DAT tables, not for the data path.
+    pub fn alloc_contiguous<H: PageStateHooks + ?Sized>(
+        &mut self,
+        count: usize,
+        align: u64,
+        usage: FrameUse,
+        hooks: &mut H,
+    ) -> Option<Pfn> {
+        if count == 0 || !align.is_power_of_two() {
+            return None;
+        }
+        let base = self.pages.base().as_u64();
+        let end = base + self.pages.len() as u64;
+        let mut start = base.next_multiple_of(align);
+        while start + count as u64 <= end {
+            let blocker = (start..start + count as u64)
+                .rev()
+                .find(|&n| !self.pages[Pfn::new(n)].test(PageFlags::FREE));
+            match blocker {
+                None => {
+                    for n in start..start + count as u64 {
+                        self.free.remove(&mut self.pages, Pfn::new(n));
+                        self.claim(Pfn::new(n), usage, hooks);
+                    }
+                    return Some(Pfn::new(start));
+                }
+                Some(busy) => start = (busy + 1).next_multiple_of(align),
+            }
+        }
+        None
+    }
+
+    fn claim<H: PageStateHooks + ?Sized>(&mut self, pfn: Pfn, usage: FrameUse, hooks: &mut H) {
+        let page = &mut self.pages[pfn];
+        page.clear(PageFlags::FREE);
+        page.set_refcount(1);
+        if usage == FrameUse::DatTable {
+            page.set(PageFlags::DAT_TABLE);
+        }
+        hooks.frame_allocated(pfn, page, usage);
+    }
+
+    /// Returns an allocated frame to the free list (O(1)). Its metadata is reset.
+    ///
+    /// # Panics
+    /// On a reserved frame or a double free: both are kernel bugs that would
+    /// corrupt the free list.
+    pub fn free<H: PageStateHooks + ?Sized>(&mut self, pfn: Pfn, hooks: &mut H) {
+        let page = &self.pages[pfn];
+        assert!(
+            !page.test(PageFlags::RESERVED),
+            "freeing reserved frame {pfn:?}"
+        );
+        assert!(!page.test(PageFlags::FREE), "double free of frame {pfn:?}");
+        assert!(
+            !page.test(PageFlags::LRU),
+            "freeing frame {pfn:?} still on an LRU list"
+        );
+        self.release(pfn, hooks);
+    }
+
+    fn release<H: PageStateHooks + ?Sized>(&mut self, pfn: Pfn, hooks: &mut H) {
+        let page = &mut self.pages[pfn];
+        let last_state = page.last_state();
+        *page = Page::new();
+        page.set_last_state(last_state);
+        page.set(PageFlags::FREE);
+        hooks.frame_freed(pfn, page);
+        self.free.push_front(&mut self.pages, pfn);
+    }
+
+    /// Whether `pfn` is on the free list.
+    pub fn is_free(&self, pfn: Pfn) -> bool {
+        self.pages.get(pfn).is_some_and(|p| p.test(PageFlags::FREE))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mm::hooks::NoHooks;
+    use alloc::collections::BTreeSet;
+
+    fn pa(x: u64) -> PhysAddr {
+        PhysAddr::new(x)
+    }
+
+    fn pfns(r: &[Range<Pfn>]) -> Vec<(u64, u64)> {
+        r.iter()
+            .map(|r| (r.start.as_u64(), r.end.as_u64()))
+            .collect()
+    }
+
+    #[test]
+    fn usable_ranges_cut_out_reserved_areas() {
+        // 1 MiB of RAM; lowcore 0..8K, kernel 64K..200K (partial frame), image 0xf0000..
+        let r = usable_ranges(
+            pa(0)..pa(0x10_0000),
+            &[
+                pa(0x1_0000)..pa(0x3_2001),
+                pa(0)..pa(0x2000),
+                pa(0xf_0000)..pa(0x20_0000),
+            ],
+        );
+        assert_eq!(pfns(&r), [(2, 0x10), (0x33, 0xf0)]);
+        // Overlapping and empty holes, RAM with a partial last frame.
+        let r = usable_ranges(
+            pa(0)..pa(0x8800),
+            &[
+                pa(0x1000)..pa(0x3000),
+                pa(0x2000)..pa(0x4000),
+                pa(0x5000)..pa(0x5000),
+            ],
+        );
+        assert_eq!(pfns(&r), [(0, 1), (4, 8)]);
+        assert!(usable_ranges(pa(0)..pa(0x4000), &[pa(0)..pa(0x4000)]).is_empty());
+    }
+
+    #[derive(Default)]
+    struct CountingHooks {
+        allocated: Vec<(Pfn, FrameUse)>,
+        freed: Vec<Pfn>,
+    }
+
+    impl PageStateHooks for CountingHooks {
+        fn frame_allocated(&mut self, pfn: Pfn, page: &mut Page, usage: FrameUse) {
+            page.set_last_state(1);
+            self.allocated.push((pfn, usage));
+        }
+        fn frame_freed(&mut self, pfn: Pfn, page: &mut Page) {
+            page.set_last_state(2);
+            self.freed.push(pfn);
+        }
+    }
+
+    #[test]
+    fn allocates_each_usable_frame_once_and_reports_to_hooks() {
+        let mut hooks = CountingHooks::default();
+        let usable = [Pfn::new(2)..Pfn::new(5), Pfn::new(8)..Pfn::new(10)];
+        let mut frames = FrameAllocator::new(Pfn::new(0)..Pfn::new(10), &usable, &mut hooks);
+        assert_eq!(frames.usable_count(), 5);
+        assert_eq!(hooks.freed.len(), 5);
+        assert!(frames.pages()[Pfn::new(0)].test(PageFlags::RESERVED));
+        let mut got = BTreeSet::new();
+        while let Some(pfn) = frames.alloc(FrameUse::Data, &mut hooks) {
+            assert!(got.insert(pfn.as_u64()), "frame handed out twice");
+            let page = &frames.pages()[pfn];
+            assert_eq!(page.refcount(), 1);
+            assert_eq!(page.last_state(), 1);
+        }
+        assert_eq!(got, BTreeSet::from([2, 3, 4, 8, 9]));
+        assert_eq!(frames.free_count(), 0);
+        assert_eq!(frames.allocated_count(), 5);
+        frames.free(Pfn::new(3), &mut hooks);
+        assert_eq!(frames.pages()[Pfn::new(3)].last_state(), 2);
+        assert!(frames.is_free(Pfn::new(3)));
+        assert_eq!(frames.alloc(FrameUse::Data, &mut hooks), Some(Pfn::new(3)));
+    }
+
+    #[test]
+    #[should_panic(expected = "double free")]
+    fn double_free_panics() {
+        let mut frames = FrameAllocator::new(
+            Pfn::new(0)..Pfn::new(4),
+            &[Pfn::new(0)..Pfn::new(4)],
+            &mut NoHooks,
+        );
+        let pfn = frames.alloc(FrameUse::Data, &mut NoHooks).unwrap();
+        frames.free(pfn, &mut NoHooks);
+        frames.free(pfn, &mut NoHooks);
+    }
+
+    #[test]
+    #[should_panic(expected = "reserved")]
+    fn freeing_a_reserved_frame_panics() {
+        let mut frames = FrameAllocator::new(
+            Pfn::new(0)..Pfn::new(4),
+            &[Pfn::new(1)..Pfn::new(4)],
+            &mut NoHooks,
+        );
+        frames.free(Pfn::new(0), &mut NoHooks);
+    }
+
+    #[test]
+    fn contiguous_allocation_finds_aligned_free_runs() {
+        let mut hooks = CountingHooks::default();
+        let mut frames = FrameAllocator::new(
+            Pfn::new(0)..Pfn::new(32),
+            &[Pfn::new(1)..Pfn::new(32)],
+            &mut hooks,
+        );
+        // Punch holes: allocate everything, then free 5..7 and 9..16 and 20..32.
+        let all: Vec<Pfn> =
+            core::iter::from_fn(|| frames.alloc(FrameUse::Data, &mut NoHooks)).collect();
+        assert_eq!(all.len(), 31);
+        for n in (5..7).chain(9..16).chain(20..32) {
+            frames.free(Pfn::new(n), &mut NoHooks);
+        }
+        let got = frames.alloc_contiguous(4, 4, FrameUse::DatTable, &mut hooks);
+        assert_eq!(got, Some(Pfn::new(12)));
+        for n in 12..16 {
+            assert!(frames.pages()[Pfn::new(n)].test(PageFlags::DAT_TABLE));
+            assert!(!frames.is_free(Pfn::new(n)));
+        }
+        assert_eq!(
+            frames.alloc_contiguous(4, 4, FrameUse::DatTable, &mut hooks),
+            Some(Pfn::new(20))
+        );
+        assert_eq!(
+            frames.alloc_contiguous(8, 8, FrameUse::DatTable, &mut hooks),
+            Some(Pfn::new(24))
+        );
+        assert_eq!(
+            frames.alloc_contiguous(4, 1, FrameUse::DatTable, &mut hooks),
+            None
+        );
+        assert_eq!(
+            frames.alloc_contiguous(2, 1, FrameUse::DatTable, &mut hooks),
+            Some(Pfn::new(5))
+        );
+        // 2 + 7 + 12 freed, 4 + 4 + 8 + 2 taken again.
+        assert_eq!(frames.free_count(), 3);
+        assert_eq!(
+            frames.alloc_contiguous(0, 1, FrameUse::Data, &mut hooks),
+            None
+        );
+    }
+}

@@ -1,0 +1,114 @@
+//! Hook points for the page-state (CMMA/ESSA) layer, issue 5.
+//!
+//! The memory manager calls these at exactly the places the 2007 guest page
+//! hinting series does (patch 1/6, 3/6, 4/6, 6/6). Every method has a no-op
+//! default, so [`NoHooks`] is the plain memory manager of issue 4. The page
+//! metadata is passed in so the implementation can read the facts it needs
+//! (flags, counts) and record the state it set ([`Page::set_last_state`]).
+
+use super::addr::Pfn;
+use super::page::Page;
+
+/// What an allocated frame is for.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum FrameUse {
+    /// Page cache, anonymous memory or kernel data.
+    Data,
+    /// A region, segment or page table (must stay stable while DAT uses it).
+    DatTable,
+}
+
+/// Result of [`PageStateHooks::make_stable`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Stability {
+    /// The contents are resident and the frame is now stable.
+    Stable,
+    /// The host discarded the contents; the caller runs `page_discard` and retries.
+    Discarded,
+}
+
+/// Where a page may become volatile (series patch 1/6 lists them).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum VolatilePoint {
+    /// `unlock_page`.
+    Unlock,
+    /// `test_clear_page_writeback`: end of writeback.
+    EndWriteback,
+    /// `page_cache_release` with references remaining.
+    CacheRelease,
+    /// `lru_cache_add`, and active -> inactive moves.
+    LruAdd,
+    /// `page_add_file_rmap`: a PTE now maps the page.
+    RmapAdd,
+    /// After `readpage` brought the contents in (`filemap_nopage`).
+    AfterReadpage,
+}
+
+/// Where a page must be made stable before its contents are used.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum StablePoint {
+    /// `find_get_page` / `find_lock_page`.
+    Lookup,
+    /// `get_user_pages` taking a reference.
+    Pin,
+    /// `follow_page` in a `VM_LOCKED` VMA without a reference (the seed).
+    FollowLocked,
+    /// Copy-on-write reads the source page (`do_wp_page`, early COW in `do_no_page`).
+    CopyOnWrite,
+    /// A store fault on a shared file page is about to mark it dirty.
+    WriteNotify,
+    /// Before the storage-key change bit is transferred to the dirty flag and
+    /// cleared (`page_remove_rmap`, writeback; series patch 6/6, hazard 1).
+    DirtyTransfer,
+}
+
+/// Facts about a page that are not in its [`Page`] metadata.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct VolatileContext {
+    /// The page's mapping exists and was ever mlocked (seed, patch 3/6).
+    pub mapping_mlocked: bool,
+    /// References the caller holds beyond page cache + mappers (`offset` in
+    /// `page_make_volatile(page, offset)`).
+    pub caller_refs: u32,
+}
+
+/// Callbacks from the memory manager to the page-state layer.
+pub trait PageStateHooks {
+    /// `frame` was just allocated (`arch_alloc_page`: set stable).
+    fn frame_allocated(&mut self, _pfn: Pfn, _page: &mut Page, _usage: FrameUse) {}
+
+    /// `frame` was just freed (`arch_free_page`: set unused).
+    fn frame_freed(&mut self, _pfn: Pfn, _page: &mut Page) {}
+
+    /// The page may become volatile if no condition forbids it (`page_make_volatile`).
+    fn try_make_volatile(
+        &mut self,
+        _pfn: Pfn,
+        _page: &mut Page,
+        _ctx: VolatileContext,
+        _at: VolatilePoint,
+    ) {
+    }
+
+    /// The page's contents are about to be used (`page_make_stable`, ORC 6).
+    fn make_stable(&mut self, _pfn: Pfn, _page: &mut Page, _at: StablePoint) -> Stability {
+        Stability::Stable
+    }
+
+    /// Whether `try_to_unmap` may unmap this page although a `VM_LOCKED` VMA maps
+    /// it. Issue 4 (no page states): never. The seed (patch 3/6) allows it for
+    /// discarded pages, which `make_pages_present` forces out and reloads.
+    fn may_unmap_in_locked_vma(&mut self, _pfn: Pfn, _page: &Page) -> bool {
+        false
+    }
+
+    /// `page_discard` finished for the page: it is unmapped, off the LRU and out
+    /// of the page cache (the frame is freed once the last reference drops).
+    fn page_discarded(&mut self, _pfn: Pfn, _page: &Page) {}
+}
+
+/// The memory manager without page states: every hook is a no-op.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoHooks;
+
+impl PageStateHooks for NoHooks {}

@@ -1,0 +1,369 @@
+//! The page cache (Linux `mm/filemap.c`): one [`Mapping`] per file, index ->
+//! frame; lookups, insertion, `readpage` from the backing store, dirtying,
+//! writeback and truncation.
+//!
+//! References: the page cache holds one reference on each of its pages; every
+//! lookup returns the page with an extra reference the caller drops with
+//! [`Mm::put_page`].
+
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+
+use super::addr::{PAGE_BYTES, PAGE_SIZE, Pfn};
+use super::backing::{BlockDevice, FileEntry};
+use super::error::MmError;
+use super::hooks::{PageStateHooks, Stability, StablePoint, VolatilePoint};
+use super::ids::MappingId;
+use super::machine::Machine;
+use super::manager::Mm;
+use super::page::PageFlags;
+
+/// The cached pages of one file (Linux: `struct address_space`).
+#[derive(Debug)]
+pub struct Mapping {
+    id: MappingId,
+    file: FileEntry,
+    pages: BTreeMap<u64, Pfn>,
+    /// Set when a `VM_LOCKED` VMA mapped the file; never cleared (the seed, patch 3/6).
+    mlocked: bool,
+}
+
+impl Mapping {
+    pub(crate) fn new(id: MappingId, file: FileEntry) -> Self {
+        Self {
+            id,
+            file,
+            pages: BTreeMap::new(),
+            mlocked: false,
+        }
+    }
+
+    /// The mapping's id.
+    pub fn id(&self) -> MappingId {
+        self.id
+    }
+
+    /// The backing file.
+    pub fn file(&self) -> FileEntry {
+        self.file
+    }
+
+    /// Number of cached pages (`nrpages`).
+    pub fn nrpages(&self) -> usize {
+        self.pages.len()
+    }
+
+    /// The frame caching page `index`, without a reference or state change.
+    pub fn lookup(&self, index: u64) -> Option<Pfn> {
+        self.pages.get(&index).copied()
+    }
+
+    /// The cached `(index, frame)` pairs in index order.
+    pub fn cached(&self) -> impl Iterator<Item = (u64, Pfn)> + '_ {
+        self.pages.iter().map(|(&i, &p)| (i, p))
+    }
+
+    /// Whether a locked VMA ever mapped the file (`mapping->mlocked`).
+    pub fn is_mlocked(&self) -> bool {
+        self.mlocked
+    }
+
+    /// `mapping_set_mlocked`: there is deliberately no way to clear it.
+    pub(crate) fn set_mlocked(&mut self) {
+        self.mlocked = true;
+    }
+}
+
+impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
+    /// `find_get_page`: the cached page with a reference, made stable first; a
+    /// page the host discarded is removed (`page_discard`) and `None` returned,
+    /// so the caller reads it again.
+    pub fn find_get_page(&mut self, mapping: MappingId, index: u64) -> Option<Pfn> {
+        let pfn = self.mappings.get(&mapping)?.lookup(index)?;
+        self.get_page(pfn);
+        if self.make_stable(pfn, StablePoint::Lookup) == Stability::Discarded {
+            self.put_page(pfn);
+            self.page_discard(pfn);
+            return None;
+        }
+        Some(pfn)
+    }
+
+    /// `find_lock_page`: [`Mm::find_get_page`] and the page locked.
+    pub fn find_lock_page(&mut self, mapping: MappingId, index: u64) -> Option<Pfn> {
+        let pfn = self.find_get_page(mapping, index)?;
+        self.lock_page(pfn);
+        Some(pfn)
+    }
+
+    /// Asks the page-state layer to make the page stable.
+    pub(crate) fn make_stable(&mut self, pfn: Pfn, at: StablePoint) -> Stability {
+        let page = &mut self.frames.pages_mut()[pfn];
+        self.hooks.make_stable(pfn, page, at)
+    }
+
+    /// `lock_page`. The kernel is single threaded, so a page found locked here
+    /// is a bug (it would deadlock), hence the panic.
+    pub fn lock_page(&mut self, pfn: Pfn) {
+        let was = self.page_mut(pfn).test_and_set(PageFlags::LOCKED);
+        assert!(!was, "lock_page: {pfn:?} already locked");
+    }
+
+    /// `unlock_page`; the page may then become volatile.
+    pub fn unlock_page(&mut self, pfn: Pfn) {
+        self.page_mut(pfn).clear(PageFlags::LOCKED);
+        self.try_volatile(pfn, VolatilePoint::Unlock, 0);
+    }
+
+    /// `add_to_page_cache_lru`: inserts the (new, locked by us) page at `index`
+    /// and puts it on the LRU. The cache takes its own reference.
+    pub fn add_to_page_cache(
+        &mut self,
+        pfn: Pfn,
+        mapping: MappingId,
+        index: u64,
+    ) -> Result<(), MmError> {
+        let map = self
+            .mappings
+            .get_mut(&mapping)
+            .ok_or(MmError::NoSuchObject)?;
+        if map.pages.contains_key(&index) {
+            return Err(MmError::AlreadyMapped);
+        }
+        map.pages.insert(index, pfn);
+        let page = self.page_mut(pfn);
+        page.set_file_owner(Some(mapping), index);
+        page.set(PageFlags::LOCKED);
+        page.get();
+        self.lru_cache_add(pfn);
+        Ok(())
+    }
+
+    /// `remove_from_page_cache`: takes the page out of its mapping; the page is
+    /// then truncated (no mapping). Drops nothing: the caller releases the
+    /// cache's reference.
+    pub fn remove_from_page_cache(&mut self, pfn: Pfn) {
+        let Some(mapping) = self.page(pfn).and_then(|p| p.mapping()) else {
+            return;
+        };
+        let index = self.frames.pages()[pfn].index();
+        if let Some(map) = self.mappings.get_mut(&mapping)
+            && map.pages.get(&index) == Some(&pfn)
+        {
+            map.pages.remove(&index);
+        }
+        self.page_mut(pfn).set_file_owner(None, 0);
+    }
+
+    /// `readpage`: fills the locked page from the backing store (zero past EOF)
+    /// and marks it up to date. The page stays locked.
+    pub fn readpage(&mut self, pfn: Pfn) -> Result<(), MmError> {
+        let page = &self.frames.pages()[pfn];
+        let mapping = page.mapping().ok_or(MmError::NoSuchObject)?;
+        let index = page.index();
+        let file = self.mapping_ref(mapping)?.file;
+        let block = file.block_of(index).ok_or(MmError::BeyondEof)?;
+        let frame = self.machine.frame(pfn);
+        self.device.read_page(block, frame)?;
+        let valid = file.size - index * PAGE_SIZE;
+        if valid < PAGE_SIZE {
+            frame[valid as usize..].fill(0);
+        }
+        self.set_page_uptodate(pfn);
+        Ok(())
+    }
+
+    /// `SetPageUptodate`. On s390 this also clears the storage-key change bit,
+    /// which the read itself set, so the page does not look dirty.
+    pub(crate) fn set_page_uptodate(&mut self, pfn: Pfn) {
+        if !self.page_mut(pfn).test_and_set(PageFlags::UPTODATE) {
+            self.machine.test_and_clear_change(pfn);
+        }
+    }
+
+    /// The page at `index` with a reference, read from the backing store on a
+    /// miss (`read_cache_page`). The flag says whether it was a miss.
+    pub fn read_cache_page(
+        &mut self,
+        mapping: MappingId,
+        index: u64,
+    ) -> Result<(Pfn, bool), MmError> {
+        let pages = self.mapping_ref(mapping)?.file.pages();
+        if index >= pages {
+            return Err(MmError::BeyondEof);
+        }
+        if let Some(pfn) = self.find_get_page(mapping, index) {
+            return Ok((pfn, false));
+        }
+        let pfn = self.alloc_page()?;
+        if let Err(e) = self.add_to_page_cache(pfn, mapping, index) {
+            self.put_page(pfn);
+            return Err(e);
+        }
+        if let Err(e) = self.readpage(pfn) {
+            self.page_mut(pfn).clear(PageFlags::LOCKED);
+            self.remove_from_page_cache(pfn);
+            self.put_page(pfn); // the cache's reference
+            self.put_page(pfn); // ours
+            return Err(e);
+        }
+        self.unlock_page(pfn);
+        self.try_volatile(pfn, VolatilePoint::AfterReadpage, 1);
+        Ok((pfn, true))
+    }
+
+    /// `set_page_dirty`: the page's contents are newer than the backing store.
+    pub fn set_page_dirty(&mut self, pfn: Pfn) {
+        self.page_mut(pfn).set(PageFlags::DIRTY);
+    }
+
+    /// `clear_page_dirty_for_io`: write-protects every PTE mapping the page,
+    /// moves the storage-key change bit into the dirty flag (after making the
+    /// page stable: hazard 1 of series patch 6/6), and clears the dirty flag.
+    /// Returns whether the page was dirty.
+    pub(crate) fn clear_page_dirty_for_io(&mut self, pfn: Pfn) -> bool {
+        self.page_mkclean(pfn);
+        if self.frames.pages()[pfn].test(PageFlags::WRITABLE) {
+            self.make_stable(pfn, StablePoint::DirtyTransfer);
+            if self.machine.test_and_clear_change(pfn) {
+                self.set_page_dirty(pfn);
+            }
+        }
+        self.page_mut(pfn).test_and_clear(PageFlags::DIRTY)
+    }
+
+    /// `write_one_page`: writes a locked, dirty page back and leaves it clean
+    /// (and locked). Writeback ends with a chance to go volatile.
+    pub fn write_one_page(&mut self, pfn: Pfn) -> Result<(), MmError> {
+        debug_assert!(self.frames.pages()[pfn].test(PageFlags::LOCKED));
+        if !self.clear_page_dirty_for_io(pfn) {
+            return Ok(());
+        }
+        let page = &self.frames.pages()[pfn];
+        let mapping = page.mapping().ok_or(MmError::NoSuchObject)?;
+        let index = page.index();
+        let block = self
+            .mapping_ref(mapping)?
+            .file
+            .block_of(index)
+            .ok_or(MmError::BeyondEof)?;
+        self.page_mut(pfn).set(PageFlags::WRITEBACK);
+        let result = self.device.write_page(block, self.machine.frame_ref(pfn));
+        self.page_mut(pfn).clear(PageFlags::WRITEBACK);
+        if let Err(e) = result {
+            self.set_page_dirty(pfn);
+            return Err(e.into());
+        }
+        self.stats.writebacks += 1;
+        self.try_volatile(pfn, VolatilePoint::EndWriteback, 0);
+        Ok(())
+    }
+
+    /// Writes back every dirty page of `mapping` (`filemap_write_and_wait`).
+    pub fn sync_mapping(&mut self, mapping: MappingId) -> Result<(), MmError> {
+        let pages: Vec<Pfn> = self.mapping_ref(mapping)?.pages.values().copied().collect();
+        for pfn in pages {
+            let page = &self.frames.pages()[pfn];
+            if !page.test(PageFlags::DIRTY) && !page.test(PageFlags::WRITABLE) {
+                continue;
+            }
+            self.get_page(pfn);
+            self.lock_page(pfn);
+            let result = self.write_one_page(pfn);
+            self.unlock_page(pfn);
+            self.put_page(pfn);
+            result?;
+        }
+        Ok(())
+    }
+
+    /// `truncate_inode_pages`: drops every cached page from `from_index` on,
+    /// unmapping it everywhere first. Dirty data of those pages is dropped, as
+    /// in Linux, where truncation shortened the file.
+    pub fn truncate_inode_pages(
+        &mut self,
+        mapping: MappingId,
+        from_index: u64,
+    ) -> Result<(), MmError> {
+        let victims: Vec<Pfn> = self
+            .mapping_ref(mapping)?
+            .pages
+            .range(from_index..)
+            .map(|(_, &p)| p)
+            .collect();
+        for pfn in victims {
+            self.lock_page(pfn);
+            self.unmap_everywhere(pfn);
+            self.page_mut(pfn).clear(PageFlags::DIRTY);
+            self.remove_from_page_cache(pfn);
+            self.unlock_page(pfn);
+            self.put_page(pfn); // the cache's reference
+        }
+        Ok(())
+    }
+
+    /// Reads `buf.len()` bytes at `offset` of the file through the page cache
+    /// (`generic_file_read`); returns the bytes read (short at EOF).
+    pub fn read_file(
+        &mut self,
+        mapping: MappingId,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<usize, MmError> {
+        let size = self.mapping_ref(mapping)?.file.size;
+        let mut done = 0usize;
+        while done < buf.len() {
+            let pos = offset + done as u64;
+            if pos >= size {
+                break;
+            }
+            let index = pos / PAGE_SIZE;
+            let in_page = (pos % PAGE_SIZE) as usize;
+            let n = (PAGE_BYTES - in_page)
+                .min(buf.len() - done)
+                .min((size - pos) as usize);
+            let (pfn, _) = self.read_cache_page(mapping, index)?;
+            buf[done..done + n].copy_from_slice(&self.machine.frame_ref(pfn)[in_page..in_page + n]);
+            self.mark_page_accessed(pfn);
+            self.put_page(pfn);
+            done += n;
+        }
+        Ok(done)
+    }
+
+    /// Writes `data` at `offset` of the file through the page cache (dirtying
+    /// pages, `generic_file_write` without extending the file); returns the
+    /// bytes written (short at EOF).
+    pub fn write_file(
+        &mut self,
+        mapping: MappingId,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<usize, MmError> {
+        let size = self.mapping_ref(mapping)?.file.size;
+        let mut done = 0usize;
+        while done < data.len() {
+            let pos = offset + done as u64;
+            if pos >= size {
+                break;
+            }
+            let index = pos / PAGE_SIZE;
+            let in_page = (pos % PAGE_SIZE) as usize;
+            let n = (PAGE_BYTES - in_page)
+                .min(data.len() - done)
+                .min((size - pos) as usize);
+            let (pfn, _) = self.read_cache_page(mapping, index)?;
+            self.lock_page(pfn);
+            self.machine.frame(pfn)[in_page..in_page + n].copy_from_slice(&data[done..done + n]);
+            self.set_page_dirty(pfn);
+            self.unlock_page(pfn);
+            self.mark_page_accessed(pfn);
+            self.put_page(pfn);
+            done += n;
+        }
+        Ok(done)
+    }
+}
+
+#[cfg(test)]
+mod tests;

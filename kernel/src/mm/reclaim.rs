@@ -1,0 +1,158 @@
+//! Page reclaim (Linux `mm/vmscan.c`): age the active list into the inactive
+//! list, and free inactive pages: unreferenced, unmappable (not in a locked
+//! VMA), written back if dirty. Anonymous pages stay (there is no swap).
+
+use alloc::vec::Vec;
+
+use super::addr::Pfn;
+use super::backing::BlockDevice;
+use super::hooks::PageStateHooks;
+use super::machine::Machine;
+use super::manager::Mm;
+use super::page::PageFlags;
+
+/// What `shrink_page_list` did with one page.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ShrinkOutcome {
+    /// Freed.
+    Freed,
+    /// Kept and moved to the active list (referenced, locked VMA, anonymous).
+    Activated,
+    /// Kept on the inactive list (busy: locked, under writeback, pinned).
+    Kept,
+}
+
+impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
+    /// Frees up to `target` frames; returns how many were freed (`try_to_free_pages`).
+    pub fn reclaim(&mut self, target: usize) -> usize {
+        let mut freed = 0;
+        // Two full passes over the LRU at most: then everything left is unreclaimable.
+        let mut budget = 2 * (self.lru.active.len() + self.lru.inactive.len()) + 1;
+        while freed < target && budget > 0 {
+            // Keep the inactive list at least as long as the active one.
+            if self.lru.inactive.len() < self.lru.active.len() {
+                let n = (self.lru.active.len() - self.lru.inactive.len())
+                    .div_ceil(2)
+                    .max(1);
+                self.shrink_active_list(n);
+            }
+            let batch = (target - freed).clamp(1, 32).min(budget);
+            budget -= batch;
+            let scanned = self.isolate_inactive(batch);
+            if scanned.is_empty() {
+                if self.lru.active.is_empty() {
+                    break;
+                }
+                self.shrink_active_list(self.lru.active.len());
+                continue;
+            }
+            for pfn in scanned {
+                if self.shrink_page(pfn) == ShrinkOutcome::Freed {
+                    freed += 1;
+                }
+            }
+        }
+        self.stats.reclaimed += freed as u64;
+        freed
+    }
+
+    /// Takes up to `n` pages from the back of the inactive list.
+    fn isolate_inactive(&mut self, n: usize) -> Vec<Pfn> {
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            let Some(pfn) = self.lru.inactive.back(self.frames.pages()) else {
+                break;
+            };
+            out.push(pfn);
+            // Rotate it to the front: `shrink_page` moves it wherever it belongs.
+            let pages = self.frames.pages_mut();
+            self.lru.inactive.remove(pages, pfn);
+            self.lru.inactive.push_front(pages, pfn);
+        }
+        out
+    }
+
+    /// Ages up to `n` pages from the back of the active list: referenced
+    /// mapped pages rotate, the others go inactive (`shrink_active_list`).
+    pub fn shrink_active_list(&mut self, n: usize) {
+        for _ in 0..n {
+            let Some(pfn) = self.lru.active.back(self.frames.pages()) else {
+                return;
+            };
+            let referenced = self.machine.test_and_clear_reference(pfn);
+            let page = &self.frames.pages()[pfn];
+            if referenced && page.mapcount() > 0 {
+                let pages = self.frames.pages_mut();
+                self.lru.active.remove(pages, pfn);
+                self.lru.active.push_front(pages, pfn);
+            } else {
+                self.deactivate(pfn);
+            }
+        }
+    }
+
+    /// Reclaims one inactive page if it can (`shrink_page_list` for one page).
+    pub fn shrink_page(&mut self, pfn: Pfn) -> ShrinkOutcome {
+        let page = &self.frames.pages()[pfn];
+        if !page.test(PageFlags::LRU) || page.test(PageFlags::ACTIVE) {
+            return ShrinkOutcome::Kept;
+        }
+        if page.test(PageFlags::LOCKED) || page.test(PageFlags::WRITEBACK) {
+            return ShrinkOutcome::Kept;
+        }
+        if page.test(PageFlags::DISCARDED) {
+            // page_discard owns it now.
+            return ShrinkOutcome::Kept;
+        }
+        let mapped = page.mapcount() > 0;
+        let anon = page.test(PageFlags::ANON);
+        let key_referenced = self.machine.test_and_clear_reference(pfn);
+        let referenced = self.page_mut(pfn).test_and_clear(PageFlags::REFERENCED) || key_referenced;
+        if (referenced && mapped) || anon {
+            self.activate(pfn);
+            return ShrinkOutcome::Activated;
+        }
+        self.get_page(pfn);
+        self.lock_page(pfn);
+        let outcome = self.shrink_locked_page(pfn);
+        match outcome {
+            ShrinkOutcome::Freed => {
+                self.page_mut(pfn).clear(PageFlags::LOCKED);
+                self.put_page(pfn); // ours: the last, frees the frame
+            }
+            _ => {
+                self.unlock_page(pfn);
+                self.put_page(pfn);
+            }
+        }
+        outcome
+    }
+
+    /// The part of `shrink_page_list` that runs with the page locked and an
+    /// extra reference held by us.
+    fn shrink_locked_page(&mut self, pfn: Pfn) -> ShrinkOutcome {
+        if self.frames.pages()[pfn].mapcount() > 0 && self.try_to_unmap(pfn).is_err() {
+            self.activate(pfn);
+            return ShrinkOutcome::Activated;
+        }
+        let page = &self.frames.pages()[pfn];
+        if (page.test(PageFlags::DIRTY) || page.test(PageFlags::WRITABLE))
+            && self.write_one_page(pfn).is_err()
+        {
+            return ShrinkOutcome::Kept;
+        }
+        // Ours + the page cache's: anything more is a pin we must respect.
+        if self.frames.pages()[pfn].refcount() != 2
+            || self.frames.pages()[pfn].test(PageFlags::DIRTY)
+        {
+            return ShrinkOutcome::Kept;
+        }
+        self.remove_from_page_cache(pfn);
+        self.lru_del(pfn);
+        self.put_page(pfn); // the page cache's reference
+        ShrinkOutcome::Freed
+    }
+}
+
+#[cfg(test)]
+mod tests;
