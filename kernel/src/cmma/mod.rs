@@ -13,3 +13,4 @@ pub mod backend;
 pub mod essa;
 pub mod model;
 pub mod rules;
+pub mod states;

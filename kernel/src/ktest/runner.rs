@@ -125,6 +125,7 @@ pub fn run(tests: &[KTest], o: &Options, out: &mut dyn Write, exec: &mut dyn Exe
     header(out, o);
     let _ = ktap::plan(out, "", suites.len());
     let mut totals = Totals { selected: selected.len(), ..Totals::default() };
+    let run_start = exec.now_us();
     let mut index = 0;
     for (suite_no, suite) in suites.iter().enumerate() {
         let name = suite[0].suite;
@@ -150,6 +151,10 @@ pub fn run(tests: &[KTest], o: &Options, out: &mut dyn Write, exec: &mut dyn Exe
         totals.counts.add(counts);
     }
     let _ = ktap::totals(out, "", "Totals", totals.counts);
+    // Guest time of the whole run; with the per-test `time_us` it gives the framework's
+    // own cost per test (xtask bench).
+    let run_us = exec.now_us().saturating_sub(run_start);
+    let _ = ktap::diagnostic(out, "", format_args!("run_us: {run_us}"));
     totals
 }
 
@@ -276,7 +281,8 @@ ok 1 a::one
     not ok 3 errors # ERROR program interruption 0x11 at 0x1000
 # b::two: pass:1 fail:2 skip:0 total:3
 not ok 2 b::two
-# Totals: pass:2 fail:2 skip:1 total:5";
+# Totals: pass:2 fail:2 skip:1 total:5
+# run_us: 0";
         assert_eq!(s, expected);
         assert_eq!(totals.counts, Counts { pass: 2, fail: 2, skip: 1 });
         assert_eq!(totals.exit_status(), 3);

@@ -14,14 +14,14 @@ pub(super) enum Call {
 /// backend contract forbids (double discard, restore of a frame never discarded),
 /// so every model test also checks the contract.
 #[derive(Debug)]
-pub(super) struct FakeMemory {
+pub(crate) struct FakeMemory {
     pub(super) change: Vec<bool>,
     pub(super) revoked: Vec<bool>,
     pub(super) calls: Vec<Call>,
 }
 
 impl FakeMemory {
-    pub(super) fn new(frames: u64) -> FakeMemory {
+    pub(crate) fn new(frames: u64) -> FakeMemory {
         let frames = usize::try_from(frames).expect("test sizes fit");
         FakeMemory {
             change: vec![false; frames],
@@ -31,7 +31,7 @@ impl FakeMemory {
     }
 
     /// A guest store to the frame sets its change bit, as the machine would.
-    pub(super) fn store(&mut self, pfn: u64) {
+    pub(crate) fn store(&mut self, pfn: u64) {
         assert!(!self.revoked[index(pfn)], "store to revoked frame {pfn}");
         self.change[index(pfn)] = true;
     }

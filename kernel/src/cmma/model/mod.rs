@@ -24,7 +24,7 @@ mod reclaim;
 mod transition;
 
 #[cfg(test)]
-mod fake;
+pub(crate) mod fake;
 #[cfg(test)]
 mod proptests;
 

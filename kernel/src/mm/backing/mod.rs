@@ -1,6 +1,7 @@
 //! The backing store: a block device behind a trait, and the image format
 //! that xtask writes and the kernel reads (files with deterministic contents).
 
+pub mod files;
 pub mod image;
 
 use core::fmt;

@@ -1,0 +1,316 @@
+//! The page-state layer of the 2007 series on top of the memory manager: the
+//! [`PageStateHooks`] implementation that decides, at the places the series lists, which
+//! state a frame gets, and issues ESSA for it.
+//!
+//! - Allocated frames are stable, freed frames unused (`arch_alloc_page`/`arch_free_page`).
+//! - `try_make_volatile` applies [`volatile_verdict`] under the page's state-change lock:
+//!   ORC 3 for pages mapped read-only, ORC 4 for pages mapped writable (patch 4/6).
+//! - `make_stable` issues ORC 6 (stable if resident) and reports a discard, so the memory
+//!   manager runs `page_discard` and retries.
+//! - The seed (patch 3/6): pages of an ever-mlocked mapping never become volatile (the
+//!   `mapping_mlocked` fact), and `try_to_unmap` may unmap discarded pages even in a
+//!   `VM_LOCKED` VMA.
+//! - The last state set is kept per frame, so a hit on a stable page issues no ESSA.
+
+use super::essa::{Orc, PageStateByte};
+use super::rules::{Forbidden, PageFacts, VolatileKind, volatile_verdict};
+use crate::mm::addr::Pfn;
+use crate::mm::hooks::{FrameUse, PageStateHooks, Stability, StablePoint, VolatileContext, VolatilePoint};
+use crate::mm::page::{Page, PageFlags};
+
+/// How the layer issues ESSA: the instruction on the machine, the model in host tests.
+pub trait Essa {
+    /// Issues ESSA with `orc` for frame `pfn`; returns the old state.
+    fn essa(&mut self, orc: Orc, pfn: Pfn) -> PageStateByte;
+}
+
+/// `Page::last_state` values: what this layer last set (0: never set).
+mod last {
+    pub const UNKNOWN: u8 = 0;
+    pub const STABLE: u8 = 1;
+    pub const UNUSED: u8 = 2;
+    pub const VOLATILE: u8 = 3;
+    pub const POT_VOLATILE: u8 = 4;
+}
+
+/// What the layer did, for tests and the benchmark's ESSA economy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StateCounters {
+    /// ESSA instructions issued.
+    pub essa: u64,
+    /// ESSA instructions skipped because the frame already had the target state.
+    pub skipped: u64,
+    /// Pages made volatile or potentially volatile.
+    pub made_volatile: u64,
+    /// `try_make_volatile` calls refused by a condition.
+    pub refused: u64,
+    /// Refusals because the mapping was ever mlocked (the seed).
+    pub refused_mlocked: u64,
+    /// `make_stable` calls that found the page discarded.
+    pub found_discarded: u64,
+    /// State-change lock already held: the attempt was given up.
+    pub lock_busy: u64,
+}
+
+/// The page-state layer; `E` issues the instruction.
+#[derive(Debug)]
+pub struct PageStates<E: Essa> {
+    essa: E,
+    counters: StateCounters,
+}
+
+impl<E: Essa> PageStates<E> {
+    /// The layer issuing ESSA through `essa`.
+    pub fn new(essa: E) -> Self {
+        PageStates { essa, counters: StateCounters::default() }
+    }
+
+    /// What the layer did so far.
+    pub fn counters(&self) -> StateCounters {
+        self.counters
+    }
+
+    /// The ESSA issuer (tests reach the model through it).
+    pub fn issuer(&mut self) -> &mut E {
+        &mut self.essa
+    }
+
+    /// Sets `state` with `orc` unless the frame already has it.
+    fn set(&mut self, pfn: Pfn, page: &mut Page, orc: Orc, state: u8) -> Option<PageStateByte> {
+        if page.last_state() == state {
+            self.counters.skipped += 1;
+            return None;
+        }
+        self.counters.essa += 1;
+        let old = self.essa.essa(orc, pfn);
+        page.set_last_state(state);
+        Some(old)
+    }
+}
+
+/// The facts `volatile_verdict` needs, from the page's metadata and the caller.
+pub fn facts(page: &Page, ctx: VolatileContext) -> PageFacts {
+    PageFacts {
+        dirty: page.test(PageFlags::DIRTY),
+        locked: page.test(PageFlags::LOCKED),
+        writeback: page.test(PageFlags::WRITEBACK),
+        private: page.test(PageFlags::PRIVATE),
+        uptodate: page.test(PageFlags::UPTODATE),
+        on_lru: page.test(PageFlags::LRU),
+        anon: page.test(PageFlags::ANON),
+        swap_cache: false,
+        reserved: page.test(PageFlags::RESERVED),
+        discarded: page.test(PageFlags::DISCARDED),
+        has_mapping: page.mapping().is_some(),
+        mapping_mlocked: ctx.mapping_mlocked,
+        mapcount: page.mapcount(),
+        refcount: page.refcount(),
+        caller_refs: ctx.caller_refs,
+        writable_mapped: page.test(PageFlags::WRITABLE),
+    }
+}
+
+impl<E: Essa> PageStateHooks for PageStates<E> {
+    fn frame_allocated(&mut self, pfn: Pfn, page: &mut Page, _usage: FrameUse) {
+        // DAT tables and data alike: stable, with DAT (no ORC 7).
+        self.set(pfn, page, Orc::SetStable, last::STABLE);
+    }
+
+    fn frame_freed(&mut self, pfn: Pfn, page: &mut Page) {
+        self.set(pfn, page, Orc::SetUnused, last::UNUSED);
+    }
+
+    fn try_make_volatile(&mut self, pfn: Pfn, page: &mut Page, ctx: VolatileContext, _at: VolatilePoint) {
+        // Check and state change are one atomic step under the state-change lock; a
+        // busy lock means someone is changing the state: give up, as the series does.
+        if !page.try_lock_state_change() {
+            self.counters.lock_busy += 1;
+            return;
+        }
+        match volatile_verdict(&facts(page, ctx)) {
+            Ok(VolatileKind::Volatile) => {
+                self.set(pfn, page, Orc::SetVolatile, last::VOLATILE);
+                self.counters.made_volatile += 1;
+            }
+            Ok(VolatileKind::PotVolatile) => {
+                self.set(pfn, page, Orc::SetPotVolatile, last::POT_VOLATILE);
+                self.counters.made_volatile += 1;
+            }
+            Err(reason) => {
+                self.counters.refused += 1;
+                if reason == Forbidden::MappingMlocked {
+                    self.counters.refused_mlocked += 1;
+                }
+            }
+        }
+        page.unlock_state_change();
+    }
+
+    fn make_stable(&mut self, pfn: Pfn, page: &mut Page, _at: StablePoint) -> Stability {
+        if page.last_state() == last::STABLE {
+            // A stable page cannot have been discarded: no ESSA needed.
+            self.counters.skipped += 1;
+            return Stability::Stable;
+        }
+        self.counters.essa += 1;
+        let old = self.essa.essa(Orc::SetStableIfResident, pfn);
+        if old.is_discarded() {
+            // ORC 6 leaves a discarded block V + zero; page_discard takes over.
+            self.counters.found_discarded += 1;
+            page.set_last_state(last::VOLATILE);
+            Stability::Discarded
+        } else {
+            page.set_last_state(last::STABLE);
+            Stability::Stable
+        }
+    }
+
+    fn may_unmap_in_locked_vma(&mut self, _pfn: Pfn, page: &Page) -> bool {
+        // The seed's exception in try_to_unmap_one: discarded pages must go even from a
+        // VM_LOCKED VMA, so make_pages_present can reload them.
+        page.test(PageFlags::DISCARDED)
+    }
+}
+
+/// The layer's state encoding for a usage state the layer set, for tests.
+pub fn last_state_name(state: u8) -> &'static str {
+    match state {
+        last::STABLE => "stable",
+        last::UNUSED => "unused",
+        last::VOLATILE => "volatile",
+        last::POT_VOLATILE => "potentially volatile",
+        last::UNKNOWN => "unknown",
+        _ => "invalid",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cmma::essa::UsageState;
+    use crate::cmma::model::fake::FakeMemory;
+    use crate::cmma::model::{EssaContext, HostModel, ModelOptions};
+
+    /// ESSA against the host model on a fake machine, as the kernel does under TCG.
+    struct ModelEssa {
+        model: HostModel,
+        mem: FakeMemory,
+    }
+
+    impl Essa for ModelEssa {
+        fn essa(&mut self, orc: Orc, pfn: Pfn) -> PageStateByte {
+            let ctx = EssaContext { orc_raw: orc.code(), addr: pfn.as_u64() << 12, problem_state: false, facility_147: false };
+            self.model.essa(&mut self.mem, ctx).expect("valid ESSA")
+        }
+    }
+
+    fn layer() -> PageStates<ModelEssa> {
+        let options = ModelOptions { preserve_change_bit: true, ..ModelOptions::default() };
+        PageStates::new(ModelEssa { model: HostModel::new(16, options), mem: FakeMemory::new(16) })
+    }
+
+    fn usage(l: &PageStates<ModelEssa>, pfn: u64) -> UsageState {
+        l.essa.model.state(pfn).0
+    }
+
+    /// A clean, uptodate page-cache page on the LRU, mapped once, with the page cache's
+    /// reference and the mapper's.
+    fn cache_page() -> Page {
+        let mut page = Page::new();
+        page.set(PageFlags::UPTODATE);
+        page.set(PageFlags::LRU);
+        page.set_file_owner(crate::mm::ids::MappingId::new(1), 0);
+        page.set_refcount(2);
+        page.inc_mapcount();
+        page
+    }
+
+    const CTX: VolatileContext = VolatileContext { mapping_mlocked: false, caller_refs: 1 };
+
+    #[test]
+    fn allocated_stable_freed_unused_and_no_redundant_essa() {
+        let mut l = layer();
+        let mut page = Page::new();
+        l.frame_freed(Pfn::new(3), &mut page);
+        assert_eq!(usage(&l, 3), UsageState::Unused);
+        l.frame_allocated(Pfn::new(3), &mut page, FrameUse::Data);
+        assert_eq!(usage(&l, 3), UsageState::Stable);
+        assert_eq!(l.counters().essa, 2);
+        // A lookup of a stable page issues nothing.
+        assert_eq!(l.make_stable(Pfn::new(3), &mut page, StablePoint::Lookup), Stability::Stable);
+        assert_eq!(l.counters().essa, 2);
+        assert_eq!(l.counters().skipped, 1);
+    }
+
+    #[test]
+    fn clean_cache_page_goes_volatile_writable_goes_pot_volatile() {
+        let mut l = layer();
+        let mut page = cache_page();
+        l.try_make_volatile(Pfn::new(4), &mut page, CTX, VolatilePoint::Unlock);
+        assert_eq!(usage(&l, 4), UsageState::Volatile);
+        let mut page = cache_page();
+        page.set(PageFlags::WRITABLE);
+        l.try_make_volatile(Pfn::new(5), &mut page, CTX, VolatilePoint::RmapAdd);
+        assert_eq!(usage(&l, 5), UsageState::PotVolatile);
+        assert_eq!(l.counters().made_volatile, 2);
+    }
+
+    #[test]
+    fn every_forbidding_condition_keeps_the_page_stable() {
+        let cases: [(&str, fn(&mut Page, &mut VolatileContext)); 8] = [
+            ("dirty", |p, _| p.set(PageFlags::DIRTY)),
+            ("locked", |p, _| p.set(PageFlags::LOCKED)),
+            ("writeback", |p, _| p.set(PageFlags::WRITEBACK)),
+            ("not uptodate", |p, _| p.clear(PageFlags::UPTODATE)),
+            ("off lru", |p, _| p.clear(PageFlags::LRU)),
+            ("reserved", |p, _| p.set(PageFlags::RESERVED)),
+            ("unknown reference", |_, c| c.caller_refs = 0),
+            ("mlocked mapping", |_, c| c.mapping_mlocked = true),
+        ];
+        for (name, spoil) in cases {
+            let mut l = layer();
+            let mut page = cache_page();
+            let mut ctx = CTX;
+            l.frame_allocated(Pfn::new(6), &mut page, FrameUse::Data);
+            spoil(&mut page, &mut ctx);
+            l.try_make_volatile(Pfn::new(6), &mut page, ctx, VolatilePoint::Unlock);
+            assert_eq!(usage(&l, 6), UsageState::Stable, "{name}");
+            assert_eq!(l.counters().refused, 1, "{name}");
+        }
+    }
+
+    #[test]
+    fn busy_state_change_lock_gives_up() {
+        let mut l = layer();
+        let mut page = cache_page();
+        assert!(page.try_lock_state_change());
+        l.try_make_volatile(Pfn::new(7), &mut page, CTX, VolatilePoint::Unlock);
+        assert_eq!(usage(&l, 7), UsageState::Stable);
+        assert_eq!(l.counters().lock_busy, 1);
+    }
+
+    #[test]
+    fn make_stable_reports_a_discard_once_the_host_dropped_the_page() {
+        let mut l = layer();
+        let mut page = cache_page();
+        l.try_make_volatile(Pfn::new(8), &mut page, CTX, VolatilePoint::Unlock);
+        let ModelEssa { model, mem } = &mut l.essa;
+        model.reclaim(mem, 8);
+        assert_eq!(l.make_stable(Pfn::new(8), &mut page, StablePoint::Lookup), Stability::Discarded);
+        assert_eq!(l.counters().found_discarded, 1);
+        // Not discarded: ORC 6 makes it stable.
+        let mut other = cache_page();
+        l.try_make_volatile(Pfn::new(9), &mut other, CTX, VolatilePoint::Unlock);
+        assert_eq!(l.make_stable(Pfn::new(9), &mut other, StablePoint::Pin), Stability::Stable);
+        assert_eq!(usage(&l, 9), UsageState::Stable);
+    }
+
+    #[test]
+    fn only_discarded_pages_may_leave_a_locked_vma() {
+        let mut l = layer();
+        let mut page = cache_page();
+        assert!(!l.may_unmap_in_locked_vma(Pfn::new(1), &page));
+        page.set(PageFlags::DISCARDED);
+        assert!(l.may_unmap_in_locked_vma(Pfn::new(1), &page));
+    }
+}
