@@ -83,17 +83,28 @@ zhint_cmdline:
 );
 
 // One stub per interruption class. Save areas live in lowcore (0x200-0x47f, real
-// addresses reached with base register 0); the frame layout must match
+// addresses reached with base register 0); a nested interruption of the same class may
+// overwrite the save area and old PSW, because the outer handler has copied both into its
+// frame and writes them back before it returns. The frame layout must match
 // `kernel::arch::InterruptFrame`: gprs[16] @0, psw @128, fprs[16] @144, fpc @272.
 global_asm!(
     r#"
-    .macro INT_ENTRY name, save, oldpsw, stack, handler
+    .macro INT_ENTRY name, save, oldpsw, stack, bottom, handler
     .section .text.\name, "ax"
     .globl \name
 \name:
     stmg    %r0, %r15, \save
-    larl    %r15, \stack
-    aghi    %r15, -(160 + 288)
+    # Interrupted on this class's own stack (a nested interruption, e.g. an emulated
+    # ESSA inside the program-check handler): keep going below the current frame.
+    lg      %r15, \save + 120
+    larl    %r1, \bottom
+    clgr    %r15, %r1
+    jl      1f
+    larl    %r1, \stack
+    clgr    %r15, %r1
+    jle     2f
+1:  larl    %r15, \stack
+2:  aghi    %r15, -(160 + 288)
     xc      0(8, %r15), 0(%r15)
     mvc     160(128, %r15), \save
     mvc     288(16, %r15), \oldpsw
@@ -139,10 +150,10 @@ global_asm!(
     lpswe   \oldpsw
     .endm
 
-    INT_ENTRY zhint_ext_entry,  0x200, 0x130, __irq_stack_top, zhint_ext_interrupt
-    INT_ENTRY zhint_svc_entry,  0x280, 0x140, __pgm_stack_top, zhint_svc_interrupt
-    INT_ENTRY zhint_pgm_entry,  0x300, 0x150, __pgm_stack_top, zhint_pgm_interrupt
-    INT_ENTRY zhint_mcck_entry, 0x380, 0x160, __irq_stack_top, zhint_mcck_interrupt
-    INT_ENTRY zhint_io_entry,   0x400, 0x170, __irq_stack_top, zhint_io_interrupt
+    INT_ENTRY zhint_ext_entry,  0x200, 0x130, __irq_stack_top, __irq_stack_bottom, zhint_ext_interrupt
+    INT_ENTRY zhint_svc_entry,  0x280, 0x140, __pgm_stack_top, __pgm_stack_bottom, zhint_svc_interrupt
+    INT_ENTRY zhint_pgm_entry,  0x300, 0x150, __pgm_stack_top, __pgm_stack_bottom, zhint_pgm_interrupt
+    INT_ENTRY zhint_mcck_entry, 0x380, 0x160, __irq_stack_top, __irq_stack_bottom, zhint_mcck_interrupt
+    INT_ENTRY zhint_io_entry,   0x400, 0x170, __irq_stack_top, __irq_stack_bottom, zhint_io_interrupt
 "#
 );

@@ -45,6 +45,8 @@ pub struct Options {
     pub cmma: CmmaMode,
     /// `panic=now` or `hang=now`.
     pub deliberate: Option<Deliberate>,
+    /// `mm.pool=SIZE`: bytes of memory the memory manager may use for pages (K/M/G).
+    pub mm_pool: Option<u64>,
     /// Every argument as given, for the banner.
     pub raw: String,
 }
@@ -148,6 +150,7 @@ fn apply(o: &mut Options, key: &str, value: Option<&str>) -> Result<(), Option<&
                 _ => return Err(Some("auto, off or model")),
             }
         }
+        "mm.pool" => o.mm_pool = Some(size(value).ok_or(Some("a size such as 4M or 512K"))?),
         "panic" | "hang" => match value {
             Some("now") => {
                 o.deliberate =
@@ -158,6 +161,19 @@ fn apply(o: &mut Options, key: &str, value: Option<&str>) -> Result<(), Option<&
         _ => return Err(None),
     }
     Ok(())
+}
+
+/// A byte count with an optional K, M or G suffix, at least one page.
+fn size(value: Option<&str>) -> Option<u64> {
+    let v = value?;
+    let (digits, shift) = match v.as_bytes().last()? {
+        b'K' | b'k' => (&v[..v.len() - 1], 10),
+        b'M' | b'm' => (&v[..v.len() - 1], 20),
+        b'G' | b'g' => (&v[..v.len() - 1], 30),
+        _ => (v, 0),
+    };
+    let n: u64 = digits.parse().ok()?;
+    n.checked_mul(1 << shift).filter(|&b| b >= 4096)
 }
 
 fn number(value: Option<&str>) -> Option<u64> {
@@ -204,6 +220,18 @@ mod tests {
         assert_eq!(w[0], Warning::Unknown("some".into()));
         assert!(matches!(&w[1], Warning::BadValue { key, .. } if key == "ktest.skip"));
         assert!(w[1].to_string().contains("expected a decimal number"));
+    }
+
+    #[test]
+    fn pool_sizes_take_suffixes() {
+        assert_eq!(parse(b"mm.pool=4M").0.mm_pool, Some(4 << 20));
+        assert_eq!(parse(b"mm.pool=512k").0.mm_pool, Some(512 << 10));
+        assert_eq!(parse(b"mm.pool=8192").0.mm_pool, Some(8192));
+        for bad in [&b"mm.pool=1"[..], b"mm.pool=xM", b"mm.pool=", b"mm.pool=99999999999G"] {
+            let (o, w) = parse(bad);
+            assert_eq!(o.mm_pool, None);
+            assert_eq!(w.len(), 1, "{}", core::str::from_utf8(bad).unwrap());
+        }
     }
 
     #[test]

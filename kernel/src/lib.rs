@@ -28,3 +28,5 @@ pub mod shutdown;
 pub mod start;
 #[cfg(target_arch = "s390x")]
 pub mod trap;
+#[cfg(target_arch = "s390x")]
+pub mod vm;

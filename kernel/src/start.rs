@@ -4,7 +4,12 @@ use crate::arch::{cpu, image, kspace};
 use crate::cmdline::{self, Deliberate};
 use crate::ktest::{self, runner};
 use crate::machine::{self, Facilities, Host};
-use crate::{cmma, console, println, shutdown};
+use crate::mm::addr::{PAGE_SIZE, Pfn};
+use crate::{cmma, console, println, shutdown, vm};
+
+/// Memory the memory manager may use for pages unless `mm.pool=` says otherwise: small,
+/// so that the suites' files (about 22 MiB) put the page cache under real pressure.
+const DEFAULT_POOL: u64 = 4 << 20;
 use alloc::vec::Vec;
 
 /// Heap size: enough for frame metadata (64 bytes per 4 KiB frame) and test data.
@@ -28,7 +33,8 @@ pub fn kernel_main() -> ! {
     };
     let heap_end = init_heap(memory);
     let tables = heap_end..heap_end + kspace::tables_size(memory);
-    if let Err(e) = kspace::init(memory, tables) {
+    let tables_for_pool = tables.clone();
+    if let Err(e) = kspace::init(memory, tables_for_pool) {
         panic!("cannot build the kernel address space: {e:?}");
     }
 
@@ -41,6 +47,22 @@ pub fn kernel_main() -> ! {
     let facilities = Facilities(cpu::facilities());
     let essa_native = cmma::backend::probe();
     let backend = cmma::backend::select(options.cmma, essa_native, memory);
+    let pool_start = tables.end.next_multiple_of(PAGE_SIZE);
+    let pool_bytes = options.mm_pool.unwrap_or(DEFAULT_POOL).min(memory.saturating_sub(pool_start));
+    let pool = Pfn::new(pool_start / PAGE_SIZE)..Pfn::new((pool_start + pool_bytes) / PAGE_SIZE);
+    let mm_status = match image::take_initrd() {
+        None => alloc::format!("off (no backing store: boot with -initrd)"),
+        Some(initrd) => match vm::init(memory, pool.clone(), initrd) {
+            Ok(()) => alloc::format!(
+                "{} frames ({} KiB) at {:#x}, backing store {} KiB",
+                pool.end.as_u64() - pool.start.as_u64(),
+                pool_bytes >> 10,
+                pool_start,
+                image::initrd().map_or(0, |(_, s)| s >> 10)
+            ),
+            Err(e) => alloc::format!("failed to start: {e:?}"),
+        },
+    };
 
     let consoles = console::CONSOLE.lock().consoles();
     println!("zhint {} - guest page hinting test harness", env!("CARGO_PKG_VERSION"));
@@ -53,6 +75,7 @@ pub fn kernel_main() -> ! {
         backend
     );
     println!("dat: on, kernel identity-mapped with 4 KiB pages");
+    println!("mm: {mm_status}");
     println!("command line: [{}]", options.raw);
     for w in &warnings {
         println!("# warning: {w}");

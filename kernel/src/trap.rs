@@ -7,6 +7,7 @@
 use crate::arch::cpu::{self, psw_mask};
 use crate::arch::interrupts::{self, InterruptFrame, PgmInfo};
 use crate::ktest::ktap::SUBTEST_INDENT;
+use crate::vm::{self, FaultOutcome};
 use crate::{console, ktest, shutdown};
 use core::fmt::Write;
 
@@ -26,18 +27,45 @@ pub fn program_interruption(frame: &mut InterruptFrame, info: &PgmInfo) {
         Some(Some(delivered)) => info = delivered,
         None => {}
     }
+    let outcome = if info.code == 0x1a {
+        vm::discard_fault(&info)
+    } else {
+        vm::translation_fault(&info)
+    };
+    let refused = match outcome {
+        // Resolved by the memory manager: retry the access. Protection exceptions
+        // suppress (the old PSW points past the instruction): rewind it, as Linux does.
+        FaultOutcome::Resolved => {
+            if !interrupts::nullifies(info.code) {
+                frame.psw.addr = frame.psw.addr.wrapping_sub(u64::from(info.ilen));
+            }
+            return;
+        }
+        FaultOutcome::Refused(e) => Some(e),
+        FaultOutcome::NotMine => None,
+    };
     let info = &info;
     // Anything not resolved above: a test that runs under `catch_pgm` gets it back
     // (expected or not); the crash report is printed only when no test expected it.
     if interrupts::catching() {
         if !expected() {
             report(frame, "unexpected program interruption", info);
+            if let Some(e) = refused {
+                note_refusal(e);
+            }
         }
         interrupts::unwind_to_catcher(frame, info);
         return;
     }
     report(frame, "unexpected program interruption", info);
+    if let Some(e) = refused {
+        note_refusal(e);
+    }
     shutdown::crash("unexpected program interruption outside a test");
+}
+
+fn note_refusal(e: crate::mm::error::MmError) {
+    let _ = writeln!(console::ConsoleWriter, "{}# memory manager refused the fault: {e:?}", indent());
 }
 
 /// True while a test body waits for a program interruption inside `expect_pgm`.
@@ -63,6 +91,17 @@ impl Drop for ExpectGuard {
     }
 }
 
+/// Whether a program interruption may arrive while another is being handled: only an
+/// ESSA the host model emulates (the memory manager's page-state hooks issue ESSA while
+/// the handler resolves a fault).
+pub fn may_nest(info: &PgmInfo) -> bool {
+    use crate::arch::essa;
+    use crate::cmma::backend::{self, Backend};
+    info.code == 0x01
+        && backend::current() == Backend::Model
+        && essa::decode(essa::instruction_at(info.instruction_address())).is_some()
+}
+
 /// A program interruption while handling one: nothing can be trusted any more.
 pub fn fatal_nested_program_interruption(frame: &InterruptFrame, info: &PgmInfo) -> ! {
     report(frame, "program interruption inside the program-interruption handler", info);
@@ -82,6 +121,7 @@ pub fn unexpected_interruption(kind: &str, code: u64, frame: &InterruptFrame) ->
 /// expectation flag. (DAT mode and problem state come back with the resumed PSW.)
 pub fn restore_kernel_state() {
     EXPECTING.store(false, core::sync::atomic::Ordering::Relaxed);
+    vm::reset_address_space();
     console::force_unlock();
 }
 

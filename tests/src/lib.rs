@@ -16,6 +16,8 @@ mod cmma_essa;
 #[cfg(target_arch = "s390x")]
 mod ktest_selftest;
 #[cfg(target_arch = "s390x")]
+mod mm_fault;
+#[cfg(target_arch = "s390x")]
 mod sclp_console;
 
 /// Called by `boot` so that the linker pulls this crate into the image.

@@ -29,12 +29,17 @@ pub fn initrd() -> Option<(u64, u64)> {
     (parm[2] != 0).then_some((parm[1], parm[2]))
 }
 
-/// The initrd's contents.
-pub fn initrd_bytes() -> Option<&'static [u8]> {
+/// The initrd's contents, handed out once (to the memory manager's block device).
+pub fn take_initrd() -> Option<&'static mut [u8]> {
+    static TAKEN: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
     let (start, size) = initrd()?;
-    // SAFETY: the loader placed `size` bytes at `start` in memory the kernel never hands
-    // out (the frame allocator excludes it), identity-mapped.
-    Some(unsafe { core::slice::from_raw_parts(start as *const u8, size as usize) })
+    if TAKEN.swap(true, core::sync::atomic::Ordering::Relaxed) {
+        return None;
+    }
+    // SAFETY: the loader placed `size` bytes at `start`, in memory the kernel never hands
+    // out (heap, tables and frame pool are placed after it), identity-mapped; the flag
+    // above makes this the only reference ever created.
+    Some(unsafe { core::slice::from_raw_parts_mut(start as *mut u8, size as usize) })
 }
 
 fn addr(symbol: &u8) -> u64 {

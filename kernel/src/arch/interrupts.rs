@@ -10,7 +10,7 @@
 use super::cpu::{Psw, psw_mask};
 use super::lowcore;
 use core::arch::global_asm;
-use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+use core::sync::atomic::{AtomicPtr, Ordering};
 
 /// The interrupted context, as laid out by the entry stubs in `boot/src/entry.rs`.
 #[repr(C)]
@@ -62,8 +62,13 @@ pub fn nullifies(code: u16) -> bool {
     matches!(code, 0x10 | 0x11 | 0x1a | 0x38..=0x3b)
 }
 
-/// True while the program-interruption handler runs: a second one is fatal.
-static IN_PGM_HANDLER: AtomicBool = AtomicBool::new(false);
+/// Program-interruption handlers running (nested ones included).
+static PGM_DEPTH: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
+/// How deep program interruptions may nest: the handler itself may issue ESSA (the
+/// memory manager's page-state hooks), which traps once more where the model emulates
+/// it; that emulation issues nothing.
+const MAX_PGM_DEPTH: u32 = 2;
 
 #[unsafe(no_mangle)]
 extern "C" fn zhint_pgm_interrupt(frame: &mut InterruptFrame) {
@@ -73,11 +78,12 @@ extern "C" fn zhint_pgm_interrupt(frame: &mut InterruptFrame) {
         psw: frame.psw,
         teid: lowcore::trans_exc_code(),
     };
-    if IN_PGM_HANDLER.swap(true, Ordering::Relaxed) {
+    let depth = PGM_DEPTH.fetch_add(1, Ordering::Relaxed);
+    if depth >= MAX_PGM_DEPTH || (depth > 0 && !crate::trap::may_nest(&info)) {
         crate::trap::fatal_nested_program_interruption(frame, &info);
     }
     crate::trap::program_interruption(frame, &info);
-    IN_PGM_HANDLER.store(false, Ordering::Relaxed);
+    PGM_DEPTH.fetch_sub(1, Ordering::Relaxed);
 }
 
 #[unsafe(no_mangle)]

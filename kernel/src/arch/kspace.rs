@@ -4,7 +4,9 @@
 
 use super::storage::{self, Machine};
 use crate::mm::addr::{PAGE_SIZE, Pfn, PhysAddr, VirtAddr};
-use crate::mm::dat::{DatSpace, Pte, TableAlloc};
+use crate::mm::dat::{Asce, DatSpace, Pte, TableAlloc};
+use crate::mm::manager::{USER_END, USER_START};
+use alloc::vec::Vec;
 use crate::mm::machine::{PhysMem, Tlb};
 use spin::Mutex;
 
@@ -35,6 +37,14 @@ impl TableAlloc for BootTables {
 
 static KERNEL: Mutex<Option<DatSpace>> = Mutex::new(None);
 
+/// User address spaces the host model must search when it revokes a frame (a real host
+/// needs no such list: it drops the frame from the guest's absolute storage, which every
+/// guest translation reaches; the model has to find the guest's PTEs instead).
+static USER_SPACES: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+
+/// The ASCE currently in CR1.
+static CURRENT: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
 /// Bytes of table frames needed to map `memory` bytes: one region-third table, one
 /// segment table (4 frames) per 2 GiB, one page table frame per MiB, plus alignment slack.
 pub fn tables_size(memory: u64) -> u64 {
@@ -51,8 +61,114 @@ pub fn init(memory: u64, tables: core::ops::Range<u64>) -> Result<(), crate::mm:
     space.identity_map(&mut machine, &mut alloc, PhysAddr::new(0)..PhysAddr::new(memory), true)?;
     // SAFETY: `space` maps all `memory` bytes one to one, read-write.
     unsafe { super::cpu::dat_on(space.asce().bits()) };
+    CURRENT.store(space.asce().bits(), core::sync::atomic::Ordering::Relaxed);
     *KERNEL.lock() = Some(space);
     Ok(())
+}
+
+/// A second handle on the kernel's tables, for the memory manager to share into every
+/// user address space.
+pub fn kernel_space_view() -> Option<DatSpace> {
+    KERNEL.lock().as_ref().map(|k| DatSpace::from_asce(k.asce()))
+}
+
+/// The kernel's ASCE.
+pub fn kernel_asce() -> Option<Asce> {
+    KERNEL.lock().as_ref().map(DatSpace::asce)
+}
+
+/// Announces a user address space (so the host model finds its PTEs).
+pub fn register_space(asce: Asce) {
+    USER_SPACES.lock().push(asce.bits());
+}
+
+/// Withdraws a user address space; if it is current, the kernel's becomes current.
+pub fn unregister_space(asce: Asce) {
+    USER_SPACES.lock().retain(|&a| a != asce.bits());
+    if current() == asce.bits() {
+        leave();
+    }
+}
+
+/// The ASCE in CR1.
+pub fn current() -> u64 {
+    CURRENT.load(core::sync::atomic::Ordering::Relaxed)
+}
+
+/// Makes `asce` (a registered user space) the primary address space. Refused (false)
+/// unless it is registered and shares the kernel's region-third entries, so the kernel
+/// stays mapped one to one after the switch.
+pub fn enter(asce: Asce) -> bool {
+    if !USER_SPACES.lock().contains(&asce.bits()) {
+        return false;
+    }
+    let Some(kernel) = kernel_asce() else { return false };
+    let kernel_entries = kernel.origin().as_u64();
+    let user_entries = asce.origin().as_u64();
+    let shared = USER_START.as_u64() / (1 << 31);
+    let same = (0..shared).all(|i| {
+        Machine.read_u64(PhysAddr::new(kernel_entries + 8 * i))
+            == Machine.read_u64(PhysAddr::new(user_entries + 8 * i))
+    });
+    if same {
+        load(asce.bits());
+    }
+    same
+}
+
+/// Makes the kernel's address space the primary one again.
+pub fn leave() {
+    if let Some(kernel) = kernel_asce() {
+        load(kernel.bits());
+    }
+}
+
+fn load(asce: u64) {
+    // SAFETY: `asce` is the kernel's or a user space that shares the kernel's entries
+    // (checked by `enter`), so every kernel address stays mapped one to one.
+    unsafe { super::cpu::write_cr::<1>(asce) };
+    CURRENT.store(asce, core::sync::atomic::Ordering::Relaxed);
+}
+
+/// The PTE that maps user address `va` in the current address space, if any.
+pub fn current_user_pte(va: VirtAddr) -> Option<(PhysAddr, Pte)> {
+    let asce = current();
+    if kernel_asce().is_some_and(|k| k.bits() == asce) {
+        return None;
+    }
+    let space = DatSpace::from_asce(Asce::region_third(PhysAddr::new(asce & !0xfff)));
+    match space.walk(&Machine, va) {
+        crate::mm::dat::Walk::Pte { addr, pte } => Some((addr, pte)),
+        _ => None,
+    }
+}
+
+/// Revokes every user mapping of `pfn` (see [`Pte::host_revoked`]).
+fn revoke_user(pfn: u64) {
+    let spaces = USER_SPACES.lock().clone();
+    let mut machine = Machine;
+    for asce in spaces {
+        let space = DatSpace::from_asce(Asce::region_third(PhysAddr::new(asce & !0xfff)));
+        let mut hits = Vec::new();
+        space.for_each_pte(&machine, USER_START..USER_END, |va, addr, pte| {
+            if pte.pfn().as_u64() == pfn && pte.is_valid() {
+                hits.push((va, addr, pte));
+            }
+        });
+        for (va, addr, pte) in hits {
+            machine.invalidate_page(addr, va);
+            machine.write_u64(addr, pte.host_revoked().bits());
+        }
+    }
+}
+
+/// Makes a user PTE the host model revoked valid again (the model handed the frame
+/// back).
+pub fn restore_user_pte(addr: PhysAddr) {
+    let pte = Pte::from_bits(Machine.read_u64(addr));
+    if pte.is_host_revoked() {
+        Machine.write_u64(addr, pte.host_restored().bits());
+    }
 }
 
 /// True once DAT is on.
@@ -69,8 +185,10 @@ fn pte_of(pfn: u64) -> Option<(PhysAddr, Pte)> {
     }
 }
 
-/// Makes every kernel access to frame `pfn` fault (page-translation exception).
+/// Makes every access to frame `pfn` fault (page-translation exception): through the
+/// kernel's identity map and through every user mapping.
 pub fn revoke(pfn: u64) {
+    revoke_user(pfn);
     if let Some((addr, pte)) = pte_of(pfn) {
         let mut machine = Machine;
         if pte.is_valid() {

@@ -169,19 +169,29 @@ pub fn emulate(frame: &mut InterruptFrame, info: &PgmInfo) -> Emulation {
 
 /// A translation exception at a frame the model revoked: the model decides whether the
 /// access proceeds (retried) or becomes a block-volatility or addressing exception.
-/// `None` when the fault has nothing to do with the model.
+/// `None` when the fault has nothing to do with the model. The frame is found through
+/// the kernel's identity map or, for a user address, the current address space's PTE.
 pub fn on_translation_fault(info: &PgmInfo) -> Option<Option<PgmInfo>> {
     if !matches!(info.code, 0x10 | 0x11) {
         return None;
     }
-    // The kernel space is an identity map: the failing address is the absolute one.
-    let pfn = (info.teid & !0xfff) / PAGE_SIZE;
-    if !kspace::is_revoked(pfn) {
-        return None;
-    }
+    let va = crate::mm::addr::VirtAddr::new(info.teid & !0xfff);
+    let (pfn, user_pte) = match kspace::current_user_pte(va) {
+        Some((addr, pte)) if pte.is_host_revoked() => (pte.pfn().as_u64(), Some(addr)),
+        Some(_) => return None,
+        // Not a user mapping: the kernel's identity map, where address = frame.
+        None if kspace::is_revoked(va.as_u64() / PAGE_SIZE) => (va.as_u64() / PAGE_SIZE, None),
+        None => return None,
+    };
     let verdict = with_model(|model, host| model.on_access(host, pfn))?;
     Some(match verdict {
-        AccessVerdict::Ok => None,
+        AccessVerdict::Ok => {
+            // The model handed the frame back: make this mapping valid again, retry.
+            if let Some(addr) = user_pte {
+                kspace::restore_user_pte(addr);
+            }
+            None
+        }
         AccessVerdict::BlockVolatility { absolute_addr } => Some(PgmInfo {
             code: ProgramException::BlockVolatility.code(),
             teid: absolute_addr,

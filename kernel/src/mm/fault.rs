@@ -60,7 +60,7 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
             return Err(MmError::AccessViolation);
         }
         match s.dat.walk(&self.machine, va) {
-            Walk::Pte { pte, .. } if pte.is_valid() => {
+            Walk::Pte { pte, .. } if pte.is_present() => {
                 if access == Access::Write && pte.is_protected() {
                     self.do_wp_page(space, &vma, va, pte.pfn())
                 } else {

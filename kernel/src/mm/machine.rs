@@ -1,7 +1,7 @@
 //! What the memory manager needs from the machine, as traits.
 //!
 //! The arch layer implements them on s390x (real storage, IPTE/IDTE/PTLB,
-//! ISKE/RRBE/SSKE); host tests use the fakes in [`super::fake`].
+//! ISKE/RRBE/SSKE); host tests use the fakes in `mm::fake` (test builds only).
 
 use super::addr::{PAGE_BYTES, Pfn, PhysAddr, VirtAddr};
 

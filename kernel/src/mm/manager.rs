@@ -252,6 +252,12 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
         Ok(asce)
     }
 
+    /// Uses an existing kernel address space (built elsewhere, e.g. the kernel's boot
+    /// identity map) as the part shared into every user space created afterwards.
+    pub fn adopt_kernel_space(&mut self, kernel: DatSpace) {
+        self.kernel = Some(kernel);
+    }
+
     /// The kernel's ASCE, once built.
     pub fn kernel_asce(&self) -> Option<Asce> {
         self.kernel.as_ref().map(DatSpace::asce)

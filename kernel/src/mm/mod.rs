@@ -1,4 +1,48 @@
-//! Memory management: frames, heap, DAT address spaces, VMAs, page cache, reclaim, mlock.
+//! Memory management: frames, DAT address spaces, VMAs, page cache over a
+//! backing store, reverse map, LRU reclaim, demand paging and mlock, built the
+//! way Linux `mm/` is and with its vocabulary.
+//!
+//! # Map
+//!
+//! | module | Linux | holds |
+//! |---|---|---|
+//! | [`addr`] | | `PAGE_SIZE`, [`addr::Pfn`], [`addr::PhysAddr`], [`addr::VirtAddr`] |
+//! | [`ids`] | | [`ids::MappingId`], [`ids::SpaceId`]: small ids instead of pointers |
+//! | [`page`] | `struct page`, `mem_map` | [`page::Page`] (flags, counts, owner, LRU links, `last_state`), [`page::PageArray`] |
+//! | [`list`] | `list_head` | [`list::PageList`], intrusive through the page metadata |
+//! | [`frames`] | page allocator | [`frames::FrameAllocator`] (O(1) free list), [`frames::usable_ranges`] |
+//! | [`machine`] | | traits the arch layer implements: [`machine::PhysMem`], [`machine::Tlb`], [`machine::StorageKeys`] |
+//! | [`dat`] | `pgtable.h`, `pgalloc.c` | entry encodings, [`dat::DatSpace`] (map, unmap, protect, walk, identity map, kernel sharing) |
+//! | [`vma`] | `mmap.c`, `mprotect.c` | [`vma::Vma`], [`vma::VmaTree`]: split/merge, the range operations |
+//! | [`backing`] | block layer | [`backing::BlockDevice`], [`backing::MemDisk`], the image format, [`backing::pattern`] |
+//! | [`manager`] | `mm_struct`, zones | [`manager::Mm`]: owns everything; frame allocation with watermarks, `put_page` |
+//! | [`page_cache`] | `filemap.c` | [`page_cache::Mapping`]; `find_get_page`, `readpage`, writeback, `truncate_inode_pages` |
+//! | [`rmap`] | `rmap.c` | reverse map, `try_to_unmap`, `page_mkclean`, `page_remove_rmap` |
+//! | [`lru`] | `swap.c` | active/inactive lists, `lru_cache_add`, `mark_page_accessed` |
+//! | [`reclaim`] | `vmscan.c` | `reclaim`, `shrink_active_list`, `shrink_page` |
+//! | [`fault`] | `memory.c` | `handle_fault`, COW, `follow_page`, `get_user_pages`, `make_pages_present` |
+//! | [`mlock`] | `mlock.c` | `mlock`, `munlock`, `mlock_fixup` (sets the mapping's `mlocked`) |
+//! | [`mmap`] | `mmap.c` | `mmap`, `munmap`, `mprotect` with the page tables kept in line |
+//! | [`discard`] | `page-states.c` | `page_discard`, `discard_fault` (0x1A) |
+//! | [`hooks`] | `page-states.h` | [`hooks::PageStateHooks`]: where the ESSA layer (issue 5) plugs in |
+//! | [`error`] | errno | [`error::MmError`] |
+//!
+//! # Rules the code keeps
+//!
+//! - References: the page cache holds one per cached page, each PTE one, each
+//!   pin one; the last `put_page` takes the page off the LRU and frees it.
+//! - Dirty tracking: shared file pages are mapped read-only until the first
+//!   store (write notify), and `page_mkclean` write-protects them at writeback;
+//!   the storage-key change bit of pages mapped writable is moved into the
+//!   dirty flag when the last PTE goes and before writeback, after making the
+//!   page stable (series patch 6/6, hazard 1). `readpage` clears the change bit.
+//! - Reclaim never frees locked, under-writeback, pinned, anonymous (no swap)
+//!   or `VM_LOCKED`-mapped pages; `try_to_unmap` asks
+//!   [`hooks::PageStateHooks::may_unmap_in_locked_vma`] (the seed's discarded-page exception).
+//! - A mapping's `mlocked` flag is set by `mlock_fixup` and never cleared.
+//! - The kernel is single threaded: [`Mm`] methods take `&mut self`; the
+//!   caller serialises (a lock that interrupt context never takes).
+
 pub mod addr;
 pub mod backing;
 pub mod dat;
@@ -23,3 +67,6 @@ pub mod rmap;
 #[cfg(test)]
 pub mod testing;
 pub mod vma;
+
+pub use error::MmError;
+pub use manager::{Mm, MmConfig, MmStats};

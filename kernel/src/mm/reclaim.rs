@@ -11,6 +11,9 @@ use super::machine::Machine;
 use super::manager::Mm;
 use super::page::PageFlags;
 
+/// How many times one reclaim call scans the whole LRU at most.
+pub const RECLAIM_PASSES: usize = 4;
+
 /// What `shrink_page_list` did with one page.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum ShrinkOutcome {
@@ -24,32 +27,37 @@ pub enum ShrinkOutcome {
 
 impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
     /// Frees up to `target` frames; returns how many were freed (`try_to_free_pages`).
+    ///
+    /// Scans in up to [`RECLAIM_PASSES`] passes over the LRU (Linux: priority
+    /// levels), so a page activated for its reference bit in one pass can be
+    /// aged and freed in the next.
     pub fn reclaim(&mut self, target: usize) -> usize {
         let mut freed = 0;
-        // Two full passes over the LRU at most: then everything left is unreclaimable.
-        let mut budget = 2 * (self.lru.active.len() + self.lru.inactive.len()) + 1;
-        while freed < target && budget > 0 {
-            // Keep the inactive list at least as long as the active one.
-            if self.lru.inactive.len() < self.lru.active.len() {
-                let n = (self.lru.active.len() - self.lru.inactive.len())
-                    .div_ceil(2)
-                    .max(1);
-                self.shrink_active_list(n);
-            }
-            let batch = (target - freed).clamp(1, 32).min(budget);
-            budget -= batch;
-            let scanned = self.isolate_inactive(batch);
-            if scanned.is_empty() {
-                if self.lru.active.is_empty() {
-                    break;
+        for _ in 0..RECLAIM_PASSES {
+            let mut to_scan = self.lru.active.len() + self.lru.inactive.len();
+            while to_scan > 0 && freed < target {
+                // Keep the inactive list at least as long as the active one.
+                if self.lru.inactive.len() < self.lru.active.len() {
+                    let n = (self.lru.active.len() - self.lru.inactive.len())
+                        .div_ceil(2)
+                        .max(1);
+                    self.shrink_active_list(n);
                 }
-                self.shrink_active_list(self.lru.active.len());
-                continue;
-            }
-            for pfn in scanned {
-                if self.shrink_page(pfn) == ShrinkOutcome::Freed {
-                    freed += 1;
+                let batch = (target - freed).clamp(1, 32).min(to_scan);
+                to_scan -= batch;
+                let scanned = self.isolate_inactive(batch);
+                if scanned.is_empty() {
+                    self.shrink_active_list(self.lru.active.len());
+                    continue;
                 }
+                for pfn in scanned {
+                    if self.shrink_page(pfn) == ShrinkOutcome::Freed {
+                        freed += 1;
+                    }
+                }
+            }
+            if freed >= target {
+                break;
             }
         }
         self.stats.reclaimed += freed as u64;

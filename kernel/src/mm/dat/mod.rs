@@ -53,10 +53,11 @@ pub enum Walk {
 }
 
 impl Walk {
-    /// The PTE, if it is valid.
+    /// The PTE, if it maps a page (valid, or revoked by the host model: see
+    /// [`Pte::is_present`]).
     pub fn valid_pte(self) -> Option<(PhysAddr, Pte)> {
         match self {
-            Self::Pte { addr, pte } if pte.is_valid() => Some((addr, pte)),
+            Self::Pte { addr, pte } if pte.is_present() => Some((addr, pte)),
             _ => None,
         }
     }
@@ -169,7 +170,7 @@ impl DatSpace {
     ) -> Result<PhysAddr, MmError> {
         Self::check(va)?;
         let slot = self.pte_slot(mem, tables, va)?;
-        if Pte::from_bits(mem.read_u64(slot)).is_valid() {
+        if Pte::from_bits(mem.read_u64(slot)).is_present() {
             return Err(MmError::AlreadyMapped);
         }
         mem.write_u64(slot, Pte::new(pfn, writable).bits());
@@ -179,9 +180,11 @@ impl DatSpace {
     /// Removes the mapping of `va` and returns the old PTE, if one was valid.
     pub fn unmap<M: PhysMem + Tlb + ?Sized>(&mut self, mem: &mut M, va: VirtAddr) -> Option<Pte> {
         let (addr, pte) = self.walk(mem, va).valid_pte()?;
-        mem.invalidate_page(addr, va);
+        if pte.is_valid() {
+            mem.invalidate_page(addr, va);
+        }
         mem.write_u64(addr, Pte::EMPTY.bits());
-        Some(pte)
+        Some(pte.host_restored())
     }
 
     /// Sets or clears write permission of a mapped `va`; returns the old PTE.
@@ -194,10 +197,52 @@ impl DatSpace {
         let (addr, pte) = self.walk(mem, va).valid_pte()?;
         let new = pte.with_writable(writable);
         if new != pte {
-            mem.invalidate_page(addr, va);
+            if pte.is_valid() {
+                mem.invalidate_page(addr, va);
+            }
             mem.write_u64(addr, new.bits());
         }
-        Some(pte)
+        Some(pte.host_restored())
+    }
+
+    /// Calls `f(va, pte address, pte)` for every present PTE in `range` (2 GiB aligned
+    /// region indices are walked; invalid tables are skipped).
+    pub fn for_each_pte<M: PhysMem + ?Sized>(
+        &self,
+        mem: &M,
+        range: Range<VirtAddr>,
+        mut f: impl FnMut(VirtAddr, PhysAddr, Pte),
+    ) {
+        let first = region3_index(range.start);
+        let last = (range.end.as_u64().min(VA_LIMIT).div_ceil(REGION3_SIZE)) as usize;
+        for r in first..last.min(REGION3_ENTRIES) {
+            let r3 = Region3Entry::from_bits(mem.read_u64(entry_addr(self.region3.addr(), r)));
+            if !r3.is_valid() {
+                continue;
+            }
+            for sx in 0..SEGMENT_ENTRIES {
+                let seg = SegmentEntry::from_bits(mem.read_u64(entry_addr(r3.origin(), sx)));
+                if !seg.is_valid() {
+                    continue;
+                }
+                for px in 0..PAGE_ENTRIES {
+                    let addr = entry_addr(seg.origin(), px);
+                    let pte = Pte::from_bits(mem.read_u64(addr));
+                    let va = VirtAddr::new(
+                        r as u64 * REGION3_SIZE + sx as u64 * (1 << 20) + px as u64 * PAGE_SIZE,
+                    );
+                    if pte.is_present() && range.contains(&va) {
+                        f(va, addr, pte);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A view of the address space designated by `asce` (for walking tables someone
+    /// else owns, e.g. the host model's revocation).
+    pub fn from_asce(asce: Asce) -> DatSpace {
+        DatSpace { region3: asce.origin().pfn() }
     }
 
     /// Maps `range` (page aligned) one to one: virtual = physical.

@@ -153,6 +153,9 @@ fn locked_referenced_and_anonymous_pages_are_not_reclaimed() {
     for index in 0..4 * FRAMES {
         mm.read_file(big, index * P, &mut buf).unwrap();
     }
+    // Drain everything reclaimable: the locked pages must still be there.
+    mm.reclaim(FRAMES as usize);
+    assert_eq!(mm.mapping(big).unwrap().nrpages(), 0);
     for (i, &pfn) in locked_pfns.iter().enumerate() {
         assert_eq!(
             mm.mapping(locked_file).unwrap().lookup(i as u64),

@@ -1,0 +1,244 @@
+//! The kernel's memory manager: one [`Mm`] over the machine, the initrd as backing store
+//! and the page-state layer, plus the glue the interruption path needs (demand faults
+//! and the block-volatility fault) and user address spaces for test bodies.
+//!
+//! Lock order: the `Mm` lock is never held across a user access, so a fault handler can
+//! always take it; a fault that finds it held is a kernel bug and ends the run.
+
+use crate::arch::interrupts::PgmInfo;
+use crate::arch::kspace;
+use crate::arch::storage::Machine;
+use crate::cmma::backend::{self, Backend};
+use crate::cmma::essa::{Orc, PageStateByte};
+use crate::cmma::states::{Essa, PageStates};
+use crate::mm::addr::{PAGE_SIZE, Pfn, PhysAddr, VirtAddr};
+use crate::mm::backing::MemDisk;
+use crate::mm::error::MmError;
+use crate::mm::fault::Access;
+use crate::mm::hooks::{FrameUse, NoHooks, PageStateHooks, Stability, StablePoint, VolatileContext, VolatilePoint};
+use crate::mm::ids::SpaceId;
+use crate::mm::manager::{Mm, MmConfig, USER_END, USER_START};
+use crate::mm::page::Page;
+use core::ops::Range;
+use core::sync::atomic::{AtomicU32, Ordering};
+use spin::Mutex;
+
+/// ESSA as the kernel issues it: the instruction (native, or trapped into the model).
+#[derive(Debug, Default)]
+pub struct MachineEssa;
+
+impl Essa for MachineEssa {
+    fn essa(&mut self, orc: Orc, pfn: Pfn) -> PageStateByte {
+        PageStateByte(crate::arch::essa::essa(orc.code(), pfn.as_u64() * PAGE_SIZE))
+    }
+}
+
+/// Page hinting on or off (`cmma=off`).
+#[derive(Debug)]
+pub enum Hinting {
+    /// No ESSA at all: the plain memory manager.
+    Off(NoHooks),
+    /// The 2007 page-state rules, issuing ESSA.
+    On(PageStates<MachineEssa>),
+}
+
+impl Hinting {
+    /// The page-state layer, when hinting is on.
+    pub fn states(&self) -> Option<&PageStates<MachineEssa>> {
+        match self {
+            Hinting::On(s) => Some(s),
+            Hinting::Off(_) => None,
+        }
+    }
+}
+
+macro_rules! delegate {
+    ($self:ident, $h:ident => $e:expr) => {
+        match $self {
+            Hinting::Off($h) => $e,
+            Hinting::On($h) => $e,
+        }
+    };
+}
+
+impl PageStateHooks for Hinting {
+    fn frame_allocated(&mut self, pfn: Pfn, page: &mut Page, usage: FrameUse) {
+        delegate!(self, h => h.frame_allocated(pfn, page, usage))
+    }
+    fn frame_freed(&mut self, pfn: Pfn, page: &mut Page) {
+        delegate!(self, h => h.frame_freed(pfn, page))
+    }
+    fn try_make_volatile(&mut self, pfn: Pfn, page: &mut Page, ctx: VolatileContext, at: VolatilePoint) {
+        delegate!(self, h => h.try_make_volatile(pfn, page, ctx, at))
+    }
+    fn make_stable(&mut self, pfn: Pfn, page: &mut Page, at: StablePoint) -> Stability {
+        delegate!(self, h => h.make_stable(pfn, page, at))
+    }
+    fn may_unmap_in_locked_vma(&mut self, pfn: Pfn, page: &Page) -> bool {
+        delegate!(self, h => h.may_unmap_in_locked_vma(pfn, page))
+    }
+    fn page_discarded(&mut self, pfn: Pfn, page: &Page) {
+        delegate!(self, h => h.page_discarded(pfn, page))
+    }
+}
+
+/// The kernel's memory manager type.
+pub type KernelMm = Mm<Machine, MemDisk<&'static mut [u8]>, Hinting>;
+
+static MM: Mutex<Option<KernelMm>> = Mutex::new(None);
+
+/// The user address space in CR1 (0: the kernel's).
+static CURRENT_SPACE: AtomicU32 = AtomicU32::new(0);
+
+/// Why the memory manager could not start.
+#[derive(Debug)]
+pub enum InitError {
+    /// QEMU got no `-initrd` (or the loader gave none).
+    NoBackingStore,
+    /// The memory manager refused (bad image, no memory).
+    Mm(MmError),
+}
+
+/// Starts the memory manager with the frames of `pool` and the initrd as backing store.
+pub fn init(memory: u64, pool: Range<Pfn>, initrd: &'static mut [u8]) -> Result<(), InitError> {
+    let hinting = match backend::current() {
+        Backend::Off => Hinting::Off(NoHooks),
+        Backend::Native | Backend::Model => Hinting::On(PageStates::new(MachineEssa)),
+    };
+    let frames = Pfn::new(0)..Pfn::new(memory / PAGE_SIZE);
+    let mut mm = Mm::new(Machine, MemDisk::new(initrd), hinting, frames, &[pool], MmConfig::default())
+        .map_err(InitError::Mm)?;
+    if let Some(kernel) = kspace::kernel_space_view() {
+        mm.adopt_kernel_space(kernel);
+    }
+    *MM.lock() = Some(mm);
+    Ok(())
+}
+
+/// True when the memory manager runs (there is a backing store).
+pub fn available() -> bool {
+    MM.lock().is_some()
+}
+
+/// Runs `f` on the memory manager.
+///
+/// # Panics
+/// If the memory manager did not start (suites check [`available`] and skip first).
+pub fn with<R>(f: impl FnOnce(&mut KernelMm) -> R) -> R {
+    let mut guard = MM.lock();
+    f(guard.as_mut().expect("memory manager not started (no backing store)"))
+}
+
+/// A user address space for a test body; destroyed when dropped (the kernel's
+/// address space becomes current again if it was entered).
+#[derive(Debug)]
+pub struct UserSpace {
+    id: SpaceId,
+}
+
+impl UserSpace {
+    /// A new, empty user address space sharing the kernel.
+    pub fn new() -> Result<Self, MmError> {
+        let (id, asce) = with(|mm| {
+            let id = mm.create_space()?;
+            let asce = mm.space(id).ok_or(MmError::NoSuchObject)?.asce();
+            Ok::<_, MmError>((id, asce))
+        })?;
+        kspace::register_space(asce);
+        Ok(UserSpace { id })
+    }
+
+    /// The memory manager's id of this space.
+    pub fn id(&self) -> SpaceId {
+        self.id
+    }
+
+    /// Makes this the current (CR1) address space, so user addresses reach it.
+    pub fn enter(&self) {
+        let asce = with(|mm| mm.space(self.id).map(|s| s.asce()));
+        if let Some(asce) = asce {
+            assert!(kspace::enter(asce), "user space does not share the kernel map");
+            CURRENT_SPACE.store(self.id.get(), Ordering::Relaxed);
+        }
+    }
+
+    /// Makes the kernel's address space current again.
+    pub fn leave(&self) {
+        kspace::leave();
+        CURRENT_SPACE.store(0, Ordering::Relaxed);
+    }
+}
+
+impl Drop for UserSpace {
+    fn drop(&mut self) {
+        let asce = with(|mm| mm.space(self.id).map(|s| s.asce()));
+        if CURRENT_SPACE.load(Ordering::Relaxed) == self.id.get() {
+            self.leave();
+        }
+        if let Some(asce) = asce {
+            kspace::unregister_space(asce);
+        }
+        let _ = with(|mm| mm.destroy_space(self.id));
+    }
+}
+
+/// Puts the kernel's address space back after a test was cut short.
+pub fn reset_address_space() {
+    if CURRENT_SPACE.swap(0, Ordering::Relaxed) != 0 {
+        kspace::leave();
+    }
+}
+
+/// What the fault glue did with a program interruption.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultOutcome {
+    /// Not a fault of the memory manager's.
+    NotMine,
+    /// Resolved: retry the access.
+    Resolved,
+    /// The memory manager refused (no VMA, beyond EOF, ...): a test error.
+    Refused(MmError),
+}
+
+fn user_address(info: &PgmInfo) -> Option<VirtAddr> {
+    let va = VirtAddr::new(info.teid & !0xfff);
+    (va >= USER_START && va < USER_END).then_some(va)
+}
+
+/// A translation or protection exception at a user address of the current space:
+/// demand paging, copy on write, write notify.
+pub fn translation_fault(info: &PgmInfo) -> FaultOutcome {
+    let space = CURRENT_SPACE.load(Ordering::Relaxed);
+    let (Some(space), Some(va)) = (SpaceId::new(space), user_address(info)) else {
+        return FaultOutcome::NotMine;
+    };
+    let access = match info.code {
+        0x04 => Access::Write,
+        // Facility 75 (fetch/store indication): TEID bits 52-53 = 01 for a store
+        // (Linux `TEID_FSI_STORE`; QEMU `FS_WRITE` 0x400), 10 for a fetch.
+        _ if info.teid & 0xc00 == 0x400 => Access::Write,
+        0x10 | 0x11 | 0x38..=0x3b => Access::Read,
+        _ => return FaultOutcome::NotMine,
+    };
+    let Some(mut mm) = MM.try_lock() else {
+        return FaultOutcome::Refused(MmError::NoSuchObject);
+    };
+    let Some(mm) = mm.as_mut() else { return FaultOutcome::NotMine };
+    match mm.handle_fault(space, va, access) {
+        Ok(()) => FaultOutcome::Resolved,
+        Err(e) => FaultOutcome::Refused(e),
+    }
+}
+
+/// The block-volatility exception (0x1A): the page at the absolute address in the TEID
+/// was discarded by the host. `page_discard` it; the retried access refaults normally.
+pub fn discard_fault(info: &PgmInfo) -> FaultOutcome {
+    let Some(mut mm) = MM.try_lock() else {
+        return FaultOutcome::Refused(MmError::NoSuchObject);
+    };
+    let Some(mm) = mm.as_mut() else { return FaultOutcome::NotMine };
+    match mm.discard_fault(PhysAddr::new(info.teid & !0xfff)) {
+        Ok(()) => FaultOutcome::Resolved,
+        Err(e) => FaultOutcome::Refused(e),
+    }
+}
