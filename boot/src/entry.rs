@@ -83,13 +83,14 @@ zhint_cmdline:
 );
 
 // One stub per interruption class. Save areas live in lowcore (0x200-0x47f, real
-// addresses reached with base register 0); a nested interruption of the same class may
+// addresses reached with base register 0) and the stub resumes through a return-PSW slot
+// at 0x480-0x4cf, outside the low-address-protected 0-511 where the old PSWs are; a nested interruption of the same class may
 // overwrite the save area and old PSW, because the outer handler has copied both into its
 // frame and writes them back before it returns. The frame layout must match
 // `kernel::arch::InterruptFrame`: gprs[16] @0, psw @128, fprs[16] @144, fpc @272.
 global_asm!(
     r#"
-    .macro INT_ENTRY name, save, oldpsw, stack, bottom, handler
+    .macro INT_ENTRY name, save, oldpsw, retpsw, stack, bottom, handler
     .section .text.\name, "ax"
     .globl \name
 \name:
@@ -144,16 +145,16 @@ global_asm!(
     ld      %f13, 408(%r15)
     ld      %f14, 416(%r15)
     ld      %f15, 424(%r15)
-    mvc     \oldpsw(16), 288(%r15)
+    mvc     \retpsw(16), 288(%r15)
     mvc     \save(128), 160(%r15)
     lmg     %r0, %r15, \save
-    lpswe   \oldpsw
+    lpswe   \retpsw
     .endm
 
-    INT_ENTRY zhint_ext_entry,  0x200, 0x130, __irq_stack_top, __irq_stack_bottom, zhint_ext_interrupt
-    INT_ENTRY zhint_svc_entry,  0x280, 0x140, __pgm_stack_top, __pgm_stack_bottom, zhint_svc_interrupt
-    INT_ENTRY zhint_pgm_entry,  0x300, 0x150, __pgm_stack_top, __pgm_stack_bottom, zhint_pgm_interrupt
-    INT_ENTRY zhint_mcck_entry, 0x380, 0x160, __irq_stack_top, __irq_stack_bottom, zhint_mcck_interrupt
-    INT_ENTRY zhint_io_entry,   0x400, 0x170, __irq_stack_top, __irq_stack_bottom, zhint_io_interrupt
+    INT_ENTRY zhint_ext_entry,  0x200, 0x130, 0x480, __irq_stack_top, __irq_stack_bottom, zhint_ext_interrupt
+    INT_ENTRY zhint_svc_entry,  0x280, 0x140, 0x490, __pgm_stack_top, __pgm_stack_bottom, zhint_svc_interrupt
+    INT_ENTRY zhint_pgm_entry,  0x300, 0x150, 0x4a0, __pgm_stack_top, __pgm_stack_bottom, zhint_pgm_interrupt
+    INT_ENTRY zhint_mcck_entry, 0x380, 0x160, 0x4b0, __irq_stack_top, __irq_stack_bottom, zhint_mcck_interrupt
+    INT_ENTRY zhint_io_entry,   0x400, 0x170, 0x4c0, __irq_stack_top, __irq_stack_bottom, zhint_io_interrupt
 "#
 );

@@ -30,6 +30,18 @@ impl fmt::Display for Host {
     }
 }
 
+static HOST: spin::Once<Host> = spin::Once::new();
+
+/// Records the host detected at boot.
+pub fn set_host(host: Host) {
+    HOST.call_once(|| host);
+}
+
+/// The host detected at boot (`None` before detection).
+pub fn host() -> Option<Host> {
+    HOST.get().copied()
+}
+
 /// EBCDIC "QEMU", the STSI 1.1.1 manufacturer QEMU reports under TCG.
 const EBCDIC_QEMU: [u8; 4] = [0xd8, 0xc5, 0xd4, 0xe4];
 /// EBCDIC "KVM/", the start of the STSI 3.2.2 control-program identifier under KVM.

@@ -3,7 +3,7 @@
 use crate::arch::{cpu, image, kspace};
 use crate::cmdline::{self, Deliberate};
 use crate::ktest::{self, runner};
-use crate::machine::{self, Facilities, Host};
+use crate::machine::{self, Facilities, Host, facility};
 use crate::mm::addr::{PAGE_SIZE, Pfn};
 use crate::{cmma, console, println, shutdown, vm};
 
@@ -34,17 +34,19 @@ pub fn kernel_main() -> ! {
     let heap_end = init_heap(memory);
     let tables = heap_end..heap_end + kspace::tables_size(memory);
     let tables_for_pool = tables.clone();
-    if let Err(e) = kspace::init(memory, tables_for_pool) {
-        panic!("cannot build the kernel address space: {e:?}");
-    }
+    let facilities = Facilities(cpu::facilities());
+    let protection = match kspace::init(memory, tables_for_pool, facilities.has(facility::IEP)) {
+        Ok(p) => p,
+        Err(e) => panic!("cannot build the kernel address space: {e:?}"),
+    };
 
     let (options, warnings) = cmdline::parse(image::command_line());
     let host = detect_host();
+    machine::set_host(host);
     if host == Host::Lpar {
         // The HMC's integrated ASCII console needs CR LF line ends.
         console::CONSOLE.lock().set_crlf(true);
     }
-    let facilities = Facilities(cpu::facilities());
     let essa_native = cmma::backend::probe();
     let backend = cmma::backend::select(options.cmma, essa_native, memory);
     let pool_start = tables.end.next_multiple_of(PAGE_SIZE);
@@ -74,7 +76,11 @@ pub fn kernel_main() -> ! {
         options.cmma,
         backend
     );
-    println!("dat: on, kernel identity-mapped with 4 KiB pages");
+    println!(
+        "dat: on, kernel identity-mapped with 4 KiB pages; text read-only, lowcore and stack guards unmapped, low-address protection {}, no-exec data {}",
+        if protection.low_address { "on" } else { "off" },
+        if protection.no_exec_data { "on" } else { "off (no facility 130)" }
+    );
     println!("mm: {mm_status}");
     println!("command line: [{}]", options.raw);
     for w in &warnings {

@@ -146,7 +146,24 @@ fn report(frame: &InterruptFrame, what: &str, info: &PgmInfo) {
         "{indent}# old psw: 0x{:016x} 0x{:016x} teid: 0x{:016x}",
         info.psw.mask, info.psw.addr, info.teid
     );
+    if let Some(stack) = guard_page_hit(info) {
+        let _ = writeln!(w, "{indent}# stack overflow: the {stack} stack ran into its guard page");
+    }
     registers(frame, indent);
+}
+
+/// The stack whose guard page the failing address lies in, for DAT exceptions.
+pub fn guard_page_hit(info: &PgmInfo) -> Option<&'static str> {
+    if !matches!(info.code, 0x04 | 0x10 | 0x11) {
+        return None;
+    }
+    let page = info.teid & !0xfff;
+    let guards = crate::arch::image::layout().stack_guards;
+    ["boot", "program-check", "interruption"]
+        .into_iter()
+        .zip(guards)
+        .find(|&(_, guard)| guard == page)
+        .map(|(name, _)| name)
 }
 
 fn registers(frame: &InterruptFrame, indent: &str) {

@@ -10,8 +10,6 @@ use alloc::vec::Vec;
 use crate::mm::machine::{PhysMem, Tlb};
 use spin::Mutex;
 
-/// The PTE invalid bit (z/Architecture bit 53).
-const PTE_INVALID: u64 = 0x400;
 
 /// Hands out table frames from a region reserved at boot.
 #[derive(Debug)]
@@ -53,17 +51,99 @@ pub fn tables_size(memory: u64) -> u64 {
     (1 + 4 * segment_tables + segments + 4) * PAGE_SIZE
 }
 
+/// The lowcore and the null page: never mapped, so null dereferences trap. The CPU
+/// reaches the lowcore through real addresses, and the interruption handlers (which read
+/// it) run with DAT off.
+pub const UNMAPPED_LOW: u64 = 0x2000;
+
+/// PTE bit 55: instruction-execution protection (with CR0 bit 20 and facility 130).
+const PTE_NO_EXEC: u64 = 0x100;
+
+/// CR0 bit 20: instruction-execution-protection control.
+const CR0_IEP: u64 = 0x0000_0800_0000_0000;
+
+/// How the kernel's identity map protects the image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Protection {
+    /// Low-address protection (CR0 bit 35): stores to 0-511 and 4096-4607 trap.
+    pub low_address: bool,
+    /// Instruction-execution protection for everything but the image's text.
+    pub no_exec_data: bool,
+}
+
 /// Builds the identity map of `memory` bytes with tables from `tables` and turns DAT on.
-pub fn init(memory: u64, tables: core::ops::Range<u64>) -> Result<(), crate::mm::error::MmError> {
+///
+/// The lowcore pages and the stacks' guard pages stay unmapped, the image's code and
+/// read-only data (0x10000 up to the end of `.kernel_tests`) are mapped read-only, and,
+/// where the CPU has facility 130, everything else is mapped no-execute.
+pub fn init(
+    memory: u64,
+    tables: core::ops::Range<u64>,
+    iep: bool,
+) -> Result<Protection, crate::mm::error::MmError> {
+    let layout = super::image::layout();
     let mut alloc = BootTables { next: tables.start, end: tables.end };
     let mut machine = Machine;
     let mut space = DatSpace::new(&mut machine, &mut alloc)?;
-    space.identity_map(&mut machine, &mut alloc, PhysAddr::new(0)..PhysAddr::new(memory), true)?;
-    // SAFETY: `space` maps all `memory` bytes one to one, read-write.
+    let read_only = 0x10000..layout.rodata_end.next_multiple_of(PAGE_SIZE);
+    let mut start = UNMAPPED_LOW;
+    while start < memory {
+        let writable = !read_only.contains(&start);
+        let mut end = start;
+        while end < memory
+            && !layout.stack_guards.contains(&end)
+            && read_only.contains(&end) != writable
+        {
+            end += PAGE_SIZE;
+        }
+        if end > start {
+            space.identity_map(&mut machine, &mut alloc, PhysAddr::new(start)..PhysAddr::new(end), writable)?;
+        }
+        // Skip a guard page (left unmapped).
+        start = if layout.stack_guards.contains(&end) { end + PAGE_SIZE } else { end };
+    }
+    if iep {
+        let mut addr = UNMAPPED_LOW;
+        while addr < memory {
+            if !read_only.contains(&addr) {
+                if let crate::mm::dat::Walk::Pte { addr: slot, pte } = space.walk(&machine, VirtAddr::new(addr)) {
+                    if pte.is_valid() {
+                        machine.write_u64(slot, pte.bits() | PTE_NO_EXEC);
+                    }
+                }
+            }
+            addr += PAGE_SIZE;
+        }
+    }
+    // Protection controls first, so no translation is ever cached without them.
+    let mut cr0 = super::cpu::read_cr::<0>() | super::cpu::cr0::LOW_ADDRESS_PROTECTION;
+    if iep {
+        cr0 |= CR0_IEP;
+    }
+    // SAFETY: low-address protection only makes stores to 0-511 and 4096-4607 trap, and
+    // the kernel stores there nowhere (the entry stubs return through 0x480-0x4cf); IEP
+    // makes execution from no-exec pages trap, and the kernel executes only its text.
+    unsafe { super::cpu::write_cr::<0>(cr0) };
+    // SAFETY: `space` maps every address the kernel touches with DAT on one to one: the
+    // image, its stacks, heap, tables and all other storage; what stays unmapped (lowcore,
+    // guard pages) is reached only with DAT off or not at all.
     unsafe { super::cpu::dat_on(space.asce().bits()) };
     CURRENT.store(space.asce().bits(), core::sync::atomic::Ordering::Relaxed);
     *KERNEL.lock() = Some(space);
-    Ok(())
+    Ok(Protection { low_address: true, no_exec_data: iep })
+}
+
+/// True if `addr` is mapped in the kernel's identity map with the given write permission
+/// (for tests of the map itself).
+pub fn kernel_mapping(addr: u64) -> Option<(bool, bool)> {
+    let guard = KERNEL.lock();
+    let space = guard.as_ref()?;
+    match space.walk(&Machine, VirtAddr::new(addr)) {
+        crate::mm::dat::Walk::Pte { pte, .. } if pte.is_valid() => {
+            Some((!pte.is_protected(), pte.bits() & PTE_NO_EXEC == 0))
+        }
+        _ => None,
+    }
 }
 
 /// A second handle on the kernel's tables, for the memory manager to share into every
@@ -193,21 +273,24 @@ pub fn revoke(pfn: u64) {
         let mut machine = Machine;
         if pte.is_valid() {
             machine.invalidate_page(addr, VirtAddr::new(pfn * PAGE_SIZE));
+            machine.write_u64(addr, pte.host_revoked().bits());
         }
-        machine.write_u64(addr, pte.bits() | PTE_INVALID);
     }
 }
 
-/// Undoes [`revoke`].
+/// Undoes [`revoke`] for the kernel's identity map.
 pub fn restore(pfn: u64) {
     if let Some((addr, pte)) = pte_of(pfn) {
-        Machine.write_u64(addr, pte.bits() & !PTE_INVALID);
+        if pte.is_host_revoked() {
+            Machine.write_u64(addr, pte.host_restored().bits());
+        }
     }
 }
 
-/// True if the kernel mapping of `pfn` is revoked.
+/// True if the host model revoked the kernel's mapping of `pfn` (pages the kernel never
+/// maps, such as the lowcore and guard pages, are not revoked: they are unmapped).
 pub fn is_revoked(pfn: u64) -> bool {
-    pte_of(pfn).is_some_and(|(_, pte)| !pte.is_valid())
+    pte_of(pfn).is_some_and(|(_, pte)| pte.is_host_revoked())
 }
 
 /// Issues one storage-key instruction so that QEMU TCG starts emulating reference and

@@ -49,3 +49,43 @@ pub fn essa_in_problem_state(addr: u64) {
     let _ = super::essa::essa(0, addr);
     super::interrupts::leave_problem_state();
 }
+
+/// Rewrites the doubleword at real address `addr` (below 512) with its own value using
+/// real-address accesses (LURAG/STURG): with low-address protection on, the store raises
+/// a protection exception (0x04); without, nothing changes.
+pub fn rewrite_low_real(addr: u64) {
+    assert!(addr < 512 && addr % 8 == 0, "only the low-address-protected lowcore");
+    // SAFETY: the store writes back the value just loaded from the same real address, with
+    // interruptions disabled, so even an unprotected store changes nothing.
+    unsafe {
+        asm!("lurag {v}, {a}", "sturg {v}, {a}", v = out(reg) _, a = in(reg) addr, options(nostack));
+    }
+}
+
+/// Copies one byte of the kernel's own text onto itself (MVC): a protection exception
+/// (0x04) where the text is mapped read-only; otherwise nothing changes.
+pub fn rewrite_kernel_text() {
+    let text = super::image::layout().text_start;
+    // SAFETY: MVC of a byte onto itself stores the value it just fetched.
+    unsafe { asm!("mvc 0(1,{a}), 0({a})", a = in(reg_addr) text, options(nostack)) };
+}
+
+/// Loads the doubleword at virtual address 8: a translation exception where page 0 is
+/// unmapped (null dereference); otherwise a harmless read of the lowcore.
+pub fn load_null() -> u64 {
+    let value: u64;
+    // SAFETY: a load only; address 8 lies in the lowcore, which is always storage.
+    unsafe { asm!("lg {v}, 8", v = out(reg) value, options(nostack, readonly)) };
+    value
+}
+
+/// Branches to a `BR 14` placed in heap memory: a protection exception (0x04) where data
+/// is mapped no-execute (instruction-execution protection); otherwise it just returns.
+pub fn execute_heap() {
+    let code = alloc::boxed::Box::new([0x07u8, 0xfe]);
+    // SAFETY: the two bytes are `br %r14`, so the call returns at once if the fetch is
+    // allowed; r14 is the only register the callee touches.
+    unsafe {
+        asm!("basr %r14, {f}", f = in(reg_addr) code.as_ptr(), out("r14") _, options(nostack));
+    }
+}
