@@ -37,6 +37,8 @@ pub struct Options {
     pub skip: usize,
     /// `ktest.list`: print the plan and the test descriptors, run nothing.
     pub list: bool,
+    /// `ktest.bench`: run the benchmarks (tests flagged `BENCH`) too.
+    pub bench: bool,
     /// `ktest.seed=N`: seed for randomized tests.
     pub seed: Option<u64>,
     /// `ktest.selftest=fail,panic,pgm,hang`: enable the deliberately failing tests.
@@ -47,6 +49,13 @@ pub struct Options {
     pub deliberate: Option<Deliberate>,
     /// `mm.pool=SIZE`: bytes of memory the memory manager may use for pages (K/M/G).
     pub mm_pool: Option<u64>,
+    /// `mm.debug=1`: check the memory manager's invariants after every stress operation.
+    pub mm_debug: bool,
+    /// `ktest.discard_rate=N`: per mille of ESSA executions after which the host model
+    /// discards a frame during the stress test (0..=1000).
+    pub discard_rate: Option<u16>,
+    /// `ktest.stress_ops=N`: operations of the stress test.
+    pub stress_ops: Option<u64>,
     /// Every argument as given, for the banner.
     pub raw: String,
 }
@@ -82,6 +91,20 @@ impl fmt::Display for Warning {
             }
         }
     }
+}
+
+/// The options of this boot, once [`set_current`] ran.
+static CURRENT: spin::Once<Options> = spin::Once::new();
+
+/// Records the parsed command line for code that runs later (test suites). The first
+/// call wins.
+pub fn set_current(options: &Options) {
+    CURRENT.call_once(|| options.clone());
+}
+
+/// The options of this boot (the defaults before [`set_current`] ran).
+pub fn current() -> Options {
+    CURRENT.get().cloned().unwrap_or_default()
 }
 
 /// Parses the raw command line.
@@ -129,11 +152,14 @@ fn apply(o: &mut Options, key: &str, value: Option<&str>) -> Result<(), Option<&
         "ktest.filter" => o.filter = list(value, "GLOB[,GLOB...]")?,
         "ktest.skip" => o.skip = number(value).ok_or(Some("a decimal number"))? as usize,
         "ktest.seed" => o.seed = Some(number(value).ok_or(Some("a decimal or 0x number"))?),
-        "ktest.list" => match value {
-            None | Some("1") => o.list = true,
-            Some("0") => o.list = false,
-            _ => return Err(Some("no value, 0 or 1")),
-        },
+        "ktest.list" | "ktest.bench" => {
+            let on = match value {
+                None | Some("1") => true,
+                Some("0") => false,
+                _ => return Err(Some("no value, 0 or 1")),
+            };
+            if key == "ktest.list" { o.list = on } else { o.bench = on }
+        }
         "ktest.selftest" => {
             const KNOWN: [&str; 5] = ["fail", "panic", "pgm", "hang", "all"];
             let items = list(value, "a list of fail,panic,pgm,hang,all")?;
@@ -151,6 +177,18 @@ fn apply(o: &mut Options, key: &str, value: Option<&str>) -> Result<(), Option<&
             }
         }
         "mm.pool" => o.mm_pool = Some(size(value).ok_or(Some("a size such as 4M or 512K"))?),
+        "mm.debug" => match value {
+            None | Some("1") => o.mm_debug = true,
+            Some("0") => o.mm_debug = false,
+            _ => return Err(Some("no value, 0 or 1")),
+        },
+        "ktest.discard_rate" => {
+            let rate = number(value).filter(|&n| n <= 1000);
+            o.discard_rate = Some(rate.ok_or(Some("per mille, 0 to 1000"))? as u16);
+        }
+        "ktest.stress_ops" => {
+            o.stress_ops = Some(number(value).ok_or(Some("a decimal or 0x number"))?)
+        }
         "panic" | "hang" => match value {
             Some("now") => {
                 o.deliberate =
@@ -198,13 +236,14 @@ mod tests {
     #[test]
     fn known_arguments_are_applied() {
         let (o, w) = parse(
-            b"ktest.filter=mm::*,cmma::essa.get ktest.skip=3 ktest.seed=0x10 ktest.list cmma=model panic=now",
+            b"ktest.filter=mm::*,cmma::essa.get ktest.skip=3 ktest.seed=0x10 ktest.list ktest.bench=0 cmma=model panic=now",
         );
         assert!(w.is_empty(), "{w:?}");
         assert_eq!(o.filter, ["mm::*", "cmma::essa.get"]);
         assert_eq!(o.skip, 3);
         assert_eq!(o.seed, Some(16));
         assert!(o.list);
+        assert!(!o.bench);
         assert_eq!(o.cmma, CmmaMode::Model);
         assert_eq!(o.deliberate, Some(Deliberate::Panic));
     }
@@ -240,6 +279,33 @@ mod tests {
         assert_eq!(w, [Warning::NotAscii]);
         assert_eq!(o.skip, 2);
         assert!(o.list);
+    }
+
+    #[test]
+    fn stress_arguments_are_parsed_and_checked() {
+        let (o, w) = parse(b"mm.debug ktest.discard_rate=25 ktest.stress_ops=0x100");
+        assert!(w.is_empty(), "{w:?}");
+        assert!(o.mm_debug);
+        assert_eq!(o.discard_rate, Some(25));
+        assert_eq!(o.stress_ops, Some(256));
+        assert!(parse(b"mm.debug=1").0.mm_debug);
+        assert!(!parse(b"mm.debug=1 mm.debug=0").0.mm_debug);
+        assert_eq!(parse(b"ktest.discard_rate=1000").0.discard_rate, Some(1000));
+        for bad in [&b"mm.debug=yes"[..], b"ktest.discard_rate=1001", b"ktest.discard_rate=", b"ktest.stress_ops=many"] {
+            let (o, w) = parse(bad);
+            assert_eq!(w.len(), 1, "{}", core::str::from_utf8(bad).unwrap());
+            assert_eq!((o.mm_debug, o.discard_rate, o.stress_ops), (false, None, None));
+        }
+    }
+
+    #[test]
+    fn current_is_the_default_until_set() {
+        // Host tests share one process: only this test sets it.
+        assert_eq!(current(), Options::default());
+        let (o, _) = parse(b"mm.debug");
+        set_current(&o);
+        set_current(&Options::default());
+        assert!(current().mm_debug, "the first call wins");
     }
 
     #[test]

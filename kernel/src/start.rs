@@ -41,6 +41,7 @@ pub fn kernel_main() -> ! {
     };
 
     let (options, warnings) = cmdline::parse(image::command_line());
+    cmdline::set_current(&options);
     let host = detect_host();
     machine::set_host(host);
     if host == Host::Lpar {
@@ -107,6 +108,7 @@ pub fn kernel_main() -> ! {
         list: options.list,
         seed: options.seed.unwrap_or_else(|| cpu::tod() >> 12),
         selftest: options.selftest.clone(),
+        bench: options.bench,
     };
     let mut out = console::ConsoleWriter;
     if run_options.list {

@@ -12,6 +12,8 @@ mod arch_interrupts;
 #[cfg(target_arch = "s390x")]
 mod arch_protection;
 #[cfg(target_arch = "s390x")]
+mod bench_mm;
+#[cfg(target_arch = "s390x")]
 mod cmma_discard;
 #[cfg(target_arch = "s390x")]
 mod cmma_essa;
@@ -19,6 +21,14 @@ mod cmma_essa;
 mod ktest_selftest;
 #[cfg(target_arch = "s390x")]
 mod mm_fault;
+#[cfg(target_arch = "s390x")]
+mod cmma_mlock;
+#[cfg(target_arch = "s390x")]
+mod cmma_states;
+#[cfg(target_arch = "s390x")]
+mod cmma_stress;
+#[cfg(target_arch = "s390x")]
+mod mm_mlock;
 #[cfg(target_arch = "s390x")]
 mod sclp_console;
 

@@ -156,7 +156,16 @@ pub fn emulate(frame: &mut InterruptFrame, info: &PgmInfo) -> Emulation {
         problem_state: info.psw.mask & psw_mask::PSTATE != 0,
         facility_147: Facilities(crate::arch::cpu::facilities()).has(facility::CMM_NODAT),
     };
-    match with_model(|model, host| model.essa(host, ctx)) {
+    let executed = with_model(|model, host| {
+        let result = model.essa(host, ctx);
+        if result.is_ok() {
+            // A discard schedule (the stress test's `ktest.discard_rate=`) lets the host
+            // strike between any two ESSAs, as a real host's reclaim can.
+            model.maybe_reclaim(host);
+        }
+        result
+    });
+    match executed {
         None => Emulation::NotEssa,
         Some(Ok(old)) => {
             let r1 = usize::from(r1);

@@ -24,13 +24,24 @@ pub trait Essa {
     fn essa(&mut self, orc: Orc, pfn: Pfn) -> PageStateByte;
 }
 
-/// `Page::last_state` values: what this layer last set (0: never set).
-mod last {
+/// `Page::last_state` values: what this layer last set (0: never set). Public so the
+/// memory manager's invariant checks (`mm::debug`) can read them.
+pub mod last {
+    /// Never set by this layer.
     pub const UNKNOWN: u8 = 0;
+    /// Stable (ORC 1 or 6).
     pub const STABLE: u8 = 1;
+    /// Unused (ORC 2): a free frame.
     pub const UNUSED: u8 = 2;
+    /// Volatile (ORC 3): the host may discard it.
     pub const VOLATILE: u8 = 3;
+    /// Potentially volatile (ORC 4): the host may discard it while its change bit is off.
     pub const POT_VOLATILE: u8 = 4;
+
+    /// Whether the host may discard a frame in `state`: volatile or potentially volatile.
+    pub fn is_discardable(state: u8) -> bool {
+        matches!(state, VOLATILE | POT_VOLATILE)
+    }
 }
 
 /// What the layer did, for tests and the benchmark's ESSA economy.
@@ -312,5 +323,43 @@ mod tests {
         assert!(!l.may_unmap_in_locked_vma(Pfn::new(1), &page));
         page.set(PageFlags::DISCARDED);
         assert!(l.may_unmap_in_locked_vma(Pfn::new(1), &page));
+    }
+
+    /// The layer on the real memory manager (host fakes): a clean file page read through
+    /// a read-only mapping goes volatile (the page cache's own reference is part of the
+    /// expected count), and a page written through a shared mapping is stable before it
+    /// is dirtied, so a host reclaim of every frame loses nothing.
+    #[test]
+    fn on_the_memory_manager_clean_pages_go_volatile_dirty_pages_stay_stable() {
+        use crate::mm::addr::VirtAddr;
+        use crate::mm::mmap::MapSource;
+        use crate::mm::testing::{test_mm, user_read, user_write};
+        use crate::mm::vma::VmFlags;
+        const FRAMES: u64 = 256;
+        let options = ModelOptions { preserve_change_bit: true, ..ModelOptions::default() };
+        let hooks = PageStates::new(ModelEssa { model: HostModel::new(FRAMES, options), mem: FakeMemory::new(FRAMES) });
+        let mut mm = test_mm(FRAMES, &[(1, 4 * 4096), (2, 4 * 4096)], hooks);
+        let space = mm.create_space().unwrap();
+        let ro = mm.open_file(1).unwrap();
+        let va = mm.mmap(space, None, 4 * 4096, VmFlags::READ, MapSource::File { mapping: ro, offset: 0 }).unwrap();
+        let mut buf = [0u8; 16];
+        user_read(&mut mm, space, va, &mut buf).unwrap();
+        let clean = mm.mapping(ro).unwrap().lookup(0).unwrap();
+        assert_eq!(mm.hooks().essa.model.state(clean.as_u64()).0, crate::cmma::essa::UsageState::Volatile);
+
+        let rw = mm.open_file(2).unwrap();
+        let flags = VmFlags::READ.union(VmFlags::WRITE).union(VmFlags::SHARED);
+        let va2 = mm.mmap(space, None, 4 * 4096, flags, MapSource::File { mapping: rw, offset: 0 }).unwrap();
+        user_write(&mut mm, space, VirtAddr::new(va2.as_u64() + 100), b"dirty data").unwrap();
+        // Look the page up without making it stable (find_get_page would).
+        let dirty = mm.mapping(rw).unwrap().lookup(0).unwrap();
+        let ModelEssa { model, mem } = mm.hooks_mut().issuer();
+        for pfn in 0..FRAMES {
+            model.reclaim(mem, pfn);
+        }
+        assert_ne!(model.state(dirty.as_u64()).1, crate::cmma::essa::ContentState::Zero, "dirty page discarded");
+        let mut back = [0u8; 10];
+        crate::mm::testing::user_read(&mut mm, space, VirtAddr::new(va2.as_u64() + 100), &mut back).unwrap();
+        assert_eq!(&back, b"dirty data");
     }
 }

@@ -30,9 +30,11 @@ pub mod flags {
     pub const SELFTEST: u32 = 1 << 3;
     /// The test is expected to fail (reported as XFAIL; a pass is a failure).
     pub const XFAIL: u32 = 1 << 4;
+    /// A benchmark (prints `# bench:` lines), run only with `ktest.bench`.
+    pub const BENCH: u32 = 1 << 5;
 
     /// Names for `ktest.list`, in bit order.
-    pub const NAMES: [&str; 5] = ["expects_pgm", "needs_essa", "slow", "selftest", "xfail"];
+    pub const NAMES: [&str; 6] = ["expects_pgm", "needs_essa", "slow", "selftest", "xfail", "bench"];
 }
 
 /// One registered test.

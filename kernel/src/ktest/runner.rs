@@ -24,6 +24,8 @@ pub struct Options {
     pub seed: u64,
     /// Enabled self-tests (`fail`, `panic`, `pgm`, `hang`, `all`).
     pub selftest: Vec<String>,
+    /// Run the benchmarks (tests flagged `BENCH`) too.
+    pub bench: bool,
 }
 
 /// Where a test body runs.
@@ -66,6 +68,7 @@ pub fn select<'t>(tests: &'t [KTest], o: &Options) -> Vec<&'t KTest> {
         .iter()
         .filter(|t| glob::selects(&o.filter, t.suite, t.name))
         .filter(|t| !t.has(flags::SELFTEST) || selftest_on(t.name))
+        .filter(|t| !t.has(flags::BENCH) || o.bench)
         .collect();
     selected.sort_by(|a, b| (a.suite, a.file, a.line, a.name).cmp(&(b.suite, b.file, b.line, b.name)));
     selected
@@ -218,13 +221,14 @@ mod tests {
         KTest { suite, name, file: "t.rs", line, flags, run }
     }
 
-    static TESTS: [KTest; 6] = [
+    static TESTS: [KTest; 7] = [
         d("b::two", "fails", 20, 0, fail),
         d("a::one", "second", 11, 0, skip),
         d("a::one", "first", 10, 0, pass),
         d("b::two", "xfails", 21, flags::XFAIL, fail),
         d("b::two", "errors", 22, 0, error),
         d("c::selftest", "panic", 30, flags::SELFTEST, pass),
+        d("d::bench", "lookup", 40, flags::BENCH, pass),
     ];
 
     struct Fake;
@@ -310,6 +314,15 @@ not ok 2 b::two
         assert_eq!(output(&o).1.exit_status(), 77);
         let o = Options { filter: alloc::vec!["nothing".into()], ..Options::default() };
         assert_eq!(output(&o).1.exit_status(), 77);
+    }
+
+    #[test]
+    fn benchmarks_run_only_when_asked() {
+        let (s, _) = output(&Options::default());
+        assert!(!s.contains("d::bench"), "{s}");
+        let (s, totals) = output(&Options { bench: true, filter: alloc::vec!["d::*".into()], ..Options::default() });
+        assert!(s.contains("ok 1 lookup"), "{s}");
+        assert_eq!(totals.counts.pass, 1);
     }
 
     #[test]

@@ -123,6 +123,12 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
         }
         let writable = access == Access::Write;
         if writable {
+            // A page about to be dirtied must be stable first.
+            if self.make_stable(pfn, StablePoint::WriteNotify) == Stability::Discarded {
+                self.put_page(pfn);
+                self.page_discard(pfn);
+                return Ok(());
+            }
             self.set_page_dirty(pfn);
         }
         if let Err(e) = self.map_page(space, va, pfn, writable) {

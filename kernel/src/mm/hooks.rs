@@ -67,8 +67,9 @@ pub enum StablePoint {
 pub struct VolatileContext {
     /// The page's mapping exists and was ever mlocked (seed, patch 3/6).
     pub mapping_mlocked: bool,
-    /// References the caller holds beyond page cache + mappers (`offset` in
-    /// `page_make_volatile(page, offset)`).
+    /// References accounted for besides the mappers: the page cache's own and those
+    /// the caller holds (`offset` in `page_make_volatile(page, offset)`, plus one for
+    /// the cache). `mapcount + caller_refs != refcount` means an unknown reference.
     pub caller_refs: u32,
 }
 

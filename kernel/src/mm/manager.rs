@@ -379,9 +379,11 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
             .mapping()
             .and_then(|m| self.mappings.get(&m))
             .is_some_and(Mapping::is_mlocked);
+        // The page cache's own reference is part of the expected count.
+        let in_cache = u32::from(page.mapping().is_some());
         let ctx = VolatileContext {
             mapping_mlocked,
-            caller_refs,
+            caller_refs: caller_refs + in_cache,
         };
         let page = &mut self.frames.pages_mut()[pfn];
         self.hooks.try_make_volatile(pfn, page, ctx, at);

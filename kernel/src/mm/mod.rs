@@ -46,6 +46,7 @@
 pub mod addr;
 pub mod backing;
 pub mod dat;
+pub mod debug;
 pub mod discard;
 pub mod error;
 #[cfg(test)]

@@ -353,6 +353,13 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
                 .min(data.len() - done)
                 .min((size - pos) as usize);
             let (pfn, _) = self.read_cache_page(mapping, index)?;
+            // The page may have gone volatile after readpage: it must be stable before
+            // it is dirtied; if the host discarded it meanwhile, read it again.
+            if self.make_stable(pfn, StablePoint::WriteNotify) == Stability::Discarded {
+                self.put_page(pfn);
+                self.page_discard(pfn);
+                continue;
+            }
             self.lock_page(pfn);
             self.machine.frame(pfn)[in_page..in_page + n].copy_from_slice(&data[done..done + n]);
             self.set_page_dirty(pfn);

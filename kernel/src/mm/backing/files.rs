@@ -30,3 +30,15 @@ pub fn standard() -> alloc::vec::Vec<(u32, u64)> {
     files.extend((SCRATCH..SCRATCH + SCRATCH_COUNT).map(|id| (id, 256 << 10)));
     files
 }
+
+/// The benchmark file: 100 000 pages, only in the image `cargo xtask bench` builds.
+pub const BENCH: u32 = 900;
+/// Pages of [`BENCH`].
+pub const BENCH_PAGES: u64 = 100_000;
+
+/// The standard files plus the benchmark file.
+pub fn with_bench() -> alloc::vec::Vec<(u32, u64)> {
+    let mut files = standard();
+    files.push((BENCH, BENCH_PAGES * 4096));
+    files
+}

@@ -1,0 +1,818 @@
+//! `cmma::stress`: a seeded random mix of mmap, munmap, user loads and stores, file reads
+//! and writes, mlock, munlock, truncate, guest reclaim and host discards (on request and
+//! on the `ktest.discard_rate=` schedule), checked against an oracle that knows every
+//! byte of every scratch file and every mapped region. Contents are verified at random
+//! checkpoints and in full at the end; with `mm.debug=1` the memory manager's invariants
+//! (`kernel::mm::debug`) are checked after every operation. The seed is printed; replay a
+//! failure with `ktest.seed=`. `ktest.stress_ops=` scales the run.
+
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+use kernel::arch::essa::essa;
+use kernel::arch::uaccess;
+use kernel::cmdline;
+use kernel::cmma::backend::{self, Backend, with_model};
+use kernel::cmma::essa::{PageStateByte, UsageState};
+use kernel::cmma::model::{Counters, DiscardRate, DiscardSchedule, ReclaimOutcome};
+use kernel::cmma::states::last;
+use kernel::ktest::Test;
+use kernel::mm::addr::{Pfn, VirtAddr};
+use kernel::mm::backing::{files, fill_pattern};
+use kernel::mm::debug::{self, Rule, Violation};
+use kernel::mm::ids::MappingId;
+use kernel::mm::mmap::MapSource;
+use kernel::mm::vma::VmFlags;
+use kernel::mm::{MmError, MmStats};
+use kernel::vm::{self, UserSpace};
+use kernel::{check, check_eq, ktest};
+
+kernel::ktest_suite!("cmma::stress");
+
+const PAGE: u64 = 4096;
+/// This suite's scratch files (the other suites use `SCRATCH..SCRATCH + 25`).
+const FIRST_FILE: u32 = files::SCRATCH + 25;
+const FILE_COUNT: u32 = 7;
+const FILE_BYTES: u64 = 256 << 10;
+const FILE_PAGES: u64 = FILE_BYTES / PAGE;
+/// Operations unless `ktest.stress_ops=` says otherwise: a few seconds under TCG.
+const DEFAULT_OPS: u64 = 1000;
+/// Per mille of ESSAs after which the host discards, unless `ktest.discard_rate=` says.
+const DEFAULT_DISCARD_RATE: u16 = 20;
+const MAX_REGIONS: usize = 8;
+/// Anonymous memory is never reclaimed (no swap): keep it small next to the 4 MiB pool.
+const MAX_ANON_PAGES: u64 = 64;
+const MAX_REGION_PAGES: u64 = 16;
+/// Largest single read or write.
+const MAX_IO: u64 = 3 * PAGE;
+
+/// Skips unless the memory manager runs (QEMU was given the backing store).
+fn needs_mm(t: &mut Test<'_>) -> bool {
+    if !vm::available() {
+        t.skip("no backing store (boot with -initrd, as cargo xtask does)");
+        return false;
+    }
+    true
+}
+
+/// splitmix64: a tiny, well-known generator, enough to draw operations from a seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..n` (`n > 0`).
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn index(&mut self, len: usize) -> usize {
+        self.below(len as u64) as usize
+    }
+
+    fn bytes(&mut self, len: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(len + 8);
+        while out.len() < len {
+            out.extend_from_slice(&self.next().to_be_bytes());
+        }
+        out.truncate(len);
+        out
+    }
+}
+
+/// What the oracle expects of one scratch file.
+struct FileModel {
+    id: u32,
+    mapping: MappingId,
+    bytes: Vec<u8>,
+}
+
+/// What a region maps.
+enum Kind {
+    /// Anonymous memory: its bytes.
+    Anon(Vec<u8>),
+    /// File pages from `first_page` on, stores reaching the file.
+    Shared { file: usize, first_page: u64 },
+    /// File pages from `first_page` on, copied on the first store of each page; until
+    /// then a page shows the file.
+    Private {
+        file: usize,
+        first_page: u64,
+        copies: Vec<Option<Box<[u8]>>>,
+    },
+}
+
+/// One mapped region of the test's address space.
+struct Region {
+    va: VirtAddr,
+    pages: u64,
+    writable: bool,
+    kind: Kind,
+}
+
+impl Region {
+    fn len(&self) -> u64 {
+        self.pages * PAGE
+    }
+
+    fn addr(&self, offset: u64) -> VirtAddr {
+        VirtAddr::new(self.va.as_u64() + offset)
+    }
+
+    /// What `len` bytes at `offset` must read as.
+    fn expected(&self, files: &[FileModel], offset: u64, len: usize) -> Vec<u8> {
+        (offset..offset + len as u64)
+            .map(|o| self.byte(files, o))
+            .collect()
+    }
+
+    fn byte(&self, files: &[FileModel], offset: u64) -> u8 {
+        let (page, in_page) = (offset / PAGE, (offset % PAGE) as usize);
+        match &self.kind {
+            Kind::Anon(bytes) => bytes[offset as usize],
+            Kind::Shared { file, first_page } => {
+                files[*file].bytes[((first_page + page) * PAGE) as usize + in_page]
+            }
+            Kind::Private {
+                file,
+                first_page,
+                copies,
+            } => match &copies[page as usize] {
+                Some(copy) => copy[in_page],
+                None => files[*file].bytes[((first_page + page) * PAGE) as usize + in_page],
+            },
+        }
+    }
+
+    /// Records a store of `data` at `offset`.
+    fn store(&mut self, files: &mut [FileModel], offset: u64, data: &[u8]) {
+        for (i, &b) in data.iter().enumerate() {
+            let o = offset + i as u64;
+            let (page, in_page) = (o / PAGE, (o % PAGE) as usize);
+            match &mut self.kind {
+                Kind::Anon(bytes) => bytes[o as usize] = b,
+                Kind::Shared { file, first_page } => {
+                    files[*file].bytes[((*first_page + page) * PAGE) as usize + in_page] = b
+                }
+                Kind::Private {
+                    file,
+                    first_page,
+                    copies,
+                } => {
+                    let copy = copies[page as usize].get_or_insert_with(|| {
+                        let at = ((*first_page + page) * PAGE) as usize;
+                        files[*file].bytes[at..at + PAGE as usize].into()
+                    });
+                    copy[in_page] = b;
+                }
+            }
+        }
+    }
+
+    /// The region's kind and what the page at `offset` shows, for failure reports.
+    fn describe(&self, offset: u64) -> String {
+        let page = offset / PAGE;
+        let flags = if self.writable { "rw" } else { "r" };
+        match &self.kind {
+            Kind::Anon(_) => format!("{flags} anonymous"),
+            Kind::Shared { file, first_page } => {
+                format!("{flags} shared (file #{file} from page {first_page})")
+            }
+            Kind::Private {
+                file,
+                first_page,
+                copies,
+            } => format!(
+                "{flags} private (file #{file} from page {first_page}, page {page} {})",
+                if copies[page as usize].is_some() {
+                    "copied"
+                } else {
+                    "not copied"
+                }
+            ),
+        }
+    }
+
+    fn anon_pages(&self) -> u64 {
+        match self.kind {
+            Kind::Anon(_) => self.pages,
+            _ => 0,
+        }
+    }
+}
+
+/// What the run did, for the diagnostics.
+#[derive(Default)]
+struct Totals {
+    ops: u64,
+    bytes_verified: u64,
+    host_discards_requested: u64,
+    checkpoints: u64,
+    invariant_checks: u64,
+}
+
+/// The run: the space, the oracle, the generator.
+struct Stress<'s> {
+    space: &'s UserSpace,
+    files: Vec<FileModel>,
+    regions: Vec<Region>,
+    rng: Rng,
+    totals: Totals,
+    mm_debug: bool,
+    model: bool,
+}
+
+/// Where the kernel and the oracle disagree, or an operation failed.
+enum Failure {
+    Corrupt {
+        what: String,
+        object: u64,
+        at: u64,
+        got: u8,
+        want: u8,
+    },
+    Mm(&'static str, MmError),
+    Invariant(Violation),
+}
+
+impl core::fmt::Display for Failure {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Failure::Corrupt {
+                what,
+                object,
+                at,
+                got,
+                want,
+            } => write!(
+                f,
+                "{what} {object:#x}: byte at offset {at:#x} reads {got:#04x}, the oracle says {want:#04x}"
+            ),
+            Failure::Mm(op, e) => write!(f, "{op} failed: {e}"),
+            Failure::Invariant(v) => write!(f, "{v}"),
+        }
+    }
+}
+
+type Step = Result<(), Failure>;
+
+/// `what` names the object (a file id or a region address), `base` the offset of `got`.
+fn compare(
+    what: impl FnOnce(u64) -> String,
+    object: u64,
+    base: u64,
+    got: &[u8],
+    want: &[u8],
+) -> Step {
+    match got.iter().zip(want).position(|(g, w)| g != w) {
+        None => Ok(()),
+        Some(i) => {
+            let at = base + i as u64;
+            Err(Failure::Corrupt {
+                what: what(at),
+                object,
+                at,
+                got: got[i],
+                want: want[i],
+            })
+        }
+    }
+}
+
+impl<'s> Stress<'s> {
+    fn new(space: &'s UserSpace, seed: u64) -> Result<Self, Failure> {
+        let mut files = Vec::new();
+        for n in 0..FILE_COUNT {
+            let id = FIRST_FILE + n;
+            let mapping =
+                vm::with(|mm| mm.open_file(id)).map_err(|e| Failure::Mm("open_file", e))?;
+            // Only this suite uses these files, so they still hold the image's pattern.
+            let mut bytes = vec![0; FILE_BYTES as usize];
+            fill_pattern(id, 0, &mut bytes);
+            files.push(FileModel { id, mapping, bytes });
+        }
+        let options = cmdline::current();
+        Ok(Stress {
+            space,
+            files,
+            regions: Vec::new(),
+            rng: Rng(seed),
+            totals: Totals::default(),
+            mm_debug: options.mm_debug,
+            model: backend::current() == Backend::Model,
+        })
+    }
+
+    /// One random operation.
+    fn step(&mut self) -> Step {
+        self.totals.ops += 1;
+        match self.rng.below(100) {
+            0..=9 => self.mmap(),
+            10..=15 => self.munmap(),
+            16..=35 => self.user_read(),
+            36..=55 => self.user_write(),
+            56..=63 => self.read_file(),
+            64..=71 => self.write_file(),
+            72..=73 => self.mlock(),
+            74..=76 => self.munlock(),
+            77..=79 => self.truncate(),
+            80..=84 => self.reclaim(),
+            85..=91 => self.host_discard(),
+            92..=95 => self.sync(),
+            _ => self.checkpoint(),
+        }
+    }
+
+    fn mmap(&mut self) -> Step {
+        if self.regions.len() >= MAX_REGIONS {
+            return self.munmap();
+        }
+        let pages = 1 + self.rng.below(MAX_REGION_PAGES);
+        let anon_pages: u64 = self.regions.iter().map(Region::anon_pages).sum();
+        let (flags, kind) = match self.rng.below(4) {
+            0 if anon_pages + pages <= MAX_ANON_PAGES => (
+                VmFlags::READ | VmFlags::WRITE,
+                Kind::Anon(vec![0; (pages * PAGE) as usize]),
+            ),
+            1 => {
+                let (file, first_page) = self.file_window(pages);
+                (
+                    VmFlags::READ | VmFlags::WRITE,
+                    Kind::Private {
+                        file,
+                        first_page,
+                        copies: (0..pages).map(|_| None).collect(),
+                    },
+                )
+            }
+            2 => {
+                let (file, first_page) = self.file_window(pages);
+                (
+                    VmFlags::READ | VmFlags::SHARED,
+                    Kind::Shared { file, first_page },
+                )
+            }
+            _ => {
+                let (file, first_page) = self.file_window(pages);
+                (
+                    VmFlags::READ | VmFlags::WRITE | VmFlags::SHARED,
+                    Kind::Shared { file, first_page },
+                )
+            }
+        };
+        let source = match &kind {
+            Kind::Anon(_) => MapSource::Anon,
+            Kind::Shared { file, first_page }
+            | Kind::Private {
+                file, first_page, ..
+            } => MapSource::File {
+                mapping: self.files[*file].mapping,
+                offset: first_page * PAGE,
+            },
+        };
+        let space = self.space.id();
+        let va = vm::with(|mm| mm.mmap(space, None, pages * PAGE, flags, source))
+            .map_err(|e| Failure::Mm("mmap", e))?;
+        let writable = flags.contains(VmFlags::WRITE);
+        self.regions.push(Region {
+            va,
+            pages,
+            writable,
+            kind,
+        });
+        Ok(())
+    }
+
+    fn file_window(&mut self, pages: u64) -> (usize, u64) {
+        (
+            self.rng.index(self.files.len()),
+            self.rng.below(FILE_PAGES - pages + 1),
+        )
+    }
+
+    fn munmap(&mut self) -> Step {
+        if self.regions.is_empty() {
+            return self.mmap();
+        }
+        let region = self.regions.swap_remove(self.rng.index(self.regions.len()));
+        let space = self.space.id();
+        vm::with(|mm| mm.munmap(space, region.va, region.len()))
+            .map_err(|e| Failure::Mm("munmap", e))
+    }
+
+    /// A random `(region, offset, len)` inside one region.
+    fn pick_range(&mut self, writable: bool) -> Option<(usize, u64, usize)> {
+        let candidates: Vec<usize> = (0..self.regions.len())
+            .filter(|&i| !writable || self.regions[i].writable)
+            .collect();
+        if candidates.is_empty() {
+            return None;
+        }
+        let r = candidates[self.rng.index(candidates.len())];
+        let len = self.regions[r].len();
+        let offset = self.rng.below(len);
+        let n = 1 + self.rng.below(MAX_IO.min(len - offset));
+        Some((r, offset, n as usize))
+    }
+
+    fn user_read(&mut self) -> Step {
+        let Some((r, offset, n)) = self.pick_range(false) else {
+            return self.mmap();
+        };
+        self.verify_region_range(r, offset, n)
+    }
+
+    fn verify_region_range(&mut self, r: usize, offset: u64, n: usize) -> Step {
+        let region = &self.regions[r];
+        let mut got = vec![0; n];
+        self.space.enter();
+        uaccess::read_bytes(region.addr(offset), &mut got);
+        self.space.leave();
+        self.totals.bytes_verified += n as u64;
+        let want = region.expected(&self.files, offset, n);
+        let what = |at| format!("user load in the {} region at", region.describe(at));
+        compare(what, region.va.as_u64(), offset, &got, &want)
+    }
+
+    fn user_write(&mut self) -> Step {
+        let Some((r, offset, n)) = self.pick_range(true) else {
+            return self.mmap();
+        };
+        let data = self.rng.bytes(n);
+        self.space.enter();
+        uaccess::write_bytes(self.regions[r].addr(offset), &data);
+        self.space.leave();
+        self.regions[r].store(&mut self.files, offset, &data);
+        Ok(())
+    }
+
+    fn file_range(&mut self) -> (usize, u64, usize) {
+        let file = self.rng.index(self.files.len());
+        let offset = self.rng.below(FILE_BYTES);
+        let n = 1 + self.rng.below(MAX_IO.min(FILE_BYTES - offset));
+        (file, offset, n as usize)
+    }
+
+    fn read_file(&mut self) -> Step {
+        let (file, offset, n) = self.file_range();
+        self.verify_file_range(file, offset, n)
+    }
+
+    fn verify_file_range(&mut self, file: usize, offset: u64, n: usize) -> Step {
+        let mapping = self.files[file].mapping;
+        let mut got = vec![0; n];
+        let read = vm::with(|mm| mm.read_file(mapping, offset, &mut got))
+            .map_err(|e| Failure::Mm("read_file", e))?;
+        if read != n {
+            return Err(Failure::Mm("read_file (short read)", MmError::BeyondEof));
+        }
+        self.totals.bytes_verified += n as u64;
+        let want = &self.files[file].bytes[offset as usize..offset as usize + n];
+        compare(
+            |_| "read_file of file".into(),
+            u64::from(self.files[file].id),
+            offset,
+            &got,
+            want,
+        )
+    }
+
+    fn write_file(&mut self) -> Step {
+        let (file, offset, n) = self.file_range();
+        let data = self.rng.bytes(n);
+        let mapping = self.files[file].mapping;
+        let written = vm::with(|mm| mm.write_file(mapping, offset, &data))
+            .map_err(|e| Failure::Mm("write_file", e))?;
+        if written != n {
+            return Err(Failure::Mm("write_file (short write)", MmError::BeyondEof));
+        }
+        self.files[file].bytes[offset as usize..offset as usize + n].copy_from_slice(&data);
+        Ok(())
+    }
+
+    /// Locks a region. `make_pages_present` faults a writable region in for writing, so
+    /// a private file region gets its copies now (as Linux's `mlock` breaks COW).
+    fn mlock(&mut self) -> Step {
+        let Some((r, _, _)) = self.pick_range(false) else {
+            return self.mmap();
+        };
+        let (space, va, len) = (self.space.id(), self.regions[r].va, self.regions[r].len());
+        vm::with(|mm| mm.mlock(space, va, len)).map_err(|e| Failure::Mm("mlock", e))?;
+        let region = &mut self.regions[r];
+        if let (
+            true,
+            Kind::Private {
+                file,
+                first_page,
+                copies,
+            },
+        ) = (region.writable, &mut region.kind)
+        {
+            for (page, copy) in copies.iter_mut().enumerate() {
+                let at = ((*first_page + page as u64) * PAGE) as usize;
+                copy.get_or_insert_with(|| self.files[*file].bytes[at..at + PAGE as usize].into());
+            }
+        }
+        Ok(())
+    }
+
+    fn munlock(&mut self) -> Step {
+        let Some((r, _, _)) = self.pick_range(false) else {
+            return self.mmap();
+        };
+        let (space, va, len) = (self.space.id(), self.regions[r].va, self.regions[r].len());
+        vm::with(|mm| mm.munlock(space, va, len)).map_err(|e| Failure::Mm("munlock", e))
+    }
+
+    /// Drops the cached pages of a file from a random page on. The file keeps its size
+    /// (the image fixes it), so the pages are written back first: the next access reads
+    /// them from the backing store, and the oracle does not change.
+    fn truncate(&mut self) -> Step {
+        let file = self.rng.index(self.files.len());
+        let from = self.rng.below(FILE_PAGES);
+        let mapping = self.files[file].mapping;
+        vm::with(|mm| {
+            mm.sync_mapping(mapping)?;
+            mm.truncate_inode_pages(mapping, from)
+        })
+        .map_err(|e| Failure::Mm("sync + truncate_inode_pages", e))
+    }
+
+    fn reclaim(&mut self) -> Step {
+        let target = 1 + self.rng.below(64) as usize;
+        vm::with(|mm| mm.reclaim(target));
+        Ok(())
+    }
+
+    /// The host reclaims the frame of a cached page of a random scratch file, one the
+    /// kernel made volatile if there is one (it is discarded), else any (it is paged out
+    /// and must survive).
+    fn host_discard(&mut self) -> Step {
+        if !self.model {
+            return self.reclaim();
+        }
+        let mapping = self.files[self.rng.index(self.files.len())].mapping;
+        let (volatile, cached) = vm::with(|mm| {
+            let cached: Vec<Pfn> = mm
+                .mapping(mapping)
+                .map(|m| m.cached().map(|(_, pfn)| pfn).collect())
+                .unwrap_or_default();
+            let volatile: Vec<Pfn> = cached
+                .iter()
+                .copied()
+                .filter(|&pfn| {
+                    mm.page(pfn)
+                        .is_some_and(|p| last::is_discardable(p.last_state()))
+                })
+                .collect();
+            (volatile, cached)
+        });
+        let pool = if volatile.is_empty() {
+            cached
+        } else {
+            volatile
+        };
+        if pool.is_empty() {
+            return Ok(());
+        }
+        let pfn = pool[self.rng.index(pool.len())];
+        let outcome = with_model(|model, host| model.reclaim(host, pfn.as_u64()));
+        if outcome == Some(ReclaimOutcome::Discarded) {
+            self.totals.host_discards_requested += 1;
+        }
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Step {
+        let mapping = self.files[self.rng.index(self.files.len())].mapping;
+        vm::with(|mm| mm.sync_mapping(mapping)).map_err(|e| Failure::Mm("sync_mapping", e))
+    }
+
+    /// Verifies one whole file and one whole region.
+    fn checkpoint(&mut self) -> Step {
+        self.totals.checkpoints += 1;
+        let file = self.rng.index(self.files.len());
+        self.verify_file_range(file, 0, FILE_BYTES as usize)?;
+        if !self.regions.is_empty() {
+            let r = self.rng.index(self.regions.len());
+            let len = self.regions[r].len() as usize;
+            self.verify_region_range(r, 0, len)?;
+        }
+        Ok(())
+    }
+
+    /// Every region and every file, then the files again from the backing store alone:
+    /// written back, dropped from the cache, read anew.
+    fn verify_all(&mut self) -> Step {
+        for r in 0..self.regions.len() {
+            let len = self.regions[r].len() as usize;
+            self.verify_region_range(r, 0, len)?;
+        }
+        for file in 0..self.files.len() {
+            self.verify_file_range(file, 0, FILE_BYTES as usize)?;
+        }
+        let space = self.space.id();
+        for region in core::mem::take(&mut self.regions) {
+            vm::with(|mm| mm.munmap(space, region.va, region.len()))
+                .map_err(|e| Failure::Mm("munmap", e))?;
+        }
+        for file in 0..self.files.len() {
+            let mapping = self.files[file].mapping;
+            vm::with(|mm| {
+                mm.sync_mapping(mapping)?;
+                mm.truncate_inode_pages(mapping, 0)
+            })
+            .map_err(|e| Failure::Mm("sync + truncate_inode_pages", e))?;
+            self.verify_file_range(file, 0, FILE_BYTES as usize)?;
+        }
+        Ok(())
+    }
+
+    /// With `mm.debug=1`: the memory manager's invariants, and its page states against
+    /// the host model's.
+    fn invariants(&mut self) -> Step {
+        if !self.mm_debug {
+            return Ok(());
+        }
+        self.totals.invariant_checks += 1;
+        vm::with(|mm| {
+            debug::check(mm)?;
+            let host = with_model(|model, _| {
+                debug::host_violations(mm, |pfn| model.frame_state(pfn.as_u64()).map(|s| s.usage))
+            });
+            match host.and_then(|v| v.into_iter().next()) {
+                Some(v) => Err(v),
+                None => Ok(()),
+            }
+        })
+        .map_err(Failure::Invariant)
+    }
+}
+
+fn model_counters() -> Counters {
+    with_model(|model, _| model.counters()).unwrap_or_default()
+}
+
+/// Installs the host's discard schedule for the run; removed when dropped, so the other
+/// suites see a quiet host.
+struct ScheduleGuard;
+
+impl ScheduleGuard {
+    fn install(seed: u64, per_mille: u16) -> Self {
+        let schedule = DiscardSchedule {
+            seed,
+            rate: DiscardRate::PerMille(per_mille),
+        };
+        with_model(|model, _| model.set_schedule(Some(schedule)));
+        ScheduleGuard
+    }
+}
+
+impl Drop for ScheduleGuard {
+    fn drop(&mut self) {
+        with_model(|model, _| model.set_schedule(None));
+    }
+}
+
+ktest! {
+    /// The random workload loses and corrupts no byte: every load, `read_file` and
+    /// checkpoint matches the oracle, and at the end every region and every file does,
+    /// also after the files were written back and read from the backing store anew.
+    /// Guards the whole discard path (page_make_stable before use, page_discard, the
+    /// discard fault and refault, dirty pages never volatile, writeback before reclaim,
+    /// COW from a stable source) and, with `mm.debug=1`, every rule of `mm::debug`.
+    fn random_workload_loses_no_byte(t) {
+        if !needs_mm(t) { return; }
+        let options = cmdline::current();
+        let seed = t.seed();
+        let ops = options.stress_ops.unwrap_or(DEFAULT_OPS);
+        let rate = options.discard_rate.unwrap_or(DEFAULT_DISCARD_RATE);
+        t.diag(format_args!(
+            "seed {seed:#x} (replay: ktest.seed={seed:#x}), {ops} operations, host discard rate {rate}/1000 ESSAs, mm.debug={}",
+            u8::from(options.mm_debug)
+        ));
+        let space = UserSpace::new().expect("user space");
+        let mut stress = match Stress::new(&space, seed) {
+            Ok(s) => s,
+            Err(e) => { check!(t, false, "{e}"); return; }
+        };
+        let before: (MmStats, Counters) = (vm::with(|mm| mm.stats()), model_counters());
+        let schedule = stress.model.then(|| ScheduleGuard::install(seed, rate));
+        let mut result = stress.invariants();
+        while result.is_ok() && stress.totals.ops < ops {
+            result = stress.step().and_then(|()| stress.invariants());
+        }
+        let result = result.and_then(|()| stress.verify_all()).and_then(|()| stress.invariants());
+        drop(schedule);
+        if let Err(failure) = &result {
+            check!(t, false, "after operation {} of seed {seed:#x}: {failure}", stress.totals.ops);
+        }
+        let (mm_after, host_after) = (vm::with(|mm| mm.stats()), model_counters());
+        let totals = &stress.totals;
+        t.diag(format_args!(
+            "ops {}, checkpoints {}, bytes verified {}, invariant checks {}",
+            totals.ops, totals.checkpoints, totals.bytes_verified, totals.invariant_checks
+        ));
+        t.diag(format_args!(
+            "host discards {} ({} on request), discard faults {}, page_discard {}, refaults (major faults) {}, reclaimed {}, writebacks {}",
+            host_after.discards - before.1.discards,
+            totals.host_discards_requested,
+            host_after.discard_faults - before.1.discard_faults,
+            mm_after.discards - before.0.discards,
+            mm_after.major_faults - before.0.major_faults,
+            mm_after.reclaimed - before.0.reclaimed,
+            mm_after.writebacks - before.0.writebacks,
+        ));
+        if let Some(states) = vm::with(|mm| mm.hooks().states().map(|s| s.counters())) {
+            t.diag(format_args!(
+                "page states (whole boot): made volatile {}, refused {}, found discarded {}, ESSA {} (skipped {})",
+                states.made_volatile, states.refused, states.found_discarded, states.essa, states.skipped
+            ));
+        }
+        check_eq!(t, result.is_ok(), true);
+    }
+}
+
+/// The scratch file of [`invariant_checker_fires_on_broken_rules`]: the stress run's last.
+const CHECKER_FILE: u32 = FIRST_FILE + FILE_COUNT - 1;
+
+/// The rules `debug::check` reports now.
+fn broken_rules() -> Vec<Rule> {
+    vm::with(|mm| debug::violations(mm))
+        .iter()
+        .map(|v| v.rule)
+        .collect()
+}
+
+ktest! {
+    /// `mm.debug`'s checker fires on the machine when a rule is deliberately broken, and
+    /// is quiet again once it is repaired: a page left locked, a reference dropped that
+    /// a PTE still needs, and (against the host's own page state, read with ESSA) a dirty
+    /// page made volatile. Guards `kernel::mm::debug` itself: a checker that never fires
+    /// would let the stress test pass on a broken kernel.
+    fn invariant_checker_fires_on_broken_rules(t) [NEEDS_ESSA] {
+        if !needs_mm(t) { return; }
+        if backend::current() == Backend::Off {
+            t.skip("page hinting is off (cmma=off): no host state to compare");
+            return;
+        }
+        let space = UserSpace::new().expect("user space");
+        let mapping = vm::with(|mm| mm.open_file(CHECKER_FILE)).expect("scratch file");
+        let va = vm::with(|mm| {
+            mm.mmap(space.id(), None, PAGE, VmFlags::READ | VmFlags::SHARED, MapSource::File { mapping, offset: 0 })
+        })
+        .expect("mmap");
+        space.enter();
+        let first = uaccess::read_u8(va);
+        space.leave();
+        check_eq!(t, broken_rules(), []);
+        let Some(pfn) = vm::with(|mm| mm.mapping(mapping).and_then(|m| m.lookup(0))) else {
+            check!(t, false, "the mapped page is not cached");
+            return;
+        };
+
+        vm::with(|mm| mm.lock_page(pfn));
+        let locked = broken_rules();
+        vm::with(|mm| mm.unlock_page(pfn));
+        check!(t, locked.contains(&Rule::TransientFlag), "page left locked: {locked:?}");
+
+        // Page cache + PTE = 2 references; drop one behind the memory manager's back.
+        vm::with(|mm| mm.put_page(pfn));
+        let unreferenced = broken_rules();
+        vm::with(|mm| mm.get_page(pfn));
+        check!(t, unreferenced.contains(&Rule::RefcountTooLow), "reference dropped: {unreferenced:?}");
+        check_eq!(t, broken_rules(), []);
+
+        // A dirty page made volatile behind the page-state layer's back.
+        let written = vm::with(|mm| mm.write_file(mapping, 0, &[!first]));
+        check_eq!(t, written, Ok(1));
+        let addr = pfn.addr().as_u64();
+        let host_usage = |p: Pfn| (p == pfn).then(|| PageStateByte(essa(0, addr)).usage());
+        let before = vm::with(|mm| debug::host_violations(mm, host_usage));
+        essa(3, addr);
+        let after = vm::with(|mm| debug::host_violations(mm, host_usage));
+        essa(1, addr);
+        let repaired = vm::with(|mm| debug::host_violations(mm, host_usage));
+        check_eq!(t, before.len(), 0);
+        check!(t, after.iter().any(|v| v.rule == Rule::HostState && v.pfn == pfn), "dirty page volatile on the host: {after:?}");
+        check_eq!(t, repaired.len(), 0);
+        check_eq!(t, PageStateByte(essa(0, addr)).usage(), UsageState::Stable);
+        if let Some(v) = after.first() {
+            t.diag(format_args!("as reported: {v}"));
+        }
+        // The stress run's oracle expects the image's pattern in this file.
+        let restored = vm::with(|mm| mm.write_file(mapping, 0, &[first]));
+        check_eq!(t, restored, Ok(1));
+        let synced = vm::with(|mm| mm.sync_mapping(mapping));
+        check_eq!(t, synced, Ok(()));
+        check_eq!(t, broken_rules(), []);
+    }
+}
