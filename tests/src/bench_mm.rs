@@ -142,3 +142,73 @@ ktest! {
         }
     }
 }
+
+ktest! {
+    /// The claim of the CMMA work, in numbers: after the guest filled its page cache with
+    /// clean file pages, the host reclaims every frame of the pool. With hinting the host
+    /// can drop volatile frames without writing them out; without (`cmma=off`) it must page
+    /// out everything. The guest then reads the files again and refaults what was
+    /// dropped. `cargo xtask bench` boots once with and once without hinting.
+    fn host_pressure(t) [BENCH] {
+        if !vm::available() {
+            t.skip("no backing store");
+            return;
+        }
+        if kernel::cmma::backend::with_model(|_, _| ()).is_none() {
+            t.skip("ESSA executes natively: the host model is not the host here");
+            return;
+        }
+        let space = UserSpace::new().expect("space");
+        let file = files::LARGE[0];
+        let pages = vm::with(|mm| mm.frames().usable_count() as u64 / 2).min(1024);
+        let va = vm::with(|mm| {
+            let mapping = mm.open_file(file)?;
+            mm.mmap(space.id(), None, pages * 4096, VmFlags::READ, MapSource::File { mapping, offset: 0 })
+        })
+        .expect("mmap");
+        space.enter();
+        touch(va, pages);
+        space.leave();
+        // The page-cache frames: what a host under pressure would like to take back.
+        let pool: alloc::vec::Vec<u64> = vm::with(|mm| {
+            let pages = mm.frames().pages();
+            (0..pages.len() as u64)
+                .map(|i| pages.base().as_u64() + i)
+                .filter(|&pfn| mm.page(kernel::mm::addr::Pfn::new(pfn)).is_some_and(|p| p.mapping().is_some()))
+                .collect()
+        });
+        let (mut dropped, mut paged_out) = (0u64, 0u64);
+        kernel::cmma::backend::with_model(|model, host| {
+            use kernel::cmma::model::ReclaimOutcome;
+            for &pfn in &pool {
+                match model.reclaim(host, pfn) {
+                    ReclaimOutcome::Discarded => dropped += 1,
+                    ReclaimOutcome::PagedOut => paged_out += 1,
+                    _ => {}
+                }
+            }
+        });
+        let before = vm::with(|mm| mm.stats());
+        space.enter();
+        let mut bad = 0u64;
+        for i in 0..pages {
+            let got = uaccess::read_u8(VirtAddr::new(va.as_u64() + i * 4096 + 7));
+            if got != kernel::mm::backing::pattern_byte(file, i * 4096 + 7) {
+                bad += 1;
+            }
+        }
+        space.leave();
+        let after = vm::with(|mm| mm.stats());
+        let hinting = kernel::cmma::backend::current() != kernel::cmma::backend::Backend::Off;
+        t.diag(format_args!(
+            "bench: op=host_pressure hinting={} cache_frames={} dropped_without_io={dropped} paged_out={paged_out} guest_refaults={}",
+            if hinting { "on" } else { "off" },
+            pool.len(),
+            after.discards - before.discards
+        ));
+        check!(t, bad == 0, "{bad} pages read back wrong after host reclaim");
+        if !hinting {
+            check!(t, dropped == 0, "without hinting the host dropped {dropped} frames");
+        }
+    }
+}

@@ -28,7 +28,17 @@ mod cmma_states;
 #[cfg(target_arch = "s390x")]
 mod cmma_stress;
 #[cfg(target_arch = "s390x")]
+mod mm_dat;
+#[cfg(target_arch = "s390x")]
+mod mm_frames;
+#[cfg(target_arch = "s390x")]
 mod mm_mlock;
+#[cfg(target_arch = "s390x")]
+mod mm_page_cache;
+#[cfg(target_arch = "s390x")]
+mod mm_reclaim;
+#[cfg(target_arch = "s390x")]
+mod mm_vma;
 #[cfg(target_arch = "s390x")]
 mod sclp_console;
 

@@ -67,17 +67,20 @@ pub fn probe() -> bool {
     catch_pgm(|| essa::essa(0, 0)).is_ok()
 }
 
-/// Picks the backend from `cmma=` and the probe, sets up the model when needed.
+/// Picks the backend from `cmma=` and the probe. Where ESSA does not execute, the host
+/// model stands in for the host whatever the guest does, so that `cmma=off` runs are
+/// measured against the same host (every frame stays stable: it can only be paged out).
 pub fn select(mode: CmmaMode, native: bool, memory: u64) -> Backend {
     let backend = match (mode, native) {
         (CmmaMode::Off, _) => Backend::Off,
         (CmmaMode::Auto, true) => Backend::Native,
         (CmmaMode::Auto, false) | (CmmaMode::Model, _) => Backend::Model,
     };
-    if backend == Backend::Model {
+    if backend == Backend::Model || !native {
         // QEMU TCG emulates reference and change bits only after a first key instruction.
         kspace::enable_storage_keys(0);
-        *MODEL.lock() = Some(HostModel::new(memory / PAGE_SIZE, ModelOptions::default()));
+        let options = ModelOptions { preserve_change_bit: true, ..ModelOptions::default() };
+        *MODEL.lock() = Some(HostModel::new(memory / PAGE_SIZE, options));
     }
     BACKEND.store(backend as u8, Ordering::Relaxed);
     backend

@@ -1,0 +1,228 @@
+//! `mm::dat`: user mappings through the real DAT tables: a mapped page translates to
+//! its page-cache frame, stores to a read-only VMA raise a protection exception (0x04),
+//! unmapped addresses raise the translation exception of the first missing table level
+//! (0x11 page, 0x10 segment, 0x3b region third), address spaces are independent, and no
+//! stale TLB entry survives an unmap or a write-protect (IPTE).
+
+use kernel::arch::{kspace, uaccess};
+use kernel::ktest::Test;
+use kernel::mm::addr::VirtAddr;
+use kernel::mm::backing::{files, pattern, pattern_byte};
+use kernel::mm::manager::{USER_END, USER_START};
+use kernel::mm::mmap::MapSource;
+use kernel::mm::vma::VmFlags;
+use kernel::vm::{self, UserSpace};
+use kernel::{check, check_eq, ktest};
+
+kernel::ktest_suite!("mm::dat");
+
+const PAGE: u64 = 4096;
+const RW: VmFlags = VmFlags::READ.union(VmFlags::WRITE);
+
+/// Skips unless the memory manager runs (QEMU was given the backing store).
+fn needs_mm(t: &mut Test<'_>) -> bool {
+    if !vm::available() {
+        t.skip("no backing store (boot with -initrd, as cargo xtask does)");
+        return false;
+    }
+    true
+}
+
+/// `addr + n` pages.
+fn at(addr: VirtAddr, n: u64) -> VirtAddr {
+    VirtAddr::new(addr.as_u64() + n * PAGE)
+}
+
+/// Maps `pages` pages of `file` from page `first` at `addr` (`None`: anywhere).
+fn map_file(
+    space: &UserSpace,
+    addr: Option<VirtAddr>,
+    file: u32,
+    first: u64,
+    pages: u64,
+    flags: VmFlags,
+) -> VirtAddr {
+    vm::with(|mm| {
+        let mapping = mm.open_file(file)?;
+        mm.mmap(
+            space.id(),
+            addr,
+            pages * PAGE,
+            flags,
+            MapSource::File {
+                mapping,
+                offset: first * PAGE,
+            },
+        )
+    })
+    .expect("mmap of a standard file")
+}
+
+/// Maps `pages` anonymous read-write pages anywhere.
+fn map_anon(space: &UserSpace, pages: u64) -> VirtAddr {
+    vm::with(|mm| mm.mmap(space.id(), None, pages * PAGE, RW, MapSource::Anon))
+        .expect("anonymous mmap")
+}
+
+ktest! {
+    /// A read fault maps the file's page-cache frame read-only (so the first store is
+    /// seen): the PTE the CPU walks names the frame `find_get_page` returns, and the
+    /// bytes are the file's. Guards `do_file_page`/`map_page` (frame and protection).
+    fn read_fault_maps_cache_frame_read_only(t) {
+        if !needs_mm(t) { return; }
+        let space = UserSpace::new().expect("space");
+        let va = map_file(&space, None, files::SMALL, 0, 4, RW);
+        space.enter();
+        let word = uaccess::read_u64(at(va, 2));
+        let pte = kspace::current_user_pte(at(va, 2));
+        let untouched = kspace::current_user_pte(at(va, 3));
+        space.leave();
+        check_eq!(t, word, pattern(files::SMALL, 2 * PAGE));
+        let cached = vm::with(|mm| {
+            let mapping = mm.open_file(files::SMALL).ok()?;
+            mm.mapping(mapping)?.lookup(2)
+        });
+        let Some((_, pte)) = pte else {
+            t.fail_at(file!(), line!(), format_args!("no PTE after the read fault"));
+            return;
+        };
+        check!(t, pte.is_valid(), "{pte:?}");
+        check!(t, pte.is_protected(), "a read fault mapped the page writable: {pte:?}");
+        check_eq!(t, Some(pte.pfn()), cached);
+        check!(t, untouched.is_none_or(|(_, p)| !p.is_present()), "page 3 mapped without a fault: {untouched:?}");
+    }
+}
+
+ktest! {
+    /// A store where the VMA forbids writing is a protection exception (0x04) with the
+    /// address in the TEID, and the page keeps its bytes; after `mprotect` back to
+    /// read-write the store goes through. The page was written (a writable TLB entry
+    /// exists) before `mprotect`, without leaving the space: guards the write-protect in
+    /// `Mm::mprotect` and the IPTE in `DatSpace::protect`.
+    fn store_to_read_only_vma_is_protection_exception(t) [EXPECTS_PGM] {
+        if !needs_mm(t) { return; }
+        let space = UserSpace::new().expect("space");
+        let va = map_anon(&space, 2);
+        let target = at(va, 1);
+        space.enter();
+        uaccess::write_u64(target, 0x0123_4567_89ab_cdef);
+        let prot = vm::with(|mm| mm.mprotect(space.id(), target, PAGE, VmFlags::READ));
+        let info = t.expect_pgm(0x04, || uaccess::write_u64(VirtAddr::new(target.as_u64() + 8), 0xdead));
+        let kept = (uaccess::read_u64(target), uaccess::read_u64(VirtAddr::new(target.as_u64() + 8)));
+        let back = vm::with(|mm| mm.mprotect(space.id(), target, PAGE, RW));
+        uaccess::write_u64(VirtAddr::new(target.as_u64() + 8), 0xbeef);
+        let after = uaccess::read_u64(VirtAddr::new(target.as_u64() + 8));
+        space.leave();
+        check_eq!(t, prot, Ok(()));
+        check_eq!(t, back, Ok(()));
+        if let Some(info) = info {
+            check_eq!(t, info.teid & !0xfff, target.as_u64());
+        }
+        check_eq!(t, kept, (0x0123_4567_89ab_cdef, 0));
+        check_eq!(t, after, 0xbeef);
+    }
+}
+
+ktest! {
+    /// After `munmap` the address faults with the exception of the first missing table
+    /// level: page translation (0x11) where the page table stays, segment translation
+    /// (0x10) in a segment never mapped, region-third translation (0x3b) in a region
+    /// never mapped, each with the address in the TEID. The neighbour keeps its data.
+    /// Guards `zap_pte` in `Mm::munmap` (a left-over PTE would let the load succeed).
+    fn unmapped_addresses_raise_translation_exceptions(t) [EXPECTS_PGM] {
+        if !needs_mm(t) { return; }
+        let space = UserSpace::new().expect("space");
+        let va = map_anon(&space, 2);
+        check_eq!(t, va, USER_START);
+        space.enter();
+        uaccess::write_u64(va, 0x1111);
+        uaccess::write_u64(at(va, 1), 0x2222);
+        let unmapped = vm::with(|mm| mm.munmap(space.id(), at(va, 1), PAGE));
+        let page = t.expect_pgm(0x11, || { uaccess::read_u64(at(va, 1)); });
+        // 16 MiB up: same region-third entry, a segment without a page table.
+        let segment_va = VirtAddr::new(USER_START.as_u64() + (16 << 20));
+        let segment = t.expect_pgm(0x10, || { uaccess::read_u64(segment_va); });
+        // The last page below 1 TiB: a region-third entry never made valid.
+        let region_va = VirtAddr::new(USER_END.as_u64() - PAGE);
+        let region = t.expect_pgm(0x3b, || { uaccess::read_u8(region_va); });
+        let neighbour = uaccess::read_u64(va);
+        space.leave();
+        check_eq!(t, unmapped, Ok(()));
+        check_eq!(t, neighbour, 0x1111);
+        for (info, expected) in [(page, at(va, 1)), (segment, segment_va), (region, region_va)] {
+            if let Some(info) = info {
+                check_eq!(t, info.teid & !0xfff, expected.as_u64());
+            }
+        }
+    }
+}
+
+ktest! {
+    /// No stale translation survives an unmap: map file page 0, load through it, then
+    /// (without leaving the space, which would flush the TLB with the CR1 load) unmap
+    /// and map another file's page at the same address; the next load must see the new
+    /// page. Guards the IPTE in `DatSpace::unmap` (`Tlb::invalidate_page`).
+    fn unmap_and_remap_leaves_no_stale_tlb_entry(t) {
+        if !needs_mm(t) { return; }
+        let space = UserSpace::new().expect("space");
+        let va = map_file(&space, None, files::SMALL, 0, 1, VmFlags::READ);
+        space.enter();
+        let first = uaccess::read_u64(va);
+        let remap = vm::with(|mm| {
+            mm.munmap(space.id(), va, PAGE)?;
+            let mapping = mm.open_file(files::MEDIUM)?;
+            mm.mmap(space.id(), Some(va), PAGE, VmFlags::READ, MapSource::File { mapping, offset: 3 * PAGE })
+        });
+        let second = uaccess::read_u64(va);
+        let last = uaccess::read_u8(VirtAddr::new(va.as_u64() + PAGE - 1));
+        space.leave();
+        check_eq!(t, remap, Ok(va));
+        check_eq!(t, first, pattern(files::SMALL, 0));
+        check_eq!(t, second, pattern(files::MEDIUM, 3 * PAGE));
+        check_eq!(t, last, pattern_byte(files::MEDIUM, 4 * PAGE - 1));
+    }
+}
+
+ktest! {
+    /// Two address spaces map anonymous memory at the same address and each sees only
+    /// its own bytes; a file page mapped in both is one frame with two reverse-map
+    /// entries. Guards the per-space ASCE loaded by `UserSpace::enter` and the rmap walk
+    /// over every space.
+    fn address_spaces_are_independent(t) {
+        if !needs_mm(t) { return; }
+        let a = UserSpace::new().expect("space a");
+        let b = UserSpace::new().expect("space b");
+        let va_a = map_anon(&a, 1);
+        let va_b = map_anon(&b, 1);
+        check_eq!(t, va_a, va_b);
+        let file_a = map_file(&a, None, files::SMALL, 5, 1, VmFlags::READ);
+        let file_b = map_file(&b, None, files::SMALL, 5, 1, VmFlags::READ);
+        a.enter();
+        uaccess::write_u64(va_a, 0xaaaa);
+        let word_a = uaccess::read_u64(file_a);
+        let pte_a = kspace::current_user_pte(file_a);
+        a.leave();
+        b.enter();
+        let zero_b = uaccess::read_u64(va_b);
+        uaccess::write_u64(va_b, 0xbbbb);
+        let word_b = uaccess::read_u64(file_b);
+        let pte_b = kspace::current_user_pte(file_b);
+        b.leave();
+        a.enter();
+        let still_a = uaccess::read_u64(va_a);
+        a.leave();
+        check_eq!(t, zero_b, 0);
+        check_eq!(t, still_a, 0xaaaa);
+        check_eq!(t, word_a, pattern(files::SMALL, 5 * PAGE));
+        check_eq!(t, word_b, pattern(files::SMALL, 5 * PAGE));
+        let (Some((_, pte_a)), Some((_, pte_b))) = (pte_a, pte_b) else {
+            t.fail_at(file!(), line!(), format_args!("file page not mapped: {pte_a:?} {pte_b:?}"));
+            return;
+        };
+        check_eq!(t, pte_a.pfn(), pte_b.pfn());
+        let rmap = vm::with(|mm| mm.rmap(pte_a.pfn()));
+        check_eq!(t, rmap.len(), 2);
+        check!(t, rmap.iter().any(|e| e.space == a.id() && e.va == file_a), "{rmap:?}");
+        check!(t, rmap.iter().any(|e| e.space == b.id() && e.va == file_b), "{rmap:?}");
+    }
+}

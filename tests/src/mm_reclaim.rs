@@ -1,0 +1,449 @@
+//! `mm::reclaim`: page reclaim on the machine: reading more than twice the page pool
+//! (through `read_file` and through mappings) keeps every byte right, dirty pages (from
+//! `write_file` and from stores through shared mappings) are written back before their
+//! frames go, clean pages are freed without I/O, anonymous pages stay (no swap), and
+//! active/inactive aging follows the storage-key reference bits.
+//!
+//! Tests that write a standard file put its pattern back (and write it back) before
+//! they end, so every later suite still finds the pattern.
+
+use alloc::vec;
+use alloc::vec::Vec;
+use kernel::arch::uaccess;
+use kernel::ktest::Test;
+use kernel::mm::addr::{Pfn, VirtAddr};
+use kernel::mm::backing::{BlockDevice, check_pattern, files, fill_pattern, pattern};
+use kernel::mm::error::MmError;
+use kernel::mm::ids::MappingId;
+use kernel::mm::mmap::MapSource;
+use kernel::mm::page::PageFlags;
+use kernel::mm::reclaim::ShrinkOutcome;
+use kernel::mm::vma::VmFlags;
+use kernel::vm::{self, KernelMm, UserSpace};
+use kernel::{check, check_eq, ktest};
+
+kernel::ktest_suite!("mm::reclaim");
+
+const PAGE: u64 = 4096;
+/// Pages of the two large files together (4 + 8 MiB).
+const LARGE_PAGES: u64 = 3 * 1024;
+
+/// Skips unless the memory manager runs (QEMU was given the backing store).
+fn needs_mm(t: &mut Test<'_>) -> bool {
+    if !vm::available() {
+        t.skip("no backing store (boot with -initrd, as cargo xtask does)");
+        return false;
+    }
+    true
+}
+
+/// Skips unless the large files are more than twice the page pool (`mm.pool=`).
+fn needs_pressure(t: &mut Test<'_>) -> bool {
+    let usable = vm::with(|mm| mm.frames().usable_count()) as u64;
+    if 2 * usable >= LARGE_PAGES {
+        t.skip("page pool too large for the large files to make pressure (mm.pool=)");
+        return false;
+    }
+    true
+}
+
+fn open(mm: &mut KernelMm, file: u32) -> MappingId {
+    mm.open_file(file).expect("a standard file")
+}
+
+/// Reclaims everything reclaim can free. One `reclaim` call ages the active list only
+/// part of the way (a few passes, like Linux's priority levels), so call it until it
+/// frees nothing more.
+fn reclaim_all(mm: &mut KernelMm) -> usize {
+    let usable = mm.frames().usable_count();
+    let mut total = 0;
+    loop {
+        let freed = mm.reclaim(usable);
+        if freed == 0 {
+            return total;
+        }
+        total += freed;
+    }
+}
+
+/// The bytes `[offset, offset + len)` of the file as the backing device holds them.
+fn device_bytes(mm: &KernelMm, mapping: MappingId, offset: u64, len: usize) -> Vec<u8> {
+    let file = mm.mapping(mapping).expect("mapping").file();
+    (offset..offset + len as u64)
+        .map(|o| {
+            let block = file.block_of(o / PAGE).expect("inside the file");
+            mm.device().storage()[(block * PAGE + o % PAGE) as usize]
+        })
+        .collect()
+}
+
+/// Writes the pattern back over `[offset, offset + len)` and writes it to the device.
+fn restore_pattern(
+    mm: &mut KernelMm,
+    mapping: MappingId,
+    offset: u64,
+    len: usize,
+) -> Result<(), MmError> {
+    let file = mm.mapping(mapping).ok_or(MmError::NoSuchObject)?.file().id;
+    let mut data = vec![0; len];
+    fill_pattern(file, offset, &mut data);
+    mm.write_file(mapping, offset, &data)?;
+    mm.sync_mapping(mapping)
+}
+
+/// The frame caching page `index` of `mapping`, if any.
+fn cached(mm: &KernelMm, mapping: MappingId, index: u64) -> Option<Pfn> {
+    mm.mapping(mapping)?.lookup(index)
+}
+
+ktest! {
+    /// Reading both large files (three times the default pool) with `read_file` forces
+    /// watermark reclaim over and over; every byte still matches the pattern, and
+    /// reclaim freed more than the pool holds. Guards `alloc_page`'s watermark reclaim
+    /// and `shrink_page` freeing clean cache pages (without them the read runs out of
+    /// memory); a frame freed while still cached would show up as a wrong byte.
+    fn pressure_read_file_keeps_every_byte(t) [SLOW] {
+        if !needs_mm(t) || !needs_pressure(t) { return; }
+        let (before, io_before) = vm::with(|mm| (mm.stats(), mm.device().stats()));
+        let mut bad = Vec::new();
+        let mut buf = vec![0u8; 64 << 10];
+        for file in files::LARGE {
+            let (mapping, size) = vm::with(|mm| {
+                let m = open(mm, file);
+                (m, mm.mapping(m).expect("mapping").file().size)
+            });
+            let mut pos = 0;
+            while pos < size {
+                let got = vm::with(|mm| mm.read_file(mapping, pos, &mut buf));
+                match got {
+                    Ok(n) if n == buf.len() => {
+                        if let Err(o) = check_pattern(file, pos, &buf) {
+                            bad.push((file, o));
+                        }
+                    }
+                    other => {
+                        t.fail_at(file!(), line!(), format_args!("read_file({file}, {pos}): {other:?}"));
+                        return;
+                    }
+                }
+                pos += buf.len() as u64;
+            }
+        }
+        let (after, io_after, usable) = vm::with(|mm| (mm.stats(), mm.device().stats(), mm.frames().usable_count() as u64));
+        check_eq!(t, bad, Vec::new());
+        check!(t, io_after.reads - io_before.reads >= LARGE_PAGES, "reads {io_before:?} -> {io_after:?}");
+        check!(t, after.reclaimed - before.reclaimed >= LARGE_PAGES - usable, "reclaimed {} -> {}", before.reclaimed, after.reclaimed);
+        check!(t, after.watermark_reclaims > before.watermark_reclaims, "no watermark reclaim ran");
+        check_eq!(t, io_after.writes, io_before.writes);
+    }
+}
+
+ktest! {
+    /// Reading both large files through one address space's mappings (three times the
+    /// pool, so reclaim must unmap mapped pages to free them) keeps every byte right;
+    /// the pages read first are refaulted from the device when read again. Guards
+    /// `try_to_unmap` in `shrink_locked_page` (a frame freed while still mapped would be
+    /// reused under the mapping and show the wrong bytes) and demand paging under
+    /// pressure.
+    fn pressure_through_mappings_keeps_every_byte(t) [SLOW] {
+        if !needs_mm(t) || !needs_pressure(t) { return; }
+        let space = UserSpace::new().expect("space");
+        let maps: Vec<(u32, VirtAddr, u64)> = files::LARGE
+            .iter()
+            .map(|&file| {
+                vm::with(|mm| {
+                    let mapping = mm.open_file(file)?;
+                    let size = mm.mapping(mapping).ok_or(MmError::NoSuchObject)?.file().size;
+                    let va = mm.mmap(space.id(), None, size, VmFlags::READ, MapSource::File { mapping, offset: 0 })?;
+                    Ok::<_, MmError>((file, va, size))
+                })
+                .expect("mmap of a large file")
+            })
+            .collect();
+        let before = vm::with(|mm| mm.stats());
+        let mut bad = Vec::new();
+        let mut page = vec![0u8; PAGE as usize];
+        space.enter();
+        for &(file, va, size) in &maps {
+            for offset in (0..size).step_by(PAGE as usize) {
+                uaccess::read_bytes(VirtAddr::new(va.as_u64() + offset), &mut page);
+                if let Err(o) = check_pattern(file, offset, &page) {
+                    bad.push((file, o));
+                }
+            }
+        }
+        let (first_file, first_va, _) = maps[0];
+        let again = uaccess::read_u64(VirtAddr::new(first_va.as_u64() + 8));
+        space.leave();
+        let (after, usable) = vm::with(|mm| (mm.stats(), mm.frames().usable_count() as u64));
+        check_eq!(t, bad, Vec::new());
+        check_eq!(t, again, pattern(first_file, 8));
+        check!(t, after.major_faults - before.major_faults > LARGE_PAGES, "major faults {} -> {}", before.major_faults, after.major_faults);
+        check!(t, after.reclaimed - before.reclaimed >= LARGE_PAGES - usable, "reclaimed {} -> {}", before.reclaimed, after.reclaimed);
+    }
+}
+
+ktest! {
+    /// Pages dirtied with `write_file` are written back when reclaim takes them: they
+    /// leave the cache, the device holds the new bytes, and `read_file` reads them back.
+    /// The pattern is put back at the end. Guards the writeback of dirty pages in
+    /// `shrink_locked_page` (without it the write is lost, or the page never freed).
+    fn reclaim_writes_back_write_file_pages(t) {
+        if !needs_mm(t) { return; }
+        let indices = [3u64, 100, 257, 600, 1000];
+        let offset_in_page = 1000;
+        let r = vm::with(|mm| {
+            let large = open(mm, files::LARGE[0]);
+            reclaim_all(mm);
+            let mut data = Vec::new();
+            let mut written = Vec::new();
+            for &i in &indices {
+                let offset = i * PAGE + offset_in_page;
+                let mut d = vec![0u8; 64];
+                fill_pattern(files::LARGE[0], offset, &mut d);
+                d.iter_mut().for_each(|b| *b = !*b);
+                written.push(mm.write_file(large, offset, &d));
+                data.push(d);
+            }
+            let wb0 = mm.stats().writebacks;
+            reclaim_all(mm);
+            let wbs = mm.stats().writebacks - wb0;
+            let still_cached: Vec<u64> = indices.iter().copied().filter(|&i| cached(mm, large, i).is_some()).collect();
+            let mut lost = Vec::new();
+            for (n, &i) in indices.iter().enumerate() {
+                let offset = i * PAGE + offset_in_page;
+                let device = device_bytes(mm, large, offset, 64);
+                let mut back = vec![0u8; 64];
+                let read = mm.read_file(large, offset, &mut back);
+                if device != data[n] || back != data[n] || read != Ok(64) {
+                    lost.push(i);
+                }
+            }
+            let restored: Vec<_> = indices
+                .iter()
+                .map(|&i| {
+                    let offset = i * PAGE + offset_in_page;
+                    restore_pattern(mm, large, offset, 64)
+                        .ok()
+                        .and_then(|()| check_pattern(files::LARGE[0], offset, &device_bytes(mm, large, offset, 64)).ok())
+                })
+                .collect();
+            (written, wbs, still_cached, lost, restored)
+        });
+        let (written, wbs, still_cached, lost, restored) = r;
+        check!(t, written.iter().all(|w| *w == Ok(64)), "{written:?}");
+        check!(t, wbs >= indices.len() as u64, "writebacks {wbs}");
+        check_eq!(t, still_cached, Vec::<u64>::new());
+        check_eq!(t, lost, Vec::<u64>::new());
+        check!(t, restored.iter().all(Option::is_some), "pattern not restored: {restored:?}");
+    }
+}
+
+ktest! {
+    /// Stores through a shared mapping are not lost when reclaim takes the still
+    /// mapped pages: reclaim unmaps them, moves the change bit into the dirty flag,
+    /// writes them back and frees them; a fresh mapping in a new address space reads
+    /// the stored values. The pattern is put back at the end. Guards the dirty tracking
+    /// of shared writable pages: the dirty mark of the write fault (`do_file_page`) and
+    /// the change-bit transfer in `page_remove_rmap` each suffice alone; without both
+    /// the clean-looking page is freed and the store lost.
+    fn reclaim_writes_back_shared_mapping_stores(t) {
+        if !needs_mm(t) { return; }
+        let first = 200u64;
+        let pages = 8u64;
+        let value = |i: u64| 0xd1e7_0000_0000_0000 | i;
+        let (large, _) = vm::with(|mm| {
+            let large = open(mm, files::LARGE[0]);
+            (large, reclaim_all(mm))
+        });
+        let space = UserSpace::new().expect("space");
+        let va = vm::with(|mm| {
+            mm.mmap(space.id(), None, pages * PAGE, VmFlags::READ | VmFlags::WRITE | VmFlags::SHARED, MapSource::File { mapping: large, offset: first * PAGE })
+        })
+        .expect("mmap");
+        space.enter();
+        for i in 0..pages {
+            uaccess::write_u64(VirtAddr::new(va.as_u64() + i * PAGE + 16), value(i));
+        }
+        space.leave();
+        let (wbs, still_cached, mapped_after, kept) = vm::with(|mm| {
+            let wb0 = mm.stats().writebacks;
+            reclaim_all(mm);
+            let still: Vec<u64> = (first..first + pages).filter(|&i| cached(mm, large, i).is_some()).collect();
+            // What kept a page, if one stayed: flags, counts and its PTEs.
+            let kept: Vec<_> = still
+                .iter()
+                .filter_map(|&i| cached(mm, large, i))
+                .map(|p| (p, mm.page(p).map(|page| (page.flags().bits(), page.refcount(), page.mapcount())), mm.rmap(p)))
+                .collect();
+            let mapped = (0..pages)
+                .filter(|&i| mm.follow_page(space.id(), VirtAddr::new(va.as_u64() + i * PAGE), Default::default()).is_some())
+                .count();
+            (mm.stats().writebacks - wb0, still, mapped, kept)
+        });
+        if !kept.is_empty() {
+            t.diag(format_args!("kept by reclaim (pfn, (flags, refs, maps), rmap): {kept:?}"));
+        }
+        drop(space);
+        let fresh = UserSpace::new().expect("space");
+        let va2 = vm::with(|mm| {
+            mm.mmap(fresh.id(), None, pages * PAGE, VmFlags::READ, MapSource::File { mapping: large, offset: first * PAGE })
+        })
+        .expect("mmap");
+        fresh.enter();
+        let seen: Vec<u64> = (0..pages).map(|i| uaccess::read_u64(VirtAddr::new(va2.as_u64() + i * PAGE + 16))).collect();
+        let neighbour = uaccess::read_u64(VirtAddr::new(va2.as_u64() + 8));
+        fresh.leave();
+        drop(fresh);
+        let restored = vm::with(|mm| {
+            (0..pages)
+                .map(|i| {
+                    let offset = (first + i) * PAGE + 16;
+                    restore_pattern(mm, large, offset, 8)
+                        .ok()
+                        .and_then(|()| check_pattern(files::LARGE[0], offset, &device_bytes(mm, large, offset, 8)).ok())
+                })
+                .filter(Option::is_none)
+                .count()
+        });
+        check!(t, wbs >= pages, "writebacks {wbs}");
+        check_eq!(t, still_cached, Vec::<u64>::new());
+        check_eq!(t, mapped_after, 0);
+        check_eq!(t, seen, (0..pages).map(value).collect::<Vec<_>>());
+        check_eq!(t, neighbour, pattern(files::LARGE[0], first * PAGE + 8));
+        check_eq!(t, restored, 0);
+    }
+}
+
+ktest! {
+    /// Clean, unmapped cache pages are freed without any write: after `read_file` of 64
+    /// pages, reclaiming 64 frees exactly those, the free count grows by 64, and neither
+    /// the device nor the writeback counter saw a write. Guards `shrink_page` freeing
+    /// clean pages (`remove_from_page_cache` + `put_page`) without writing them (the
+    /// dirty tests in `shrink_locked_page` and `write_one_page` each skip the write).
+    fn reclaim_frees_clean_pages_without_io(t) {
+        if !needs_mm(t) { return; }
+        let r = vm::with(|mm| {
+            let medium = open(mm, files::MEDIUM);
+            mm.truncate_inode_pages(medium, 0).expect("truncate");
+            reclaim_all(mm);
+            let mut buf = vec![0u8; 64 * PAGE as usize];
+            let read = mm.read_file(medium, 128 * PAGE, &mut buf);
+            let content = check_pattern(files::MEDIUM, 128 * PAGE, &buf);
+            let cached_before = mm.mapping(medium).map(|m| m.nrpages());
+            let (free0, writes0, wb0) = (mm.frames().free_count(), mm.device().stats().writes, mm.stats().writebacks);
+            let freed = mm.reclaim(64);
+            let free_delta = mm.frames().free_count() - free0;
+            let io = (mm.device().stats().writes - writes0, mm.stats().writebacks - wb0);
+            let cached_after = mm.mapping(medium).map(|m| m.nrpages());
+            (read, content, cached_before, freed, free_delta, io, cached_after)
+        });
+        let (read, content, cached_before, freed, free_delta, io, cached_after) = r;
+        check_eq!(t, read, Ok(64 * PAGE as usize));
+        check_eq!(t, content, Ok(()));
+        check_eq!(t, cached_before, Some(64));
+        check_eq!(t, freed, 64);
+        check_eq!(t, free_delta, 64);
+        check_eq!(t, io, (0, 0));
+        check_eq!(t, cached_after, Some(0));
+    }
+}
+
+ktest! {
+    /// Aging follows the storage-key reference bits: mapped pages referenced since the
+    /// last scan are activated (inactive list) or kept active (active list); the
+    /// others go inactive and are then reclaimed (unmapped, freed) while the
+    /// referenced ones stay cached and mapped. Every page still reads right afterwards.
+    /// Guards `test_and_clear_reference` in `shrink_page` and `shrink_active_list`
+    /// (without it the referenced half would be deactivated and reclaimed too).
+    fn aging_follows_reference_bits(t) {
+        if !needs_mm(t) { return; }
+        let pages = 16u64;
+        let first = 64u64;
+        let space = UserSpace::new().expect("space");
+        let (small_cache, va) = vm::with(|mm| {
+            let medium = open(mm, files::MEDIUM);
+            mm.truncate_inode_pages(medium, 0)?;
+            reclaim_all(mm);
+            let va = mm.mmap(space.id(), None, pages * PAGE, VmFlags::READ, MapSource::File { mapping: medium, offset: first * PAGE })?;
+            Ok::<_, MmError>((medium, va))
+        })
+        .expect("mmap");
+        let page_va = |i: u64| VirtAddr::new(va.as_u64() + i * PAGE);
+        space.enter();
+        for i in 0..pages {
+            uaccess::read_u8(page_va(i));
+        }
+        space.leave();
+        // Fresh pages were just referenced: the scan of the inactive list activates them.
+        let (pfns, first_scan) = vm::with(|mm| {
+            let pfns: Vec<Option<Pfn>> = (0..pages).map(|i| cached(mm, small_cache, first + i)).collect();
+            let outcomes: Vec<Option<ShrinkOutcome>> = pfns.iter().map(|p| p.map(|p| mm.shrink_page(p))).collect();
+            (pfns, outcomes)
+        });
+        space.enter();
+        for i in (0..pages).step_by(2) {
+            uaccess::read_u8(page_va(i));
+        }
+        space.leave();
+        // Age the whole active list once: the even pages were referenced again.
+        let (active, second_scan, cached_after, mapped_after) = vm::with(|mm| {
+            let n = mm.lru().active_len();
+            mm.shrink_active_list(n);
+            let active: Vec<bool> = pfns
+                .iter()
+                .map(|p| p.and_then(|p| mm.page(p)).is_some_and(|p| p.test(PageFlags::ACTIVE)))
+                .collect();
+            let outcomes: Vec<Option<ShrinkOutcome>> = pfns
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| i % 2 == 1)
+                .map(|(_, p)| p.map(|p| mm.shrink_page(p)))
+                .collect();
+            let cached_after: Vec<bool> = (0..pages).map(|i| cached(mm, small_cache, first + i).is_some()).collect();
+            let mapped_after: Vec<bool> =
+                (0..pages).map(|i| mm.follow_page(space.id(), page_va(i), Default::default()).is_some()).collect();
+            (active, outcomes, cached_after, mapped_after)
+        });
+        let mut words = Vec::new();
+        space.enter();
+        for i in 0..pages {
+            words.push(uaccess::read_u64(page_va(i)));
+        }
+        space.leave();
+        let even: Vec<bool> = (0..pages).map(|i| i % 2 == 0).collect();
+        check!(t, pfns.iter().all(Option::is_some), "pages not cached after the faults: {pfns:?}");
+        check!(t, first_scan.iter().all(|o| *o == Some(ShrinkOutcome::Activated)), "{first_scan:?}");
+        check_eq!(t, active, even);
+        check!(t, second_scan.iter().all(|o| *o == Some(ShrinkOutcome::Freed)), "{second_scan:?}");
+        check_eq!(t, cached_after, even);
+        check_eq!(t, mapped_after, even);
+        let want: Vec<u64> = (0..pages).map(|i| pattern(files::MEDIUM, (first + i) * PAGE)).collect();
+        check_eq!(t, words, want);
+    }
+}
+
+ktest! {
+    /// Anonymous pages have no backing store (no swap): reclaim leaves them mapped with
+    /// their bytes. Guards the `anon` exemption in `shrink_page`.
+    fn anonymous_pages_survive_reclaim(t) {
+        if !needs_mm(t) { return; }
+        let space = UserSpace::new().expect("space");
+        let pages = 16u64;
+        let va = vm::with(|mm| mm.mmap(space.id(), None, pages * PAGE, VmFlags::READ | VmFlags::WRITE, MapSource::Anon))
+            .expect("anonymous mmap");
+        space.enter();
+        for i in 0..pages {
+            uaccess::write_u64(VirtAddr::new(va.as_u64() + i * PAGE), 0xa000 + i);
+        }
+        space.leave();
+        let anon_before = vm::with(|mm| mm.stats().anon_faults);
+        vm::with(reclaim_all);
+        space.enter();
+        let back: Vec<u64> = (0..pages).map(|i| uaccess::read_u64(VirtAddr::new(va.as_u64() + i * PAGE))).collect();
+        space.leave();
+        let anon_after = vm::with(|mm| mm.stats().anon_faults);
+        check_eq!(t, back, (0..pages).map(|i| 0xa000 + i).collect::<Vec<_>>());
+        check_eq!(t, anon_after, anon_before);
+    }
+}
