@@ -82,13 +82,17 @@ impl fmt::Display for Warning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Warning::Unknown(key) => write!(f, "unknown kernel argument '{key}' ignored"),
-            Warning::BadValue { key, value, expected } => write!(
+            Warning::BadValue {
+                key,
+                value,
+                expected,
+            } => write!(
                 f,
                 "bad value '{value}' for kernel argument '{key}' (expected {expected}); default kept"
             ),
-            Warning::NotAscii => {
-                f.write_str("command line holds non-printable or non-ASCII bytes; they were dropped")
-            }
+            Warning::NotAscii => f.write_str(
+                "command line holds non-printable or non-ASCII bytes; they were dropped",
+            ),
         }
     }
 }
@@ -118,10 +122,16 @@ pub fn parse(raw: &[u8]) -> (Options, Vec<Warning>) {
             _ => None,
         })
         .collect();
-    if raw.iter().any(|&b| !matches!(b, b' '..=b'~' | b'\t' | b'\n' | b'\r')) {
+    if raw
+        .iter()
+        .any(|&b| !matches!(b, b' '..=b'~' | b'\t' | b'\n' | b'\r'))
+    {
         warnings.push(Warning::NotAscii);
     }
-    let mut options = Options { raw: text.trim().into(), ..Options::default() };
+    let mut options = Options {
+        raw: text.trim().into(),
+        ..Options::default()
+    };
     for word in text.split(' ').filter(|w| !w.is_empty()) {
         let (key, value) = match word.split_once('=') {
             Some((k, v)) => (k, Some(v)),
@@ -144,9 +154,17 @@ pub fn parse(raw: &[u8]) -> (Options, Vec<Warning>) {
 /// Applies one argument. `Err(None)`: unknown key; `Err(Some(what))`: bad value.
 fn apply(o: &mut Options, key: &str, value: Option<&str>) -> Result<(), Option<&'static str>> {
     let list = |v: Option<&str>, what| -> Result<Vec<String>, Option<&'static str>> {
-        let items: Vec<String> =
-            v.unwrap_or("").split(',').filter(|s| !s.is_empty()).map(String::from).collect();
-        if items.is_empty() { Err(Some(what)) } else { Ok(items) }
+        let items: Vec<String> = v
+            .unwrap_or("")
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect();
+        if items.is_empty() {
+            Err(Some(what))
+        } else {
+            Ok(items)
+        }
     };
     match key {
         "ktest.filter" => o.filter = list(value, "GLOB[,GLOB...]")?,
@@ -158,7 +176,11 @@ fn apply(o: &mut Options, key: &str, value: Option<&str>) -> Result<(), Option<&
                 Some("0") => false,
                 _ => return Err(Some("no value, 0 or 1")),
             };
-            if key == "ktest.list" { o.list = on } else { o.bench = on }
+            if key == "ktest.list" {
+                o.list = on
+            } else {
+                o.bench = on
+            }
         }
         "ktest.selftest" => {
             const KNOWN: [&str; 5] = ["fail", "panic", "pgm", "hang", "all"];
@@ -191,8 +213,11 @@ fn apply(o: &mut Options, key: &str, value: Option<&str>) -> Result<(), Option<&
         }
         "panic" | "hang" => match value {
             Some("now") => {
-                o.deliberate =
-                    Some(if key == "panic" { Deliberate::Panic } else { Deliberate::Hang })
+                o.deliberate = Some(if key == "panic" {
+                    Deliberate::Panic
+                } else {
+                    Deliberate::Hang
+                })
             }
             _ => return Err(Some("now")),
         },
@@ -266,7 +291,12 @@ mod tests {
         assert_eq!(parse(b"mm.pool=4M").0.mm_pool, Some(4 << 20));
         assert_eq!(parse(b"mm.pool=512k").0.mm_pool, Some(512 << 10));
         assert_eq!(parse(b"mm.pool=8192").0.mm_pool, Some(8192));
-        for bad in [&b"mm.pool=1"[..], b"mm.pool=xM", b"mm.pool=", b"mm.pool=99999999999G"] {
+        for bad in [
+            &b"mm.pool=1"[..],
+            b"mm.pool=xM",
+            b"mm.pool=",
+            b"mm.pool=99999999999G",
+        ] {
             let (o, w) = parse(bad);
             assert_eq!(o.mm_pool, None);
             assert_eq!(w.len(), 1, "{}", core::str::from_utf8(bad).unwrap());
@@ -291,10 +321,18 @@ mod tests {
         assert!(parse(b"mm.debug=1").0.mm_debug);
         assert!(!parse(b"mm.debug=1 mm.debug=0").0.mm_debug);
         assert_eq!(parse(b"ktest.discard_rate=1000").0.discard_rate, Some(1000));
-        for bad in [&b"mm.debug=yes"[..], b"ktest.discard_rate=1001", b"ktest.discard_rate=", b"ktest.stress_ops=many"] {
+        for bad in [
+            &b"mm.debug=yes"[..],
+            b"ktest.discard_rate=1001",
+            b"ktest.discard_rate=",
+            b"ktest.stress_ops=many",
+        ] {
             let (o, w) = parse(bad);
             assert_eq!(w.len(), 1, "{}", core::str::from_utf8(bad).unwrap());
-            assert_eq!((o.mm_debug, o.discard_rate, o.stress_ops), (false, None, None));
+            assert_eq!(
+                (o.mm_debug, o.discard_rate, o.stress_ops),
+                (false, None, None)
+            );
         }
     }
 
@@ -310,7 +348,10 @@ mod tests {
 
     #[test]
     fn selftest_accepts_only_known_names() {
-        assert_eq!(parse(b"ktest.selftest=fail,pgm").0.selftest, ["fail", "pgm"]);
+        assert_eq!(
+            parse(b"ktest.selftest=fail,pgm").0.selftest,
+            ["fail", "pgm"]
+        );
         assert_eq!(parse(b"ktest.selftest=fail,boom").1.len(), 1);
     }
 }

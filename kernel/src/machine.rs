@@ -110,7 +110,11 @@ impl fmt::Display for Facilities {
                     f.write_str(",")?;
                 }
                 first = false;
-                if start == bit { write!(f, "{start}")? } else { write!(f, "{start}-{bit}")? }
+                if start == bit {
+                    write!(f, "{start}")?
+                } else {
+                    write!(f, "{start}-{bit}")?
+                }
             }
             bit += 1;
         }

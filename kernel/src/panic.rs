@@ -23,7 +23,11 @@ pub fn handle(info: &core::panic::PanicInfo<'_>) -> ! {
     match ktest::current::get() {
         Some((test, n)) => {
             let _ = writeln!(w, "{SUBTEST_INDENT}# panic: {message} at {file}:{line}");
-            let _ = writeln!(w, "{SUBTEST_INDENT}not ok {n} {} # ERROR panic: {message}", test.name);
+            let _ = writeln!(
+                w,
+                "{SUBTEST_INDENT}not ok {n} {} # ERROR panic: {message}",
+                test.name
+            );
             let _ = writeln!(w, "Bail out! panic in {}.{}", test.suite, test.name);
         }
         None => {

@@ -51,10 +51,13 @@ pub fn kernel_main() -> ! {
     let essa_native = cmma::backend::probe();
     let backend = cmma::backend::select(options.cmma, essa_native, memory);
     let pool_start = tables.end.next_multiple_of(PAGE_SIZE);
-    let pool_bytes = options.mm_pool.unwrap_or(DEFAULT_POOL).min(memory.saturating_sub(pool_start));
+    let pool_bytes = options
+        .mm_pool
+        .unwrap_or(DEFAULT_POOL)
+        .min(memory.saturating_sub(pool_start));
     let pool = Pfn::new(pool_start / PAGE_SIZE)..Pfn::new((pool_start + pool_bytes) / PAGE_SIZE);
     let mm_status = match image::take_initrd() {
-        None => alloc::format!("off (no backing store: boot with -initrd)"),
+        None => alloc::string::String::from("off (no backing store: boot with -initrd)"),
         Some(initrd) => match vm::init(memory, pool.clone(), initrd) {
             Ok(()) => alloc::format!(
                 "{} frames ({} KiB) at {:#x}, backing store {} KiB",
@@ -68,19 +71,33 @@ pub fn kernel_main() -> ! {
     };
 
     let consoles = console::CONSOLE.lock().consoles();
-    println!("zhint {} - guest page hinting test harness", env!("CARGO_PKG_VERSION"));
-    println!("memory: {} MiB, cpus: {cpus}, host: {host}, console: {consoles:?}", memory >> 20);
+    println!(
+        "zhint {} - guest page hinting test harness",
+        env!("CARGO_PKG_VERSION")
+    );
+    println!(
+        "memory: {} MiB, cpus: {cpus}, host: {host}, console: {consoles:?}",
+        memory >> 20
+    );
     println!("facilities: {facilities}");
     println!(
         "essa: {}, cmma: {:?} -> {}",
-        if essa_native { "executes" } else { "absent (operation exception)" },
+        if essa_native {
+            "executes"
+        } else {
+            "absent (operation exception)"
+        },
         options.cmma,
         backend
     );
     println!(
         "dat: on, kernel identity-mapped with 4 KiB pages; text read-only, lowcore and stack guards unmapped, low-address protection {}, no-exec data {}",
         if protection.low_address { "on" } else { "off" },
-        if protection.no_exec_data { "on" } else { "off (no facility 130)" }
+        if protection.no_exec_data {
+            "on"
+        } else {
+            "off (no facility 130)"
+        }
     );
     println!("mm: {mm_status}");
     println!("command line: [{}]", options.raw);
@@ -115,7 +132,12 @@ pub fn kernel_main() -> ! {
         runner::list(tests, &run_options, &mut out);
         shutdown::exit(77);
     }
-    let totals = runner::run(tests, &run_options, &mut out, &mut ktest::machine::MachineExecutor);
+    let totals = runner::run(
+        tests,
+        &run_options,
+        &mut out,
+        &mut ktest::machine::MachineExecutor,
+    );
     shutdown::exit(totals.exit_status())
 }
 

@@ -65,7 +65,11 @@ pub fn program_interruption(frame: &mut InterruptFrame, info: &PgmInfo) {
 }
 
 fn note_refusal(e: crate::mm::error::MmError) {
-    let _ = writeln!(console::ConsoleWriter, "{}# memory manager refused the fault: {e:?}", indent());
+    let _ = writeln!(
+        console::ConsoleWriter,
+        "{}# memory manager refused the fault: {e:?}",
+        indent()
+    );
 }
 
 /// True while a test body waits for a program interruption inside `expect_pgm`.
@@ -104,7 +108,11 @@ pub fn may_nest(info: &PgmInfo) -> bool {
 
 /// A program interruption while handling one: nothing can be trusted any more.
 pub fn fatal_nested_program_interruption(frame: &InterruptFrame, info: &PgmInfo) -> ! {
-    report(frame, "program interruption inside the program-interruption handler", info);
+    report(
+        frame,
+        "program interruption inside the program-interruption handler",
+        info,
+    );
     shutdown::crash("nested program interruption");
 }
 
@@ -112,7 +120,10 @@ pub fn fatal_nested_program_interruption(frame: &InterruptFrame, info: &PgmInfo)
 pub fn unexpected_interruption(kind: &str, code: u64, frame: &InterruptFrame) -> ! {
     console::force_unlock();
     let indent = indent();
-    let _ = writeln!(console::ConsoleWriter, "{indent}# unexpected {kind} interruption: code 0x{code:x}");
+    let _ = writeln!(
+        console::ConsoleWriter,
+        "{indent}# unexpected {kind} interruption: code 0x{code:x}"
+    );
     registers(frame, indent);
     shutdown::crash("unexpected interruption");
 }
@@ -127,7 +138,11 @@ pub fn restore_kernel_state() {
 
 /// Diagnostics go inside the running test's subtest, or at top level.
 fn indent() -> &'static str {
-    if ktest::current::get().is_some() { SUBTEST_INDENT } else { "" }
+    if ktest::current::get().is_some() {
+        SUBTEST_INDENT
+    } else {
+        ""
+    }
 }
 
 fn report(frame: &InterruptFrame, what: &str, info: &PgmInfo) {
@@ -147,7 +162,10 @@ fn report(frame: &InterruptFrame, what: &str, info: &PgmInfo) {
         info.psw.mask, info.psw.addr, info.teid
     );
     if let Some(stack) = guard_page_hit(info) {
-        let _ = writeln!(w, "{indent}# stack overflow: the {stack} stack ran into its guard page");
+        let _ = writeln!(
+            w,
+            "{indent}# stack overflow: the {stack} stack ran into its guard page"
+        );
     }
     registers(frame, indent);
 }
@@ -180,7 +198,19 @@ fn registers(frame: &InterruptFrame, indent: &str) {
             regs[3]
         );
     }
-    let mode = if frame.psw.mask & psw_mask::PSTATE != 0 { "problem" } else { "supervisor" };
-    let dat = if frame.psw.mask & psw_mask::DAT != 0 { "on" } else { "off" };
-    let _ = writeln!(w, "{indent}# state: {mode}, DAT {dat}, cpu {}", cpu::cpu_address());
+    let mode = if frame.psw.mask & psw_mask::PSTATE != 0 {
+        "problem"
+    } else {
+        "supervisor"
+    };
+    let dat = if frame.psw.mask & psw_mask::DAT != 0 {
+        "on"
+    } else {
+        "off"
+    };
+    let _ = writeln!(
+        w,
+        "{indent}# state: {mode}, DAT {dat}, cpu {}",
+        cpu::cpu_address()
+    );
 }

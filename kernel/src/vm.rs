@@ -15,7 +15,9 @@ use crate::mm::addr::{PAGE_SIZE, Pfn, PhysAddr, VirtAddr};
 use crate::mm::backing::MemDisk;
 use crate::mm::error::MmError;
 use crate::mm::fault::Access;
-use crate::mm::hooks::{FrameUse, NoHooks, PageStateHooks, Stability, StablePoint, VolatileContext, VolatilePoint};
+use crate::mm::hooks::{
+    FrameUse, NoHooks, PageStateHooks, Stability, StablePoint, VolatileContext, VolatilePoint,
+};
 use crate::mm::ids::SpaceId;
 use crate::mm::manager::{Mm, MmConfig, USER_END, USER_START};
 use crate::mm::page::Page;
@@ -29,7 +31,10 @@ pub struct MachineEssa;
 
 impl Essa for MachineEssa {
     fn essa(&mut self, orc: Orc, pfn: Pfn) -> PageStateByte {
-        PageStateByte(crate::arch::essa::essa(orc.code(), pfn.as_u64() * PAGE_SIZE))
+        PageStateByte(crate::arch::essa::essa(
+            orc.code(),
+            pfn.as_u64() * PAGE_SIZE,
+        ))
     }
 }
 
@@ -68,7 +73,13 @@ impl PageStateHooks for Hinting {
     fn frame_freed(&mut self, pfn: Pfn, page: &mut Page) {
         delegate!(self, h => h.frame_freed(pfn, page))
     }
-    fn try_make_volatile(&mut self, pfn: Pfn, page: &mut Page, ctx: VolatileContext, at: VolatilePoint) {
+    fn try_make_volatile(
+        &mut self,
+        pfn: Pfn,
+        page: &mut Page,
+        ctx: VolatileContext,
+        at: VolatilePoint,
+    ) {
         delegate!(self, h => h.try_make_volatile(pfn, page, ctx, at))
     }
     fn make_stable(&mut self, pfn: Pfn, page: &mut Page, at: StablePoint) -> Stability {
@@ -106,8 +117,15 @@ pub fn init(memory: u64, pool: Range<Pfn>, initrd: &'static mut [u8]) -> Result<
         Backend::Native | Backend::Model => Hinting::On(PageStates::new(MachineEssa)),
     };
     let frames = Pfn::new(0)..Pfn::new(memory / PAGE_SIZE);
-    let mut mm = Mm::new(Machine, MemDisk::new(initrd), hinting, frames, &[pool], MmConfig::default())
-        .map_err(InitError::Mm)?;
+    let mut mm = Mm::new(
+        Machine,
+        MemDisk::new(initrd),
+        hinting,
+        frames,
+        &[pool],
+        MmConfig::default(),
+    )
+    .map_err(InitError::Mm)?;
     if let Some(kernel) = kspace::kernel_space_view() {
         mm.adopt_kernel_space(kernel);
     }
@@ -126,7 +144,9 @@ pub fn available() -> bool {
 /// If the memory manager did not start (suites check [`available`] and skip first).
 pub fn with<R>(f: impl FnOnce(&mut KernelMm) -> R) -> R {
     let mut guard = MM.lock();
-    f(guard.as_mut().expect("memory manager not started (no backing store)"))
+    f(guard
+        .as_mut()
+        .expect("memory manager not started (no backing store)"))
 }
 
 /// A user address space for a test body; destroyed when dropped (the kernel's
@@ -157,7 +177,10 @@ impl UserSpace {
     pub fn enter(&self) {
         let asce = with(|mm| mm.space(self.id).map(|s| s.asce()));
         if let Some(asce) = asce {
-            assert!(kspace::enter(asce), "user space does not share the kernel map");
+            assert!(
+                kspace::enter(asce),
+                "user space does not share the kernel map"
+            );
             CURRENT_SPACE.store(self.id.get(), Ordering::Relaxed);
         }
     }
@@ -223,7 +246,9 @@ pub fn translation_fault(info: &PgmInfo) -> FaultOutcome {
     let Some(mut mm) = MM.try_lock() else {
         return FaultOutcome::Refused(MmError::NoSuchObject);
     };
-    let Some(mm) = mm.as_mut() else { return FaultOutcome::NotMine };
+    let Some(mm) = mm.as_mut() else {
+        return FaultOutcome::NotMine;
+    };
     match mm.handle_fault(space, va, access) {
         Ok(()) => FaultOutcome::Resolved,
         Err(e) => FaultOutcome::Refused(e),
@@ -236,7 +261,9 @@ pub fn discard_fault(info: &PgmInfo) -> FaultOutcome {
     let Some(mut mm) = MM.try_lock() else {
         return FaultOutcome::Refused(MmError::NoSuchObject);
     };
-    let Some(mm) = mm.as_mut() else { return FaultOutcome::NotMine };
+    let Some(mm) = mm.as_mut() else {
+        return FaultOutcome::NotMine;
+    };
     match mm.discard_fault(PhysAddr::new(info.teid & !0xfff)) {
         Ok(()) => FaultOutcome::Resolved,
         Err(e) => FaultOutcome::Refused(e),

@@ -49,7 +49,11 @@ fn recurse(depth: u64) -> u64 {
     let mut frame = [0u8; 1024];
     frame[(depth % 1024) as usize] = depth as u8;
     black_box(&mut frame);
-    if depth == 0 { 0 } else { recurse(depth - 1) + u64::from(black_box(frame)[0]) }
+    if depth == 0 {
+        0
+    } else {
+        recurse(depth - 1) + u64::from(black_box(frame)[0])
+    }
 }
 
 ktest! {

@@ -56,8 +56,10 @@ fn sizes(t: &mut Test<'_>) -> Option<(MappingId, alloc::vec::Vec<u64>)> {
         t.skip("no benchmark file in the backing store (cargo xtask bench builds it)");
         return None;
     };
-    let fit: alloc::vec::Vec<u64> =
-        SIZES.into_iter().filter(|&n| n <= file_pages && n * 10 <= free * 8).collect();
+    let fit: alloc::vec::Vec<u64> = SIZES
+        .into_iter()
+        .filter(|&n| n <= file_pages && n * 10 <= free * 8)
+        .collect();
     if fit.is_empty() {
         t.skip("the page pool is too small for 1k pages (use mm.pool=)");
         return None;
@@ -72,7 +74,9 @@ fn drop_cache(mapping: MappingId) {
 fn touch(va: VirtAddr, pages: u64) -> u64 {
     let mut sum = 0u64;
     for i in 0..pages {
-        sum = sum.wrapping_add(u64::from(uaccess::read_u8(VirtAddr::new(va.as_u64() + i * 4096))));
+        sum = sum.wrapping_add(u64::from(uaccess::read_u8(VirtAddr::new(
+            va.as_u64() + i * 4096,
+        ))));
     }
     sum
 }

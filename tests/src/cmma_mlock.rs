@@ -29,7 +29,6 @@ use kernel::{check, check_eq, ktest};
 
 kernel::ktest_suite!("cmma::mlock");
 
-
 /// `check_eq!` with a description of what was compared.
 macro_rules! check_is {
     ($t:expr, $got:expr, $want:expr, $($what:tt)+) => {

@@ -27,7 +27,6 @@ use kernel::{check, check_eq, ktest};
 
 kernel::ktest_suite!("cmma::states");
 
-
 /// `check_eq!` with a description of what was compared.
 macro_rules! check_is {
     ($t:expr, $got:expr, $want:expr, $($what:tt)+) => {

@@ -18,17 +18,17 @@ mod cmma_discard;
 #[cfg(target_arch = "s390x")]
 mod cmma_essa;
 #[cfg(target_arch = "s390x")]
-mod ktest_selftest;
-#[cfg(target_arch = "s390x")]
-mod mm_fault;
-#[cfg(target_arch = "s390x")]
 mod cmma_mlock;
 #[cfg(target_arch = "s390x")]
 mod cmma_states;
 #[cfg(target_arch = "s390x")]
 mod cmma_stress;
 #[cfg(target_arch = "s390x")]
+mod ktest_selftest;
+#[cfg(target_arch = "s390x")]
 mod mm_dat;
+#[cfg(target_arch = "s390x")]
+mod mm_fault;
 #[cfg(target_arch = "s390x")]
 mod mm_frames;
 #[cfg(target_arch = "s390x")]

@@ -26,7 +26,13 @@ pub fn needs_mm(t: &mut Test<'_>) -> bool {
 pub fn map_file(space: &UserSpace, file: u32, pages: u64, flags: VmFlags) -> VirtAddr {
     vm::with(|mm| {
         let mapping = mm.open_file(file)?;
-        mm.mmap(space.id(), None, pages * 4096, flags, MapSource::File { mapping, offset: 0 })
+        mm.mmap(
+            space.id(),
+            None,
+            pages * 4096,
+            flags,
+            MapSource::File { mapping, offset: 0 },
+        )
     })
     .expect("mmap of a standard file")
 }

@@ -132,7 +132,10 @@ pub fn stop_self() -> ! {
 /// Loads a disabled-wait PSW whose address carries `code`. On QEMU an address ending in
 /// 0xfff is a clean shutdown; anything else is reported as a guest panic.
 pub fn disabled_wait(code: u64) -> ! {
-    let psw = Psw { mask: psw_mask::KERNEL | psw_mask::WAIT, addr: code };
+    let psw = Psw {
+        mask: psw_mask::KERNEL | psw_mask::WAIT,
+        addr: code,
+    };
     // SAFETY: loading a disabled wait PSW ends execution on this CPU by design.
     unsafe { asm!("lpswe 0({p})", p = in(reg_addr) &psw, options(noreturn)) }
 }
@@ -235,7 +238,10 @@ pub unsafe fn dat_on(asce: u64) {
         write_cr::<7>(asce);
         write_cr::<13>(asce);
     }
-    let psw = Psw { mask: current_psw_mask() | psw_mask::DAT, addr: 0 };
+    let psw = Psw {
+        mask: current_psw_mask() | psw_mask::DAT,
+        addr: 0,
+    };
     // SAFETY: continues at the next instruction with DAT on, identity-mapped.
     unsafe {
         asm!(

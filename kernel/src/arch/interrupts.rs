@@ -190,7 +190,10 @@ pub fn catch_pgm<F: FnOnce() -> R, R>(f: F) -> Result<R, PgmInfo> {
             call.result = Some(f());
         }
     }
-    let mut call = Call { f: Some(f), result: None };
+    let mut call = Call {
+        f: Some(f),
+        result: None,
+    };
     let mut catcher = Catcher {
         point: RecoveryPoint::default(),
         caught: None,
@@ -214,7 +217,9 @@ pub fn catch_pgm<F: FnOnce() -> R, R>(f: F) -> Result<R, PgmInfo> {
     match (unwound, caught, call.result) {
         (0, _, Some(result)) => Ok(result),
         (_, Some(info), _) => Err(info),
-        _ => unreachable!("zhint_call_protected returned without a result or a caught interruption"),
+        _ => {
+            unreachable!("zhint_call_protected returned without a result or a caught interruption")
+        }
     }
 }
 
@@ -248,7 +253,10 @@ pub fn unwind_to_catcher(frame: &mut InterruptFrame, info: &PgmInfo) -> bool {
 /// Switches the CPU to problem state (for tests of privileged-operation exceptions).
 /// Undo it with [`leave_problem_state`].
 pub fn enter_problem_state() {
-    let psw = Psw { mask: super::cpu::current_psw_mask() | psw_mask::PSTATE, addr: 0 };
+    let psw = Psw {
+        mask: super::cpu::current_psw_mask() | psw_mask::PSTATE,
+        addr: 0,
+    };
     // SAFETY: continues at the next instruction with only the problem-state bit added;
     // the kernel stays mapped and SVC 0 returns to supervisor state.
     unsafe {

@@ -5,11 +5,10 @@
 use super::storage::{self, Machine};
 use crate::mm::addr::{PAGE_SIZE, Pfn, PhysAddr, VirtAddr};
 use crate::mm::dat::{Asce, DatSpace, Pte, TableAlloc};
+use crate::mm::machine::{PhysMem, Tlb};
 use crate::mm::manager::{USER_END, USER_START};
 use alloc::vec::Vec;
-use crate::mm::machine::{PhysMem, Tlb};
 use spin::Mutex;
-
 
 /// Hands out table frames from a region reserved at boot.
 #[derive(Debug)]
@@ -56,9 +55,6 @@ pub fn tables_size(memory: u64) -> u64 {
 /// it) run with DAT off.
 pub const UNMAPPED_LOW: u64 = 0x2000;
 
-/// PTE bit 55: instruction-execution protection (with CR0 bit 20 and facility 130).
-const PTE_NO_EXEC: u64 = 0x100;
-
 /// CR0 bit 20: instruction-execution-protection control.
 const CR0_IEP: u64 = 0x0000_0800_0000_0000;
 
@@ -82,7 +78,10 @@ pub fn init(
     iep: bool,
 ) -> Result<Protection, crate::mm::error::MmError> {
     let layout = super::image::layout();
-    let mut alloc = BootTables { next: tables.start, end: tables.end };
+    let mut alloc = BootTables {
+        next: tables.start,
+        end: tables.end,
+    };
     let mut machine = Machine;
     let mut space = DatSpace::new(&mut machine, &mut alloc)?;
     let read_only = 0x10000..layout.rodata_end.next_multiple_of(PAGE_SIZE);
@@ -97,23 +96,15 @@ pub fn init(
             end += PAGE_SIZE;
         }
         if end > start {
-            space.identity_map(&mut machine, &mut alloc, PhysAddr::new(start)..PhysAddr::new(end), writable)?;
+            let range = PhysAddr::new(start)..PhysAddr::new(end);
+            space.identity_map_with(&mut machine, &mut alloc, range, writable, iep && writable)?;
         }
         // Skip a guard page (left unmapped).
-        start = if layout.stack_guards.contains(&end) { end + PAGE_SIZE } else { end };
-    }
-    if iep {
-        let mut addr = UNMAPPED_LOW;
-        while addr < memory {
-            if !read_only.contains(&addr) {
-                if let crate::mm::dat::Walk::Pte { addr: slot, pte } = space.walk(&machine, VirtAddr::new(addr)) {
-                    if pte.is_valid() {
-                        machine.write_u64(slot, pte.bits() | PTE_NO_EXEC);
-                    }
-                }
-            }
-            addr += PAGE_SIZE;
-        }
+        start = if layout.stack_guards.contains(&end) {
+            end + PAGE_SIZE
+        } else {
+            end
+        };
     }
     // Protection controls first, so no translation is ever cached without them.
     let mut cr0 = super::cpu::read_cr::<0>() | super::cpu::cr0::LOW_ADDRESS_PROTECTION;
@@ -130,7 +121,10 @@ pub fn init(
     unsafe { super::cpu::dat_on(space.asce().bits()) };
     CURRENT.store(space.asce().bits(), core::sync::atomic::Ordering::Relaxed);
     *KERNEL.lock() = Some(space);
-    Ok(Protection { low_address: true, no_exec_data: iep })
+    Ok(Protection {
+        low_address: true,
+        no_exec_data: iep,
+    })
 }
 
 /// True if `addr` is mapped in the kernel's identity map with the given write permission
@@ -140,7 +134,7 @@ pub fn kernel_mapping(addr: u64) -> Option<(bool, bool)> {
     let space = guard.as_ref()?;
     match space.walk(&Machine, VirtAddr::new(addr)) {
         crate::mm::dat::Walk::Pte { pte, .. } if pte.is_valid() => {
-            Some((!pte.is_protected(), pte.bits() & PTE_NO_EXEC == 0))
+            Some((!pte.is_protected(), !pte.is_no_exec()))
         }
         _ => None,
     }
@@ -149,7 +143,10 @@ pub fn kernel_mapping(addr: u64) -> Option<(bool, bool)> {
 /// A second handle on the kernel's tables, for the memory manager to share into every
 /// user address space.
 pub fn kernel_space_view() -> Option<DatSpace> {
-    KERNEL.lock().as_ref().map(|k| DatSpace::from_asce(k.asce()))
+    KERNEL
+        .lock()
+        .as_ref()
+        .map(|k| DatSpace::from_asce(k.asce()))
 }
 
 /// The kernel's ASCE.
@@ -182,7 +179,9 @@ pub fn enter(asce: Asce) -> bool {
     if !USER_SPACES.lock().contains(&asce.bits()) {
         return false;
     }
-    let Some(kernel) = kernel_asce() else { return false };
+    let Some(kernel) = kernel_asce() else {
+        return false;
+    };
     let kernel_entries = kernel.origin().as_u64();
     let user_entries = asce.origin().as_u64();
     let shared = USER_START.as_u64() / (1 << 31);
@@ -280,10 +279,10 @@ pub fn revoke(pfn: u64) {
 
 /// Undoes [`revoke`] for the kernel's identity map.
 pub fn restore(pfn: u64) {
-    if let Some((addr, pte)) = pte_of(pfn) {
-        if pte.is_host_revoked() {
-            Machine.write_u64(addr, pte.host_restored().bits());
-        }
+    if let Some((addr, pte)) = pte_of(pfn)
+        && pte.is_host_revoked()
+    {
+        Machine.write_u64(addr, pte.host_restored().bits());
     }
 }
 

@@ -16,7 +16,7 @@ pub mod kspace;
 pub mod lowcore;
 pub mod probe;
 pub mod sclp;
-pub mod uaccess;
 pub mod storage;
+pub mod uaccess;
 
 pub use interrupts::InterruptFrame;

@@ -54,7 +54,10 @@ pub fn essa_in_problem_state(addr: u64) {
 /// real-address accesses (LURAG/STURG): with low-address protection on, the store raises
 /// a protection exception (0x04); without, nothing changes.
 pub fn rewrite_low_real(addr: u64) {
-    assert!(addr < 512 && addr % 8 == 0, "only the low-address-protected lowcore");
+    assert!(
+        addr < 512 && addr.is_multiple_of(8),
+        "only the low-address-protected lowcore"
+    );
     // SAFETY: the store writes back the value just loaded from the same real address, with
     // interruptions disabled, so even an unprotected store changes nothing.
     unsafe {

@@ -61,9 +61,7 @@ unsafe impl sclp::Backend for ServcBackend {
 }
 
 /// Initializes the console on `sclp` (WRITE EVENT MASK) after enabling completions.
-pub fn init_console(
-    sclp: &mut sclp::Sclp<ServcBackend>,
-) -> Result<sclp::Consoles, sclp::Error> {
+pub fn init_console(sclp: &mut sclp::Sclp<ServcBackend>) -> Result<sclp::Consoles, sclp::Error> {
     ServcBackend::enable_service_signal();
     // SAFETY: the backend is functional once the service-signal subclass is enabled and
     // the external new PSW (in the lowcore image) points at the handler; `sclp` lives in

@@ -27,7 +27,9 @@ pub fn iske(addr: u64) -> u8 {
 pub fn sske(addr: u64, key: u8) {
     // SAFETY: the kernel runs with PSW key 0, so any access-control value keeps every
     // frame accessible; only R and C change meaning.
-    unsafe { asm!("sske {k}, {a}", k = in(reg) u64::from(key), a = in(reg) addr, options(nostack, nomem)) };
+    unsafe {
+        asm!("sske {k}, {a}", k = in(reg) u64::from(key), a = in(reg) addr, options(nostack, nomem))
+    };
 }
 
 /// RESET REFERENCE BIT EXTENDED; returns whether it was set.
@@ -74,7 +76,9 @@ impl Tlb for Machine {
         let origin = pte.as_u64() & !0x7ff;
         // SAFETY: IPTE sets the invalid bit of the PTE for `va` in the table at `origin`
         // and purges it from every TLB; the caller is about to replace that entry.
-        unsafe { asm!("ipte {o}, {v}", o = in(reg_addr) origin, v = in(reg_addr) va.as_u64(), options(nostack)) };
+        unsafe {
+            asm!("ipte {o}, {v}", o = in(reg_addr) origin, v = in(reg_addr) va.as_u64(), options(nostack))
+        };
     }
 
     fn flush_all(&mut self) {

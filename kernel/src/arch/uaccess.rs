@@ -23,7 +23,9 @@ pub fn read_u8(va: VirtAddr) -> u8 {
     let value: u64;
     // SAFETY: `va` lies in the user range, which never aliases kernel memory; a missing
     // mapping raises a translation exception the kernel resolves or unwinds.
-    unsafe { asm!("llgc {v}, 0({a})", v = out(reg) value, a = in(reg_addr) va.as_u64(), options(nostack, readonly)) };
+    unsafe {
+        asm!("llgc {v}, 0({a})", v = out(reg) value, a = in(reg_addr) va.as_u64(), options(nostack, readonly))
+    };
     value as u8
 }
 
@@ -31,7 +33,9 @@ pub fn read_u8(va: VirtAddr) -> u8 {
 pub fn write_u8(va: VirtAddr, value: u8) {
     check(va, 1);
     // SAFETY: as for `read_u8`; the store only reaches user memory.
-    unsafe { asm!("stc {v}, 0({a})", v = in(reg) u64::from(value), a = in(reg_addr) va.as_u64(), options(nostack)) };
+    unsafe {
+        asm!("stc {v}, 0({a})", v = in(reg) u64::from(value), a = in(reg_addr) va.as_u64(), options(nostack))
+    };
 }
 
 /// Loads the doubleword at user address `va` (8-byte aligned).
@@ -39,7 +43,9 @@ pub fn read_u64(va: VirtAddr) -> u64 {
     check(va, 8);
     let value: u64;
     // SAFETY: as for `read_u8`.
-    unsafe { asm!("lg {v}, 0({a})", v = out(reg) value, a = in(reg_addr) va.as_u64(), options(nostack, readonly)) };
+    unsafe {
+        asm!("lg {v}, 0({a})", v = out(reg) value, a = in(reg_addr) va.as_u64(), options(nostack, readonly))
+    };
     value
 }
 
@@ -47,7 +53,9 @@ pub fn read_u64(va: VirtAddr) -> u64 {
 pub fn write_u64(va: VirtAddr, value: u64) {
     check(va, 8);
     // SAFETY: as for `write_u8`.
-    unsafe { asm!("stg {v}, 0({a})", v = in(reg) value, a = in(reg_addr) va.as_u64(), options(nostack)) };
+    unsafe {
+        asm!("stg {v}, 0({a})", v = in(reg) value, a = in(reg_addr) va.as_u64(), options(nostack))
+    };
 }
 
 /// Copies `buf.len()` bytes from user address `va` (word by word where aligned).
@@ -56,7 +64,7 @@ pub fn read_bytes(va: VirtAddr, buf: &mut [u8]) {
     let mut i = 0;
     while i < buf.len() {
         let a = VirtAddr::new(va.as_u64() + i as u64);
-        if a.as_u64() % 8 == 0 && buf.len() - i >= 8 {
+        if a.as_u64().is_multiple_of(8) && buf.len() - i >= 8 {
             buf[i..i + 8].copy_from_slice(&read_u64(a).to_be_bytes());
             i += 8;
         } else {
@@ -72,8 +80,11 @@ pub fn write_bytes(va: VirtAddr, buf: &[u8]) {
     let mut i = 0;
     while i < buf.len() {
         let a = VirtAddr::new(va.as_u64() + i as u64);
-        if a.as_u64() % 8 == 0 && buf.len() - i >= 8 {
-            write_u64(a, u64::from_be_bytes(buf[i..i + 8].try_into().expect("8 bytes")));
+        if a.as_u64().is_multiple_of(8) && buf.len() - i >= 8 {
+            write_u64(
+                a,
+                u64::from_be_bytes(buf[i..i + 8].try_into().expect("8 bytes")),
+            );
             i += 8;
         } else {
             write_u8(a, buf[i]);

@@ -79,7 +79,10 @@ pub fn select(mode: CmmaMode, native: bool, memory: u64) -> Backend {
     if backend == Backend::Model || !native {
         // QEMU TCG emulates reference and change bits only after a first key instruction.
         kspace::enable_storage_keys(0);
-        let options = ModelOptions { preserve_change_bit: true, ..ModelOptions::default() };
+        let options = ModelOptions {
+            preserve_change_bit: true,
+            ..ModelOptions::default()
+        };
         *MODEL.lock() = Some(HostModel::new(memory / PAGE_SIZE, options));
     }
     BACKEND.store(backend as u8, Ordering::Relaxed);
@@ -209,8 +212,9 @@ pub fn on_translation_fault(info: &PgmInfo) -> Option<Option<PgmInfo>> {
             teid: absolute_addr,
             ..*info
         }),
-        AccessVerdict::Addressing => {
-            Some(PgmInfo { code: ProgramException::Addressing.code(), ..*info })
-        }
+        AccessVerdict::Addressing => Some(PgmInfo {
+            code: ProgramException::Addressing.code(),
+            ..*info
+        }),
     })
 }

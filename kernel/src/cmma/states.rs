@@ -15,7 +15,9 @@
 use super::essa::{Orc, PageStateByte};
 use super::rules::{Forbidden, PageFacts, VolatileKind, volatile_verdict};
 use crate::mm::addr::Pfn;
-use crate::mm::hooks::{FrameUse, PageStateHooks, Stability, StablePoint, VolatileContext, VolatilePoint};
+use crate::mm::hooks::{
+    FrameUse, PageStateHooks, Stability, StablePoint, VolatileContext, VolatilePoint,
+};
 use crate::mm::page::{Page, PageFlags};
 
 /// How the layer issues ESSA: the instruction on the machine, the model in host tests.
@@ -73,7 +75,10 @@ pub struct PageStates<E: Essa> {
 impl<E: Essa> PageStates<E> {
     /// The layer issuing ESSA through `essa`.
     pub fn new(essa: E) -> Self {
-        PageStates { essa, counters: StateCounters::default() }
+        PageStates {
+            essa,
+            counters: StateCounters::default(),
+        }
     }
 
     /// What the layer did so far.
@@ -131,7 +136,13 @@ impl<E: Essa> PageStateHooks for PageStates<E> {
         self.set(pfn, page, Orc::SetUnused, last::UNUSED);
     }
 
-    fn try_make_volatile(&mut self, pfn: Pfn, page: &mut Page, ctx: VolatileContext, _at: VolatilePoint) {
+    fn try_make_volatile(
+        &mut self,
+        pfn: Pfn,
+        page: &mut Page,
+        ctx: VolatileContext,
+        _at: VolatilePoint,
+    ) {
         // Check and state change are one atomic step under the state-change lock; a
         // busy lock means someone is changing the state: give up, as the series does.
         if !page.try_lock_state_change() {
@@ -210,14 +221,25 @@ mod tests {
 
     impl Essa for ModelEssa {
         fn essa(&mut self, orc: Orc, pfn: Pfn) -> PageStateByte {
-            let ctx = EssaContext { orc_raw: orc.code(), addr: pfn.as_u64() << 12, problem_state: false, facility_147: false };
+            let ctx = EssaContext {
+                orc_raw: orc.code(),
+                addr: pfn.as_u64() << 12,
+                problem_state: false,
+                facility_147: false,
+            };
             self.model.essa(&mut self.mem, ctx).expect("valid ESSA")
         }
     }
 
     fn layer() -> PageStates<ModelEssa> {
-        let options = ModelOptions { preserve_change_bit: true, ..ModelOptions::default() };
-        PageStates::new(ModelEssa { model: HostModel::new(16, options), mem: FakeMemory::new(16) })
+        let options = ModelOptions {
+            preserve_change_bit: true,
+            ..ModelOptions::default()
+        };
+        PageStates::new(ModelEssa {
+            model: HostModel::new(16, options),
+            mem: FakeMemory::new(16),
+        })
     }
 
     fn usage(l: &PageStates<ModelEssa>, pfn: u64) -> UsageState {
@@ -236,7 +258,10 @@ mod tests {
         page
     }
 
-    const CTX: VolatileContext = VolatileContext { mapping_mlocked: false, caller_refs: 1 };
+    const CTX: VolatileContext = VolatileContext {
+        mapping_mlocked: false,
+        caller_refs: 1,
+    };
 
     #[test]
     fn allocated_stable_freed_unused_and_no_redundant_essa() {
@@ -248,7 +273,10 @@ mod tests {
         assert_eq!(usage(&l, 3), UsageState::Stable);
         assert_eq!(l.counters().essa, 2);
         // A lookup of a stable page issues nothing.
-        assert_eq!(l.make_stable(Pfn::new(3), &mut page, StablePoint::Lookup), Stability::Stable);
+        assert_eq!(
+            l.make_stable(Pfn::new(3), &mut page, StablePoint::Lookup),
+            Stability::Stable
+        );
         assert_eq!(l.counters().essa, 2);
         assert_eq!(l.counters().skipped, 1);
     }
@@ -268,7 +296,8 @@ mod tests {
 
     #[test]
     fn every_forbidding_condition_keeps_the_page_stable() {
-        let cases: [(&str, fn(&mut Page, &mut VolatileContext)); 8] = [
+        type Spoil = fn(&mut Page, &mut VolatileContext);
+        let cases: [(&str, Spoil); 8] = [
             ("dirty", |p, _| p.set(PageFlags::DIRTY)),
             ("locked", |p, _| p.set(PageFlags::LOCKED)),
             ("writeback", |p, _| p.set(PageFlags::WRITEBACK)),
@@ -307,12 +336,18 @@ mod tests {
         l.try_make_volatile(Pfn::new(8), &mut page, CTX, VolatilePoint::Unlock);
         let ModelEssa { model, mem } = &mut l.essa;
         model.reclaim(mem, 8);
-        assert_eq!(l.make_stable(Pfn::new(8), &mut page, StablePoint::Lookup), Stability::Discarded);
+        assert_eq!(
+            l.make_stable(Pfn::new(8), &mut page, StablePoint::Lookup),
+            Stability::Discarded
+        );
         assert_eq!(l.counters().found_discarded, 1);
         // Not discarded: ORC 6 makes it stable.
         let mut other = cache_page();
         l.try_make_volatile(Pfn::new(9), &mut other, CTX, VolatilePoint::Unlock);
-        assert_eq!(l.make_stable(Pfn::new(9), &mut other, StablePoint::Pin), Stability::Stable);
+        assert_eq!(
+            l.make_stable(Pfn::new(9), &mut other, StablePoint::Pin),
+            Stability::Stable
+        );
         assert_eq!(usage(&l, 9), UsageState::Stable);
     }
 
@@ -336,30 +371,72 @@ mod tests {
         use crate::mm::testing::{test_mm, user_read, user_write};
         use crate::mm::vma::VmFlags;
         const FRAMES: u64 = 256;
-        let options = ModelOptions { preserve_change_bit: true, ..ModelOptions::default() };
-        let hooks = PageStates::new(ModelEssa { model: HostModel::new(FRAMES, options), mem: FakeMemory::new(FRAMES) });
+        let options = ModelOptions {
+            preserve_change_bit: true,
+            ..ModelOptions::default()
+        };
+        let hooks = PageStates::new(ModelEssa {
+            model: HostModel::new(FRAMES, options),
+            mem: FakeMemory::new(FRAMES),
+        });
         let mut mm = test_mm(FRAMES, &[(1, 4 * 4096), (2, 4 * 4096)], hooks);
         let space = mm.create_space().unwrap();
         let ro = mm.open_file(1).unwrap();
-        let va = mm.mmap(space, None, 4 * 4096, VmFlags::READ, MapSource::File { mapping: ro, offset: 0 }).unwrap();
+        let va = mm
+            .mmap(
+                space,
+                None,
+                4 * 4096,
+                VmFlags::READ,
+                MapSource::File {
+                    mapping: ro,
+                    offset: 0,
+                },
+            )
+            .unwrap();
         let mut buf = [0u8; 16];
         user_read(&mut mm, space, va, &mut buf).unwrap();
         let clean = mm.mapping(ro).unwrap().lookup(0).unwrap();
-        assert_eq!(mm.hooks().essa.model.state(clean.as_u64()).0, crate::cmma::essa::UsageState::Volatile);
+        assert_eq!(
+            mm.hooks().essa.model.state(clean.as_u64()).0,
+            crate::cmma::essa::UsageState::Volatile
+        );
 
         let rw = mm.open_file(2).unwrap();
         let flags = VmFlags::READ.union(VmFlags::WRITE).union(VmFlags::SHARED);
-        let va2 = mm.mmap(space, None, 4 * 4096, flags, MapSource::File { mapping: rw, offset: 0 }).unwrap();
-        user_write(&mut mm, space, VirtAddr::new(va2.as_u64() + 100), b"dirty data").unwrap();
+        let va2 = mm
+            .mmap(
+                space,
+                None,
+                4 * 4096,
+                flags,
+                MapSource::File {
+                    mapping: rw,
+                    offset: 0,
+                },
+            )
+            .unwrap();
+        user_write(
+            &mut mm,
+            space,
+            VirtAddr::new(va2.as_u64() + 100),
+            b"dirty data",
+        )
+        .unwrap();
         // Look the page up without making it stable (find_get_page would).
         let dirty = mm.mapping(rw).unwrap().lookup(0).unwrap();
         let ModelEssa { model, mem } = mm.hooks_mut().issuer();
         for pfn in 0..FRAMES {
             model.reclaim(mem, pfn);
         }
-        assert_ne!(model.state(dirty.as_u64()).1, crate::cmma::essa::ContentState::Zero, "dirty page discarded");
+        assert_ne!(
+            model.state(dirty.as_u64()).1,
+            crate::cmma::essa::ContentState::Zero,
+            "dirty page discarded"
+        );
         let mut back = [0u8; 10];
-        crate::mm::testing::user_read(&mut mm, space, VirtAddr::new(va2.as_u64() + 100), &mut back).unwrap();
+        crate::mm::testing::user_read(&mut mm, space, VirtAddr::new(va2.as_u64() + 100), &mut back)
+            .unwrap();
         assert_eq!(&back, b"dirty data");
     }
 }

@@ -61,7 +61,11 @@ pub fn subtest(out: &mut dyn Write, indent: &str, name: &str) -> fmt::Result {
 
 /// `# text` (a diagnostic line); embedded newlines become separate diagnostic lines.
 pub fn diagnostic(out: &mut dyn Write, indent: &str, text: fmt::Arguments<'_>) -> fmt::Result {
-    let mut line = LineSplitter { out, indent, at_line_start: true };
+    let mut line = LineSplitter {
+        out,
+        indent,
+        at_line_start: true,
+    };
     line.write_fmt(text)?;
     if !line.at_line_start {
         line.out.write_char('\n')?;
@@ -157,9 +161,35 @@ mod tests {
         subtest(&mut s, SUBTEST_INDENT, "mm::vma").unwrap();
         diagnostic(&mut s, SUBTEST_INDENT, format_args!("file: a.rs:1\nsecond")).unwrap();
         result(&mut s, SUBTEST_INDENT, true, 1, "split", Directive::None).unwrap();
-        result(&mut s, SUBTEST_INDENT, true, 2, "a#b", Directive::Skip("no\nESSA")).unwrap();
-        result(&mut s, "", false, 1, "mm::vma", Directive::Error("panic: x")).unwrap();
-        totals(&mut s, "", "Totals", Counts { pass: 1, fail: 2, skip: 3 }).unwrap();
+        result(
+            &mut s,
+            SUBTEST_INDENT,
+            true,
+            2,
+            "a#b",
+            Directive::Skip("no\nESSA"),
+        )
+        .unwrap();
+        result(
+            &mut s,
+            "",
+            false,
+            1,
+            "mm::vma",
+            Directive::Error("panic: x"),
+        )
+        .unwrap();
+        totals(
+            &mut s,
+            "",
+            "Totals",
+            Counts {
+                pass: 1,
+                fail: 2,
+                skip: 3,
+            },
+        )
+        .unwrap();
         assert_eq!(
             s,
             "KTAP version 1\n1..2\n    # Subtest: mm::vma\n    # file: a.rs:1\n    # second\n    ok 1 split\n    ok 2 a_b # SKIP no ESSA\nnot ok 1 mm::vma # ERROR panic: x\n# Totals: pass:1 fail:2 skip:3 total:6\n"

@@ -17,7 +17,12 @@ pub fn registry() -> &'static [KTest] {
 pub struct MachineExecutor;
 
 impl Executor for MachineExecutor {
-    fn execute(&mut self, test: &KTest, t: &mut Test<'_>, position: (usize, usize)) -> Result<(), String> {
+    fn execute(
+        &mut self,
+        test: &KTest,
+        t: &mut Test<'_>,
+        position: (usize, usize),
+    ) -> Result<(), String> {
         let test: &'static KTest = registry()
             .iter()
             .find(|r| core::ptr::eq(*r, test))

@@ -6,14 +6,14 @@
 //! bracketed by `__kernel_tests_start`/`__kernel_tests_end`). The runner sorts them, so
 //! link order never matters.
 
-pub mod glob;
-pub mod ktap;
-pub mod runner;
-mod test;
 #[cfg(target_arch = "s390x")]
 pub mod current;
+pub mod glob;
+pub mod ktap;
 #[cfg(target_arch = "s390x")]
 pub mod machine;
+pub mod runner;
+mod test;
 
 pub use runner::{Options, Totals};
 pub use test::{Outcome, Test};
@@ -34,7 +34,14 @@ pub mod flags {
     pub const BENCH: u32 = 1 << 5;
 
     /// Names for `ktest.list`, in bit order.
-    pub const NAMES: [&str; 6] = ["expects_pgm", "needs_essa", "slow", "selftest", "xfail", "bench"];
+    pub const NAMES: [&str; 6] = [
+        "expects_pgm",
+        "needs_essa",
+        "slow",
+        "selftest",
+        "xfail",
+        "bench",
+    ];
 }
 
 /// One registered test.

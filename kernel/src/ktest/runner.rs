@@ -33,8 +33,12 @@ pub trait Executor {
     /// Runs `test` with context `t`. `Err(reason)` when it ended abnormally (an
     /// unexpected program interruption); `position` is where the test stands in the
     /// output (suite number, test number) for crash reports.
-    fn execute(&mut self, test: &KTest, t: &mut Test<'_>, position: (usize, usize))
-    -> Result<(), String>;
+    fn execute(
+        &mut self,
+        test: &KTest,
+        t: &mut Test<'_>,
+        position: (usize, usize),
+    ) -> Result<(), String>;
     /// A microsecond clock.
     fn now_us(&mut self) -> u64;
 }
@@ -70,7 +74,8 @@ pub fn select<'t>(tests: &'t [KTest], o: &Options) -> Vec<&'t KTest> {
         .filter(|t| !t.has(flags::SELFTEST) || selftest_on(t.name))
         .filter(|t| !t.has(flags::BENCH) || o.bench)
         .collect();
-    selected.sort_by(|a, b| (a.suite, a.file, a.line, a.name).cmp(&(b.suite, b.file, b.line, b.name)));
+    selected
+        .sort_by(|a, b| (a.suite, a.file, a.line, a.name).cmp(&(b.suite, b.file, b.line, b.name)));
     selected
 }
 
@@ -92,8 +97,16 @@ fn suites<'a, 't>(tests: &'a [&'t KTest]) -> Vec<&'a [&'t KTest]> {
 /// Prints the KTAP header line that identifies the run.
 fn header(out: &mut dyn Write, o: &Options) {
     let _ = ktap::version(out, "");
-    let filter = if o.filter.is_empty() { String::from("*") } else { o.filter.join(",") };
-    let _ = writeln!(out, "# zhint: seed={} filter={} skip={}", o.seed, filter, o.skip);
+    let filter = if o.filter.is_empty() {
+        String::from("*")
+    } else {
+        o.filter.join(",")
+    };
+    let _ = writeln!(
+        out,
+        "# zhint: seed={} filter={} skip={}",
+        o.seed, filter, o.skip
+    );
 }
 
 /// `ktest.list`: the plan and one descriptor line per test.
@@ -115,10 +128,17 @@ pub fn list(tests: &[KTest], o: &Options, out: &mut dyn Write) -> Totals {
             t.name,
             t.file,
             t.line,
-            if names.is_empty() { String::from("-") } else { names.join(",") }
+            if names.is_empty() {
+                String::from("-")
+            } else {
+                names.join(",")
+            }
         );
     }
-    Totals { counts: Counts::default(), selected: selected.len() }
+    Totals {
+        counts: Counts::default(),
+        selected: selected.len(),
+    }
 }
 
 /// Runs the selected tests and prints KTAP.
@@ -127,7 +147,10 @@ pub fn run(tests: &[KTest], o: &Options, out: &mut dyn Write, exec: &mut dyn Exe
     let suites = suites(&selected);
     header(out, o);
     let _ = ktap::plan(out, "", suites.len());
-    let mut totals = Totals { selected: selected.len(), ..Totals::default() };
+    let mut totals = Totals {
+        selected: selected.len(),
+        ..Totals::default()
+    };
     let run_start = exec.now_us();
     let mut index = 0;
     for (suite_no, suite) in suites.iter().enumerate() {
@@ -183,21 +206,61 @@ fn run_one(
     let xfail = test.has(flags::XFAIL);
     let n = position.1;
     let (ok, directive, counts) = match (&outcome, xfail) {
-        (Outcome::Pass, false) => (true, Directive::None, Counts { pass: 1, ..Counts::default() }),
+        (Outcome::Pass, false) => (
+            true,
+            Directive::None,
+            Counts {
+                pass: 1,
+                ..Counts::default()
+            },
+        ),
         (Outcome::Pass, true) => {
-            let _ = ktap::diagnostic(out, SUBTEST_INDENT, format_args!("xfail: expected to fail, but passed"));
-            (false, Directive::None, Counts { fail: 1, ..Counts::default() })
+            let _ = ktap::diagnostic(
+                out,
+                SUBTEST_INDENT,
+                format_args!("xfail: expected to fail, but passed"),
+            );
+            (
+                false,
+                Directive::None,
+                Counts {
+                    fail: 1,
+                    ..Counts::default()
+                },
+            )
         }
-        (Outcome::Fail(_), true) => {
-            (false, Directive::Xfail("expected failure"), Counts { pass: 1, ..Counts::default() })
-        }
-        (Outcome::Fail(_), false) => (false, Directive::None, Counts { fail: 1, ..Counts::default() }),
-        (Outcome::Skip(reason), _) => {
-            (true, Directive::Skip(reason), Counts { skip: 1, ..Counts::default() })
-        }
-        (Outcome::Error(reason), _) => {
-            (false, Directive::Error(reason), Counts { fail: 1, ..Counts::default() })
-        }
+        (Outcome::Fail(_), true) => (
+            false,
+            Directive::Xfail("expected failure"),
+            Counts {
+                pass: 1,
+                ..Counts::default()
+            },
+        ),
+        (Outcome::Fail(_), false) => (
+            false,
+            Directive::None,
+            Counts {
+                fail: 1,
+                ..Counts::default()
+            },
+        ),
+        (Outcome::Skip(reason), _) => (
+            true,
+            Directive::Skip(reason),
+            Counts {
+                skip: 1,
+                ..Counts::default()
+            },
+        ),
+        (Outcome::Error(reason), _) => (
+            false,
+            Directive::Error(reason),
+            Counts {
+                fail: 1,
+                ..Counts::default()
+            },
+        ),
     };
     let _ = ktap::result(out, SUBTEST_INDENT, ok, n, test.name, directive);
     counts
@@ -217,8 +280,21 @@ mod tests {
     }
     fn error(_: &mut Test<'_>) {}
 
-    const fn d(suite: &'static str, name: &'static str, line: u32, flags: u32, run: fn(&mut Test<'_>)) -> KTest {
-        KTest { suite, name, file: "t.rs", line, flags, run }
+    const fn d(
+        suite: &'static str,
+        name: &'static str,
+        line: u32,
+        flags: u32,
+        run: fn(&mut Test<'_>),
+    ) -> KTest {
+        KTest {
+            suite,
+            name,
+            file: "t.rs",
+            line,
+            flags,
+            run,
+        }
     }
 
     static TESTS: [KTest; 7] = [
@@ -233,7 +309,12 @@ mod tests {
 
     struct Fake;
     impl Executor for Fake {
-        fn execute(&mut self, test: &KTest, t: &mut Test<'_>, _: (usize, usize)) -> Result<(), String> {
+        fn execute(
+            &mut self,
+            test: &KTest,
+            t: &mut Test<'_>,
+            _: (usize, usize),
+        ) -> Result<(), String> {
             if test.name == "errors" {
                 return Err("program interruption 0x11 at 0x1000".to_string());
             }
@@ -259,7 +340,10 @@ mod tests {
 
     #[test]
     fn full_run_is_sorted_ktap_with_totals() {
-        let (s, totals) = output(&Options { seed: 5, ..Options::default() });
+        let (s, totals) = output(&Options {
+            seed: 5,
+            ..Options::default()
+        });
         let expected = "KTAP version 1
 # zhint: seed=5 filter=* skip=0
 1..2
@@ -288,13 +372,24 @@ not ok 2 b::two
 # Totals: pass:2 fail:2 skip:1 total:5
 # run_us: 0";
         assert_eq!(s, expected);
-        assert_eq!(totals.counts, Counts { pass: 2, fail: 2, skip: 1 });
+        assert_eq!(
+            totals.counts,
+            Counts {
+                pass: 2,
+                fail: 2,
+                skip: 1
+            }
+        );
         assert_eq!(totals.exit_status(), 3);
     }
 
     #[test]
     fn skip_resumes_after_n_tests_and_selftests_need_enabling() {
-        let o = Options { skip: 3, selftest: alloc::vec!["panic".into()], ..Options::default() };
+        let o = Options {
+            skip: 3,
+            selftest: alloc::vec!["panic".into()],
+            ..Options::default()
+        };
         let (s, totals) = output(&o);
         assert_eq!(totals.selected, 6);
         assert!(!s.contains("a::one"), "{s}");
@@ -306,13 +401,29 @@ not ok 2 b::two
 
     #[test]
     fn filter_and_exit_status() {
-        let o = Options { filter: alloc::vec!["a::one.first".into()], ..Options::default() };
+        let o = Options {
+            filter: alloc::vec!["a::one.first".into()],
+            ..Options::default()
+        };
         let (_, totals) = output(&o);
-        assert_eq!(totals.counts, Counts { pass: 1, fail: 0, skip: 0 });
+        assert_eq!(
+            totals.counts,
+            Counts {
+                pass: 1,
+                fail: 0,
+                skip: 0
+            }
+        );
         assert_eq!(totals.exit_status(), 1);
-        let o = Options { filter: alloc::vec!["a::one.second".into()], ..Options::default() };
+        let o = Options {
+            filter: alloc::vec!["a::one.second".into()],
+            ..Options::default()
+        };
         assert_eq!(output(&o).1.exit_status(), 77);
-        let o = Options { filter: alloc::vec!["nothing".into()], ..Options::default() };
+        let o = Options {
+            filter: alloc::vec!["nothing".into()],
+            ..Options::default()
+        };
         assert_eq!(output(&o).1.exit_status(), 77);
     }
 
@@ -320,7 +431,11 @@ not ok 2 b::two
     fn benchmarks_run_only_when_asked() {
         let (s, _) = output(&Options::default());
         assert!(!s.contains("d::bench"), "{s}");
-        let (s, totals) = output(&Options { bench: true, filter: alloc::vec!["d::*".into()], ..Options::default() });
+        let (s, totals) = output(&Options {
+            bench: true,
+            filter: alloc::vec!["d::*".into()],
+            ..Options::default()
+        });
         assert!(s.contains("ok 1 lookup"), "{s}");
         assert_eq!(totals.counts.pass, 1);
     }
@@ -330,8 +445,14 @@ not ok 2 b::two
         let mut s = String::new();
         let totals = list(&TESTS, &Options::default(), &mut s);
         assert_eq!(totals.selected, 5);
-        assert!(s.contains("# test: b::two.xfails file=t.rs:21 flags=xfail\n"), "{s}");
-        assert!(s.contains("# test: a::one.first file=t.rs:10 flags=-\n"), "{s}");
+        assert!(
+            s.contains("# test: b::two.xfails file=t.rs:21 flags=xfail\n"),
+            "{s}"
+        );
+        assert!(
+            s.contains("# test: a::one.first file=t.rs:10 flags=-\n"),
+            "{s}"
+        );
         assert!(s.contains("\n1..2\n"), "{s}");
     }
 }

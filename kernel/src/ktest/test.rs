@@ -39,7 +39,13 @@ impl core::fmt::Debug for Test<'_> {
 impl<'a> Test<'a> {
     /// A fresh context writing diagnostics to `out` at `indent`.
     pub fn new(out: &'a mut dyn Write, indent: &'static str, seed: u64) -> Self {
-        Test { out, indent, failures: 0, skipped: None, seed }
+        Test {
+            out,
+            indent,
+            failures: 0,
+            skipped: None,
+            seed,
+        }
     }
 
     /// Records a failed check at `file:line`; the test goes on.

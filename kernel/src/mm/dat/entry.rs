@@ -45,6 +45,8 @@ const SEGMENT_ENTRY_TYPE_MASK: u64 = 0x0c;
 const PAGE_INVALID: u64 = 0x400;
 /// `_PAGE_PROTECT`: bit 54.
 const PAGE_PROTECT: u64 = 0x200;
+/// Bit 55: instruction-execution protection (with facility 130 and CR0 bit 20).
+const PAGE_NO_EXEC: u64 = 0x100;
 /// Bit 52 must be zero in a PTE (translation-specification exception otherwise).
 const PAGE_MUST_BE_ZERO: u64 = 0x800;
 /// Bit 56 (ignored by the CPU, free for software): the entry is valid for the memory
@@ -233,6 +235,16 @@ impl Pte {
     /// The raw value.
     pub const fn bits(self) -> u64 {
         self.0
+    }
+
+    /// The same entry with instruction-execution protection.
+    pub const fn with_no_exec(self) -> Self {
+        Self(self.0 | PAGE_NO_EXEC)
+    }
+
+    /// Whether instruction fetches through this entry are refused (with IEP on).
+    pub const fn is_no_exec(self) -> bool {
+        self.0 & PAGE_NO_EXEC != 0
     }
 
     /// Whether the invalid bit is off (the CPU translates through it).

@@ -168,12 +168,23 @@ impl DatSpace {
         pfn: Pfn,
         writable: bool,
     ) -> Result<PhysAddr, MmError> {
+        self.map_pte(mem, tables, va, Pte::new(pfn, writable))
+    }
+
+    /// Installs `pte` for `va` (which must not be mapped yet).
+    fn map_pte<M: PhysMem + ?Sized, A: TableAlloc + ?Sized>(
+        &mut self,
+        mem: &mut M,
+        tables: &mut A,
+        va: VirtAddr,
+        pte: Pte,
+    ) -> Result<PhysAddr, MmError> {
         Self::check(va)?;
         let slot = self.pte_slot(mem, tables, va)?;
         if Pte::from_bits(mem.read_u64(slot)).is_present() {
             return Err(MmError::AlreadyMapped);
         }
-        mem.write_u64(slot, Pte::new(pfn, writable).bits());
+        mem.write_u64(slot, pte.bits());
         Ok(slot)
     }
 
@@ -242,7 +253,9 @@ impl DatSpace {
     /// A view of the address space designated by `asce` (for walking tables someone
     /// else owns, e.g. the host model's revocation).
     pub fn from_asce(asce: Asce) -> DatSpace {
-        DatSpace { region3: asce.origin().pfn() }
+        DatSpace {
+            region3: asce.origin().pfn(),
+        }
     }
 
     /// Maps `range` (page aligned) one to one: virtual = physical.
@@ -253,6 +266,19 @@ impl DatSpace {
         range: Range<PhysAddr>,
         writable: bool,
     ) -> Result<(), MmError> {
+        self.identity_map_with(mem, tables, range, writable, false)
+    }
+
+    /// [`DatSpace::identity_map`], optionally with instruction-execution protection
+    /// on every page (`no_exec`).
+    pub fn identity_map_with<M: PhysMem + ?Sized, A: TableAlloc + ?Sized>(
+        &mut self,
+        mem: &mut M,
+        tables: &mut A,
+        range: Range<PhysAddr>,
+        writable: bool,
+        no_exec: bool,
+    ) -> Result<(), MmError> {
         if !range.start.is_page_aligned() || !range.end.is_page_aligned() {
             return Err(MmError::Unaligned);
         }
@@ -261,7 +287,9 @@ impl DatSpace {
         }
         let mut pa = range.start;
         while pa < range.end {
-            self.map(mem, tables, VirtAddr::new(pa.as_u64()), pa.pfn(), writable)?;
+            let pte = Pte::new(pa.pfn(), writable);
+            let pte = if no_exec { pte.with_no_exec() } else { pte };
+            self.map_pte(mem, tables, VirtAddr::new(pa.as_u64()), pte)?;
             pa = PhysAddr::new(pa.as_u64() + PAGE_SIZE);
         }
         Ok(())
