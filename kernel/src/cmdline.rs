@@ -39,6 +39,9 @@ pub struct Options {
     pub list: bool,
     /// `ktest.bench`: run the benchmarks (tests flagged `BENCH`) too.
     pub bench: bool,
+    /// `ktest.inject=KIND@TEST[,KIND@TEST]`: faults to inject (panic, hang, pgm, garbage,
+    /// exit) into the tests matching the `suite.test` glob.
+    pub inject: Vec<crate::ktest::runner::Inject>,
     /// `ktest.seed=N`: seed for randomized tests.
     pub seed: Option<u64>,
     /// `ktest.selftest=fail,panic,pgm,hang`: enable the deliberately failing tests.
@@ -182,6 +185,23 @@ fn apply(o: &mut Options, key: &str, value: Option<&str>) -> Result<(), Option<&
                 o.bench = on
             }
         }
+        "ktest.inject" => {
+            use crate::ktest::runner::{Inject, Injection};
+            const WHAT: &str = "KIND@TEST[,KIND@TEST] with KIND panic, hang, pgm, garbage or exit";
+            let mut injects = Vec::new();
+            for item in list(value, WHAT)? {
+                let (kind, target) = item.split_once('@').ok_or(Some(WHAT))?;
+                let kind = Injection::from_name(kind).ok_or(Some(WHAT))?;
+                if target.is_empty() {
+                    return Err(Some(WHAT));
+                }
+                injects.push(Inject {
+                    kind,
+                    target: target.into(),
+                });
+            }
+            o.inject = injects;
+        }
         "ktest.selftest" => {
             const KNOWN: [&str; 5] = ["fail", "panic", "pgm", "hang", "all"];
             let items = list(value, "a list of fail,panic,pgm,hang,all")?;
@@ -284,6 +304,26 @@ mod tests {
         assert_eq!(w[0], Warning::Unknown("some".into()));
         assert!(matches!(&w[1], Warning::BadValue { key, .. } if key == "ktest.skip"));
         assert!(w[1].to_string().contains("expected a decimal number"));
+    }
+
+    #[test]
+    fn injections_name_a_kind_and_a_test() {
+        use crate::ktest::runner::Injection;
+        let (o, w) = parse(b"ktest.inject=panic@mm::vma.split,garbage@cmma::*");
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(o.inject.len(), 2);
+        assert_eq!(o.inject[0].kind, Injection::Panic);
+        assert_eq!(o.inject[1].target, "cmma::*");
+        for bad in [
+            &b"ktest.inject=boom@x"[..],
+            b"ktest.inject=panic",
+            b"ktest.inject=panic@",
+            b"ktest.inject=",
+        ] {
+            let (o, w) = parse(bad);
+            assert!(o.inject.is_empty());
+            assert_eq!(w.len(), 1);
+        }
     }
 
     #[test]

@@ -126,6 +126,7 @@ pub fn kernel_main() -> ! {
         seed: options.seed.unwrap_or_else(|| cpu::tod() >> 12),
         selftest: options.selftest.clone(),
         bench: options.bench,
+        inject: options.inject.clone(),
     };
     let mut out = console::ConsoleWriter;
     if run_options.list {

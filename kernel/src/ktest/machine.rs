@@ -1,7 +1,7 @@
 //! The runner on the machine: the registry from the link section, execution under a
 //! program-interruption recovery scope, the TOD clock, and `expect_pgm`.
 
-use super::runner::Executor;
+use super::runner::{Executor, Injection};
 use super::{KTest, Test, current};
 use crate::arch::interrupts::{PgmInfo, catch_pgm};
 use alloc::format;
@@ -27,24 +27,70 @@ impl Executor for MachineExecutor {
             .iter()
             .find(|r| core::ptr::eq(*r, test))
             .expect("runner only runs registered tests");
-        current::set(Some((test, position.1)));
-        let result = catch_pgm(|| (test.run)(t));
-        current::set(None);
-        crate::trap::restore_kernel_state();
-        result.map_err(|info| {
-            format!(
-                "program interruption 0x{:x} at 0x{:x} ilen {} teid 0x{:x}",
-                info.code,
-                info.instruction_address(),
-                info.ilen,
-                info.teid
-            )
-        })
+        run_registered(test, test, t, position)
+    }
+
+    fn inject(
+        &mut self,
+        kind: Injection,
+        test: &KTest,
+        t: &mut Test<'_>,
+        position: (usize, usize),
+    ) -> Result<(), String> {
+        fn panic_body(_: &mut Test<'_>) {
+            panic!("injected panic (ktest.inject)");
+        }
+        #[allow(clippy::empty_loop)]
+        fn hang_body(_: &mut Test<'_>) {
+            loop {}
+        }
+        fn pgm_body(_: &mut Test<'_>) {
+            crate::arch::probe::invalid_opcode();
+        }
+        let body: fn(&mut Test<'_>) = match kind {
+            Injection::Panic => panic_body,
+            Injection::Hang => hang_body,
+            Injection::Pgm => pgm_body,
+            Injection::Exit => crate::shutdown::exit(1),
+            Injection::Garbage => unreachable!("the runner prints garbage itself"),
+        };
+        let registered: &'static KTest = registry()
+            .iter()
+            .find(|r| core::ptr::eq(*r, test))
+            .expect("runner only runs registered tests");
+        let injected = KTest {
+            run: body,
+            ..*registered
+        };
+        run_registered(registered, &injected, t, position)
     }
 
     fn now_us(&mut self) -> u64 {
         crate::arch::cpu::tod_to_us(crate::arch::cpu::tod())
     }
+}
+
+/// Runs `body` as the registered test `test` (named in crash reports) under a
+/// program-interruption recovery scope, then puts the kernel's state back.
+fn run_registered(
+    test: &'static KTest,
+    body: &KTest,
+    t: &mut Test<'_>,
+    position: (usize, usize),
+) -> Result<(), String> {
+    current::set(Some((test, position.1)));
+    let result = catch_pgm(|| (body.run)(t));
+    current::set(None);
+    crate::trap::restore_kernel_state();
+    result.map_err(|info| {
+        format!(
+            "program interruption 0x{:x} at 0x{:x} ilen {} teid 0x{:x}",
+            info.code,
+            info.instruction_address(),
+            info.ilen,
+            info.teid
+        )
+    })
 }
 
 impl Test<'_> {

@@ -26,7 +26,51 @@ pub struct Options {
     pub selftest: Vec<String>,
     /// Run the benchmarks (tests flagged `BENCH`) too.
     pub bench: bool,
+    /// Faults to inject into named tests (`ktest.inject=`), to test the harness.
+    pub inject: Vec<Inject>,
 }
+
+/// A fault `ktest.inject=kind@TEST` injects instead of running a test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Injection {
+    /// The test panics.
+    Panic,
+    /// The test never returns.
+    Hang,
+    /// The test takes an unexpected program interruption.
+    Pgm,
+    /// Console garbage instead of the test's result line.
+    Garbage,
+    /// The kernel ends the run (`EXIT: STATUS=1`) in the middle of the test.
+    Exit,
+}
+
+impl Injection {
+    /// The injection named `name` (`panic`, `hang`, `pgm`, `garbage`, `exit`).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "panic" => Injection::Panic,
+            "hang" => Injection::Hang,
+            "pgm" => Injection::Pgm,
+            "garbage" => Injection::Garbage,
+            "exit" => Injection::Exit,
+            _ => return None,
+        })
+    }
+}
+
+/// One requested injection: `kind` into the tests matching the `suite.test` glob.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Inject {
+    /// What to inject.
+    pub kind: Injection,
+    /// Glob over `suite.test`.
+    pub target: String,
+}
+
+/// Console noise that looks almost like KTAP: control characters, a broken result line,
+/// a line without an end. The harness must not take any of it for a result.
+const GARBAGE: &str = "\u{1}\u{7}\u{1b}[31m#\u{7f}~\nnt ok 1 ##\u{0}\n    not ok x y\nKTAP versio\n    okay 3\n\u{2}\u{3}ok? ok!";
 
 /// Where a test body runs.
 pub trait Executor {
@@ -41,6 +85,15 @@ pub trait Executor {
     ) -> Result<(), String>;
     /// A microsecond clock.
     fn now_us(&mut self) -> u64;
+    /// Injects `kind` (never `Garbage`, which the runner prints itself) where `test`
+    /// would run; returns like [`Executor::execute`] if the injection returns at all.
+    fn inject(
+        &mut self,
+        kind: Injection,
+        test: &KTest,
+        t: &mut Test<'_>,
+        position: (usize, usize),
+    ) -> Result<(), String>;
 }
 
 /// Result of a whole run.
@@ -165,7 +218,20 @@ pub fn run(tests: &[KTest], o: &Options, out: &mut dyn Write, exec: &mut dyn Exe
         let _ = ktap::plan(out, SUBTEST_INDENT, suite.len());
         let mut counts = Counts::default();
         for (i, test) in suite.iter().enumerate().skip(first_run) {
-            counts.add(run_one(test, (suite_no + 1, i + 1), o.seed, out, exec));
+            let full = alloc::format!("{}.{}", test.suite, test.name);
+            let inject = o
+                .inject
+                .iter()
+                .find(|j| glob::matches(&j.target, &full))
+                .map(|j| j.kind);
+            counts.add(run_one(
+                test,
+                (suite_no + 1, i + 1),
+                o.seed,
+                inject,
+                out,
+                exec,
+            ));
         }
         let _ = ktap::totals(out, "", name, counts);
         let directive = if counts.total() > 0 && counts.skip == counts.total() {
@@ -188,13 +254,26 @@ fn run_one(
     test: &KTest,
     position: (usize, usize),
     seed: u64,
+    inject: Option<Injection>,
     out: &mut dyn Write,
     exec: &mut dyn Executor,
 ) -> Counts {
+    if inject == Some(Injection::Garbage) {
+        // No result line for this test: the harness must notice it is missing.
+        let _ = writeln!(out, "{GARBAGE}");
+        return Counts {
+            fail: 1,
+            ..Counts::default()
+        };
+    }
     let start = exec.now_us();
     let (outcome, error) = {
         let mut t = Test::new(out, SUBTEST_INDENT, seed);
-        let error = exec.execute(test, &mut t, position).err();
+        let error = match inject {
+            Some(kind) => exec.inject(kind, test, &mut t, position),
+            None => exec.execute(test, &mut t, position),
+        }
+        .err();
         (t.outcome(), error)
     };
     let elapsed = exec.now_us().saturating_sub(start);
@@ -324,6 +403,15 @@ mod tests {
         fn now_us(&mut self) -> u64 {
             0
         }
+        fn inject(
+            &mut self,
+            kind: Injection,
+            _: &KTest,
+            _: &mut Test<'_>,
+            _: (usize, usize),
+        ) -> Result<(), String> {
+            Err(alloc::format!("injected {kind:?}"))
+        }
     }
 
     fn output(o: &Options) -> (String, Totals) {
@@ -425,6 +513,31 @@ not ok 2 b::two
             ..Options::default()
         };
         assert_eq!(output(&o).1.exit_status(), 77);
+    }
+
+    #[test]
+    fn injections_replace_the_named_test_only() {
+        let inject = alloc::vec![
+            Inject {
+                kind: Injection::Pgm,
+                target: "a::one.first".into()
+            },
+            Inject {
+                kind: Injection::Garbage,
+                target: "b::two.fails".into()
+            },
+        ];
+        let (s, totals) = output(&Options {
+            inject,
+            ..Options::default()
+        });
+        assert!(s.contains("not ok 1 first # ERROR injected Pgm"), "{s}");
+        assert!(!s.contains("not ok 1 fails"), "{s}");
+        assert!(s.contains("nt ok 1 ##"), "{s}");
+        assert!(s.contains("not ok 2 xfails # XFAIL"), "{s}");
+        assert_eq!(totals.counts.fail, 3);
+        assert_eq!(Injection::from_name("exit"), Some(Injection::Exit));
+        assert_eq!(Injection::from_name("boom"), None);
     }
 
     #[test]
