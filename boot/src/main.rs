@@ -9,6 +9,8 @@
 #[cfg(target_arch = "s390x")]
 mod entry;
 #[cfg(target_arch = "s390x")]
+mod ipl;
+#[cfg(target_arch = "s390x")]
 mod libc;
 
 /// First Rust code, called by `_start` on the boot stack with DAT off, interrupts

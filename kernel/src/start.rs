@@ -58,7 +58,7 @@ pub fn kernel_main() -> ! {
     let pool = Pfn::new(pool_start / PAGE_SIZE)..Pfn::new((pool_start + pool_bytes) / PAGE_SIZE);
     let mm_status = match image::take_initrd() {
         None => alloc::string::String::from("off (no backing store: boot with -initrd)"),
-        Some(initrd) => match vm::init(memory, pool.clone(), initrd) {
+        Some(initrd) => match vm::init(pool.clone(), initrd) {
             Ok(()) => alloc::format!(
                 "{} frames ({} KiB) at {:#x}, backing store {} KiB",
                 pool.end.as_u64() - pool.start.as_u64(),

@@ -111,17 +111,17 @@ pub enum InitError {
 }
 
 /// Starts the memory manager with the frames of `pool` and the initrd as backing store.
-pub fn init(memory: u64, pool: Range<Pfn>, initrd: &'static mut [u8]) -> Result<(), InitError> {
+pub fn init(pool: Range<Pfn>, initrd: &'static mut [u8]) -> Result<(), InitError> {
     let hinting = match backend::current() {
         Backend::Off => Hinting::Off(NoHooks),
         Backend::Native | Backend::Model => Hinting::On(PageStates::new(MachineEssa)),
     };
-    let frames = Pfn::new(0)..Pfn::new(memory / PAGE_SIZE);
+    // Page metadata only for the frames the memory manager owns.
     let mut mm = Mm::new(
         Machine,
         MemDisk::new(initrd),
         hinting,
-        frames,
+        pool.clone(),
         &[pool],
         MmConfig::default(),
     )

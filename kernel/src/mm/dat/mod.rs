@@ -21,8 +21,8 @@ use super::error::MmError;
 use super::machine::{PhysMem, Tlb};
 pub use entry::{Asce, Pte, Region3Entry, SegmentEntry, VA_LIMIT};
 use entry::{
-    PAGE_ENTRIES, REGION3_ENTRIES, REGION3_SIZE, SEGMENT_ENTRIES, SEGMENT_TABLE_FRAMES, page_index,
-    region3_index, segment_index,
+    PAGE_ENTRIES, REGION3_ENTRIES, REGION3_SIZE, SEGMENT_ENTRIES, SEGMENT_SIZE,
+    SEGMENT_TABLE_FRAMES, page_index, region3_index, segment_index,
 };
 
 /// Where DAT tables come from: the frame allocator in the kernel, a simple
@@ -285,12 +285,23 @@ impl DatSpace {
         if range.end.as_u64() > VA_LIMIT {
             return Err(MmError::OutOfRange);
         }
-        let mut pa = range.start;
-        while pa < range.end {
-            let pte = Pte::new(pa.pfn(), writable);
-            let pte = if no_exec { pte.with_no_exec() } else { pte };
-            self.map_pte(mem, tables, VirtAddr::new(pa.as_u64()), pte)?;
-            pa = PhysAddr::new(pa.as_u64() + PAGE_SIZE);
+        let mut pa = range.start.as_u64();
+        while pa < range.end.as_u64() {
+            // One table walk per page table; its entries are consecutive in storage.
+            let slot = self.pte_slot(mem, tables, VirtAddr::new(pa))?;
+            let table_end = (pa | (SEGMENT_SIZE - 1)) + 1;
+            let mut entry = slot.as_u64();
+            while pa < range.end.as_u64() && pa < table_end {
+                let entry_addr = PhysAddr::new(entry);
+                if Pte::from_bits(mem.read_u64(entry_addr)).is_present() {
+                    return Err(MmError::AlreadyMapped);
+                }
+                let pte = Pte::new(PhysAddr::new(pa).pfn(), writable);
+                let pte = if no_exec { pte.with_no_exec() } else { pte };
+                mem.write_u64(entry_addr, pte.bits());
+                pa += PAGE_SIZE;
+                entry += 8;
+            }
         }
         Ok(())
     }

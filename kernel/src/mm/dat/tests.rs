@@ -275,3 +275,43 @@ proptest! {
         prop_assert!(tables.live.is_empty());
     }
 }
+
+#[test]
+fn identity_map_across_page_tables_maps_every_page_once() {
+    let (mut mem, mut tables) = machine();
+    let mut space = DatSpace::new(&mut mem, &mut tables).unwrap();
+    // From 3 pages below a 1 MiB boundary to 5 pages above the next one: three page
+    // tables, partly filled at both ends.
+    let start = (1 << 20) - 3 * PAGE_SIZE;
+    let end = (2 << 20) + 5 * PAGE_SIZE;
+    space
+        .identity_map_with(
+            &mut mem,
+            &mut tables,
+            PhysAddr::new(start)..PhysAddr::new(end),
+            false,
+            true,
+        )
+        .unwrap();
+    let mut va = start - PAGE_SIZE;
+    while va <= end {
+        let walk = space.walk(&mem, VirtAddr::new(va)).valid_pte();
+        if (start..end).contains(&va) {
+            let (_, pte) = walk.expect("mapped");
+            assert_eq!(pte.pfn().as_u64(), va / PAGE_SIZE);
+            assert!(pte.is_protected() && pte.is_no_exec());
+        } else {
+            assert!(walk.is_none(), "{va:#x} mapped outside the range");
+        }
+        va += PAGE_SIZE;
+    }
+    assert_eq!(
+        space.identity_map(
+            &mut mem,
+            &mut tables,
+            PhysAddr::new(start)..PhysAddr::new(start + PAGE_SIZE),
+            true
+        ),
+        Err(MmError::AlreadyMapped)
+    );
+}
