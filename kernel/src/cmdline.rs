@@ -79,6 +79,9 @@ pub enum Warning {
     },
     /// The command line holds bytes that are not printable ASCII; they were dropped.
     NotAscii,
+    /// The command line fills its whole area without a terminating NUL: the loader may
+    /// have cut it off.
+    Truncated(usize),
 }
 
 impl fmt::Display for Warning {
@@ -96,6 +99,10 @@ impl fmt::Display for Warning {
             Warning::NotAscii => f.write_str(
                 "command line holds non-printable or non-ASCII bytes; they were dropped",
             ),
+            Warning::Truncated(len) => write!(
+                f,
+                "command line fills its whole {len}-byte area without an end; it may have been cut off"
+            ),
         }
     }
 }
@@ -112,6 +119,19 @@ pub fn set_current(options: &Options) {
 /// The options of this boot (the defaults before [`set_current`] ran).
 pub fn current() -> Options {
     CURRENT.get().cloned().unwrap_or_default()
+}
+
+/// Parses the command-line area as the loader left it: up to the first NUL; an area
+/// without one is parsed whole, with a warning.
+pub fn parse_area(area: &[u8]) -> (Options, Vec<Warning>) {
+    match area.iter().position(|&b| b == 0) {
+        Some(end) => parse(&area[..end]),
+        None => {
+            let (options, mut warnings) = parse(area);
+            warnings.insert(0, Warning::Truncated(area.len()));
+            (options, warnings)
+        }
+    }
 }
 
 /// Parses the raw command line.
@@ -341,6 +361,20 @@ mod tests {
             assert_eq!(o.mm_pool, None);
             assert_eq!(w.len(), 1, "{}", core::str::from_utf8(bad).unwrap());
         }
+    }
+
+    #[test]
+    fn the_area_ends_at_the_first_nul_or_warns() {
+        let mut area = [b' '; 32];
+        area[..10].copy_from_slice(b"ktest.list");
+        area[10] = 0;
+        area[11..15].copy_from_slice(b"junk");
+        let (o, w) = parse_area(&area);
+        assert!(o.list && w.is_empty(), "{w:?}");
+        let full = [b'x'; 32];
+        let (_, w) = parse_area(&full);
+        assert_eq!(w[0], Warning::Truncated(32));
+        assert!(w[0].to_string().contains("cut off"));
     }
 
     #[test]

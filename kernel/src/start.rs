@@ -40,7 +40,7 @@ pub fn kernel_main() -> ! {
         Err(e) => panic!("cannot build the kernel address space: {e:?}"),
     };
 
-    let (options, warnings) = cmdline::parse(image::command_line());
+    let (options, warnings) = cmdline::parse_area(image::command_line_area());
     cmdline::set_current(&options);
     let host = detect_host();
     machine::set_host(host);
@@ -139,6 +139,7 @@ pub fn kernel_main() -> ! {
         &mut out,
         &mut ktest::machine::MachineExecutor,
     );
+    print_counters();
     shutdown::exit(totals.exit_status())
 }
 
@@ -161,4 +162,41 @@ fn detect_host() -> Host {
     let s111: Option<Vec<u8>> = cpu::stsi(1, 1, 1, &mut block).map(|()| block.0.to_vec());
     let s322: Option<Vec<u8>> = cpu::stsi(3, 2, 2, &mut block).map(|()| block.0.to_vec());
     machine::detect_host(level, s111.as_deref(), s322.as_deref())
+}
+
+/// What the run did to the host model and the memory manager, as KTAP diagnostics.
+fn print_counters() {
+    if let Some(c) = cmma::backend::with_model(|model, _| model.counters()) {
+        println!(
+            "# cmma: essa by orc {:?} (emulated), exceptions {}, discards {}, discard faults {}, page-outs {}, zero restores {}",
+            c.essa_by_orc, c.exceptions, c.discards, c.discard_faults, c.page_outs, c.zero_restores
+        );
+    }
+    if vm::available() {
+        let (stats, io, states) = vm::with(|mm| {
+            use crate::mm::backing::BlockDevice;
+            (
+                mm.stats(),
+                mm.device().stats(),
+                mm.hooks().states().map(|s| s.counters()),
+            )
+        });
+        println!(
+            "# mm: major faults {}, minor faults {}, cow {}, reclaimed {}, writebacks {}, discards {}, backing-store reads {}, writes {}",
+            stats.major_faults,
+            stats.minor_faults,
+            stats.cow_faults,
+            stats.reclaimed,
+            stats.writebacks,
+            stats.discards,
+            io.reads,
+            io.writes
+        );
+        if let Some(s) = states {
+            println!(
+                "# page states: essa {}, skipped (already in state) {}, made volatile {}, refused {} (mlocked mapping {}), found discarded {}",
+                s.essa, s.skipped, s.made_volatile, s.refused, s.refused_mlocked, s.found_discarded
+            );
+        }
+    }
 }

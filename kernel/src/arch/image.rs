@@ -13,13 +13,11 @@ unsafe extern "C" {
     static __irq_stack_guard: u8;
 }
 
-/// The kernel command line as the loader stored it (up to the first NUL).
-pub fn command_line() -> &'static [u8] {
+/// The command-line area as the loader left it (NUL-terminated unless it is full).
+pub fn command_line_area() -> &'static [u8] {
     // SAFETY: the command-line area is part of the image and only the loader writes it,
     // before the kernel starts.
-    let area: &'static [u8; 0xb80] = unsafe { &*core::ptr::addr_of!(zhint_cmdline) };
-    let len = area.iter().position(|&b| b == 0).unwrap_or(area.len());
-    &area[..len]
+    unsafe { &*core::ptr::addr_of!(zhint_cmdline) }
 }
 
 /// Start and size of the initrd (our backing store) if the loader placed one.
