@@ -19,6 +19,7 @@ fn heap_size(memory: u64) -> u64 {
 
 /// Called by `boot` on the boot stack, DAT off, interruptions disabled.
 pub fn kernel_main() -> ! {
+    let boot_start = cpu::tod();
     if console::init().is_err() {
         // No console: nothing can be reported, so end as a crash QEMU can see.
         cpu::disabled_wait(shutdown::CRASH_WAIT_CODE | 0xc0);
@@ -115,6 +116,7 @@ pub fn kernel_main() -> ! {
         None => {}
     }
 
+    println!("boot: {} us of guest time", cpu::tod_to_us(cpu::tod().wrapping_sub(boot_start)));
     let tests = ktest::machine::registry();
     if tests.is_empty() {
         panic!("no tests registered: the .kernel_tests section is empty (link problem)");

@@ -48,6 +48,10 @@ impl fmt::Display for Backend {
 
 static BACKEND: AtomicU8 = AtomicU8::new(Backend::Off as u8);
 
+/// Facility 147 (ESSA no-DAT, ORC 7), read once at boot: the emulation runs on every
+/// trapped ESSA and must not issue STFLE each time.
+static FACILITY_147: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
 /// The host model; present when the backend is [`Backend::Model`].
 pub static MODEL: Mutex<Option<HostModel>> = Mutex::new(None);
 
@@ -76,6 +80,10 @@ pub fn select(mode: CmmaMode, native: bool, memory: u64) -> Backend {
         (CmmaMode::Auto, true) => Backend::Native,
         (CmmaMode::Auto, false) | (CmmaMode::Model, _) => Backend::Model,
     };
+    FACILITY_147.store(
+        Facilities(crate::arch::cpu::facilities()).has(facility::CMM_NODAT),
+        Ordering::Relaxed,
+    );
     if backend == Backend::Model || !native {
         // QEMU TCG emulates reference and change bits only after a first key instruction.
         kspace::enable_storage_keys(0);
@@ -160,7 +168,7 @@ pub fn emulate(frame: &mut InterruptFrame, info: &PgmInfo) -> Emulation {
         orc_raw: m3,
         addr: frame.gprs[usize::from(r2)],
         problem_state: info.psw.mask & psw_mask::PSTATE != 0,
-        facility_147: Facilities(crate::arch::cpu::facilities()).has(facility::CMM_NODAT),
+        facility_147: FACILITY_147.load(Ordering::Relaxed),
     };
     let executed = with_model(|model, host| {
         let result = model.essa(host, ctx);
