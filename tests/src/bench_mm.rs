@@ -4,12 +4,12 @@
 //! `cargo xtask bench mm` collects. Runs only with `ktest.bench` and needs the benchmark
 //! image (file `files::BENCH`, built by `cargo xtask bench`) and a pool that fits.
 
+use crate::support::{map_file, page_va, state_counters};
 use kernel::arch::{cpu, uaccess};
 use kernel::ktest::Test;
 use kernel::mm::addr::VirtAddr;
 use kernel::mm::backing::files;
 use kernel::mm::ids::MappingId;
-use kernel::mm::mmap::MapSource;
 use kernel::mm::vma::VmFlags;
 use kernel::vm::{self, UserSpace};
 use kernel::{check, ktest};
@@ -19,17 +19,13 @@ kernel::ktest_suite!("bench::mm");
 /// Page counts the benchmark scales over.
 const SIZES: [u64; 3] = [1_000, 10_000, 100_000];
 
-fn essa_count() -> u64 {
-    vm::with(|mm| mm.hooks().states().map_or(0, |s| s.counters().essa))
-}
-
 /// Measures `f` (which performs `ops` operations) and prints one bench line.
 fn measure(t: &mut Test<'_>, op: &str, pages: u64, ops: u64, f: impl FnOnce()) {
-    let essa_before = essa_count();
+    let essa_before = state_counters().essa;
     let start = cpu::tod();
     f();
     let ticks = cpu::tod().wrapping_sub(start);
-    let essa = essa_count() - essa_before;
+    let essa = state_counters().essa - essa_before;
     let ops = ops.max(1);
     // TOD bit 51 is one microsecond: 4096 ticks per microsecond.
     let ns_per_op = ticks * 1000 / 4096 / ops;
@@ -74,9 +70,7 @@ fn drop_cache(mapping: MappingId) {
 fn touch(va: VirtAddr, pages: u64) -> u64 {
     let mut sum = 0u64;
     for i in 0..pages {
-        sum = sum.wrapping_add(u64::from(uaccess::read_u8(VirtAddr::new(
-            va.as_u64() + i * 4096,
-        ))));
+        sum = sum.wrapping_add(u64::from(uaccess::read_u8(page_va(va, i))));
     }
     sum
 }
@@ -106,8 +100,7 @@ ktest! {
                 })
             });
             let space = UserSpace::new().expect("space");
-            let va = vm::with(|mm| mm.mmap(space.id(), None, pages * 4096, VmFlags::READ, MapSource::File { mapping, offset: 0 }))
-                .expect("mmap");
+            let (_, va) = map_file(&space, files::BENCH, 0, pages, VmFlags::READ);
             space.enter();
             measure(t, "minor_fault", pages, pages, || { touch(va, pages); });
             space.leave();
@@ -119,8 +112,7 @@ ktest! {
             check!(t, freed.get() > 0, "reclaim freed nothing at {pages} pages");
             drop_cache(mapping);
             let space = UserSpace::new().expect("space");
-            let va = vm::with(|mm| mm.mmap(space.id(), None, pages * 4096, VmFlags::READ, MapSource::File { mapping, offset: 0 }))
-                .expect("mmap");
+            let (_, va) = map_file(&space, files::BENCH, 0, pages, VmFlags::READ);
             space.enter();
             measure(t, "major_fault", pages, pages, || { touch(va, pages); });
             space.leave();
@@ -136,8 +128,7 @@ ktest! {
         for pages in sizes {
             drop_cache(mapping);
             let space = UserSpace::new().expect("space");
-            let va = vm::with(|mm| mm.mmap(space.id(), None, pages * 4096, VmFlags::READ, MapSource::File { mapping, offset: 0 }))
-                .expect("mmap");
+            let (_, va) = map_file(&space, files::BENCH, 0, pages, VmFlags::READ);
             let result = core::cell::Cell::new(Ok(()));
             measure(t, "mlock", pages, pages, || {
                 result.set(vm::with(|mm| mm.mlock(space.id(), va, pages * 4096)));
@@ -165,11 +156,7 @@ ktest! {
         let space = UserSpace::new().expect("space");
         let file = files::LARGE[0];
         let pages = vm::with(|mm| mm.frames().usable_count() as u64 / 2).min(1024);
-        let va = vm::with(|mm| {
-            let mapping = mm.open_file(file)?;
-            mm.mmap(space.id(), None, pages * 4096, VmFlags::READ, MapSource::File { mapping, offset: 0 })
-        })
-        .expect("mmap");
+        let (_, va) = map_file(&space, file, 0, pages, VmFlags::READ);
         space.enter();
         touch(va, pages);
         space.leave();

@@ -3,43 +3,25 @@
 //! absolute address; dirty data is never lost. Only the host model can discard on
 //! request (KVM never discards volatile pages; z/VM does so on its own schedule).
 
-use alloc::boxed::Box;
+use crate::support::{Block, host_reclaim, needs_model};
 use core::hint::black_box;
 use kernel::arch::essa::essa;
 use kernel::arch::storage;
-use kernel::cmma::backend::{self, Backend, with_model};
 use kernel::cmma::essa::{PageStateByte, UsageState};
 use kernel::cmma::model::ReclaimOutcome;
-use kernel::ktest::Test;
 use kernel::{check, check_eq, ktest};
 
 kernel::ktest_suite!("cmma::discard");
 
-#[repr(C, align(4096))]
-struct Block([u8; 4096]);
-
-fn block() -> Box<Block> {
-    Box::new(Block([0x5a; 4096]))
-}
+/// Why the tests skip without the host model.
+const DISCARD_NEEDS_MODEL: &str = "host discards on request need the host model (cmma=model)";
 
 /// The block's absolute address, after making it stable and resident (ORC 5): a frame
 /// reused from an earlier test may still count as paged out in the model.
-fn addr(b: &Block) -> u64 {
-    let a = b as *const Block as u64;
+fn resident_addr(b: &Block) -> u64 {
+    let a = b.addr();
     essa(5, a);
     a
-}
-
-fn needs_model(t: &mut Test<'_>) -> bool {
-    if backend::current() != Backend::Model {
-        t.skip("host discards on request need the host model (cmma=model)");
-        return false;
-    }
-    true
-}
-
-fn reclaim(a: u64) -> Option<ReclaimOutcome> {
-    with_model(|model, host| model.reclaim(host, a >> 12))
 }
 
 ktest! {
@@ -47,11 +29,11 @@ ktest! {
     /// the instruction (retry semantics). ORC 6 then reports the discard (V, zero), and
     /// ORC 1 hands back a zeroed block.
     fn volatile_discard_faults(t) [NEEDS_ESSA, EXPECTS_PGM] {
-        if !needs_model(t) { return; }
-        let mut b = block();
-        let a = addr(&b);
+        if !needs_model(t, DISCARD_NEEDS_MODEL) { return; }
+        let mut b = Block::new();
+        let a = resident_addr(&b);
         essa(3, a);
-        check_eq!(t, reclaim(a), Some(ReclaimOutcome::Discarded));
+        check_eq!(t, host_reclaim(b.pfn()), Some(ReclaimOutcome::Discarded));
         let info = t.expect_pgm(0x1a, || { black_box(black_box(&b.0)[100]); });
         if let Some(info) = info {
             check_eq!(t, info.teid, a);
@@ -70,11 +52,11 @@ ktest! {
 ktest! {
     /// A stable block is paged out, never discarded: its bytes come back untouched.
     fn stable_is_preserved(t) [NEEDS_ESSA] {
-        if !needs_model(t) { return; }
-        let b = block();
-        let a = addr(&b);
+        if !needs_model(t, DISCARD_NEEDS_MODEL) { return; }
+        let b = Block::new();
+        let a = resident_addr(&b);
         essa(1, a);
-        check_eq!(t, reclaim(a), Some(ReclaimOutcome::PagedOut));
+        check_eq!(t, host_reclaim(b.pfn()), Some(ReclaimOutcome::PagedOut));
         check!(t, black_box(&b.0).iter().all(|&x| x == 0x5a), "stable contents lost");
     }
 }
@@ -83,12 +65,12 @@ ktest! {
     /// Potentially volatile and written after the hint (change bit set): the host must
     /// keep it (Sp); the data survives.
     fn dirty_pot_volatile_is_kept(t) [NEEDS_ESSA] {
-        if !needs_model(t) { return; }
-        let mut b = block();
-        let a = addr(&b);
+        if !needs_model(t, DISCARD_NEEDS_MODEL) { return; }
+        let mut b = Block::new();
+        let a = resident_addr(&b);
         essa(4, a);
         black_box(&mut b.0)[7] = 0xee;
-        check_eq!(t, reclaim(a), Some(ReclaimOutcome::PagedOut));
+        check_eq!(t, host_reclaim(b.pfn()), Some(ReclaimOutcome::PagedOut));
         check_eq!(t, black_box(&b.0)[7], 0xee);
         check_eq!(t, PageStateByte(essa(0, a)).usage(), UsageState::Stable);
     }
@@ -98,12 +80,12 @@ ktest! {
     /// Potentially volatile and clean (change bit clear, as after the kernel moved it
     /// into its dirty flag): discarded like a volatile block.
     fn clean_pot_volatile_is_discarded(t) [NEEDS_ESSA, EXPECTS_PGM] {
-        if !needs_model(t) { return; }
-        let b = block();
-        let a = addr(&b);
+        if !needs_model(t, DISCARD_NEEDS_MODEL) { return; }
+        let b = Block::new();
+        let a = resident_addr(&b);
         storage::sske(a, storage::iske(a) & !storage::key::CHANGE);
         essa(4, a);
-        check_eq!(t, reclaim(a), Some(ReclaimOutcome::Discarded));
+        check_eq!(t, host_reclaim(b.pfn()), Some(ReclaimOutcome::Discarded));
         t.expect_pgm(0x1a, || { black_box(black_box(&b.0)[0]); });
         essa(1, a);
     }

@@ -3,7 +3,7 @@
 //! Written against the architecture, so the same suite checks a real hypervisor (KVM,
 //! z/VM) and the model.
 
-use alloc::boxed::Box;
+use crate::support::Block;
 use kernel::arch::essa::essa;
 use kernel::arch::probe;
 use kernel::cmma::backend::{self, Backend};
@@ -12,20 +12,6 @@ use kernel::ktest::Test;
 use kernel::{check, check_eq, ktest};
 
 kernel::ktest_suite!("cmma::essa");
-
-/// One 4 KiB block of our own to change the state of.
-#[repr(C, align(4096))]
-struct Block([u8; 4096]);
-
-impl Block {
-    fn new() -> Box<Block> {
-        Box::new(Block([0x5a; 4096]))
-    }
-
-    fn addr(&self) -> u64 {
-        self as *const Block as u64
-    }
-}
 
 /// Skips unless ESSA is in use (natively or through the model).
 fn needs_essa(t: &mut Test<'_>) -> bool {

@@ -7,20 +7,18 @@
 //!
 //! Files: `SCRATCH + 0 ..= SCRATCH + 9`, one per test (the `mlocked` flag is sticky).
 
-use alloc::vec;
-use kernel::arch::uaccess;
+use crate::support::{
+    STABLE, VOLATILE, cached, cached_state, check_is, host_reclaim, is_mlocked, lookup_and_release,
+    map_file, needs_mm, needs_mm_with_model, page_state, page_va, read_pages, state_counters,
+    vma_locked,
+};
 use kernel::cmma::backend::{self, Backend, with_model};
-use kernel::cmma::essa::{ContentState, UsageState};
+use kernel::cmma::essa::ContentState;
 use kernel::cmma::model::ReclaimOutcome;
-use kernel::cmma::states::{StateCounters, last_state_name};
-use kernel::ktest::Test;
 use kernel::mm::addr::{PAGE_SIZE, Pfn, VirtAddr};
-use kernel::mm::backing::{check_pattern, files};
-use kernel::mm::error::MmError;
+use kernel::mm::backing::files;
 use kernel::mm::fault::FollowFlags;
 use kernel::mm::hooks::PageStateHooks;
-use kernel::mm::ids::MappingId;
-use kernel::mm::mmap::MapSource;
 use kernel::mm::page::PageFlags;
 use kernel::mm::rmap::UnmapError;
 use kernel::mm::vma::VmFlags;
@@ -29,102 +27,6 @@ use kernel::{check, check_eq, ktest};
 
 kernel::ktest_suite!("cmma::mlock");
 
-/// `check_eq!` with a description of what was compared.
-macro_rules! check_is {
-    ($t:expr, $got:expr, $want:expr, $($what:tt)+) => {
-        match (&$got, &$want) {
-            (got, want) => check!($t, *got == *want, "{}: got {:?}, want {:?}", format_args!($($what)+), got, want),
-        }
-    };
-}
-
-/// Stable in the model and in the layer's own record.
-const STABLE: (Option<UsageState>, &str) = (Some(UsageState::Stable), "stable");
-/// Volatile in the model and in the layer's own record.
-const VOLATILE: (Option<UsageState>, &str) = (Some(UsageState::Volatile), "volatile");
-
-/// Skips unless the memory manager runs (QEMU was given the backing store).
-fn needs_mm(t: &mut Test<'_>) -> bool {
-    if !vm::available() {
-        t.skip("no backing store (boot with -initrd, as cargo xtask does)");
-        return false;
-    }
-    true
-}
-
-/// Skips unless the memory manager runs with the host model behind ESSA (page states
-/// are read from the model, and only the model discards on request).
-fn needs_model(t: &mut Test<'_>) -> bool {
-    if !needs_mm(t) {
-        return false;
-    }
-    if backend::current() != Backend::Model {
-        t.skip("page states are observed through the host model (cmma=model)");
-        return false;
-    }
-    true
-}
-
-/// Maps the first `pages` pages of `file` into `space`.
-fn map(space: &UserSpace, file: u32, pages: u64, flags: VmFlags) -> (MappingId, VirtAddr) {
-    vm::with(|mm| {
-        let mapping = mm.open_file(file)?;
-        let source = MapSource::File { mapping, offset: 0 };
-        let va = mm.mmap(space.id(), None, pages * PAGE_SIZE, flags, source)?;
-        Ok::<_, MmError>((mapping, va))
-    })
-    .expect("mmap of a scratch file")
-}
-
-fn page_va(va: VirtAddr, page: u64) -> VirtAddr {
-    VirtAddr::new(va.as_u64() + page * PAGE_SIZE)
-}
-
-/// Reads `pages` whole pages at `va` (the start of `file`) from user space and checks
-/// them against the file's pattern; the first bad (page, offset).
-fn read_pages(space: &UserSpace, va: VirtAddr, file: u32, pages: u64) -> Option<(u64, u64)> {
-    let mut buf = vec![0u8; PAGE_SIZE as usize];
-    let mut bad = None;
-    space.enter();
-    for page in 0..pages {
-        uaccess::read_bytes(page_va(va, page), &mut buf);
-        if let Err(offset) = check_pattern(file, page * PAGE_SIZE, &buf) {
-            bad = bad.or(Some((page, offset)));
-        }
-    }
-    space.leave();
-    bad
-}
-
-/// The page-cache page of `mapping` at `index`.
-fn cached(mapping: MappingId, index: u64) -> Option<Pfn> {
-    vm::with(|mm| mm.mapping(mapping)?.lookup(index))
-}
-
-/// The frame's usage state in the host model and the state the layer last set.
-fn state(pfn: Pfn) -> (Option<UsageState>, &'static str) {
-    let usage = with_model(|model, _| model.state(pfn.as_u64()).0);
-    let last = vm::with(|mm| {
-        mm.page(pfn)
-            .map_or("no page", |p| last_state_name(p.last_state()))
-    });
-    (usage, last)
-}
-
-/// The state of the cached page at `index` (`None` if it is not cached).
-fn cached_state(mapping: MappingId, index: u64) -> Option<(Option<UsageState>, &'static str)> {
-    cached(mapping, index).map(state)
-}
-
-fn is_mlocked(mapping: MappingId) -> Option<bool> {
-    vm::with(|mm| mm.mapping(mapping).map(|m| m.is_mlocked()))
-}
-
-/// Whether the VMA at `va` is `VM_LOCKED` (`None`: no VMA there).
-fn vma_locked(space: &UserSpace, va: VirtAddr) -> Option<bool> {
-    vm::with(|mm| mm.space(space.id())?.vmas().find(va).map(|v| v.is_locked()))
-}
-
 /// Whether `pfn` is mapped at `va` in `space`.
 fn mapped_at(space: &UserSpace, va: VirtAddr, pfn: Pfn) -> bool {
     vm::with(|mm| {
@@ -132,25 +34,6 @@ fn mapped_at(space: &UserSpace, va: VirtAddr, pfn: Pfn) -> bool {
             .iter()
             .any(|e| e.space == space.id() && e.va == va)
     })
-}
-
-/// The page-state layer's counters.
-fn counters() -> StateCounters {
-    vm::with(|mm| mm.hooks().states().map(|s| s.counters())).unwrap_or_default()
-}
-
-/// Host reclaim of one frame.
-fn host_reclaim(pfn: Pfn) -> Option<ReclaimOutcome> {
-    with_model(|model, host| model.reclaim(host, pfn.as_u64()))
-}
-
-/// A lookup and its release: the release (`page_cache_release`) is a volatile attempt.
-fn lookup_and_release(mapping: MappingId, index: u64) {
-    vm::with(|mm| {
-        if let Some(pfn) = mm.find_get_page(mapping, index) {
-            mm.put_page(pfn);
-        }
-    });
 }
 
 ktest! {
@@ -162,7 +45,7 @@ ktest! {
         if !needs_mm(t) { return; }
         let file = files::SCRATCH;
         let space = UserSpace::new().expect("space");
-        let (m, va) = map(&space, file, 8, VmFlags::READ);
+        let (m, va) = map_file(&space, file, 0, 8, VmFlags::READ);
         check_is!(t, is_mlocked(m), Some(false), "before mlock");
         check_eq!(t, vm::with(|mm| mm.mlock(space.id(), page_va(va, 2), 2 * PAGE_SIZE)), Ok(()));
         check_is!(t, is_mlocked(m), Some(true), "after mlock of two pages");
@@ -172,11 +55,11 @@ ktest! {
         check_is!(t, is_mlocked(m), Some(true), "after munmap");
         drop(space);
         let other = UserSpace::new().expect("space");
-        let (again, _) = map(&other, file, 8, VmFlags::READ);
+        let (again, _) = map_file(&other, file, 0, 8, VmFlags::READ);
         check_eq!(t, again, m);
         check_is!(t, is_mlocked(m), Some(true), "after a new mapping");
         // MAP_LOCKED goes through mlock_fixup too.
-        let (fresh, _) = map(&other, files::SCRATCH + 7, 2, VmFlags::READ | VmFlags::LOCKED);
+        let (fresh, _) = map_file(&other, files::SCRATCH + 7, 0, 2, VmFlags::READ | VmFlags::LOCKED);
         check_is!(t, is_mlocked(fresh), Some(true), "MAP_LOCKED");
     }
 }
@@ -189,31 +72,31 @@ ktest! {
     /// volatile. Guards `mapping_mlocked` in `try_volatile` (mm/manager.rs) and the
     /// `MappingMlocked` condition of `volatile_verdict` (cmma/rules.rs).
     fn no_page_of_an_mlocked_mapping_becomes_volatile(t) [NEEDS_ESSA] {
-        if !needs_model(t) { return; }
+        if !needs_mm_with_model(t) { return; }
         let (file, control) = (files::SCRATCH + 1, files::SCRATCH + 2);
         let space = UserSpace::new().expect("space");
-        let (c, cva) = map(&space, control, 4, VmFlags::READ);
-        check_eq!(t, read_pages(&space, cva, control, 4), None);
+        let (c, cva) = map_file(&space, control, 0, 4, VmFlags::READ);
+        check_eq!(t, read_pages(&space, cva, control, 0, 4), None);
         for index in 0..4 {
             check_is!(t, cached_state(c, index), Some(VOLATILE), "control page {}", index);
         }
-        let (m, va) = map(&space, file, 16, VmFlags::READ);
-        check_eq!(t, read_pages(&space, va, file, 4), None);
+        let (m, va) = map_file(&space, file, 0, 16, VmFlags::READ);
+        check_eq!(t, read_pages(&space, va, file, 0, 4), None);
         check_is!(t, cached_state(m, 3), Some(VOLATILE), "before mlock");
-        let before = counters();
+        let before = state_counters();
         let locked = vm::with(|mm| {
             mm.mlock(space.id(), va, 8 * PAGE_SIZE)?;
             mm.munlock(space.id(), va, 8 * PAGE_SIZE)?;
             mm.munmap(space.id(), va, 16 * PAGE_SIZE)
         });
         check_eq!(t, locked, Ok(()));
-        let (_, va) = map(&space, file, 16, VmFlags::READ);
-        check_eq!(t, read_pages(&space, va, file, 16), None);
+        let (_, va) = map_file(&space, file, 0, 16, VmFlags::READ);
+        check_eq!(t, read_pages(&space, va, file, 0, 16), None);
         for index in 0..16 {
             lookup_and_release(m, index);
             check_is!(t, cached_state(m, index), Some(STABLE), "page {}", index);
         }
-        let refused = counters().refused_mlocked - before.refused_mlocked;
+        let refused = state_counters().refused_mlocked - before.refused_mlocked;
         check!(t, refused >= 16 * 2, "refused for the mlocked mapping only {} times", refused);
     }
 }
@@ -224,11 +107,11 @@ ktest! {
     /// it). Without the lock it leaves a volatile page alone. Guards
     /// `flags.get || locked` in `follow_page` (mm/fault.rs).
     fn follow_page_stabilizes_locked_pages_without_a_reference(t) [NEEDS_ESSA] {
-        if !needs_model(t) { return; }
+        if !needs_mm_with_model(t) { return; }
         let file = files::SCRATCH + 3;
         let space = UserSpace::new().expect("space");
-        let (m, va) = map(&space, file, 4, VmFlags::READ);
-        check_eq!(t, read_pages(&space, va, file, 4), None);
+        let (m, va) = map_file(&space, file, 0, 4, VmFlags::READ);
+        check_eq!(t, read_pages(&space, va, file, 0, 4), None);
         let pfns: alloc::vec::Vec<Option<Pfn>> = (0..4).map(|i| cached(m, i)).collect();
         let Some(first) = pfns[0] else {
             check!(t, false, "page 0 not cached");
@@ -237,7 +120,7 @@ ktest! {
         let refs = vm::with(|mm| mm.page(first).map(|p| p.refcount()));
         let followed = vm::with(|mm| mm.follow_page(space.id(), va, FollowFlags::default()));
         check_eq!(t, followed, Some(first));
-        check_is!(t, state(first), VOLATILE, "followed in an unlocked VMA");
+        check_is!(t, page_state(first), VOLATILE, "followed in an unlocked VMA");
         check_eq!(t, vm::with(|mm| mm.mlock(space.id(), va, 4 * PAGE_SIZE)), Ok(()));
         check_is!(t, vma_locked(&space, va), Some(true), "VM_LOCKED");
         for (index, pfn) in pfns.iter().enumerate() {
@@ -246,14 +129,14 @@ ktest! {
                 continue;
             };
             check_is!(t, cached(m, index as u64), Some(pfn), "page {} kept its frame", index);
-            check_is!(t, state(pfn), STABLE, "page {} after mlock", index);
+            check_is!(t, page_state(pfn), STABLE, "page {} after mlock", index);
         }
         check_is!(t, vm::with(|mm| mm.page(first).map(|p| p.refcount())), refs, "no reference left behind");
         // Stable: the host pages them out and the bytes stay.
         for (index, pfn) in pfns.iter().enumerate() {
             check_is!(t, pfn.and_then(host_reclaim), Some(ReclaimOutcome::PagedOut), "host reclaim of page {}", index);
         }
-        check_eq!(t, read_pages(&space, va, file, 4), None);
+        check_eq!(t, read_pages(&space, va, file, 0, 4), None);
     }
 }
 
@@ -264,16 +147,16 @@ ktest! {
     /// faults, and reading the pages needs no discard fault. Guards the discard branch
     /// of `follow_page` for locked VMAs and `make_pages_present`'s retry.
     fn pages_discarded_before_mlock_are_reloaded(t) [NEEDS_ESSA] {
-        if !needs_model(t) { return; }
+        if !needs_mm_with_model(t) { return; }
         let file = files::SCRATCH + 4;
         const PAGES: u64 = 8;
         const DISCARD: [u64; 3] = [1, 3, 6];
         let space = UserSpace::new().expect("space");
-        let (m, va) = map(&space, file, PAGES, VmFlags::READ);
-        check_eq!(t, read_pages(&space, va, file, PAGES), None);
+        let (m, va) = map_file(&space, file, 0, PAGES, VmFlags::READ);
+        check_eq!(t, read_pages(&space, va, file, 0, PAGES), None);
         for index in DISCARD {
             let pfn = cached(m, index);
-            check_is!(t, pfn.map(state), Some(VOLATILE), "page {} before the discard", index);
+            check_is!(t, pfn.map(page_state), Some(VOLATILE), "page {} before the discard", index);
             check_is!(t, pfn.and_then(host_reclaim), Some(ReclaimOutcome::Discarded), "host reclaim of page {}", index);
         }
         let before = vm::with(|mm| mm.stats());
@@ -286,13 +169,13 @@ ktest! {
                 check!(t, false, "page {} not cached after mlock", index);
                 continue;
             };
-            check_is!(t, state(pfn), STABLE, "page {}", index);
+            check_is!(t, page_state(pfn), STABLE, "page {}", index);
             let content = with_model(|model, _| model.state(pfn.as_u64()).1);
             check_is!(t, content, Some(ContentState::Resident), "page {}", index);
             check!(t, mapped_at(&space, page_va(va, index), pfn), "page {} not mapped", index);
         }
         let faults = with_model(|model, _| model.counters().discard_faults);
-        check_eq!(t, read_pages(&space, va, file, PAGES), None);
+        check_eq!(t, read_pages(&space, va, file, 0, PAGES), None);
         check_is!(t, with_model(|model, _| model.counters().discard_faults), faults, "discard faults while reading");
         check_eq!(t, vm::with(|mm| mm.stats()).major_faults, after.major_faults);
     }
@@ -310,7 +193,7 @@ ktest! {
         if !needs_mm(t) { return; }
         let file = files::SCRATCH + 5;
         let space = UserSpace::new().expect("space");
-        let (m, va) = map(&space, file, 2, VmFlags::READ | VmFlags::LOCKED);
+        let (m, va) = map_file(&space, file, 0, 2, VmFlags::READ | VmFlags::LOCKED);
         let Some(pfn) = cached(m, 0) else {
             check!(t, false, "MAP_LOCKED did not make page 0 present");
             return;
@@ -332,7 +215,7 @@ ktest! {
         check_eq!(t, vm::with(|mm| mm.munlock(space.id(), va, 2 * PAGE_SIZE)), Ok(()));
         check_eq!(t, vm::with(|mm| mm.try_to_unmap(pfn)), Ok(()));
         check!(t, !mapped_at(&space, va, pfn), "still mapped after munlock and try_to_unmap");
-        check_eq!(t, read_pages(&space, va, file, 2), None);
+        check_eq!(t, read_pages(&space, va, file, 0, 2), None);
     }
 }
 
@@ -342,30 +225,30 @@ ktest! {
     /// the file `MAP_LOCKED`, and reloaded; after the first space locks its VMA too, both
     /// map the reloaded, stable page and read the file's bytes.
     fn discarded_page_is_reloaded_when_another_space_locks_the_file(t) [NEEDS_ESSA] {
-        if !needs_model(t) { return; }
+        if !needs_mm_with_model(t) { return; }
         let file = files::SCRATCH + 6;
         let first = UserSpace::new().expect("space");
-        let (m, va) = map(&first, file, 2, VmFlags::READ);
-        check_eq!(t, read_pages(&first, va, file, 2), None);
+        let (m, va) = map_file(&first, file, 0, 2, VmFlags::READ);
+        check_eq!(t, read_pages(&first, va, file, 0, 2), None);
         let Some(pfn) = cached(m, 1) else {
             check!(t, false, "page 1 not cached");
             return;
         };
-        check_is!(t, state(pfn), VOLATILE, "before the discard");
+        check_is!(t, page_state(pfn), VOLATILE, "before the discard");
         check_eq!(t, host_reclaim(pfn), Some(ReclaimOutcome::Discarded));
         let discards = vm::with(|mm| mm.stats()).discards;
         let second = UserSpace::new().expect("space");
-        let (_, va2) = map(&second, file, 2, VmFlags::READ | VmFlags::LOCKED);
+        let (_, va2) = map_file(&second, file, 0, 2, VmFlags::READ | VmFlags::LOCKED);
         check_eq!(t, vm::with(|mm| mm.mlock(first.id(), va, 2 * PAGE_SIZE)), Ok(()));
         check_is!(t, vm::with(|mm| mm.stats()).discards, discards + 1, "discards");
         let Some(now) = cached(m, 1) else {
             check!(t, false, "page 1 not reloaded");
             return;
         };
-        check_is!(t, state(now), STABLE, "reloaded page");
+        check_is!(t, page_state(now), STABLE, "reloaded page");
         check!(t, mapped_at(&first, page_va(va, 1), now), "reloaded page not mapped in the first space");
         check!(t, mapped_at(&second, page_va(va2, 1), now), "reloaded page not mapped in the second space");
-        check_eq!(t, read_pages(&first, va, file, 2), None);
-        check_eq!(t, read_pages(&second, va2, file, 2), None);
+        check_eq!(t, read_pages(&first, va, file, 0, 2), None);
+        check_eq!(t, read_pages(&second, va2, file, 0, 2), None);
     }
 }

@@ -8,18 +8,19 @@
 //!
 //! Files: `SCRATCH + 15 ..= SCRATCH + 24`, one per test (the mapping flags are sticky).
 
-use alloc::vec;
+use crate::support::{
+    POT_VOLATILE, STABLE, VOLATILE, cached, cached_state, check_is, host_reclaim,
+    lookup_and_release, map_file, model_counters, needs_mm_with_model, page_state, page_va,
+    read_pages, state_counters,
+};
 use kernel::arch::uaccess;
-use kernel::cmma::backend::{self, Backend, with_model};
-use kernel::cmma::essa::{ContentState, UsageState};
+use kernel::cmma::backend::with_model;
+use kernel::cmma::essa::ContentState;
 use kernel::cmma::model::ReclaimOutcome;
-use kernel::cmma::states::{StateCounters, last_state_name};
-use kernel::ktest::Test;
-use kernel::mm::addr::{PAGE_SIZE, Pfn, VirtAddr};
-use kernel::mm::backing::{check_pattern, files};
+use kernel::mm::addr::PAGE_SIZE;
+use kernel::mm::backing::files;
 use kernel::mm::error::MmError;
 use kernel::mm::fault::FollowFlags;
-use kernel::mm::ids::MappingId;
 use kernel::mm::mmap::MapSource;
 use kernel::mm::vma::VmFlags;
 use kernel::vm::{self, UserSpace};
@@ -27,143 +28,21 @@ use kernel::{check, check_eq, ktest};
 
 kernel::ktest_suite!("cmma::states");
 
-/// `check_eq!` with a description of what was compared.
-macro_rules! check_is {
-    ($t:expr, $got:expr, $want:expr, $($what:tt)+) => {
-        match (&$got, &$want) {
-            (got, want) => check!($t, *got == *want, "{}: got {:?}, want {:?}", format_args!($($what)+), got, want),
-        }
-    };
-}
-
-/// Stable in the model and in the layer's own record.
-const STABLE: (Option<UsageState>, &str) = (Some(UsageState::Stable), "stable");
-/// Volatile in the model and in the layer's own record.
-const VOLATILE: (Option<UsageState>, &str) = (Some(UsageState::Volatile), "volatile");
-/// Potentially volatile in the model and in the layer's own record.
-const POT_VOLATILE: (Option<UsageState>, &str) =
-    (Some(UsageState::PotVolatile), "potentially volatile");
-
-/// Skips unless the memory manager runs with the host model behind ESSA (the states
-/// are read from the model, and only the model discards on request).
-fn needs_model(t: &mut Test<'_>) -> bool {
-    if !vm::available() {
-        t.skip("no backing store (boot with -initrd, as cargo xtask does)");
-        return false;
-    }
-    if backend::current() != Backend::Model {
-        t.skip("page states are observed through the host model (cmma=model)");
-        return false;
-    }
-    true
-}
-
-/// Maps `pages` pages of `file` from page `first` into `space`.
-fn map(
-    space: &UserSpace,
-    file: u32,
-    first: u64,
-    pages: u64,
-    flags: VmFlags,
-) -> (MappingId, VirtAddr) {
-    vm::with(|mm| {
-        let mapping = mm.open_file(file)?;
-        let source = MapSource::File {
-            mapping,
-            offset: first * PAGE_SIZE,
-        };
-        let va = mm.mmap(space.id(), None, pages * PAGE_SIZE, flags, source)?;
-        Ok::<_, MmError>((mapping, va))
-    })
-    .expect("mmap of a scratch file")
-}
-
-fn page_va(va: VirtAddr, page: u64) -> VirtAddr {
-    VirtAddr::new(va.as_u64() + page * PAGE_SIZE)
-}
-
-/// Reads `pages` whole pages at `va` (mapping `file` from page `first`) from user space
-/// and checks them against the file's pattern; the first bad (page, offset).
-fn read_pages(
-    space: &UserSpace,
-    va: VirtAddr,
-    file: u32,
-    first: u64,
-    pages: u64,
-) -> Option<(u64, u64)> {
-    let mut buf = vec![0u8; PAGE_SIZE as usize];
-    let mut bad = None;
-    space.enter();
-    for page in 0..pages {
-        uaccess::read_bytes(page_va(va, page), &mut buf);
-        if let Err(offset) = check_pattern(file, (first + page) * PAGE_SIZE, &buf) {
-            bad = bad.or(Some((page, offset)));
-        }
-    }
-    space.leave();
-    bad
-}
-
-/// The page-cache page of `mapping` at `index`.
-fn cached(mapping: MappingId, index: u64) -> Option<Pfn> {
-    vm::with(|mm| mm.mapping(mapping)?.lookup(index))
-}
-
-/// The frame's usage state in the host model and the state the layer last set.
-fn state(pfn: Pfn) -> (Option<UsageState>, &'static str) {
-    let usage = with_model(|model, _| model.state(pfn.as_u64()).0);
-    let last = vm::with(|mm| {
-        mm.page(pfn)
-            .map_or("no page", |p| last_state_name(p.last_state()))
-    });
-    (usage, last)
-}
-
-/// The state of the cached page at `index` (`None` if it is not cached).
-fn cached_state(mapping: MappingId, index: u64) -> Option<(Option<UsageState>, &'static str)> {
-    cached(mapping, index).map(state)
-}
-
-/// The page-state layer's counters.
-fn counters() -> StateCounters {
-    vm::with(|mm| mm.hooks().states().map(|s| s.counters())).unwrap_or_default()
-}
-
-/// ESSA instructions the model executed so far.
-fn essa_total() -> u64 {
-    with_model(|model, _| model.counters().essa_total()).unwrap_or(0)
-}
-
-/// Host reclaim of one frame.
-fn host_reclaim(pfn: Pfn) -> Option<ReclaimOutcome> {
-    with_model(|model, host| model.reclaim(host, pfn.as_u64()))
-}
-
-/// A lookup and its release: `find_get_page` makes the page stable, the release
-/// (`page_cache_release`) gives it the chance to go volatile again.
-fn lookup_and_release(mapping: MappingId, index: u64) {
-    vm::with(|mm| {
-        if let Some(pfn) = mm.find_get_page(mapping, index) {
-            mm.put_page(pfn);
-        }
-    });
-}
-
 ktest! {
     /// A clean page-cache page mapped read-only becomes volatile (ORC 3). Guards the
     /// volatile attempts after readpage / at rmap add and the reference count check
     /// (`mapcount + page cache + caller == refcount`) in `volatile_verdict`.
     fn clean_read_only_page_goes_volatile(t) [NEEDS_ESSA] {
-        if !needs_model(t) { return; }
+        if !needs_mm_with_model(t) { return; }
         let file = files::SCRATCH + 15;
         let space = UserSpace::new().expect("space");
-        let before = counters();
-        let (m, va) = map(&space, file, 0, 4, VmFlags::READ);
+        let before = state_counters();
+        let (m, va) = map_file(&space, file, 0, 4, VmFlags::READ);
         check_eq!(t, read_pages(&space, va, file, 0, 4), None);
         for index in 0..4 {
             check_is!(t, cached_state(m, index), Some(VOLATILE), "page {}", index);
         }
-        check!(t, counters().made_volatile >= before.made_volatile + 4, "{:?}", counters());
+        check!(t, state_counters().made_volatile >= before.made_volatile + 4, "{:?}", state_counters());
     }
 }
 
@@ -173,10 +52,10 @@ ktest! {
     /// (`PG_writable` still set: P); a page only read in the same mapping is V.
     /// Guards the `writable_mapped` choice of the volatile kind.
     fn writable_mapped_clean_page_goes_potentially_volatile(t) [NEEDS_ESSA] {
-        if !needs_model(t) { return; }
+        if !needs_mm_with_model(t) { return; }
         let file = files::SCRATCH + 16;
         let space = UserSpace::new().expect("space");
-        let (m, va) = map(&space, file, 0, 2, VmFlags::READ | VmFlags::WRITE | VmFlags::SHARED);
+        let (m, va) = map_file(&space, file, 0, 2, VmFlags::READ | VmFlags::WRITE | VmFlags::SHARED);
         // Read first, so the store takes the write-notify path of a mapped page.
         check_is!(t, read_pages(&space, va, file, 0, 2), None, "file contents");
         space.enter();
@@ -195,10 +74,10 @@ ktest! {
     /// A dirty page stays stable; written back it goes volatile. Guards the `dirty`
     /// condition: without it the release after `write_file` makes the page volatile.
     fn dirty_page_stays_stable(t) [NEEDS_ESSA] {
-        if !needs_model(t) { return; }
+        if !needs_mm_with_model(t) { return; }
         let file = files::SCRATCH + 17;
         let space = UserSpace::new().expect("space");
-        let (m, va) = map(&space, file, 0, 1, VmFlags::READ);
+        let (m, va) = map_file(&space, file, 0, 1, VmFlags::READ);
         check_eq!(t, read_pages(&space, va, file, 0, 1), None);
         check_is!(t, cached_state(m, 0), Some(VOLATILE), "clean: precondition");
         let written = vm::with(|mm| mm.write_file(m, 8, &[0xd1; 8]));
@@ -216,10 +95,10 @@ ktest! {
     /// locked is refused, the unlock then makes it volatile. Guards the `locked`
     /// condition.
     fn locked_page_stays_stable(t) [NEEDS_ESSA] {
-        if !needs_model(t) { return; }
+        if !needs_mm_with_model(t) { return; }
         let file = files::SCRATCH + 18;
         let space = UserSpace::new().expect("space");
-        let (m, va) = map(&space, file, 0, 1, VmFlags::READ);
+        let (m, va) = map_file(&space, file, 0, 1, VmFlags::READ);
         check_eq!(t, read_pages(&space, va, file, 0, 1), None);
         check_is!(t, cached_state(m, 0), Some(VOLATILE), "precondition");
         let Some(pfn) = vm::with(|mm| mm.find_lock_page(m, 0)) else {
@@ -227,9 +106,9 @@ ktest! {
             return;
         };
         vm::with(|mm| mm.put_page(pfn));
-        check_is!(t, state(pfn), STABLE, "locked, only page cache and mapper references left");
+        check_is!(t, page_state(pfn), STABLE, "locked, only page cache and mapper references left");
         vm::with(|mm| mm.unlock_page(pfn));
-        check_is!(t, state(pfn), VOLATILE, "unlocked");
+        check_is!(t, page_state(pfn), VOLATILE, "unlocked");
     }
 }
 
@@ -238,7 +117,7 @@ ktest! {
     /// unlocked without `readpage` is refused, the same sequence with `readpage`
     /// goes volatile. Guards the `!uptodate` condition.
     fn not_uptodate_page_stays_stable(t) [NEEDS_ESSA] {
-        if !needs_model(t) { return; }
+        if !needs_mm_with_model(t) { return; }
         let file = files::SCRATCH + 19;
         let pages = vm::with(|mm| {
             let m = mm.open_file(file)?;
@@ -260,8 +139,8 @@ ktest! {
             check!(t, false, "setting up the cache pages: {:?}", pages);
             return;
         };
-        check_is!(t, state(read), VOLATILE, "read: precondition");
-        check_is!(t, state(unread), STABLE, "never read");
+        check_is!(t, page_state(read), VOLATILE, "read: precondition");
+        check_is!(t, page_state(unread), STABLE, "never read");
         // The unread page holds no file data: take it out of the cache again.
         check_eq!(t, vm::with(|mm| mm.truncate_inode_pages(m, 2)), Ok(()));
     }
@@ -271,10 +150,10 @@ ktest! {
     /// A page isolated from the LRU stays stable; back on the LRU it goes volatile.
     /// Guards the `!on_lru` condition.
     fn page_off_the_lru_stays_stable(t) [NEEDS_ESSA] {
-        if !needs_model(t) { return; }
+        if !needs_mm_with_model(t) { return; }
         let file = files::SCRATCH + 20;
         let space = UserSpace::new().expect("space");
-        let (m, va) = map(&space, file, 0, 1, VmFlags::READ);
+        let (m, va) = map_file(&space, file, 0, 1, VmFlags::READ);
         check_eq!(t, read_pages(&space, va, file, 0, 1), None);
         check_is!(t, cached_state(m, 0), Some(VOLATILE), "precondition");
         let Some(pfn) = vm::with(|mm| mm.find_get_page(m, 0)) else {
@@ -285,13 +164,13 @@ ktest! {
             mm.lru_del(pfn);
             mm.put_page(pfn);
         });
-        check_is!(t, state(pfn), STABLE, "off the LRU");
+        check_is!(t, page_state(pfn), STABLE, "off the LRU");
         vm::with(|mm| {
             mm.get_page(pfn);
             mm.lru_cache_add(pfn);
             mm.put_page(pfn);
         });
-        check_is!(t, state(pfn), VOLATILE, "back on the LRU");
+        check_is!(t, page_state(pfn), VOLATILE, "back on the LRU");
     }
 }
 
@@ -301,7 +180,7 @@ ktest! {
     /// are always dirty here, so the test fails only if both are dropped, or if an
     /// anonymous page is made volatile by any other path).
     fn anonymous_page_stays_stable(t) [NEEDS_ESSA] {
-        if !needs_model(t) { return; }
+        if !needs_mm_with_model(t) { return; }
         let space = UserSpace::new().expect("space");
         let va = vm::with(|mm| mm.mmap(space.id(), None, 2 * PAGE_SIZE, VmFlags::READ | VmFlags::WRITE, MapSource::Anon))
             .expect("anonymous mmap");
@@ -314,7 +193,7 @@ ktest! {
             let pfn = vm::with(|mm| mm.follow_page(space.id(), page_va(va, page), FollowFlags::default()));
             check!(t, pfn.is_some(), "page {} not present", page);
             if let Some(pfn) = pfn {
-                check_is!(t, state(pfn), STABLE, "anonymous page {}", page);
+                check_is!(t, page_state(pfn), STABLE, "anonymous page {}", page);
             }
         }
     }
@@ -325,10 +204,10 @@ ktest! {
     /// we hold a `find_get_page` reference, mapping the page in a second space does not
     /// make it volatile; dropping the reference does. Guards the reference count check.
     fn unknown_reference_keeps_page_stable(t) [NEEDS_ESSA] {
-        if !needs_model(t) { return; }
+        if !needs_mm_with_model(t) { return; }
         let file = files::SCRATCH + 21;
         let first = UserSpace::new().expect("space");
-        let (m, va) = map(&first, file, 0, 1, VmFlags::READ);
+        let (m, va) = map_file(&first, file, 0, 1, VmFlags::READ);
         check_eq!(t, read_pages(&first, va, file, 0, 1), None);
         check_is!(t, cached_state(m, 0), Some(VOLATILE), "precondition");
         let Some(pfn) = vm::with(|mm| mm.find_get_page(m, 0)) else {
@@ -336,12 +215,12 @@ ktest! {
             return;
         };
         let second = UserSpace::new().expect("space");
-        let (_, va2) = map(&second, file, 0, 1, VmFlags::READ);
+        let (_, va2) = map_file(&second, file, 0, 1, VmFlags::READ);
         check_eq!(t, read_pages(&second, va2, file, 0, 1), None);
         check_eq!(t, vm::with(|mm| mm.rmap(pfn).len()), 2);
-        check_is!(t, state(pfn), STABLE, "mapped again while we hold a reference");
+        check_is!(t, page_state(pfn), STABLE, "mapped again while we hold a reference");
         vm::with(|mm| mm.put_page(pfn));
-        check_is!(t, state(pfn), VOLATILE, "reference dropped");
+        check_is!(t, page_state(pfn), VOLATILE, "reference dropped");
     }
 }
 
@@ -350,13 +229,13 @@ ktest! {
     /// `mlock`, stable after it and after `munlock`, whatever releases follow. Guards
     /// the `mapping_mlocked` condition (cmma::mlock proves the seed rule by rule).
     fn mlocked_mapping_keeps_pages_stable(t) [NEEDS_ESSA] {
-        if !needs_model(t) { return; }
+        if !needs_mm_with_model(t) { return; }
         let file = files::SCRATCH + 22;
         let space = UserSpace::new().expect("space");
-        let (m, va) = map(&space, file, 0, 2, VmFlags::READ);
+        let (m, va) = map_file(&space, file, 0, 2, VmFlags::READ);
         check_eq!(t, read_pages(&space, va, file, 0, 2), None);
         check_is!(t, cached_state(m, 0), Some(VOLATILE), "precondition");
-        let before = counters();
+        let before = state_counters();
         let locked = vm::with(|mm| {
             mm.mlock(space.id(), va, 2 * PAGE_SIZE)?;
             mm.munlock(space.id(), va, 2 * PAGE_SIZE)
@@ -366,7 +245,7 @@ ktest! {
             lookup_and_release(m, index);
             check_is!(t, cached_state(m, index), Some(STABLE), "page {}", index);
         }
-        check!(t, counters().refused_mlocked >= before.refused_mlocked + 2, "{:?}", counters());
+        check!(t, state_counters().refused_mlocked >= before.refused_mlocked + 2, "{:?}", state_counters());
     }
 }
 
@@ -376,7 +255,7 @@ ktest! {
     /// reference is held; the release makes it volatile again. Guards `make_stable`
     /// in `find_get_page`.
     fn lookup_makes_a_volatile_page_stable(t) [NEEDS_ESSA] {
-        if !needs_model(t) { return; }
+        if !needs_mm_with_model(t) { return; }
         let file = files::SCRATCH + 23;
         let mut byte = [0u8; 1];
         let read = vm::with(|mm| {
@@ -390,16 +269,16 @@ ktest! {
         };
         check_is!(t, cached_state(m, 0), Some(VOLATILE), "precondition");
         let orc6 = || with_model(|model, _| model.counters().essa_by_orc[6]).unwrap_or(0);
-        let (essa0, orc6_0) = (essa_total(), orc6());
+        let (essa0, orc6_0) = (model_counters().essa_total(), orc6());
         let Some(pfn) = vm::with(|mm| mm.find_get_page(m, 0)) else {
             check!(t, false, "page 0 not cached");
             return;
         };
-        check_eq!(t, essa_total(), essa0 + 1);
+        check_eq!(t, model_counters().essa_total(), essa0 + 1);
         check_eq!(t, orc6(), orc6_0 + 1);
-        check_is!(t, state(pfn), STABLE, "while referenced");
+        check_is!(t, page_state(pfn), STABLE, "while referenced");
         vm::with(|mm| mm.put_page(pfn));
-        check_is!(t, state(pfn), VOLATILE, "released");
+        check_is!(t, page_state(pfn), VOLATILE, "released");
     }
 }
 
@@ -407,7 +286,7 @@ ktest! {
     /// A page-cache hit on a stable page issues no ESSA (the layer remembers the last
     /// state it set). Guards the `last_state == STABLE` shortcut of `make_stable`.
     fn hit_on_a_stable_page_issues_no_essa(t) [NEEDS_ESSA] {
-        if !needs_model(t) { return; }
+        if !needs_mm_with_model(t) { return; }
         let file = files::SCRATCH + 23;
         let mut byte = [0u8; 1];
         let looked_up = vm::with(|mm| {
@@ -420,14 +299,14 @@ ktest! {
             check!(t, false, "read_cache_page: {:?}", looked_up);
             return;
         };
-        check_is!(t, state(pfn), STABLE, "after the first lookup");
-        let (essa0, skipped0) = (essa_total(), counters().skipped);
+        check_is!(t, page_state(pfn), STABLE, "after the first lookup");
+        let (essa0, skipped0) = (model_counters().essa_total(), state_counters().skipped);
         let again = vm::with(|mm| mm.find_get_page(m, 1));
         check_eq!(t, again, Some(pfn));
-        check_is!(t, essa_total(), essa0, "ESSA on a hit of a stable page");
-        check_eq!(t, counters().skipped, skipped0 + 1);
+        check_is!(t, model_counters().essa_total(), essa0, "ESSA on a hit of a stable page");
+        check_eq!(t, state_counters().skipped, skipped0 + 1);
         vm::with(|mm| mm.release_pages(&[pfn, pfn]));
-        check_is!(t, state(pfn), VOLATILE, "released");
+        check_is!(t, page_state(pfn), VOLATILE, "released");
     }
 }
 
@@ -437,16 +316,16 @@ ktest! {
     /// file's, `discards` and major faults grow, and no discard fault was needed.
     /// Guards the discard check of `find_get_page`.
     fn discarded_page_is_dropped_and_read_again(t) [NEEDS_ESSA] {
-        if !needs_model(t) { return; }
+        if !needs_mm_with_model(t) { return; }
         let file = files::SCRATCH + 24;
         let space = UserSpace::new().expect("space");
-        let (m, va) = map(&space, file, 0, 2, VmFlags::READ);
+        let (m, va) = map_file(&space, file, 0, 2, VmFlags::READ);
         check_eq!(t, read_pages(&space, va, file, 0, 2), None);
         let Some(pfn) = cached(m, 1) else {
             check!(t, false, "page 1 not cached");
             return;
         };
-        check_is!(t, state(pfn), VOLATILE, "precondition");
+        check_is!(t, page_state(pfn), VOLATILE, "precondition");
         check_eq!(t, host_reclaim(pfn), Some(ReclaimOutcome::Discarded));
         let stats = vm::with(|mm| mm.stats());
         let faults = with_model(|model, _| model.counters().discard_faults);
@@ -470,14 +349,14 @@ ktest! {
     /// Guards `dirty`, stability of a page when it is dirtied, and the change-bit
     /// transfer before writeback (series 6/6).
     fn dirty_data_is_never_lost(t) [NEEDS_ESSA] {
-        if !needs_model(t) { return; }
+        if !needs_mm_with_model(t) { return; }
         let file = files::SCRATCH + 16;
         const FIRST: u64 = 32;
         const PAGES: u64 = 4;
         let seed = t.seed();
         let value = |page: u64| 0xd1d1_0000_0000_0000 | (seed & 0xffff_ffff) << 8 | page;
         let space = UserSpace::new().expect("space");
-        let (m, va) = map(&space, file, FIRST, PAGES, VmFlags::READ | VmFlags::WRITE | VmFlags::SHARED);
+        let (m, va) = map_file(&space, file, FIRST, PAGES, VmFlags::READ | VmFlags::WRITE | VmFlags::SHARED);
         check_is!(t, read_pages(&space, va, file, FIRST, 2), None, "file contents");
         space.enter();
         for page in 0..PAGES {
@@ -506,7 +385,7 @@ ktest! {
                 check!(t, false, "page {} left the page cache", page);
                 continue;
             };
-            check_is!(t, state(pfn).1, "potentially volatile", "written back page {}", page);
+            check_is!(t, page_state(pfn).1, "potentially volatile", "written back page {}", page);
             // A frame the host had paged out is dropped by ORC 4 already (Pp does not exist).
             let outcome = host_reclaim(pfn);
             check!(t, matches!(outcome, Some(ReclaimOutcome::Discarded | ReclaimOutcome::NotResident)),

@@ -6,6 +6,7 @@
 //! (`kernel::mm::debug`) are checked after every operation. The seed is printed; replay a
 //! failure with `ktest.seed=`. `ktest.stress_ops=` scales the run.
 
+use crate::support::{cached, host_reclaim, model_counters, needs_mm};
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
@@ -18,8 +19,7 @@ use kernel::cmma::backend::{self, Backend, with_model};
 use kernel::cmma::essa::{PageStateByte, UsageState};
 use kernel::cmma::model::{Counters, DiscardRate, DiscardSchedule, ReclaimOutcome};
 use kernel::cmma::states::last;
-use kernel::ktest::Test;
-use kernel::mm::addr::{Pfn, VirtAddr};
+use kernel::mm::addr::{PAGE_SIZE, Pfn, VirtAddr};
 use kernel::mm::backing::{files, fill_pattern};
 use kernel::mm::debug::{self, Rule, Violation};
 use kernel::mm::ids::MappingId;
@@ -31,12 +31,11 @@ use kernel::{check, check_eq, ktest};
 
 kernel::ktest_suite!("cmma::stress");
 
-const PAGE: u64 = 4096;
 /// This suite's scratch files (the other suites use `SCRATCH..SCRATCH + 25`).
 const FIRST_FILE: u32 = files::SCRATCH + 25;
 const FILE_COUNT: u32 = 7;
 const FILE_BYTES: u64 = 256 << 10;
-const FILE_PAGES: u64 = FILE_BYTES / PAGE;
+const FILE_PAGES: u64 = FILE_BYTES / PAGE_SIZE;
 /// Operations unless `ktest.stress_ops=` says otherwise: a few seconds under TCG.
 const DEFAULT_OPS: u64 = 1000;
 /// Per mille of ESSAs after which the host discards, unless `ktest.discard_rate=` says.
@@ -46,16 +45,7 @@ const MAX_REGIONS: usize = 8;
 const MAX_ANON_PAGES: u64 = 64;
 const MAX_REGION_PAGES: u64 = 16;
 /// Largest single read or write.
-const MAX_IO: u64 = 3 * PAGE;
-
-/// Skips unless the memory manager runs (QEMU was given the backing store).
-fn needs_mm(t: &mut Test<'_>) -> bool {
-    if !vm::available() {
-        t.skip("no backing store (boot with -initrd, as cargo xtask does)");
-        return false;
-    }
-    true
-}
+const MAX_IO: u64 = 3 * PAGE_SIZE;
 
 /// splitmix64: a tiny, well-known generator, enough to draw operations from a seed.
 struct Rng(u64);
@@ -120,7 +110,7 @@ struct Region {
 
 impl Region {
     fn len(&self) -> u64 {
-        self.pages * PAGE
+        self.pages * PAGE_SIZE
     }
 
     fn addr(&self, offset: u64) -> VirtAddr {
@@ -135,11 +125,11 @@ impl Region {
     }
 
     fn byte(&self, files: &[FileModel], offset: u64) -> u8 {
-        let (page, in_page) = (offset / PAGE, (offset % PAGE) as usize);
+        let (page, in_page) = (offset / PAGE_SIZE, (offset % PAGE_SIZE) as usize);
         match &self.kind {
             Kind::Anon(bytes) => bytes[offset as usize],
             Kind::Shared { file, first_page } => {
-                files[*file].bytes[((first_page + page) * PAGE) as usize + in_page]
+                files[*file].bytes[((first_page + page) * PAGE_SIZE) as usize + in_page]
             }
             Kind::Private {
                 file,
@@ -147,7 +137,7 @@ impl Region {
                 copies,
             } => match &copies[page as usize] {
                 Some(copy) => copy[in_page],
-                None => files[*file].bytes[((first_page + page) * PAGE) as usize + in_page],
+                None => files[*file].bytes[((first_page + page) * PAGE_SIZE) as usize + in_page],
             },
         }
     }
@@ -156,11 +146,11 @@ impl Region {
     fn store(&mut self, files: &mut [FileModel], offset: u64, data: &[u8]) {
         for (i, &b) in data.iter().enumerate() {
             let o = offset + i as u64;
-            let (page, in_page) = (o / PAGE, (o % PAGE) as usize);
+            let (page, in_page) = (o / PAGE_SIZE, (o % PAGE_SIZE) as usize);
             match &mut self.kind {
                 Kind::Anon(bytes) => bytes[o as usize] = b,
                 Kind::Shared { file, first_page } => {
-                    files[*file].bytes[((*first_page + page) * PAGE) as usize + in_page] = b
+                    files[*file].bytes[((*first_page + page) * PAGE_SIZE) as usize + in_page] = b
                 }
                 Kind::Private {
                     file,
@@ -168,8 +158,8 @@ impl Region {
                     copies,
                 } => {
                     let copy = copies[page as usize].get_or_insert_with(|| {
-                        let at = ((*first_page + page) * PAGE) as usize;
-                        files[*file].bytes[at..at + PAGE as usize].into()
+                        let at = ((*first_page + page) * PAGE_SIZE) as usize;
+                        files[*file].bytes[at..at + PAGE_SIZE as usize].into()
                     });
                     copy[in_page] = b;
                 }
@@ -179,7 +169,7 @@ impl Region {
 
     /// The region's kind and what the page at `offset` shows, for failure reports.
     fn describe(&self, offset: u64) -> String {
-        let page = offset / PAGE;
+        let page = offset / PAGE_SIZE;
         let flags = if self.writable { "rw" } else { "r" };
         match &self.kind {
             Kind::Anon(_) => format!("{flags} anonymous"),
@@ -340,7 +330,7 @@ impl<'s> Stress<'s> {
         let (flags, kind) = match self.rng.below(4) {
             0 if anon_pages + pages <= MAX_ANON_PAGES => (
                 VmFlags::READ | VmFlags::WRITE,
-                Kind::Anon(vec![0; (pages * PAGE) as usize]),
+                Kind::Anon(vec![0; (pages * PAGE_SIZE) as usize]),
             ),
             1 => {
                 let (file, first_page) = self.file_window(pages);
@@ -375,11 +365,11 @@ impl<'s> Stress<'s> {
                 file, first_page, ..
             } => MapSource::File {
                 mapping: self.files[*file].mapping,
-                offset: first_page * PAGE,
+                offset: first_page * PAGE_SIZE,
             },
         };
         let space = self.space.id();
-        let va = vm::with(|mm| mm.mmap(space, None, pages * PAGE, flags, source))
+        let va = vm::with(|mm| mm.mmap(space, None, pages * PAGE_SIZE, flags, source))
             .map_err(|e| Failure::Mm("mmap", e))?;
         let writable = flags.contains(VmFlags::WRITE);
         self.regions.push(Region {
@@ -517,8 +507,10 @@ impl<'s> Stress<'s> {
         ) = (region.writable, &mut region.kind)
         {
             for (page, copy) in copies.iter_mut().enumerate() {
-                let at = ((*first_page + page as u64) * PAGE) as usize;
-                copy.get_or_insert_with(|| self.files[*file].bytes[at..at + PAGE as usize].into());
+                let at = ((*first_page + page as u64) * PAGE_SIZE) as usize;
+                copy.get_or_insert_with(|| {
+                    self.files[*file].bytes[at..at + PAGE_SIZE as usize].into()
+                });
             }
         }
         Ok(())
@@ -584,7 +576,7 @@ impl<'s> Stress<'s> {
             return Ok(());
         }
         let pfn = pool[self.rng.index(pool.len())];
-        let outcome = with_model(|model, host| model.reclaim(host, pfn.as_u64()));
+        let outcome = host_reclaim(pfn);
         if outcome == Some(ReclaimOutcome::Discarded) {
             self.totals.host_discards_requested += 1;
         }
@@ -655,10 +647,6 @@ impl<'s> Stress<'s> {
         })
         .map_err(Failure::Invariant)
     }
-}
-
-fn model_counters() -> Counters {
-    with_model(|model, _| model.counters()).unwrap_or_default()
 }
 
 /// Installs the host's discard schedule for the run; removed when dropped, so the other
@@ -767,14 +755,14 @@ ktest! {
         let space = UserSpace::new().expect("user space");
         let mapping = vm::with(|mm| mm.open_file(CHECKER_FILE)).expect("scratch file");
         let va = vm::with(|mm| {
-            mm.mmap(space.id(), None, PAGE, VmFlags::READ | VmFlags::SHARED, MapSource::File { mapping, offset: 0 })
+            mm.mmap(space.id(), None, PAGE_SIZE, VmFlags::READ | VmFlags::SHARED, MapSource::File { mapping, offset: 0 })
         })
         .expect("mmap");
         space.enter();
         let first = uaccess::read_u8(va);
         space.leave();
         check_eq!(t, broken_rules(), []);
-        let Some(pfn) = vm::with(|mm| mm.mapping(mapping).and_then(|m| m.lookup(0))) else {
+        let Some(pfn) = cached(mapping, 0) else {
             check!(t, false, "the mapped page is not cached");
             return;
         };

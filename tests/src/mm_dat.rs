@@ -4,9 +4,9 @@
 //! (0x11 page, 0x10 segment, 0x3b region third), address spaces are independent, and no
 //! stale TLB entry survives an unmap or a write-protect (IPTE).
 
+use crate::support::{RW, map_anon, map_file, needs_mm, page_va};
 use kernel::arch::{kspace, uaccess};
-use kernel::ktest::Test;
-use kernel::mm::addr::VirtAddr;
+use kernel::mm::addr::{PAGE_SIZE, VirtAddr};
 use kernel::mm::backing::{files, pattern, pattern_byte};
 use kernel::mm::manager::{USER_END, USER_START};
 use kernel::mm::mmap::MapSource;
@@ -16,54 +16,6 @@ use kernel::{check, check_eq, ktest};
 
 kernel::ktest_suite!("mm::dat");
 
-const PAGE: u64 = 4096;
-const RW: VmFlags = VmFlags::READ.union(VmFlags::WRITE);
-
-/// Skips unless the memory manager runs (QEMU was given the backing store).
-fn needs_mm(t: &mut Test<'_>) -> bool {
-    if !vm::available() {
-        t.skip("no backing store (boot with -initrd, as cargo xtask does)");
-        return false;
-    }
-    true
-}
-
-/// `addr + n` pages.
-fn at(addr: VirtAddr, n: u64) -> VirtAddr {
-    VirtAddr::new(addr.as_u64() + n * PAGE)
-}
-
-/// Maps `pages` pages of `file` from page `first` at `addr` (`None`: anywhere).
-fn map_file(
-    space: &UserSpace,
-    addr: Option<VirtAddr>,
-    file: u32,
-    first: u64,
-    pages: u64,
-    flags: VmFlags,
-) -> VirtAddr {
-    vm::with(|mm| {
-        let mapping = mm.open_file(file)?;
-        mm.mmap(
-            space.id(),
-            addr,
-            pages * PAGE,
-            flags,
-            MapSource::File {
-                mapping,
-                offset: first * PAGE,
-            },
-        )
-    })
-    .expect("mmap of a standard file")
-}
-
-/// Maps `pages` anonymous read-write pages anywhere.
-fn map_anon(space: &UserSpace, pages: u64) -> VirtAddr {
-    vm::with(|mm| mm.mmap(space.id(), None, pages * PAGE, RW, MapSource::Anon))
-        .expect("anonymous mmap")
-}
-
 ktest! {
     /// A read fault maps the file's page-cache frame read-only (so the first store is
     /// seen): the PTE the CPU walks names the frame `find_get_page` returns, and the
@@ -71,13 +23,13 @@ ktest! {
     fn read_fault_maps_cache_frame_read_only(t) {
         if !needs_mm(t) { return; }
         let space = UserSpace::new().expect("space");
-        let va = map_file(&space, None, files::SMALL, 0, 4, RW);
+        let (_, va) = map_file(&space, files::SMALL, 0, 4, RW);
         space.enter();
-        let word = uaccess::read_u64(at(va, 2));
-        let pte = kspace::current_user_pte(at(va, 2));
-        let untouched = kspace::current_user_pte(at(va, 3));
+        let word = uaccess::read_u64(page_va(va, 2));
+        let pte = kspace::current_user_pte(page_va(va, 2));
+        let untouched = kspace::current_user_pte(page_va(va, 3));
         space.leave();
-        check_eq!(t, word, pattern(files::SMALL, 2 * PAGE));
+        check_eq!(t, word, pattern(files::SMALL, 2 * PAGE_SIZE));
         let cached = vm::with(|mm| {
             let mapping = mm.open_file(files::SMALL).ok()?;
             mm.mapping(mapping)?.lookup(2)
@@ -103,13 +55,13 @@ ktest! {
         if !needs_mm(t) { return; }
         let space = UserSpace::new().expect("space");
         let va = map_anon(&space, 2);
-        let target = at(va, 1);
+        let target = page_va(va, 1);
         space.enter();
         uaccess::write_u64(target, 0x0123_4567_89ab_cdef);
-        let prot = vm::with(|mm| mm.mprotect(space.id(), target, PAGE, VmFlags::READ));
+        let prot = vm::with(|mm| mm.mprotect(space.id(), target, PAGE_SIZE, VmFlags::READ));
         let info = t.expect_pgm(0x04, || uaccess::write_u64(VirtAddr::new(target.as_u64() + 8), 0xdead));
         let kept = (uaccess::read_u64(target), uaccess::read_u64(VirtAddr::new(target.as_u64() + 8)));
-        let back = vm::with(|mm| mm.mprotect(space.id(), target, PAGE, RW));
+        let back = vm::with(|mm| mm.mprotect(space.id(), target, PAGE_SIZE, RW));
         uaccess::write_u64(VirtAddr::new(target.as_u64() + 8), 0xbeef);
         let after = uaccess::read_u64(VirtAddr::new(target.as_u64() + 8));
         space.leave();
@@ -136,20 +88,20 @@ ktest! {
         check_eq!(t, va, USER_START);
         space.enter();
         uaccess::write_u64(va, 0x1111);
-        uaccess::write_u64(at(va, 1), 0x2222);
-        let unmapped = vm::with(|mm| mm.munmap(space.id(), at(va, 1), PAGE));
-        let page = t.expect_pgm(0x11, || { uaccess::read_u64(at(va, 1)); });
+        uaccess::write_u64(page_va(va, 1), 0x2222);
+        let unmapped = vm::with(|mm| mm.munmap(space.id(), page_va(va, 1), PAGE_SIZE));
+        let page = t.expect_pgm(0x11, || { uaccess::read_u64(page_va(va, 1)); });
         // 16 MiB up: same region-third entry, a segment without a page table.
         let segment_va = VirtAddr::new(USER_START.as_u64() + (16 << 20));
         let segment = t.expect_pgm(0x10, || { uaccess::read_u64(segment_va); });
         // The last page below 1 TiB: a region-third entry never made valid.
-        let region_va = VirtAddr::new(USER_END.as_u64() - PAGE);
+        let region_va = VirtAddr::new(USER_END.as_u64() - PAGE_SIZE);
         let region = t.expect_pgm(0x3b, || { uaccess::read_u8(region_va); });
         let neighbour = uaccess::read_u64(va);
         space.leave();
         check_eq!(t, unmapped, Ok(()));
         check_eq!(t, neighbour, 0x1111);
-        for (info, expected) in [(page, at(va, 1)), (segment, segment_va), (region, region_va)] {
+        for (info, expected) in [(page, page_va(va, 1)), (segment, segment_va), (region, region_va)] {
             if let Some(info) = info {
                 check_eq!(t, info.teid & !0xfff, expected.as_u64());
             }
@@ -165,21 +117,21 @@ ktest! {
     fn unmap_and_remap_leaves_no_stale_tlb_entry(t) {
         if !needs_mm(t) { return; }
         let space = UserSpace::new().expect("space");
-        let va = map_file(&space, None, files::SMALL, 0, 1, VmFlags::READ);
+        let (_, va) = map_file(&space, files::SMALL, 0, 1, VmFlags::READ);
         space.enter();
         let first = uaccess::read_u64(va);
         let remap = vm::with(|mm| {
-            mm.munmap(space.id(), va, PAGE)?;
+            mm.munmap(space.id(), va, PAGE_SIZE)?;
             let mapping = mm.open_file(files::MEDIUM)?;
-            mm.mmap(space.id(), Some(va), PAGE, VmFlags::READ, MapSource::File { mapping, offset: 3 * PAGE })
+            mm.mmap(space.id(), Some(va), PAGE_SIZE, VmFlags::READ, MapSource::File { mapping, offset: 3 * PAGE_SIZE })
         });
         let second = uaccess::read_u64(va);
-        let last = uaccess::read_u8(VirtAddr::new(va.as_u64() + PAGE - 1));
+        let last = uaccess::read_u8(VirtAddr::new(va.as_u64() + PAGE_SIZE - 1));
         space.leave();
         check_eq!(t, remap, Ok(va));
         check_eq!(t, first, pattern(files::SMALL, 0));
-        check_eq!(t, second, pattern(files::MEDIUM, 3 * PAGE));
-        check_eq!(t, last, pattern_byte(files::MEDIUM, 4 * PAGE - 1));
+        check_eq!(t, second, pattern(files::MEDIUM, 3 * PAGE_SIZE));
+        check_eq!(t, last, pattern_byte(files::MEDIUM, 4 * PAGE_SIZE - 1));
     }
 }
 
@@ -195,8 +147,8 @@ ktest! {
         let va_a = map_anon(&a, 1);
         let va_b = map_anon(&b, 1);
         check_eq!(t, va_a, va_b);
-        let file_a = map_file(&a, None, files::SMALL, 5, 1, VmFlags::READ);
-        let file_b = map_file(&b, None, files::SMALL, 5, 1, VmFlags::READ);
+        let (_, file_a) = map_file(&a, files::SMALL, 5, 1, VmFlags::READ);
+        let (_, file_b) = map_file(&b, files::SMALL, 5, 1, VmFlags::READ);
         a.enter();
         uaccess::write_u64(va_a, 0xaaaa);
         let word_a = uaccess::read_u64(file_a);
@@ -213,8 +165,8 @@ ktest! {
         a.leave();
         check_eq!(t, zero_b, 0);
         check_eq!(t, still_a, 0xaaaa);
-        check_eq!(t, word_a, pattern(files::SMALL, 5 * PAGE));
-        check_eq!(t, word_b, pattern(files::SMALL, 5 * PAGE));
+        check_eq!(t, word_a, pattern(files::SMALL, 5 * PAGE_SIZE));
+        check_eq!(t, word_b, pattern(files::SMALL, 5 * PAGE_SIZE));
         let (Some((_, pte_a)), Some((_, pte_b))) = (pte_a, pte_b) else {
             t.fail_at(file!(), line!(), format_args!("file page not mapped: {pte_a:?} {pte_b:?}"));
             return;

@@ -2,8 +2,8 @@
 //! page-cache pages whose bytes match the backing-store pattern, private writes copy on
 //! write, shared writes dirty the cache page, anonymous memory starts zeroed.
 
+use crate::support::{map_file, needs_mm};
 use kernel::arch::uaccess;
-use kernel::ktest::Test;
 use kernel::mm::addr::VirtAddr;
 use kernel::mm::backing::{files, pattern_byte};
 use kernel::mm::mmap::MapSource;
@@ -13,37 +13,13 @@ use kernel::{check, check_eq, ktest};
 
 kernel::ktest_suite!("mm::fault");
 
-/// Skips unless the memory manager runs (QEMU was given the backing store).
-pub fn needs_mm(t: &mut Test<'_>) -> bool {
-    if !vm::available() {
-        t.skip("no backing store (boot with -initrd, as cargo xtask does)");
-        return false;
-    }
-    true
-}
-
-/// Maps `pages` pages of file `file` into `space`.
-pub fn map_file(space: &UserSpace, file: u32, pages: u64, flags: VmFlags) -> VirtAddr {
-    vm::with(|mm| {
-        let mapping = mm.open_file(file)?;
-        mm.mmap(
-            space.id(),
-            None,
-            pages * 4096,
-            flags,
-            MapSource::File { mapping, offset: 0 },
-        )
-    })
-    .expect("mmap of a standard file")
-}
-
 ktest! {
     /// Reading a mapped file faults every page in (major faults), and every byte is the
     /// file's pattern.
     fn read_fault_maps_file_pages(t) {
         if !needs_mm(t) { return; }
         let space = UserSpace::new().expect("space");
-        let va = map_file(&space, files::SMALL, 16, VmFlags::READ);
+        let (_, va) = map_file(&space, files::SMALL, 0, 16, VmFlags::READ);
         let before = vm::with(|mm| mm.stats());
         space.enter();
         let mut bad = None;
@@ -66,7 +42,7 @@ ktest! {
     fn private_write_copies_on_write(t) {
         if !needs_mm(t) { return; }
         let space = UserSpace::new().expect("space");
-        let va = map_file(&space, files::MEDIUM, 4, VmFlags::READ.union(VmFlags::WRITE));
+        let (_, va) = map_file(&space, files::MEDIUM, 0, 4, VmFlags::READ.union(VmFlags::WRITE));
         space.enter();
         let first = uaccess::read_u8(va);
         uaccess::write_u8(va, !first);

@@ -2,12 +2,12 @@
 //! frame handed out once, freed frames reused, frame contents kept while allocated, and
 //! (under the host model) allocated frames stable, freed frames unused.
 
+use crate::support::{host_reclaim, needs_mm, needs_model};
 use alloc::collections::BTreeSet;
 use alloc::vec::Vec;
-use kernel::cmma::backend::{self, Backend, with_model};
+use kernel::cmma::backend::with_model;
 use kernel::cmma::essa::UsageState;
 use kernel::cmma::model::ReclaimOutcome;
-use kernel::ktest::Test;
 use kernel::mm::addr::Pfn;
 use kernel::mm::backing::{check_pattern, fill_pattern};
 use kernel::mm::machine::PhysMem;
@@ -23,24 +23,6 @@ const BATCH: usize = 64;
 /// A file id outside the standard image, so frame patterns never look like file data.
 const FRAME_PATTERN_ID: u32 = 0xf4a3;
 
-/// Skips unless the memory manager runs (QEMU was given the backing store).
-fn needs_mm(t: &mut Test<'_>) -> bool {
-    if !vm::available() {
-        t.skip("no backing store (boot with -initrd, as cargo xtask does)");
-        return false;
-    }
-    true
-}
-
-/// Skips unless ESSA goes to the host model (only it reclaims frames on request).
-fn needs_model(t: &mut Test<'_>) -> bool {
-    if backend::current() != Backend::Model {
-        t.skip("host reclaim on request needs the host model (cmma=model)");
-        return false;
-    }
-    true
-}
-
 /// Makes sure `BATCH` allocations stay above the low watermark, so the counts a test
 /// sees change only by what the test itself allocates and frees.
 fn ensure_headroom(mm: &mut vm::KernelMm) {
@@ -55,6 +37,21 @@ fn ensure_headroom(mm: &mut vm::KernelMm) {
 fn alloc_frames(mm: &mut vm::KernelMm, n: usize) -> Vec<Pfn> {
     (0..n)
         .map(|_| mm.alloc_page().expect("a free frame"))
+        .collect()
+}
+
+/// The frames of `pfns` whose bytes are not the frame pattern, with the first bad offset.
+fn off_pattern(mm: &vm::KernelMm, pfns: &[Pfn]) -> Vec<(Pfn, u64)> {
+    pfns.iter()
+        .filter_map(|&pfn| {
+            check_pattern(
+                FRAME_PATTERN_ID,
+                pfn.addr().as_u64(),
+                mm.machine().frame_ref(pfn),
+            )
+            .err()
+            .map(|offset| (pfn, offset))
+        })
         .collect()
 }
 
@@ -146,14 +143,7 @@ ktest! {
                 }
                 free_frames(mm, &churn);
             }
-            let bad: Vec<(Pfn, u64)> = keep
-                .iter()
-                .filter_map(|&pfn| {
-                    check_pattern(FRAME_PATTERN_ID, pfn.addr().as_u64(), mm.machine().frame_ref(pfn))
-                        .err()
-                        .map(|offset| (pfn, offset))
-                })
-                .collect();
+            let bad = off_pattern(mm, &keep);
             free_frames(mm, &keep);
             bad
         });
@@ -167,7 +157,7 @@ ktest! {
     /// (`arch_free_page`), so host reclaim discards it. Guards the `frame_allocated` and
     /// `frame_freed` hooks of `PageStates` (ORC 1 / ORC 2) as `FrameAllocator` calls them.
     fn model_sees_stable_allocated_and_unused_free_frames(t) [NEEDS_ESSA] {
-        if !needs_mm(t) || !needs_model(t) { return; }
+        if !needs_mm(t) || !needs_model(t, "host reclaim on request needs the host model (cmma=model)") { return; }
         let pfns = vm::with(|mm| {
             ensure_headroom(mm);
             let pfns = alloc_frames(mm, 8);
@@ -179,18 +169,11 @@ ktest! {
         for &pfn in &pfns {
             let (usage, ..) = with_model(|model, _| model.state(pfn.as_u64())).expect("model");
             check_eq!(t, usage, UsageState::Stable);
-            let outcome = with_model(|model, host| model.reclaim(host, pfn.as_u64()));
+            let outcome = host_reclaim(pfn);
             check_eq!(t, outcome, Some(ReclaimOutcome::PagedOut));
         }
         let bad = vm::with(|mm| {
-            let bad: Vec<(Pfn, u64)> = pfns
-                .iter()
-                .filter_map(|&pfn| {
-                    check_pattern(FRAME_PATTERN_ID, pfn.addr().as_u64(), mm.machine().frame_ref(pfn))
-                        .err()
-                        .map(|offset| (pfn, offset))
-                })
-                .collect();
+            let bad = off_pattern(mm, &pfns);
             free_frames(mm, &pfns);
             bad
         });
@@ -211,7 +194,7 @@ ktest! {
         for &pfn in &again.0 {
             let (usage, ..) = with_model(|model, _| model.state(pfn.as_u64())).expect("model");
             check_eq!(t, usage, UsageState::Unused);
-            let outcome = with_model(|model, host| model.reclaim(host, pfn.as_u64()));
+            let outcome = host_reclaim(pfn);
             check_eq!(t, outcome, Some(ReclaimOutcome::Discarded));
         }
         // Allocating the discarded frames makes them stable again, zero-filled.

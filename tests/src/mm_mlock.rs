@@ -7,14 +7,15 @@
 //! Files: `SCRATCH + 10 ..= SCRATCH + 14`, one per test (the `mlocked` flag is sticky),
 //! and `LARGE[1]` read-only for memory pressure.
 
+use crate::support::{
+    cached, check_is, is_mlocked, map_file, needs_mm, page_va, read_pages, vma_locked,
+};
 use alloc::vec;
 use alloc::vec::Vec;
 use kernel::arch::uaccess;
-use kernel::ktest::Test;
-use kernel::mm::addr::{PAGE_SIZE, Pfn, VirtAddr};
-use kernel::mm::backing::{check_pattern, files};
+use kernel::mm::addr::{PAGE_SIZE, Pfn};
+use kernel::mm::backing::files;
 use kernel::mm::error::MmError;
-use kernel::mm::ids::MappingId;
 use kernel::mm::mmap::MapSource;
 use kernel::mm::rmap::RmapEntry;
 use kernel::mm::vma::VmFlags;
@@ -22,69 +23,6 @@ use kernel::vm::{self, UserSpace};
 use kernel::{check, check_eq, ktest};
 
 kernel::ktest_suite!("mm::mlock");
-
-/// `check_eq!` with a description of what was compared.
-macro_rules! check_is {
-    ($t:expr, $got:expr, $want:expr, $($what:tt)+) => {
-        match (&$got, &$want) {
-            (got, want) => check!($t, *got == *want, "{}: got {:?}, want {:?}", format_args!($($what)+), got, want),
-        }
-    };
-}
-
-/// Skips unless the memory manager runs (QEMU was given the backing store).
-fn needs_mm(t: &mut Test<'_>) -> bool {
-    if !vm::available() {
-        t.skip("no backing store (boot with -initrd, as cargo xtask does)");
-        return false;
-    }
-    true
-}
-
-/// Maps the first `pages` pages of `file` into `space`.
-fn map(space: &UserSpace, file: u32, pages: u64, flags: VmFlags) -> (MappingId, VirtAddr) {
-    vm::with(|mm| {
-        let mapping = mm.open_file(file)?;
-        let source = MapSource::File { mapping, offset: 0 };
-        let va = mm.mmap(space.id(), None, pages * PAGE_SIZE, flags, source)?;
-        Ok::<_, MmError>((mapping, va))
-    })
-    .expect("mmap of a scratch file")
-}
-
-fn page_va(va: VirtAddr, page: u64) -> VirtAddr {
-    VirtAddr::new(va.as_u64() + page * PAGE_SIZE)
-}
-
-/// Reads `pages` whole pages at `va` (the start of `file`) from user space and checks
-/// them against the file's pattern; the first bad (page, offset).
-fn read_pages(space: &UserSpace, va: VirtAddr, file: u32, pages: u64) -> Option<(u64, u64)> {
-    let mut buf = vec![0u8; PAGE_SIZE as usize];
-    let mut bad = None;
-    space.enter();
-    for page in 0..pages {
-        uaccess::read_bytes(page_va(va, page), &mut buf);
-        if let Err(offset) = check_pattern(file, page * PAGE_SIZE, &buf) {
-            bad = bad.or(Some((page, offset)));
-        }
-    }
-    space.leave();
-    bad
-}
-
-/// The page-cache page of `mapping` at `index`.
-fn cached(mapping: MappingId, index: u64) -> Option<Pfn> {
-    vm::with(|mm| mm.mapping(mapping)?.lookup(index))
-}
-
-fn is_mlocked(mapping: MappingId) -> Option<bool> {
-    vm::with(|mm| mm.mapping(mapping).map(|m| m.is_mlocked()))
-}
-
-/// Whether the VMA at `va` is `VM_LOCKED` (`None`: no VMA there).
-fn vma_locked(space: &UserSpace, va: VirtAddr) -> Option<bool> {
-    vm::with(|mm| mm.space(space.id())?.vmas().find(va).map(|v| v.is_locked()))
-}
 
 fn vma_count(space: &UserSpace) -> Option<usize> {
     vm::with(|mm| mm.space(space.id()).map(|s| s.vmas().len()))
@@ -103,7 +41,7 @@ ktest! {
         if !needs_mm(t) { return; }
         let file = files::SCRATCH + 10;
         let space = UserSpace::new().expect("space");
-        let (m, va) = map(&space, file, 8, VmFlags::READ);
+        let (m, va) = map_file(&space, file, 0, 8, VmFlags::READ);
         check_is!(t, is_mlocked(m), Some(false), "before mlock");
         check_eq!(t, vm::with(|mm| mm.mlock(space.id(), page_va(va, 2), 4 * PAGE_SIZE)), Ok(()));
         check_eq!(t, vma_count(&space), Some(3));
@@ -126,7 +64,7 @@ ktest! {
         let file = files::SCRATCH + 11;
         const PAGES: u64 = 16;
         let space = UserSpace::new().expect("space");
-        let (m, va) = map(&space, file, PAGES, VmFlags::READ);
+        let (m, va) = map_file(&space, file, 0, PAGES, VmFlags::READ);
         let before = vm::with(|mm| mm.stats());
         check_eq!(t, vm::with(|mm| mm.mlock(space.id(), va, PAGES * PAGE_SIZE)), Ok(()));
         let after = vm::with(|mm| mm.stats());
@@ -141,7 +79,7 @@ ktest! {
             let counts = vm::with(|mm| mm.page(pfn).map(|p| (p.refcount(), p.mapcount())));
             check_is!(t, counts, Some((2, 1)), "(refcount, mapcount) of page {}", page);
         }
-        check_eq!(t, read_pages(&space, va, file, PAGES), None);
+        check_eq!(t, read_pages(&space, va, file, 0, PAGES), None);
         let read = vm::with(|mm| mm.stats());
         check_eq!(t, (read.major_faults, read.minor_faults), (after.major_faults, after.minor_faults));
     }
@@ -159,7 +97,7 @@ ktest! {
         let file = files::SCRATCH + 12;
         const PAGES: u64 = 16;
         let space = UserSpace::new().expect("space");
-        let (m, va) = map(&space, file, PAGES, VmFlags::READ | VmFlags::LOCKED);
+        let (m, va) = map_file(&space, file, 0, PAGES, VmFlags::READ | VmFlags::LOCKED);
         let frames: Vec<Option<Pfn>> = (0..PAGES).map(|i| cached(m, i)).collect();
         check!(t, frames.iter().all(Option::is_some), "not all present after MAP_LOCKED: {:?}", frames);
         let before = vm::with(|mm| mm.stats());
@@ -188,7 +126,7 @@ ktest! {
                     "page {} unmapped", page);
             }
         }
-        check_eq!(t, read_pages(&space, va, file, PAGES), None);
+        check_eq!(t, read_pages(&space, va, file, 0, PAGES), None);
         let read = vm::with(|mm| mm.stats());
         check_eq!(t, (read.major_faults, read.minor_faults), (after.major_faults, after.minor_faults));
     }
@@ -202,7 +140,7 @@ ktest! {
         if !needs_mm(t) { return; }
         let file = files::SCRATCH + 13;
         let space = UserSpace::new().expect("space");
-        let (m, va) = map(&space, file, 4, VmFlags::READ);
+        let (m, va) = map_file(&space, file, 0, 4, VmFlags::READ);
         check_eq!(t, vm::with(|mm| mm.mlock(space.id(), page_va(va, 1), 2 * PAGE_SIZE)), Ok(()));
         let Some(pfn) = cached(m, 1) else {
             check!(t, false, "page 1 not present after mlock");
@@ -215,7 +153,7 @@ ktest! {
         check_is!(t, is_mlocked(m), Some(true), "mapping flag after munlock");
         check_eq!(t, vm::with(|mm| mm.try_to_unmap(pfn)), Ok(()));
         check_eq!(t, rmap(pfn), vec![]);
-        check_eq!(t, read_pages(&space, va, file, 4), None);
+        check_eq!(t, read_pages(&space, va, file, 0, 4), None);
     }
 }
 
@@ -242,7 +180,7 @@ ktest! {
         check_eq!(t, (touched.anon_faults, touched.cow_faults, touched.minor_faults, touched.major_faults),
             (after.anon_faults, after.cow_faults, after.minor_faults, after.major_faults));
         // A hole after the file mapping: nothing gets locked, the file is not mlocked.
-        let (m, fva) = map(&space, files::SCRATCH + 14, 2, VmFlags::READ);
+        let (m, fva) = map_file(&space, files::SCRATCH + 14, 0, 2, VmFlags::READ);
         check_eq!(t, vm::with(|mm| mm.munmap(space.id(), page_va(fva, 1), PAGE_SIZE)), Ok(()));
         check_eq!(t, vm::with(|mm| mm.mlock(space.id(), fva, 2 * PAGE_SIZE)), Err(MmError::NotMapped));
         check_is!(t, vma_locked(&space, fva), Some(false), "VM_LOCKED after a refused mlock");

@@ -7,14 +7,13 @@
 //! Tests that write a standard file put its pattern back (and write it back) before
 //! they end, so every later suite still finds the pattern.
 
+use crate::support::{device_bytes, needs_mm, open_file, restore_pattern};
 use alloc::vec;
 use alloc::vec::Vec;
 use kernel::arch::uaccess;
-use kernel::ktest::Test;
-use kernel::mm::addr::VirtAddr;
+use kernel::mm::addr::{PAGE_SIZE, VirtAddr};
 use kernel::mm::backing::{BlockDevice, check_pattern, files, fill_pattern, pattern_byte};
 use kernel::mm::error::MmError;
-use kernel::mm::ids::MappingId;
 use kernel::mm::machine::PhysMem;
 use kernel::mm::mmap::MapSource;
 use kernel::mm::page::PageFlags;
@@ -24,32 +23,6 @@ use kernel::{check, check_eq, ktest};
 
 kernel::ktest_suite!("mm::page_cache");
 
-const PAGE: u64 = 4096;
-
-/// Skips unless the memory manager runs (QEMU was given the backing store).
-fn needs_mm(t: &mut Test<'_>) -> bool {
-    if !vm::available() {
-        t.skip("no backing store (boot with -initrd, as cargo xtask does)");
-        return false;
-    }
-    true
-}
-
-fn open(mm: &mut KernelMm, file: u32) -> MappingId {
-    mm.open_file(file).expect("a standard file")
-}
-
-/// The bytes `[offset, offset + len)` of `file` as the backing device holds them.
-fn device_bytes(mm: &KernelMm, mapping: MappingId, offset: u64, len: usize) -> Vec<u8> {
-    let file = mm.mapping(mapping).expect("mapping").file();
-    (offset..offset + len as u64)
-        .map(|o| {
-            let block = file.block_of(o / PAGE).expect("inside the file");
-            mm.device().storage()[(block * PAGE + o % PAGE) as usize]
-        })
-        .collect()
-}
-
 /// The file's pattern with every byte inverted: data no page of any file holds.
 fn inverted(file: u32, offset: u64, len: usize) -> Vec<u8> {
     let mut data = vec![0; len];
@@ -58,24 +31,10 @@ fn inverted(file: u32, offset: u64, len: usize) -> Vec<u8> {
     data
 }
 
-/// Writes the pattern back over `[offset, offset + len)` and writes it to the device.
-fn restore_pattern(
-    mm: &mut KernelMm,
-    mapping: MappingId,
-    offset: u64,
-    len: usize,
-) -> Result<(), MmError> {
-    let file = mm.mapping(mapping).ok_or(MmError::NoSuchObject)?.file().id;
-    let mut data = vec![0; len];
-    fill_pattern(file, offset, &mut data);
-    mm.write_file(mapping, offset, &data)?;
-    mm.sync_mapping(mapping)
-}
-
 /// Reads `len` bytes of `file` at `offset` through the page cache, in 64 KiB pieces,
 /// and returns the offset of the first byte that is not the pattern.
 fn verify_read_file(mm: &mut KernelMm, file: u32, offset: u64, len: u64) -> Result<(), u64> {
-    let mapping = open(mm, file);
+    let mapping = open_file(mm, file);
     let mut buf = vec![0u8; 64 << 10];
     let mut pos = offset;
     while pos < offset + len {
@@ -96,11 +55,11 @@ ktest! {
     /// `Mm::read_file` (offsets, short count) and `read_cache_page`'s EOF limit.
     fn reads_match_pattern_and_stop_at_eof(t) {
         if !needs_mm(t) { return; }
-        let size = 3 * PAGE + 100;
+        let size = 3 * PAGE_SIZE + 100;
         let (medium, whole, at_eof, beyond) = vm::with(|mm| {
             let medium = verify_read_file(mm, files::MEDIUM, 0, 1 << 20);
-            let partial = open(mm, files::PARTIAL);
-            let mut buf = vec![0u8; 4 * PAGE as usize];
+            let partial = open_file(mm, files::PARTIAL);
+            let mut buf = vec![0u8; 4 * PAGE_SIZE as usize];
             let whole = mm.read_file(partial, 0, &mut buf).map(|n| (n, check_pattern(files::PARTIAL, 0, &buf[..n])));
             let at_eof = mm.read_file(partial, size, &mut buf);
             let beyond = mm.read_file(partial, size + 5000, &mut buf);
@@ -113,14 +72,14 @@ ktest! {
         let space = UserSpace::new().expect("space");
         let va = vm::with(|mm| {
             let mapping = mm.open_file(files::PARTIAL)?;
-            mm.mmap(space.id(), None, 4 * PAGE, VmFlags::READ, MapSource::File { mapping, offset: 0 })
+            mm.mmap(space.id(), None, 4 * PAGE_SIZE, VmFlags::READ, MapSource::File { mapping, offset: 0 })
         })
         .expect("mmap");
-        let mut last = vec![0u8; PAGE as usize];
+        let mut last = vec![0u8; PAGE_SIZE as usize];
         space.enter();
-        uaccess::read_bytes(VirtAddr::new(va.as_u64() + 3 * PAGE), &mut last);
+        uaccess::read_bytes(VirtAddr::new(va.as_u64() + 3 * PAGE_SIZE), &mut last);
         space.leave();
-        check_eq!(t, check_pattern(files::PARTIAL, 3 * PAGE, &last[..100]), Ok(()));
+        check_eq!(t, check_pattern(files::PARTIAL, 3 * PAGE_SIZE, &last[..100]), Ok(()));
         let nonzero = last[100..].iter().position(|&b| b != 0);
         check_eq!(t, nonzero, None);
     }
@@ -134,18 +93,18 @@ ktest! {
     fn lookups_hit_cached_pages_without_io(t) {
         if !needs_mm(t) { return; }
         let r = vm::with(|mm| {
-            let small = open(mm, files::SMALL);
+            let small = open_file(mm, files::SMALL);
             mm.truncate_inode_pages(small, 0).expect("truncate");
             let empty = mm.mapping(small).map(|m| m.nrpages());
             let miss = mm.find_get_page(small, 3);
             let reads0 = mm.device().stats().reads;
-            let mut buf = vec![0u8; PAGE as usize];
-            let first = mm.read_file(small, 3 * PAGE, &mut buf);
+            let mut buf = vec![0u8; PAGE_SIZE as usize];
+            let first = mm.read_file(small, 3 * PAGE_SIZE, &mut buf);
             let reads1 = mm.device().stats().reads;
             let cached = mm.mapping(small).and_then(|m| m.lookup(3));
             let found = mm.find_get_page(small, 3);
             let refs = found.and_then(|p| mm.page(p)).map(|p| p.refcount());
-            let frame_ok = found.map(|p| check_pattern(files::SMALL, 3 * PAGE, mm.machine().frame_ref(p)));
+            let frame_ok = found.map(|p| check_pattern(files::SMALL, 3 * PAGE_SIZE, mm.machine().frame_ref(p)));
             if let Some(p) = found {
                 mm.put_page(p);
             }
@@ -156,21 +115,21 @@ ktest! {
                 mm.unlock_page(p);
                 mm.put_page(p);
             }
-            let second = mm.read_file(small, 3 * PAGE, &mut buf);
+            let second = mm.read_file(small, 3 * PAGE_SIZE, &mut buf);
             let reads2 = mm.device().stats().reads;
-            let content = check_pattern(files::SMALL, 3 * PAGE, &buf);
+            let content = check_pattern(files::SMALL, 3 * PAGE_SIZE, &buf);
             (empty, miss, first, reads1 - reads0, cached, found, refs, refs_after, frame_ok, is_locked, second, reads2 - reads1, content)
         });
         let (empty, miss, first, miss_io, cached, found, refs, refs_after, frame_ok, is_locked, second, hit_io, content) = r;
         check_eq!(t, empty, Some(0));
         check_eq!(t, miss, None);
-        check_eq!(t, first, Ok(PAGE as usize));
+        check_eq!(t, first, Ok(PAGE_SIZE as usize));
         check_eq!(t, miss_io, 1);
         check!(t, cached.is_some() && found == cached, "cached {cached:?} found {found:?}");
         check_eq!(t, refs, refs_after.map(|n| n + 1));
         check_eq!(t, frame_ok, Some(Ok(())));
         check_eq!(t, is_locked, Some(true));
-        check_eq!(t, second, Ok(PAGE as usize));
+        check_eq!(t, second, Ok(PAGE_SIZE as usize));
         check_eq!(t, hit_io, 0);
         check_eq!(t, content, Ok(()));
     }
@@ -184,7 +143,7 @@ ktest! {
     fn truncate_frees_cached_frames(t) {
         if !needs_mm(t) { return; }
         let r = vm::with(|mm| {
-            let medium = open(mm, files::MEDIUM);
+            let medium = open_file(mm, files::MEDIUM);
             mm.truncate_inode_pages(medium, 0).expect("truncate");
             let needed = mm.config().high_watermark + 64;
             let free = mm.frames().free_count();
@@ -192,7 +151,7 @@ ktest! {
                 mm.reclaim(needed - free);
             }
             let base = mm.frames().allocated_count();
-            let mut buf = vec![0u8; 32 * PAGE as usize];
+            let mut buf = vec![0u8; 32 * PAGE_SIZE as usize];
             let read = mm.read_file(medium, 0, &mut buf);
             let content = check_pattern(files::MEDIUM, 0, &buf);
             let after_read = mm.frames().allocated_count() - base;
@@ -206,7 +165,7 @@ ktest! {
             (read, content, after_read, after_half, present, nrpages, after_all)
         });
         let (read, content, after_read, after_half, present, nrpages, after_all) = r;
-        check_eq!(t, read, Ok(32 * PAGE as usize));
+        check_eq!(t, read, Ok(32 * PAGE_SIZE as usize));
         check_eq!(t, content, Ok(()));
         check_eq!(t, after_read, 32);
         check_eq!(t, after_half, 16);
@@ -224,10 +183,10 @@ ktest! {
     /// write in `write_one_page`.
     fn written_pages_reach_the_device(t) {
         if !needs_mm(t) { return; }
-        let offset = 5 * PAGE - 100;
+        let offset = 5 * PAGE_SIZE - 100;
         let data = inverted(files::MEDIUM, offset, 300);
         let r = vm::with(|mm| {
-            let medium = open(mm, files::MEDIUM);
+            let medium = open_file(mm, files::MEDIUM);
             let written = mm.write_file(medium, offset, &data);
             let dirty: Vec<bool> = [4, 5]
                 .iter()
@@ -277,19 +236,19 @@ ktest! {
     fn shared_mapping_and_file_io_share_pages(t) {
         if !needs_mm(t) { return; }
         let index = 7;
-        let new = inverted(files::MEDIUM, index * PAGE, 16);
+        let new = inverted(files::MEDIUM, index * PAGE_SIZE, 16);
         let stored = 0x5eed_0000_0000_cafe_u64;
         let space = UserSpace::new().expect("space");
         let va = vm::with(|mm| {
             let mapping = mm.open_file(files::MEDIUM)?;
-            mm.mmap(space.id(), None, PAGE, VmFlags::READ | VmFlags::WRITE | VmFlags::SHARED, MapSource::File { mapping, offset: index * PAGE })
+            mm.mmap(space.id(), None, PAGE_SIZE, VmFlags::READ | VmFlags::WRITE | VmFlags::SHARED, MapSource::File { mapping, offset: index * PAGE_SIZE })
         })
         .expect("mmap");
         space.enter();
         let original = uaccess::read_u8(va);
         let written = vm::with(|mm| {
-            let medium = open(mm, files::MEDIUM);
-            mm.write_file(medium, index * PAGE, &new)
+            let medium = open_file(mm, files::MEDIUM);
+            mm.write_file(medium, index * PAGE_SIZE, &new)
         });
         let mut seen = [0u8; 16];
         uaccess::read_bytes(va, &mut seen);
@@ -297,19 +256,19 @@ ktest! {
         space.leave();
         let mut via_read = [0u8; 8];
         let read = vm::with(|mm| {
-            let medium = open(mm, files::MEDIUM);
-            mm.read_file(medium, index * PAGE + 2048, &mut via_read)
+            let medium = open_file(mm, files::MEDIUM);
+            mm.read_file(medium, index * PAGE_SIZE + 2048, &mut via_read)
         });
         drop(space);
         let (sync, on_device, restore, restored) = vm::with(|mm| {
-            let medium = open(mm, files::MEDIUM);
+            let medium = open_file(mm, files::MEDIUM);
             let sync = mm.sync_mapping(medium);
-            let on_device = device_bytes(mm, medium, index * PAGE + 2048, 8);
-            let restore = restore_pattern(mm, medium, index * PAGE, PAGE as usize);
-            let restored = check_pattern(files::MEDIUM, index * PAGE, &device_bytes(mm, medium, index * PAGE, PAGE as usize));
+            let on_device = device_bytes(mm, medium, index * PAGE_SIZE + 2048, 8);
+            let restore = restore_pattern(mm, medium, index * PAGE_SIZE, PAGE_SIZE as usize);
+            let restored = check_pattern(files::MEDIUM, index * PAGE_SIZE, &device_bytes(mm, medium, index * PAGE_SIZE, PAGE_SIZE as usize));
             (sync, on_device, restore, restored)
         });
-        check_eq!(t, original, pattern_byte(files::MEDIUM, index * PAGE));
+        check_eq!(t, original, pattern_byte(files::MEDIUM, index * PAGE_SIZE));
         check_eq!(t, written, Ok(16));
         check_eq!(t, &seen[..], &new[..]);
         check_eq!(t, read, Ok(8));
@@ -326,26 +285,26 @@ ktest! {
 /// device) and drops the file's cached pages.
 fn store_through_shared_mapping(file: u32, offset: u64, value: u64) -> Result<(), MmError> {
     let space = UserSpace::new()?;
-    let page = offset / PAGE;
+    let page = offset / PAGE_SIZE;
     let va = vm::with(|mm| {
         let mapping = mm.open_file(file)?;
         mm.mmap(
             space.id(),
             None,
-            PAGE,
+            PAGE_SIZE,
             VmFlags::READ | VmFlags::WRITE | VmFlags::SHARED,
             MapSource::File {
                 mapping,
-                offset: page * PAGE,
+                offset: page * PAGE_SIZE,
             },
         )
     })?;
     space.enter();
-    uaccess::write_u64(VirtAddr::new(va.as_u64() + offset % PAGE), value);
+    uaccess::write_u64(VirtAddr::new(va.as_u64() + offset % PAGE_SIZE), value);
     space.leave();
     drop(space);
     vm::with(|mm| {
-        let mapping = open(mm, file);
+        let mapping = open_file(mm, file);
         mm.sync_mapping(mapping)?;
         mm.truncate_inode_pages(mapping, 0)
     })
@@ -361,32 +320,32 @@ ktest! {
     fn bytes_past_eof_read_as_zero(t) {
         if !needs_mm(t) { return; }
         let file = files::PARTIAL;
-        let past_eof = 3 * PAGE + 512;
+        let past_eof = 3 * PAGE_SIZE + 512;
         let junk = 0xbad0_bad0_bad0_bad0_u64;
         let stored = store_through_shared_mapping(file, past_eof, junk);
         let on_device = vm::with(|mm| {
-            let mapping = open(mm, file);
+            let mapping = open_file(mm, file);
             device_bytes(mm, mapping, past_eof, 8)
         });
         let space = UserSpace::new().expect("space");
         let va = vm::with(|mm| {
             let mapping = mm.open_file(file)?;
-            mm.mmap(space.id(), None, PAGE, VmFlags::READ, MapSource::File { mapping, offset: 3 * PAGE })
+            mm.mmap(space.id(), None, PAGE_SIZE, VmFlags::READ, MapSource::File { mapping, offset: 3 * PAGE_SIZE })
         })
         .expect("mmap");
-        let mut last = vec![0u8; PAGE as usize];
+        let mut last = vec![0u8; PAGE_SIZE as usize];
         space.enter();
         uaccess::read_bytes(va, &mut last);
         space.leave();
         drop(space);
         let cleaned = store_through_shared_mapping(file, past_eof, 0);
         let device_clean = vm::with(|mm| {
-            let mapping = open(mm, file);
+            let mapping = open_file(mm, file);
             device_bytes(mm, mapping, past_eof, 8)
         });
         check_eq!(t, stored, Ok(()));
         check_eq!(t, &on_device[..], &junk.to_be_bytes()[..]);
-        check_eq!(t, check_pattern(file, 3 * PAGE, &last[..100]), Ok(()));
+        check_eq!(t, check_pattern(file, 3 * PAGE_SIZE, &last[..100]), Ok(()));
         check_eq!(t, last[100..].iter().position(|&b| b != 0), None);
         check_eq!(t, cleaned, Ok(()));
         check_eq!(t, device_clean, [0u8; 8]);

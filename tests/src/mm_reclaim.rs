@@ -7,14 +7,14 @@
 //! Tests that write a standard file put its pattern back (and write it back) before
 //! they end, so every later suite still finds the pattern.
 
+use crate::support::{cached_in, device_bytes, needs_mm, open_file, restore_pattern};
 use alloc::vec;
 use alloc::vec::Vec;
 use kernel::arch::uaccess;
 use kernel::ktest::Test;
-use kernel::mm::addr::{Pfn, VirtAddr};
+use kernel::mm::addr::{PAGE_SIZE, Pfn, VirtAddr};
 use kernel::mm::backing::{BlockDevice, check_pattern, files, fill_pattern, pattern};
 use kernel::mm::error::MmError;
-use kernel::mm::ids::MappingId;
 use kernel::mm::mmap::MapSource;
 use kernel::mm::page::PageFlags;
 use kernel::mm::reclaim::ShrinkOutcome;
@@ -24,18 +24,8 @@ use kernel::{check, check_eq, ktest};
 
 kernel::ktest_suite!("mm::reclaim");
 
-const PAGE: u64 = 4096;
 /// Pages of the two large files together (4 + 8 MiB).
 const LARGE_PAGES: u64 = 3 * 1024;
-
-/// Skips unless the memory manager runs (QEMU was given the backing store).
-fn needs_mm(t: &mut Test<'_>) -> bool {
-    if !vm::available() {
-        t.skip("no backing store (boot with -initrd, as cargo xtask does)");
-        return false;
-    }
-    true
-}
 
 /// Skips unless the large files are more than twice the page pool (`mm.pool=`).
 fn needs_pressure(t: &mut Test<'_>) -> bool {
@@ -45,10 +35,6 @@ fn needs_pressure(t: &mut Test<'_>) -> bool {
         return false;
     }
     true
-}
-
-fn open(mm: &mut KernelMm, file: u32) -> MappingId {
-    mm.open_file(file).expect("a standard file")
 }
 
 /// Reclaims everything reclaim can free. One `reclaim` call ages the active list only
@@ -66,36 +52,6 @@ fn reclaim_all(mm: &mut KernelMm) -> usize {
     }
 }
 
-/// The bytes `[offset, offset + len)` of the file as the backing device holds them.
-fn device_bytes(mm: &KernelMm, mapping: MappingId, offset: u64, len: usize) -> Vec<u8> {
-    let file = mm.mapping(mapping).expect("mapping").file();
-    (offset..offset + len as u64)
-        .map(|o| {
-            let block = file.block_of(o / PAGE).expect("inside the file");
-            mm.device().storage()[(block * PAGE + o % PAGE) as usize]
-        })
-        .collect()
-}
-
-/// Writes the pattern back over `[offset, offset + len)` and writes it to the device.
-fn restore_pattern(
-    mm: &mut KernelMm,
-    mapping: MappingId,
-    offset: u64,
-    len: usize,
-) -> Result<(), MmError> {
-    let file = mm.mapping(mapping).ok_or(MmError::NoSuchObject)?.file().id;
-    let mut data = vec![0; len];
-    fill_pattern(file, offset, &mut data);
-    mm.write_file(mapping, offset, &data)?;
-    mm.sync_mapping(mapping)
-}
-
-/// The frame caching page `index` of `mapping`, if any.
-fn cached(mm: &KernelMm, mapping: MappingId, index: u64) -> Option<Pfn> {
-    mm.mapping(mapping)?.lookup(index)
-}
-
 ktest! {
     /// Reading both large files (three times the default pool) with `read_file` forces
     /// watermark reclaim over and over; every byte still matches the pattern, and
@@ -109,7 +65,7 @@ ktest! {
         let mut buf = vec![0u8; 64 << 10];
         for file in files::LARGE {
             let (mapping, size) = vm::with(|mm| {
-                let m = open(mm, file);
+                let m = open_file(mm, file);
                 (m, mm.mapping(m).expect("mapping").file().size)
             });
             let mut pos = 0;
@@ -162,10 +118,10 @@ ktest! {
             .collect();
         let before = vm::with(|mm| mm.stats());
         let mut bad = Vec::new();
-        let mut page = vec![0u8; PAGE as usize];
+        let mut page = vec![0u8; PAGE_SIZE as usize];
         space.enter();
         for &(file, va, size) in &maps {
-            for offset in (0..size).step_by(PAGE as usize) {
+            for offset in (0..size).step_by(PAGE_SIZE as usize) {
                 uaccess::read_bytes(VirtAddr::new(va.as_u64() + offset), &mut page);
                 if let Err(o) = check_pattern(file, offset, &page) {
                     bad.push((file, o));
@@ -193,12 +149,12 @@ ktest! {
         let indices = [3u64, 100, 257, 600, 1000];
         let offset_in_page = 1000;
         let r = vm::with(|mm| {
-            let large = open(mm, files::LARGE[0]);
+            let large = open_file(mm, files::LARGE[0]);
             reclaim_all(mm);
             let mut data = Vec::new();
             let mut written = Vec::new();
             for &i in &indices {
-                let offset = i * PAGE + offset_in_page;
+                let offset = i * PAGE_SIZE + offset_in_page;
                 let mut d = vec![0u8; 64];
                 fill_pattern(files::LARGE[0], offset, &mut d);
                 d.iter_mut().for_each(|b| *b = !*b);
@@ -208,10 +164,10 @@ ktest! {
             let wb0 = mm.stats().writebacks;
             reclaim_all(mm);
             let wbs = mm.stats().writebacks - wb0;
-            let still_cached: Vec<u64> = indices.iter().copied().filter(|&i| cached(mm, large, i).is_some()).collect();
+            let still_cached: Vec<u64> = indices.iter().copied().filter(|&i| cached_in(mm, large, i).is_some()).collect();
             let mut lost = Vec::new();
             for (n, &i) in indices.iter().enumerate() {
-                let offset = i * PAGE + offset_in_page;
+                let offset = i * PAGE_SIZE + offset_in_page;
                 let device = device_bytes(mm, large, offset, 64);
                 let mut back = vec![0u8; 64];
                 let read = mm.read_file(large, offset, &mut back);
@@ -222,7 +178,7 @@ ktest! {
             let restored: Vec<_> = indices
                 .iter()
                 .map(|&i| {
-                    let offset = i * PAGE + offset_in_page;
+                    let offset = i * PAGE_SIZE + offset_in_page;
                     restore_pattern(mm, large, offset, 64)
                         .ok()
                         .and_then(|()| check_pattern(files::LARGE[0], offset, &device_bytes(mm, large, offset, 64)).ok())
@@ -253,31 +209,31 @@ ktest! {
         let pages = 8u64;
         let value = |i: u64| 0xd1e7_0000_0000_0000 | i;
         let (large, _) = vm::with(|mm| {
-            let large = open(mm, files::LARGE[0]);
+            let large = open_file(mm, files::LARGE[0]);
             (large, reclaim_all(mm))
         });
         let space = UserSpace::new().expect("space");
         let va = vm::with(|mm| {
-            mm.mmap(space.id(), None, pages * PAGE, VmFlags::READ | VmFlags::WRITE | VmFlags::SHARED, MapSource::File { mapping: large, offset: first * PAGE })
+            mm.mmap(space.id(), None, pages * PAGE_SIZE, VmFlags::READ | VmFlags::WRITE | VmFlags::SHARED, MapSource::File { mapping: large, offset: first * PAGE_SIZE })
         })
         .expect("mmap");
         space.enter();
         for i in 0..pages {
-            uaccess::write_u64(VirtAddr::new(va.as_u64() + i * PAGE + 16), value(i));
+            uaccess::write_u64(VirtAddr::new(va.as_u64() + i * PAGE_SIZE + 16), value(i));
         }
         space.leave();
         let (wbs, still_cached, mapped_after, kept) = vm::with(|mm| {
             let wb0 = mm.stats().writebacks;
             reclaim_all(mm);
-            let still: Vec<u64> = (first..first + pages).filter(|&i| cached(mm, large, i).is_some()).collect();
+            let still: Vec<u64> = (first..first + pages).filter(|&i| cached_in(mm, large, i).is_some()).collect();
             // What kept a page, if one stayed: flags, counts and its PTEs.
             let kept: Vec<_> = still
                 .iter()
-                .filter_map(|&i| cached(mm, large, i))
+                .filter_map(|&i| cached_in(mm, large, i))
                 .map(|p| (p, mm.page(p).map(|page| (page.flags().bits(), page.refcount(), page.mapcount())), mm.rmap(p)))
                 .collect();
             let mapped = (0..pages)
-                .filter(|&i| mm.follow_page(space.id(), VirtAddr::new(va.as_u64() + i * PAGE), Default::default()).is_some())
+                .filter(|&i| mm.follow_page(space.id(), VirtAddr::new(va.as_u64() + i * PAGE_SIZE), Default::default()).is_some())
                 .count();
             (mm.stats().writebacks - wb0, still, mapped, kept)
         });
@@ -287,18 +243,18 @@ ktest! {
         drop(space);
         let fresh = UserSpace::new().expect("space");
         let va2 = vm::with(|mm| {
-            mm.mmap(fresh.id(), None, pages * PAGE, VmFlags::READ, MapSource::File { mapping: large, offset: first * PAGE })
+            mm.mmap(fresh.id(), None, pages * PAGE_SIZE, VmFlags::READ, MapSource::File { mapping: large, offset: first * PAGE_SIZE })
         })
         .expect("mmap");
         fresh.enter();
-        let seen: Vec<u64> = (0..pages).map(|i| uaccess::read_u64(VirtAddr::new(va2.as_u64() + i * PAGE + 16))).collect();
+        let seen: Vec<u64> = (0..pages).map(|i| uaccess::read_u64(VirtAddr::new(va2.as_u64() + i * PAGE_SIZE + 16))).collect();
         let neighbour = uaccess::read_u64(VirtAddr::new(va2.as_u64() + 8));
         fresh.leave();
         drop(fresh);
         let restored = vm::with(|mm| {
             (0..pages)
                 .map(|i| {
-                    let offset = (first + i) * PAGE + 16;
+                    let offset = (first + i) * PAGE_SIZE + 16;
                     restore_pattern(mm, large, offset, 8)
                         .ok()
                         .and_then(|()| check_pattern(files::LARGE[0], offset, &device_bytes(mm, large, offset, 8)).ok())
@@ -310,7 +266,7 @@ ktest! {
         check_eq!(t, still_cached, Vec::<u64>::new());
         check_eq!(t, mapped_after, 0);
         check_eq!(t, seen, (0..pages).map(value).collect::<Vec<_>>());
-        check_eq!(t, neighbour, pattern(files::LARGE[0], first * PAGE + 8));
+        check_eq!(t, neighbour, pattern(files::LARGE[0], first * PAGE_SIZE + 8));
         check_eq!(t, restored, 0);
     }
 }
@@ -324,12 +280,12 @@ ktest! {
     fn reclaim_frees_clean_pages_without_io(t) {
         if !needs_mm(t) { return; }
         let r = vm::with(|mm| {
-            let medium = open(mm, files::MEDIUM);
+            let medium = open_file(mm, files::MEDIUM);
             mm.truncate_inode_pages(medium, 0).expect("truncate");
             reclaim_all(mm);
-            let mut buf = vec![0u8; 64 * PAGE as usize];
-            let read = mm.read_file(medium, 128 * PAGE, &mut buf);
-            let content = check_pattern(files::MEDIUM, 128 * PAGE, &buf);
+            let mut buf = vec![0u8; 64 * PAGE_SIZE as usize];
+            let read = mm.read_file(medium, 128 * PAGE_SIZE, &mut buf);
+            let content = check_pattern(files::MEDIUM, 128 * PAGE_SIZE, &buf);
             let cached_before = mm.mapping(medium).map(|m| m.nrpages());
             let (free0, writes0, wb0) = (mm.frames().free_count(), mm.device().stats().writes, mm.stats().writebacks);
             let freed = mm.reclaim(64);
@@ -339,7 +295,7 @@ ktest! {
             (read, content, cached_before, freed, free_delta, io, cached_after)
         });
         let (read, content, cached_before, freed, free_delta, io, cached_after) = r;
-        check_eq!(t, read, Ok(64 * PAGE as usize));
+        check_eq!(t, read, Ok(64 * PAGE_SIZE as usize));
         check_eq!(t, content, Ok(()));
         check_eq!(t, cached_before, Some(64));
         check_eq!(t, freed, 64);
@@ -362,14 +318,14 @@ ktest! {
         let first = 64u64;
         let space = UserSpace::new().expect("space");
         let (small_cache, va) = vm::with(|mm| {
-            let medium = open(mm, files::MEDIUM);
+            let medium = open_file(mm, files::MEDIUM);
             mm.truncate_inode_pages(medium, 0)?;
             reclaim_all(mm);
-            let va = mm.mmap(space.id(), None, pages * PAGE, VmFlags::READ, MapSource::File { mapping: medium, offset: first * PAGE })?;
+            let va = mm.mmap(space.id(), None, pages * PAGE_SIZE, VmFlags::READ, MapSource::File { mapping: medium, offset: first * PAGE_SIZE })?;
             Ok::<_, MmError>((medium, va))
         })
         .expect("mmap");
-        let page_va = |i: u64| VirtAddr::new(va.as_u64() + i * PAGE);
+        let page_va = |i: u64| VirtAddr::new(va.as_u64() + i * PAGE_SIZE);
         space.enter();
         for i in 0..pages {
             uaccess::read_u8(page_va(i));
@@ -377,7 +333,7 @@ ktest! {
         space.leave();
         // Fresh pages were just referenced: the scan of the inactive list activates them.
         let (pfns, first_scan) = vm::with(|mm| {
-            let pfns: Vec<Option<Pfn>> = (0..pages).map(|i| cached(mm, small_cache, first + i)).collect();
+            let pfns: Vec<Option<Pfn>> = (0..pages).map(|i| cached_in(mm, small_cache, first + i)).collect();
             let outcomes: Vec<Option<ShrinkOutcome>> = pfns.iter().map(|p| p.map(|p| mm.shrink_page(p))).collect();
             (pfns, outcomes)
         });
@@ -400,7 +356,7 @@ ktest! {
                 .filter(|(i, _)| i % 2 == 1)
                 .map(|(_, p)| p.map(|p| mm.shrink_page(p)))
                 .collect();
-            let cached_after: Vec<bool> = (0..pages).map(|i| cached(mm, small_cache, first + i).is_some()).collect();
+            let cached_after: Vec<bool> = (0..pages).map(|i| cached_in(mm, small_cache, first + i).is_some()).collect();
             let mapped_after: Vec<bool> =
                 (0..pages).map(|i| mm.follow_page(space.id(), page_va(i), Default::default()).is_some()).collect();
             (active, outcomes, cached_after, mapped_after)
@@ -418,7 +374,7 @@ ktest! {
         check!(t, second_scan.iter().all(|o| *o == Some(ShrinkOutcome::Freed)), "{second_scan:?}");
         check_eq!(t, cached_after, even);
         check_eq!(t, mapped_after, even);
-        let want: Vec<u64> = (0..pages).map(|i| pattern(files::MEDIUM, (first + i) * PAGE)).collect();
+        let want: Vec<u64> = (0..pages).map(|i| pattern(files::MEDIUM, (first + i) * PAGE_SIZE)).collect();
         check_eq!(t, words, want);
     }
 }
@@ -430,17 +386,17 @@ ktest! {
         if !needs_mm(t) { return; }
         let space = UserSpace::new().expect("space");
         let pages = 16u64;
-        let va = vm::with(|mm| mm.mmap(space.id(), None, pages * PAGE, VmFlags::READ | VmFlags::WRITE, MapSource::Anon))
+        let va = vm::with(|mm| mm.mmap(space.id(), None, pages * PAGE_SIZE, VmFlags::READ | VmFlags::WRITE, MapSource::Anon))
             .expect("anonymous mmap");
         space.enter();
         for i in 0..pages {
-            uaccess::write_u64(VirtAddr::new(va.as_u64() + i * PAGE), 0xa000 + i);
+            uaccess::write_u64(VirtAddr::new(va.as_u64() + i * PAGE_SIZE), 0xa000 + i);
         }
         space.leave();
         let anon_before = vm::with(|mm| mm.stats().anon_faults);
         vm::with(reclaim_all);
         space.enter();
-        let back: Vec<u64> = (0..pages).map(|i| uaccess::read_u64(VirtAddr::new(va.as_u64() + i * PAGE))).collect();
+        let back: Vec<u64> = (0..pages).map(|i| uaccess::read_u64(VirtAddr::new(va.as_u64() + i * PAGE_SIZE))).collect();
         space.leave();
         let anon_after = vm::with(|mm| mm.stats().anon_faults);
         check_eq!(t, back, (0..pages).map(|i| 0xa000 + i).collect::<Vec<_>>());

@@ -3,10 +3,10 @@
 //! tables follow (what is unmapped faults, what is replaced shows the new backing), and
 //! bad arguments come back as errors, never panics.
 
+use crate::support::{RW, map_anon, needs_mm, page_va};
 use alloc::vec::Vec;
 use kernel::arch::{kspace, uaccess};
-use kernel::ktest::Test;
-use kernel::mm::addr::VirtAddr;
+use kernel::mm::addr::{PAGE_SIZE, VirtAddr};
 use kernel::mm::backing::{files, pattern};
 use kernel::mm::error::MmError;
 use kernel::mm::manager::{USER_END, USER_START};
@@ -17,29 +17,7 @@ use kernel::{check, check_eq, ktest};
 
 kernel::ktest_suite!("mm::vma");
 
-const PAGE: u64 = 4096;
-const RW: VmFlags = VmFlags::READ.union(VmFlags::WRITE);
 const LOCKED_RW: VmFlags = RW.union(VmFlags::LOCKED);
-
-/// Skips unless the memory manager runs (QEMU was given the backing store).
-fn needs_mm(t: &mut Test<'_>) -> bool {
-    if !vm::available() {
-        t.skip("no backing store (boot with -initrd, as cargo xtask does)");
-        return false;
-    }
-    true
-}
-
-/// `addr + n` pages.
-fn at(addr: VirtAddr, n: u64) -> VirtAddr {
-    VirtAddr::new(addr.as_u64() + n * PAGE)
-}
-
-/// Maps `pages` anonymous read-write pages anywhere.
-fn map_anon(space: &UserSpace, pages: u64) -> VirtAddr {
-    vm::with(|mm| mm.mmap(space.id(), None, pages * PAGE, RW, MapSource::Anon))
-        .expect("anonymous mmap")
-}
 
 /// The number of VMAs and the flags of the VMA at each of `pages` pages from `start`
 /// (`None` where no VMA is).
@@ -47,7 +25,7 @@ fn layout(space: &UserSpace, start: VirtAddr, pages: u64) -> (usize, Vec<Option<
     vm::with(|mm| {
         let vmas = mm.space(space.id()).expect("space").vmas();
         let flags = (0..pages)
-            .map(|i| vmas.find(at(start, i)).map(|v| v.flags()))
+            .map(|i| vmas.find(page_va(start, i)).map(|v| v.flags()))
             .collect();
         (vmas.len(), flags)
     })
@@ -71,26 +49,26 @@ ktest! {
         let va = map_anon(&space, 8);
         space.enter();
         for i in 0..8 {
-            uaccess::write_u64(at(va, i), 0x100 + i);
+            uaccess::write_u64(page_va(va, i), 0x100 + i);
         }
         space.leave();
         let one = layout(&space, va, 8);
-        let hole = vm::with(|mm| mm.munmap(space.id(), at(va, 3), 2 * PAGE));
+        let hole = vm::with(|mm| mm.munmap(space.id(), page_va(va, 3), 2 * PAGE_SIZE));
         let split = layout(&space, va, 8);
         space.enter();
-        t.expect_pgm(0x11, || { uaccess::read_u64(at(va, 3)); });
-        let kept = (uaccess::read_u64(at(va, 2)), uaccess::read_u64(at(va, 5)));
+        t.expect_pgm(0x11, || { uaccess::read_u64(page_va(va, 3)); });
+        let kept = (uaccess::read_u64(page_va(va, 2)), uaccess::read_u64(page_va(va, 5)));
         space.leave();
-        let refill = vm::with(|mm| mm.mmap(space.id(), Some(at(va, 3)), 2 * PAGE, RW, MapSource::Anon));
+        let refill = vm::with(|mm| mm.mmap(space.id(), Some(page_va(va, 3)), 2 * PAGE_SIZE, RW, MapSource::Anon));
         let merged = layout(&space, va, 8);
         space.enter();
-        let fresh = uaccess::read_u64(at(va, 4));
+        let fresh = uaccess::read_u64(page_va(va, 4));
         space.leave();
         check_eq!(t, one, (1, expected(&[(8, Some(RW))])));
         check_eq!(t, hole, Ok(()));
         check_eq!(t, split, (2, expected(&[(3, Some(RW)), (2, None), (3, Some(RW))])));
         check_eq!(t, kept, (0x102, 0x105));
-        check_eq!(t, refill, Ok(at(va, 3)));
+        check_eq!(t, refill, Ok(page_va(va, 3)));
         check_eq!(t, merged, (1, expected(&[(8, Some(RW))])));
         check_eq!(t, fresh, 0);
     }
@@ -107,23 +85,23 @@ ktest! {
         let va = map_anon(&space, 6);
         space.enter();
         for i in 0..6 {
-            uaccess::write_u64(at(va, i), i);
+            uaccess::write_u64(page_va(va, i), i);
         }
         space.leave();
-        let prot = vm::with(|mm| mm.mprotect(space.id(), at(va, 2), 2 * PAGE, VmFlags::READ));
+        let prot = vm::with(|mm| mm.mprotect(space.id(), page_va(va, 2), 2 * PAGE_SIZE, VmFlags::READ));
         let split = layout(&space, va, 6);
         space.enter();
-        uaccess::write_u64(at(va, 1), 0x11);
-        uaccess::write_u64(at(va, 4), 0x44);
-        t.expect_pgm(0x04, || uaccess::write_u64(at(va, 2), 0x22));
-        t.expect_pgm(0x04, || uaccess::write_u64(at(va, 3), 0x33));
-        let read_only = (uaccess::read_u64(at(va, 2)), uaccess::read_u64(at(va, 3)));
+        uaccess::write_u64(page_va(va, 1), 0x11);
+        uaccess::write_u64(page_va(va, 4), 0x44);
+        t.expect_pgm(0x04, || uaccess::write_u64(page_va(va, 2), 0x22));
+        t.expect_pgm(0x04, || uaccess::write_u64(page_va(va, 3), 0x33));
+        let read_only = (uaccess::read_u64(page_va(va, 2)), uaccess::read_u64(page_va(va, 3)));
         space.leave();
-        let back = vm::with(|mm| mm.mprotect(space.id(), at(va, 2), 2 * PAGE, RW));
+        let back = vm::with(|mm| mm.mprotect(space.id(), page_va(va, 2), 2 * PAGE_SIZE, RW));
         let merged = layout(&space, va, 6);
         space.enter();
-        uaccess::write_u64(at(va, 3), 0x33);
-        let written = uaccess::read_u64(at(va, 3));
+        uaccess::write_u64(page_va(va, 3), 0x33);
+        let written = uaccess::read_u64(page_va(va, 3));
         space.leave();
         check_eq!(t, prot, Ok(()));
         check_eq!(t, split, (3, expected(&[(2, Some(RW)), (2, Some(VmFlags::READ)), (2, Some(RW))])));
@@ -143,14 +121,14 @@ ktest! {
         if !needs_mm(t) { return; }
         let space = UserSpace::new().expect("space");
         let va = map_anon(&space, 8);
-        let locked = vm::with(|mm| mm.mlock(space.id(), at(va, 2), 3 * PAGE));
+        let locked = vm::with(|mm| mm.mlock(space.id(), page_va(va, 2), 3 * PAGE_SIZE));
         let split = layout(&space, va, 8);
         space.enter();
         let present: Vec<bool> = (0..8)
-            .map(|i| kspace::current_user_pte(at(va, i)).is_some_and(|(_, pte)| pte.is_present()))
+            .map(|i| kspace::current_user_pte(page_va(va, i)).is_some_and(|(_, pte)| pte.is_present()))
             .collect();
         space.leave();
-        let unlocked = vm::with(|mm| mm.munlock(space.id(), at(va, 2), 3 * PAGE));
+        let unlocked = vm::with(|mm| mm.munlock(space.id(), page_va(va, 2), 3 * PAGE_SIZE));
         let merged = layout(&space, va, 8);
         check_eq!(t, locked, Ok(()));
         check_eq!(t, split, (3, expected(&[(2, Some(RW)), (3, Some(LOCKED_RW)), (3, Some(RW))])));
@@ -171,18 +149,18 @@ ktest! {
         let space = UserSpace::new().expect("space");
         let va = vm::with(|mm| {
             let mapping = mm.open_file(files::SMALL)?;
-            mm.mmap(space.id(), None, 8 * PAGE, VmFlags::READ, MapSource::File { mapping, offset: 0 })
+            mm.mmap(space.id(), None, 8 * PAGE_SIZE, VmFlags::READ, MapSource::File { mapping, offset: 0 })
         })
         .expect("mmap");
         space.enter();
-        let before: Vec<u64> = (0..8).map(|i| uaccess::read_u64(at(va, i))).collect();
-        let replace = vm::with(|mm| mm.mmap(space.id(), Some(at(va, 2)), 2 * PAGE, RW, MapSource::Anon));
-        let after: Vec<u64> = (0..8).map(|i| uaccess::read_u64(at(va, i))).collect();
+        let before: Vec<u64> = (0..8).map(|i| uaccess::read_u64(page_va(va, i))).collect();
+        let replace = vm::with(|mm| mm.mmap(space.id(), Some(page_va(va, 2)), 2 * PAGE_SIZE, RW, MapSource::Anon));
+        let after: Vec<u64> = (0..8).map(|i| uaccess::read_u64(page_va(va, i))).collect();
         space.leave();
         let shape = layout(&space, va, 8);
-        let file_words: Vec<u64> = (0..8).map(|i| pattern(files::SMALL, i * PAGE)).collect();
+        let file_words: Vec<u64> = (0..8).map(|i| pattern(files::SMALL, i * PAGE_SIZE)).collect();
         check_eq!(t, before, file_words);
-        check_eq!(t, replace, Ok(at(va, 2)));
+        check_eq!(t, replace, Ok(page_va(va, 2)));
         check_eq!(t, shape, (3, expected(&[(2, Some(VmFlags::READ)), (2, Some(RW)), (4, Some(VmFlags::READ))])));
         let mut want = file_words.clone();
         want[2] = 0;
@@ -209,30 +187,30 @@ ktest! {
             let r = |x: Result<(), MmError>| x.err();
             let m = |x: Result<VirtAddr, MmError>| x.err();
             [
-                ("mmap unaligned addr", m(mm.mmap(id, Some(VirtAddr::new(va.as_u64() + 1)), PAGE, RW, anon)), MmError::Unaligned),
-                ("mmap unaligned len", m(mm.mmap(id, None, PAGE + 1, RW, anon)), MmError::Unaligned),
+                ("mmap unaligned addr", m(mm.mmap(id, Some(VirtAddr::new(va.as_u64() + 1)), PAGE_SIZE, RW, anon)), MmError::Unaligned),
+                ("mmap unaligned len", m(mm.mmap(id, None, PAGE_SIZE + 1, RW, anon)), MmError::Unaligned),
                 ("mmap zero len", m(mm.mmap(id, None, 0, RW, anon)), MmError::ZeroLength),
-                ("mmap overflow", m(mm.mmap(id, Some(top), 2 * PAGE, RW, anon)), MmError::Overflow),
-                ("mmap below user", m(mm.mmap(id, Some(VirtAddr::new(USER_START.as_u64() - PAGE)), PAGE, RW, anon)), MmError::OutOfRange),
-                ("mmap above 1 TiB", m(mm.mmap(id, Some(USER_END), PAGE, RW, anon)), MmError::OutOfRange),
-                ("mmap across 1 TiB", m(mm.mmap(id, Some(VirtAddr::new(USER_END.as_u64() - PAGE)), 2 * PAGE, RW, anon)), MmError::OutOfRange),
+                ("mmap overflow", m(mm.mmap(id, Some(top), 2 * PAGE_SIZE, RW, anon)), MmError::Overflow),
+                ("mmap below user", m(mm.mmap(id, Some(VirtAddr::new(USER_START.as_u64() - PAGE_SIZE)), PAGE_SIZE, RW, anon)), MmError::OutOfRange),
+                ("mmap above 1 TiB", m(mm.mmap(id, Some(USER_END), PAGE_SIZE, RW, anon)), MmError::OutOfRange),
+                ("mmap across 1 TiB", m(mm.mmap(id, Some(VirtAddr::new(USER_END.as_u64() - PAGE_SIZE)), 2 * PAGE_SIZE, RW, anon)), MmError::OutOfRange),
                 ("mmap too big", m(mm.mmap(id, None, USER_END.as_u64(), RW, anon)), MmError::NoSpace),
-                ("mmap file offset", m(mm.mmap(id, None, PAGE, VmFlags::READ, MapSource::File { mapping: file, offset: 100 })), MmError::Unaligned),
-                ("mmap shared anon", m(mm.mmap(id, None, PAGE, RW.union(VmFlags::SHARED), anon)), MmError::PermissionDenied),
-                ("munmap unaligned", r(mm.munmap(id, VirtAddr::new(va.as_u64() + 8), PAGE)), MmError::Unaligned),
+                ("mmap file offset", m(mm.mmap(id, None, PAGE_SIZE, VmFlags::READ, MapSource::File { mapping: file, offset: 100 })), MmError::Unaligned),
+                ("mmap shared anon", m(mm.mmap(id, None, PAGE_SIZE, RW.union(VmFlags::SHARED), anon)), MmError::PermissionDenied),
+                ("munmap unaligned", r(mm.munmap(id, VirtAddr::new(va.as_u64() + 8), PAGE_SIZE)), MmError::Unaligned),
                 ("munmap zero len", r(mm.munmap(id, va, 0)), MmError::ZeroLength),
-                ("munmap overflow", r(mm.munmap(id, top, 2 * PAGE)), MmError::Overflow),
-                ("munmap above 1 TiB", r(mm.munmap(id, USER_END, PAGE)), MmError::OutOfRange),
+                ("munmap overflow", r(mm.munmap(id, top, 2 * PAGE_SIZE)), MmError::Overflow),
+                ("munmap above 1 TiB", r(mm.munmap(id, USER_END, PAGE_SIZE)), MmError::OutOfRange),
                 ("mprotect unaligned len", r(mm.mprotect(id, va, 100, VmFlags::READ)), MmError::Unaligned),
                 ("mprotect zero len", r(mm.mprotect(id, va, 0, VmFlags::READ)), MmError::ZeroLength),
-                ("mprotect overflow", r(mm.mprotect(id, top, 2 * PAGE, VmFlags::READ)), MmError::Overflow),
-                ("mprotect hole", r(mm.mprotect(id, at(va, 2), 4 * PAGE, VmFlags::READ)), MmError::NotMapped),
-                ("mprotect flags", r(mm.mprotect(id, va, PAGE, VmFlags::SHARED)), MmError::PermissionDenied),
-                ("mlock hole", r(mm.mlock(id, at(va, 3), 2 * PAGE)), MmError::NotMapped),
-                ("mlock unaligned", r(mm.mlock(id, VirtAddr::new(va.as_u64() + 1), PAGE)), MmError::Unaligned),
-                ("mlock below user", r(mm.mlock(id, VirtAddr::new(PAGE), PAGE)), MmError::OutOfRange),
+                ("mprotect overflow", r(mm.mprotect(id, top, 2 * PAGE_SIZE, VmFlags::READ)), MmError::Overflow),
+                ("mprotect hole", r(mm.mprotect(id, page_va(va, 2), 4 * PAGE_SIZE, VmFlags::READ)), MmError::NotMapped),
+                ("mprotect flags", r(mm.mprotect(id, va, PAGE_SIZE, VmFlags::SHARED)), MmError::PermissionDenied),
+                ("mlock hole", r(mm.mlock(id, page_va(va, 3), 2 * PAGE_SIZE)), MmError::NotMapped),
+                ("mlock unaligned", r(mm.mlock(id, VirtAddr::new(va.as_u64() + 1), PAGE_SIZE)), MmError::Unaligned),
+                ("mlock below user", r(mm.mlock(id, VirtAddr::new(PAGE_SIZE), PAGE_SIZE)), MmError::OutOfRange),
                 ("munlock zero len", r(mm.munlock(id, va, 0)), MmError::ZeroLength),
-                ("munlock overflow", r(mm.munlock(id, top, 2 * PAGE)), MmError::Overflow),
+                ("munlock overflow", r(mm.munlock(id, top, 2 * PAGE_SIZE)), MmError::Overflow),
             ]
         });
         for (what, got, want) in results {
@@ -254,19 +232,19 @@ ktest! {
         let space = UserSpace::new().expect("space");
         let va = map_anon(&space, 12);
         let setup = vm::with(|mm| {
-            mm.munmap(space.id(), at(va, 4), PAGE)?;
-            mm.mprotect(space.id(), at(va, 6), 2 * PAGE, VmFlags::READ)?;
-            mm.munmap(space.id(), at(va, 9), PAGE)
+            mm.munmap(space.id(), page_va(va, 4), PAGE_SIZE)?;
+            mm.mprotect(space.id(), page_va(va, 6), 2 * PAGE_SIZE, VmFlags::READ)?;
+            mm.munmap(space.id(), page_va(va, 9), PAGE_SIZE)
         });
         space.enter();
-        uaccess::write_u64(at(va, 1), 0x1);
-        uaccess::write_u64(at(va, 11), 0xb);
+        uaccess::write_u64(page_va(va, 1), 0x1);
+        uaccess::write_u64(page_va(va, 11), 0xb);
         space.leave();
         let before = layout(&space, va, 12);
-        let cut = vm::with(|mm| mm.munmap(space.id(), at(va, 2), 9 * PAGE));
+        let cut = vm::with(|mm| mm.munmap(space.id(), page_va(va, 2), 9 * PAGE_SIZE));
         let after = layout(&space, va, 12);
         space.enter();
-        let kept = (uaccess::read_u64(at(va, 1)), uaccess::read_u64(at(va, 11)));
+        let kept = (uaccess::read_u64(page_va(va, 1)), uaccess::read_u64(page_va(va, 11)));
         space.leave();
         check_eq!(t, setup, Ok(()));
         let ro = Some(VmFlags::READ);

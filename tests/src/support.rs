@@ -1,0 +1,257 @@
+//! Helpers the suites share: skip conditions, mapping and reading scratch files from a
+//! user address space, the page cache and the backing device as the tests observe them,
+//! and the page states seen through the host model.
+//!
+//! Helpers that only one suite needs stay in that suite.
+
+use alloc::boxed::Box;
+use alloc::vec;
+use alloc::vec::Vec;
+use kernel::arch::uaccess;
+use kernel::cmma::backend::{self, Backend, with_model};
+use kernel::cmma::essa::UsageState;
+use kernel::cmma::model::{Counters, ReclaimOutcome};
+use kernel::cmma::states::{StateCounters, last_state_name};
+use kernel::ktest::Test;
+use kernel::mm::addr::{PAGE_SIZE, Pfn, PhysAddr, VirtAddr};
+use kernel::mm::backing::{check_pattern, fill_pattern};
+use kernel::mm::error::MmError;
+use kernel::mm::ids::MappingId;
+use kernel::mm::mmap::MapSource;
+use kernel::mm::vma::VmFlags;
+use kernel::vm::{self, KernelMm, UserSpace};
+
+/// `check_eq!` with a description of what was compared.
+macro_rules! check_is {
+    ($t:expr, $got:expr, $want:expr, $($what:tt)+) => {
+        match (&$got, &$want) {
+            (got, want) => kernel::check!($t, *got == *want, "{}: got {:?}, want {:?}", format_args!($($what)+), got, want),
+        }
+    };
+}
+pub(crate) use check_is;
+
+// ---------------------------------------------------------------------------------------
+// Skip conditions: each returns whether the test may go on (it skipped otherwise).
+
+/// Skips unless the memory manager runs (QEMU was given the backing store).
+pub(crate) fn needs_mm(t: &mut Test<'_>) -> bool {
+    if !vm::available() {
+        t.skip("no backing store (boot with -initrd, as cargo xtask does)");
+        return false;
+    }
+    true
+}
+
+/// Skips unless ESSA goes to the host model; `reason` is the skip message, saying what
+/// of the test only the model can do (e.g. discard or reclaim on request).
+pub(crate) fn needs_model(t: &mut Test<'_>, reason: &str) -> bool {
+    if backend::current() != Backend::Model {
+        t.skip(reason);
+        return false;
+    }
+    true
+}
+
+/// Skips unless the memory manager runs with the host model behind ESSA: page states
+/// are read from the model, and only the model discards on request.
+pub(crate) fn needs_mm_with_model(t: &mut Test<'_>) -> bool {
+    needs_mm(t)
+        && needs_model(
+            t,
+            "page states are observed through the host model (cmma=model)",
+        )
+}
+
+// ---------------------------------------------------------------------------------------
+// User mappings.
+
+/// Read and write access.
+pub(crate) const RW: VmFlags = VmFlags::READ.union(VmFlags::WRITE);
+
+/// The address `page` pages after `va`.
+pub(crate) fn page_va(va: VirtAddr, page: u64) -> VirtAddr {
+    VirtAddr::new(va.as_u64() + page * PAGE_SIZE)
+}
+
+/// Maps `pages` pages of `file`, from page `first` on, anywhere in `space`; the file's
+/// mapping (page cache) and the start of the VMA.
+pub(crate) fn map_file(
+    space: &UserSpace,
+    file: u32,
+    first: u64,
+    pages: u64,
+    flags: VmFlags,
+) -> (MappingId, VirtAddr) {
+    vm::with(|mm| {
+        let mapping = mm.open_file(file)?;
+        let source = MapSource::File {
+            mapping,
+            offset: first * PAGE_SIZE,
+        };
+        let va = mm.mmap(space.id(), None, pages * PAGE_SIZE, flags, source)?;
+        Ok::<_, MmError>((mapping, va))
+    })
+    .expect("mmap of a file of the backing store")
+}
+
+/// Maps `pages` anonymous read-write pages anywhere in `space`.
+pub(crate) fn map_anon(space: &UserSpace, pages: u64) -> VirtAddr {
+    vm::with(|mm| mm.mmap(space.id(), None, pages * PAGE_SIZE, RW, MapSource::Anon))
+        .expect("anonymous mmap")
+}
+
+/// Reads `pages` whole pages at `va` (which maps `file` from page `first` on) from user
+/// space and checks them against the file's pattern; the first bad (page, offset).
+pub(crate) fn read_pages(
+    space: &UserSpace,
+    va: VirtAddr,
+    file: u32,
+    first: u64,
+    pages: u64,
+) -> Option<(u64, u64)> {
+    let mut buf = vec![0u8; PAGE_SIZE as usize];
+    let mut bad = None;
+    space.enter();
+    for page in 0..pages {
+        uaccess::read_bytes(page_va(va, page), &mut buf);
+        if let Err(offset) = check_pattern(file, (first + page) * PAGE_SIZE, &buf) {
+            bad = bad.or(Some((page, offset)));
+        }
+    }
+    space.leave();
+    bad
+}
+
+/// Whether the mapping carries the sticky `mlocked` flag (`None`: no such mapping).
+pub(crate) fn is_mlocked(mapping: MappingId) -> Option<bool> {
+    vm::with(|mm| mm.mapping(mapping).map(|m| m.is_mlocked()))
+}
+
+/// Whether the VMA at `va` is `VM_LOCKED` (`None`: no VMA there).
+pub(crate) fn vma_locked(space: &UserSpace, va: VirtAddr) -> Option<bool> {
+    vm::with(|mm| mm.space(space.id())?.vmas().find(va).map(|v| v.is_locked()))
+}
+
+// ---------------------------------------------------------------------------------------
+// Page cache and backing device.
+
+/// Opens a file of the standard backing-store image.
+pub(crate) fn open_file(mm: &mut KernelMm, file: u32) -> MappingId {
+    mm.open_file(file).expect("a standard file")
+}
+
+/// The page-cache frame of `mapping` at page `index`, if cached; for use inside
+/// [`vm::with`].
+pub(crate) fn cached_in(mm: &KernelMm, mapping: MappingId, index: u64) -> Option<Pfn> {
+    mm.mapping(mapping)?.lookup(index)
+}
+
+/// The page-cache frame of `mapping` at page `index`, if cached.
+pub(crate) fn cached(mapping: MappingId, index: u64) -> Option<Pfn> {
+    vm::with(|mm| cached_in(mm, mapping, index))
+}
+
+/// A lookup and its release: `find_get_page` makes the page stable, the release
+/// (`page_cache_release`) is a volatile attempt.
+pub(crate) fn lookup_and_release(mapping: MappingId, index: u64) {
+    vm::with(|mm| {
+        if let Some(pfn) = mm.find_get_page(mapping, index) {
+            mm.put_page(pfn);
+        }
+    });
+}
+
+/// The bytes `[offset, offset + len)` of the mapping's file as the backing device holds
+/// them (not the page cache).
+pub(crate) fn device_bytes(mm: &KernelMm, mapping: MappingId, offset: u64, len: usize) -> Vec<u8> {
+    let file = mm.mapping(mapping).expect("mapping").file();
+    (offset..offset + len as u64)
+        .map(|o| {
+            let block = file.block_of(o / PAGE_SIZE).expect("inside the file");
+            mm.device().storage()[(block * PAGE_SIZE + o % PAGE_SIZE) as usize]
+        })
+        .collect()
+}
+
+/// Writes the file's pattern back over `[offset, offset + len)` and writes it to the
+/// device, so that later tests and suites find the standard contents.
+pub(crate) fn restore_pattern(
+    mm: &mut KernelMm,
+    mapping: MappingId,
+    offset: u64,
+    len: usize,
+) -> Result<(), MmError> {
+    let file = mm.mapping(mapping).ok_or(MmError::NoSuchObject)?.file().id;
+    let mut data = vec![0; len];
+    fill_pattern(file, offset, &mut data);
+    mm.write_file(mapping, offset, &data)?;
+    mm.sync_mapping(mapping)
+}
+
+// ---------------------------------------------------------------------------------------
+// Page states and the host model.
+
+/// A frame's usage state in the host model and the name of the state the page-state
+/// layer last set (`Page::last_state`).
+pub(crate) type ObservedState = (Option<UsageState>, &'static str);
+
+/// Stable in the model and in the layer's own record.
+pub(crate) const STABLE: ObservedState = (Some(UsageState::Stable), "stable");
+/// Volatile in the model and in the layer's own record.
+pub(crate) const VOLATILE: ObservedState = (Some(UsageState::Volatile), "volatile");
+/// Potentially volatile in the model and in the layer's own record.
+pub(crate) const POT_VOLATILE: ObservedState =
+    (Some(UsageState::PotVolatile), "potentially volatile");
+
+/// The state of frame `pfn` in the host model and in the page-state layer.
+pub(crate) fn page_state(pfn: Pfn) -> ObservedState {
+    let usage = with_model(|model, _| model.state(pfn.as_u64()).0);
+    let last = vm::with(|mm| {
+        mm.page(pfn)
+            .map_or("no page", |p| last_state_name(p.last_state()))
+    });
+    (usage, last)
+}
+
+/// The state of the cached page of `mapping` at `index` (`None` if it is not cached).
+pub(crate) fn cached_state(mapping: MappingId, index: u64) -> Option<ObservedState> {
+    cached(mapping, index).map(page_state)
+}
+
+/// The page-state layer's counters (all zero without the layer).
+pub(crate) fn state_counters() -> StateCounters {
+    vm::with(|mm| mm.hooks().states().map(|s| s.counters())).unwrap_or_default()
+}
+
+/// The host model's counters (all zero without the model).
+pub(crate) fn model_counters() -> Counters {
+    with_model(|model, _| model.counters()).unwrap_or_default()
+}
+
+/// Host reclaim of one frame (`None` without the model).
+pub(crate) fn host_reclaim(pfn: Pfn) -> Option<ReclaimOutcome> {
+    with_model(|model, host| model.reclaim(host, pfn.as_u64()))
+}
+
+/// One 4 KiB block of the test's own, filled with `0x5a`, to change the state of
+/// with ESSA directly.
+#[repr(C, align(4096))]
+pub(crate) struct Block(pub(crate) [u8; 4096]);
+
+impl Block {
+    /// A fresh block on the heap.
+    pub(crate) fn new() -> Box<Block> {
+        Box::new(Block([0x5a; 4096]))
+    }
+
+    /// The block's absolute address (kernel addresses are absolute).
+    pub(crate) fn addr(&self) -> u64 {
+        self as *const Block as u64
+    }
+
+    /// The frame holding the block.
+    pub(crate) fn pfn(&self) -> Pfn {
+        PhysAddr::new(self.addr()).pfn()
+    }
+}
