@@ -116,7 +116,10 @@ pub fn kernel_main() -> ! {
         None => {}
     }
 
-    println!("boot: {} us of guest time", cpu::tod_to_us(cpu::tod().wrapping_sub(boot_start)));
+    println!(
+        "boot: {} us of guest time",
+        cpu::tod_to_us(cpu::tod().wrapping_sub(boot_start))
+    );
     let tests = ktest::machine::registry();
     if tests.is_empty() {
         panic!("no tests registered: the .kernel_tests section is empty (link problem)");

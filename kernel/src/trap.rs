@@ -41,7 +41,8 @@ pub fn program_interruption(frame: &mut InterruptFrame, info: &PgmInfo) {
             }
             return;
         }
-        FaultOutcome::Refused(e) => Some(e),
+        FaultOutcome::Refused(e) => Some(Refusal::Refused(e)),
+        FaultOutcome::Busy => Some(Refusal::Busy),
         FaultOutcome::NotMine => None,
     };
     let info = &info;
@@ -64,12 +65,23 @@ pub fn program_interruption(frame: &mut InterruptFrame, info: &PgmInfo) {
     shutdown::crash("unexpected program interruption outside a test");
 }
 
-fn note_refusal(e: crate::mm::error::MmError) {
-    let _ = writeln!(
-        console::ConsoleWriter,
-        "{}# memory manager refused the fault: {e:?}",
-        indent()
-    );
+/// Why the memory manager did not resolve a fault.
+#[derive(Clone, Copy, Debug)]
+enum Refusal {
+    Refused(crate::mm::error::MmError),
+    Busy,
+}
+
+fn note_refusal(r: Refusal) {
+    let indent = indent();
+    let mut w = console::ConsoleWriter;
+    let _ = match r {
+        Refusal::Refused(e) => writeln!(w, "{indent}# memory manager refused the fault: {e:?}"),
+        Refusal::Busy => writeln!(
+            w,
+            "{indent}# fault while the memory manager's lock was held (user memory touched inside vm::with?)"
+        ),
+    };
 }
 
 /// True while a test body waits for a program interruption inside `expect_pgm`.

@@ -221,6 +221,9 @@ pub enum FaultOutcome {
     Resolved,
     /// The memory manager refused (no VMA, beyond EOF, ...): a test error.
     Refused(MmError),
+    /// The fault hit while the memory manager's lock was held: a kernel bug (user memory
+    /// touched inside `vm::with`, or the memory manager touching a discarded frame).
+    Busy,
 }
 
 fn user_address(info: &PgmInfo) -> Option<VirtAddr> {
