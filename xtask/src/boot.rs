@@ -241,8 +241,7 @@ mod tests {
 
     #[test]
     fn a_clean_run_is_complete_and_logged_byte_for_byte() {
-        let script =
-            r"printf 'noise\r\n    # Subtest: s\r\n    ok 1 a\r\n    ok 2 b\r\nEXIT: STATUS=1\r\n'";
+        let script = r"printf 'noise\r\n    # Subtest: s\r\n    ok 1 a\r\n    ok 2 b\r\n# Totals: pass:2 fail:0 skip:0 total:2\r\nEXIT: STATUS=1\r\n'";
         let (outcome, seen, log) = fake_qemu(script, Limits::default());
         assert_eq!(seen, ["s.a", "s.b"]);
         assert_eq!(outcome.end, End::Exited);
@@ -315,7 +314,8 @@ mod tests {
 
     #[test]
     fn exit_line_then_no_shutdown_is_cut_after_the_grace_period() {
-        let script = "echo 'EXIT: STATUS=1'; exec sleep 30";
+        let script =
+            "printf '# Totals: pass:0 fail:0 skip:0 total:0\\nEXIT: STATUS=1\\n'; exec sleep 30";
         let started = Instant::now();
         let (outcome, _, _) = fake_qemu(script, Limits::default());
         assert!(started.elapsed() >= EXIT_GRACE && started.elapsed() < EXIT_GRACE * 3);

@@ -36,6 +36,25 @@ pub fn xtask_dir(what: &str) -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// The kernel ELF (debug profile) for tests that boot it, built once per test process into
+/// a target directory of its own so the nested cargo never waits for the lock of the
+/// `cargo test` running us. Shares its directory with the image tests' build.
+#[cfg(test)]
+pub fn test_kernel() -> &'static Path {
+    static KERNEL: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    KERNEL.get_or_init(|| {
+        let target = target_dir().join("xtask").join("image-test-kernel");
+        let status = cargo()
+            .args(["build", "-p", "boot", "--target", KERNEL_TARGET])
+            .arg("--target-dir")
+            .arg(&target)
+            .status()
+            .expect("cannot run cargo build for the kernel");
+        assert!(status.success(), "kernel build failed");
+        target.join(KERNEL_TARGET).join("debug").join("zhint")
+    })
+}
+
 fn cargo() -> Command {
     let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     command.current_dir(project_root());

@@ -17,6 +17,13 @@ pub const MAX_LINE_BYTES: usize = 16 * 1024;
 pub const MAX_PENDING_DIAGNOSTICS: usize = 256;
 /// Deepest nesting level tracked; deeper lines are treated as if they were at this level.
 pub const MAX_DEPTH: usize = 16;
+/// Most heap bytes a [`Parser`] ever retains ([`Parser::retained_bytes`]): a partial line
+/// (its buffer may be twice the line limit after doubling), the open subtest names and the
+/// pending diagnostics, each at most one line long. Checked by the parser's fuzz tests.
+#[cfg(test)]
+pub const MAX_RETAINED_BYTES: usize = 2 * MAX_LINE_BYTES
+    + (MAX_DEPTH + 1) * (MAX_LINE_BYTES + 32)
+    + MAX_PENDING_DIAGNOSTICS * (MAX_LINE_BYTES + 32);
 /// Spaces per nesting level, as KUnit prints them.
 const INDENT: usize = 4;
 
@@ -55,8 +62,8 @@ pub struct ResultLine {
     pub depth: usize,
     /// `true` for `ok`, `false` for `not ok`.
     pub ok: bool,
-    /// The test number, if the line had one.
-    pub number: Option<u64>,
+    /// The test number (required: a line without one is noise).
+    pub number: u64,
     /// The description (test name).
     pub name: String,
     /// The directive, if any.
@@ -172,6 +179,24 @@ impl Parser {
             }
         }
         events
+    }
+
+    /// Heap bytes the parser holds between calls (partial line, open subtest names,
+    /// diagnostics waiting for their result). Bounded by the constants above whatever the
+    /// input, so a long console stream cannot grow it. Measured by the fuzz tests.
+    #[cfg(test)]
+    pub fn retained_bytes(&self) -> usize {
+        let subtests: usize = self
+            .subtests
+            .iter()
+            .map(|s| std::mem::size_of::<Option<String>>() + s.as_ref().map_or(0, String::capacity))
+            .sum();
+        let pending: usize = self
+            .pending
+            .iter()
+            .map(|(_, text)| std::mem::size_of::<(usize, String)>() + text.capacity())
+            .sum();
+        self.partial.capacity() + subtests + pending
     }
 
     /// Ends the stream: a last line without a newline (truncated output) is still parsed.
@@ -297,8 +322,14 @@ fn parse_result(depth: usize, body: &str) -> Option<ResultLine> {
     let digits_end = rest
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(rest.len());
-    let number = rest[..digits_end].parse().ok();
-    let rest = rest[digits_end..].trim_start();
+    // KTAP and TAP require the number; without it the line is console noise that merely
+    // starts like a result (`not ok x y`), and taking it for one would invent a test.
+    let number = rest[..digits_end].parse().ok()?;
+    let rest = &rest[digits_end..];
+    if !(rest.is_empty() || rest.starts_with(' ')) {
+        return None;
+    }
+    let rest = rest.trim_start();
     let rest = rest.strip_prefix("- ").unwrap_or(rest);
     let (name, comment) = split_unescaped_hash(rest);
     let (directive, reason) = match comment {
@@ -431,7 +462,7 @@ EXIT: STATUS=3
         let failed = results[1];
         assert_eq!(
             (failed.ok, failed.number, failed.name.as_str()),
-            (false, Some(2), "privileged_operation")
+            (false, 2, "privileged_operation")
         );
         assert_eq!(failed.path, ["arch::interrupts"]);
         assert_eq!(
@@ -553,7 +584,7 @@ not ok 1 suite
                 "later",
             ),
             ("not ok 7 t # weird data", "t", None, "weird data"),
-            ("ok", "", None, ""),
+            ("ok 8", "", None, ""),
         ];
         for (line, name, directive, reason) in cases {
             match parser.parse_line(line.as_bytes()) {
@@ -568,6 +599,13 @@ not ok 1 suite
             }
         }
         assert!(matches!(parser.parse_line(b"okay then"), Event::Noise(_)));
+        for unnumbered in [&b"ok"[..], b"    not ok x y", b"ok 1x", b"not ok - t"] {
+            assert!(
+                matches!(parser.parse_line(unnumbered), Event::Noise(_)),
+                "{}",
+                String::from_utf8_lossy(unnumbered)
+            );
+        }
         assert!(matches!(parser.parse_line(b"1..x"), Event::Noise(_)));
         assert!(matches!(
             parser.parse_line(b"EXIT: STATUS=oops"),
@@ -654,25 +692,69 @@ not ok 1 suite
         prop::collection::vec(piece, 0..8).prop_map(|parts| parts.concat())
     }
 
+    /// The memory a parser keeps after `fed` input bytes in `lines` lines may grow with the
+    /// input (a partial line, pending diagnostics) but never beyond a fixed multiple of it:
+    /// twice the bytes (buffer doubling) plus one bookkeeping entry per line.
+    fn retained_is_bounded(parser: &Parser, fed: usize, lines: usize) -> Result<(), TestCaseError> {
+        let retained = parser.retained_bytes();
+        prop_assert!(
+            retained <= MAX_RETAINED_BYTES,
+            "{retained} > {MAX_RETAINED_BYTES}"
+        );
+        prop_assert!(
+            retained <= 2 * fed + 32 * (lines + 1),
+            "{retained} bytes retained after {fed} bytes in {lines} lines"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn retained_memory_stops_growing_at_the_limits() {
+        let mut parser = Parser::new();
+        let flood =
+            format!("# {}\n", "d".repeat(MAX_LINE_BYTES * 2)).repeat(MAX_PENDING_DIAGNOSTICS * 2);
+        parser.push(flood.as_bytes());
+        let full = parser.retained_bytes();
+        assert!(
+            full > MAX_PENDING_DIAGNOSTICS * (MAX_LINE_BYTES - 8),
+            "{full}"
+        );
+        assert!(full <= MAX_RETAINED_BYTES);
+        parser.push(flood.as_bytes());
+        assert_eq!(parser.retained_bytes(), full, "a second flood adds nothing");
+        parser.push(b"ok 1 t\n");
+        assert_eq!(
+            parser.retained_bytes(),
+            0,
+            "the result line takes the diagnostics"
+        );
+    }
+
     proptest! {
-        // `KTAP_FUZZ_CASES=1000000 cargo test -p xtask --release ktap` for a long run.
+        // `KTAP_FUZZ_CASES=1000000 cargo test -p xtask --release ktap::` for a long run.
         #![proptest_config(ProptestConfig::with_cases(fuzz_cases()))]
 
         #[test]
         fn never_panics_on_random_bytes(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
             let mut parser = Parser::new();
             let events = parser.push(&bytes);
-            prop_assert!(events.len() <= bytes.iter().filter(|&&b| b == b'\n').count());
+            let lines = bytes.iter().filter(|&&b| b == b'\n').count();
+            prop_assert!(events.len() <= lines);
+            retained_is_bounded(&parser, bytes.len(), lines)?;
             parser.finish();
         }
 
         #[test]
         fn never_panics_on_ktap_like_lines(lines in prop::collection::vec(ktap_like_line(), 0..64)) {
             let mut parser = Parser::new();
+            let (mut fed, mut newlines) = (0, 0);
             for line in &lines {
                 let mut line = line.clone();
                 line.push(b'\n');
+                fed += line.len();
+                newlines += line.iter().filter(|&&b| b == b'\n').count();
                 parser.push(&line);
+                retained_is_bounded(&parser, fed, newlines)?;
             }
             parser.finish();
         }

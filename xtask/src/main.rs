@@ -6,15 +6,20 @@
 //! | `run [...] [-- ARGS]` | builds, boots once, streams the console, keeps `target/xtask/run/console.log` |
 //! | `test [...]` | host unit tests, then the in-kernel suites for each matrix configuration, with reports |
 //! | `parse FILE` | turns a captured console log into the same reports |
-//! | `bench [boot]` | boot time of our kernel against a stop-at-once ELF on the same QEMU |
+//! | `image --format elf\|raw\|zvm\|lpar [--out DIR] [-- ARGS]` | the kernel as a flat image, z/VM reader deck or HMC `.ins` load ([`image`]) |
+//! | `stress [--seeds N] [--minutes M] [-j N] [--ops N] [--discard-rate R] [--debug]` | the `cmma::stress` workload per seed under a small page pool; totals and replay commands ([`stress`]) |
+//! | `bench [boot\|suite\|mm\|pressure\|parallel]` | boot time against a stop-at-once ELF; the suite's per-test cost; memory-manager cost per operation and ESSA economy; host pressure with and without hinting; `-j 2` against `-j 1` (default: all) |
 //!
 //! Exit codes: 0 all passed, 1 test failures or a crash, 2 usage or infrastructure errors,
 //! 130 interrupted. The kernel talks KTAP v1 over the SCLP console ([`ktap`]); a run that
-//! crashes or hangs is recovered by rebooting with `ktest.skip=N` ([`recovery`]).
+//! crashes or hangs is recovered by rebooting with `ktest.skip=N` ([`recovery`]). QEMU loads the
+//! standard backing-store image with `-initrd` unless told otherwise ([`backing_store`]).
 
+mod backing_store;
 mod bench;
 mod boot;
 mod cargo;
+mod image;
 mod install;
 mod interrupt;
 mod ktap;
@@ -23,6 +28,7 @@ mod qemu;
 mod recovery;
 mod report;
 mod results;
+mod stress;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -33,6 +39,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::backing_store::Initrd;
 use crate::qemu::Machine;
 use crate::report::{LiveView, SuiteReport};
 use crate::results::{Counts, TestRecord};
@@ -62,7 +69,27 @@ enum Command {
     /// Turn a captured console log into reports.
     Parse(ParseArgs),
     /// Benchmarks.
-    Bench(BenchArgs),
+    Bench(bench::BenchArgs),
+    /// Write the kernel as an image for QEMU, zipl, z/VM or an LPAR.
+    Image(ImageArgs),
+    /// Run the `cmma::stress` workload under many seeds and small page pools.
+    Stress(stress::StressArgs),
+}
+
+#[derive(Debug, Args)]
+struct ImageArgs {
+    /// Image format.
+    #[arg(long, value_enum)]
+    format: image::Format,
+    /// Output folder (default: target/xtask/image/<format>).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Build the kernel with the release profile.
+    #[arg(long)]
+    release: bool,
+    /// Kernel command-line arguments built into the image or its parameter file.
+    #[arg(last = true)]
+    kernel_args: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -103,6 +130,9 @@ struct RunArgs {
     /// Wait for a debugger on tcp::1234 before starting the CPU (adds `-s -S`).
     #[arg(long)]
     gdb: bool,
+    /// Backing-store image for `-initrd`: a path, or `none` (default: the standard image).
+    #[arg(long, value_name = "PATH|none")]
+    initrd: Option<String>,
     /// Kernel command-line arguments.
     #[arg(last = true)]
     kernel_args: Vec<String>,
@@ -151,32 +181,6 @@ struct ParseArgs {
     tap: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum BenchKind {
-    /// Boot to exit: our kernel against a stop-at-once ELF.
-    Boot,
-}
-
-#[derive(Debug, Args)]
-struct BenchArgs {
-    /// Which benchmark.
-    #[arg(value_enum, default_value = "boot")]
-    which: BenchKind,
-    /// Write the results as JSON.
-    #[arg(long, value_name = "PATH")]
-    json: Option<PathBuf>,
-    /// Measured runs per side.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=1000))]
-    repeat: u64,
-    /// Kernel arguments for our kernel's boot (default: run no test).
-    #[arg(
-        long,
-        value_name = "ARGS",
-        default_value = "ktest.filter=bench.boot.none"
-    )]
-    append: String,
-}
-
 /// How a command ended when it did not fail outright.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Verdict {
@@ -199,6 +203,8 @@ fn main() -> ExitCode {
         Command::Test(args) => test(args),
         Command::Parse(args) => parse(args),
         Command::Bench(args) => bench(args),
+        Command::Image(args) => image_command(args),
+        Command::Stress(args) => stress(&args),
     };
     match result {
         Ok(Verdict::Passed) => ExitCode::SUCCESS,
@@ -226,7 +232,7 @@ fn usage_error(error: &clap::Error) -> ExitCode {
     }
     if error.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
         eprintln!(
-            "xtask: usage error: a command is required: build, run, test, parse or bench (see `cargo xtask --help`)"
+            "xtask: usage error: a command is required: build, run, test, parse, stress, bench or image (see `cargo xtask --help`)"
         );
         return ExitCode::from(2);
     }
@@ -258,6 +264,13 @@ fn run(args: RunArgs) -> Result<Verdict> {
         cpu: args.cpu,
         mem: args.mem,
         smp: args.smp,
+        initrd: args
+            .initrd
+            .as_deref()
+            .map_or(Initrd::Standard, |value| {
+                Initrd::parse(value, &std::env::current_dir().unwrap_or_default())
+            })
+            .resolve()?,
         ..Machine::default()
     };
     let timeout = match (args.timeout, args.gdb) {
@@ -332,6 +345,7 @@ fn test(args: TestArgs) -> Result<Verdict> {
         if let Some(seconds) = args.timeout {
             config.test_timeout = Duration::from_secs(seconds);
         }
+        config.machine.initrd = config.initrd.resolve()?;
     }
     let filter_args = filter_args(&args.filter)?;
     let view = LiveView::from_environment();
@@ -538,32 +552,32 @@ fn total(suites: &[SuiteReport]) -> Counts {
     counts
 }
 
-fn bench(args: BenchArgs) -> Result<Verdict> {
-    let BenchKind::Boot = args.which;
-    if let Some(path) = &args.json {
-        report::check_writable(path)?;
+fn image_command(args: ImageArgs) -> Result<Verdict> {
+    let kernel = cargo::build_kernel(args.release)?;
+    let format = args
+        .format
+        .to_possible_value()
+        .map(|v| v.get_name().to_string());
+    let out = match args.out {
+        Some(dir) => dir,
+        None => cargo::xtask_dir("image")?.join(format.unwrap_or_default()),
+    };
+    for path in image::write(&kernel, args.format, &out, &args.kernel_args)? {
+        println!("{}", path.display());
     }
-    let qemu_path = install::ensure_qemu()?;
-    let kernel = cargo::build_kernel(true)?;
-    let floor = cargo::xtask_dir("bench")?.join("stop-at-once.elf");
-    std::fs::write(&floor, bench::stop_elf())
-        .with_context(|| format!("cannot write {}", floor.display()))?;
-    let kernel_args: Vec<String> =
-        shlex::split(&args.append).context("--append: unbalanced quotes")?;
-    let result = bench::boot_bench(
-        &qemu_path,
-        &kernel,
-        &floor,
-        &Machine::default(),
-        &kernel_args,
-        args.repeat as usize,
-    )?;
-    print!("{}", bench::table(&result));
-    if let Some(path) = &args.json {
-        let json = serde_json::to_string_pretty(&result).context("serializing the benchmark")?;
-        report::write_atomically(path, json.as_bytes())?;
-        println!("JSON: {}", path.display());
-    }
+    Ok(Verdict::Passed)
+}
+
+fn stress(args: &stress::StressArgs) -> Result<Verdict> {
+    Ok(if stress::run(args)? {
+        Verdict::Passed
+    } else {
+        Verdict::Failed
+    })
+}
+
+fn bench(args: bench::BenchArgs) -> Result<Verdict> {
+    bench::run(&args)?;
     Ok(Verdict::Passed)
 }
 
@@ -592,6 +606,17 @@ mod tests {
             Command::Test(TestArgs { jobs: 2, .. })
         ));
         assert!(Cli::try_parse_from(["xtask", "bench", "boot", "--repeat", "3"]).is_ok());
+        match Cli::try_parse_from(["xtask", "bench"]).unwrap().command {
+            Command::Bench(args) => assert_eq!((args.which, args.repeat), (None, None)),
+            other => panic!("{other:?}"),
+        }
+        match Cli::try_parse_from(["xtask", "run", "--initrd", "none"])
+            .unwrap()
+            .command
+        {
+            Command::Run(args) => assert_eq!(args.initrd.as_deref(), Some("none")),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
@@ -602,6 +627,8 @@ mod tests {
             &["xtask", "test", "--timeout", "0"],
             &["xtask", "test", "--bogus"],
             &["xtask", "parse"],
+            &["xtask", "bench", "everything"],
+            &["xtask", "bench", "suite", "--repeat", "0"],
             &["xtask"],
         ] {
             assert!(Cli::try_parse_from(bad).is_err(), "{bad:?}");

@@ -10,17 +10,19 @@
 //! console = ascii     # ascii (sclpconsole) | line-mode (sclplmconsole)
 //! append = ktest.seed=7            # extra kernel arguments
 //! qemu_params = -d guest_errors    # extra QEMU arguments (shell words)
-//! initrd = path/relative/to/root   # backing-store image (-initrd)
+//! initrd = path/relative/to/root   # backing-store image (-initrd); `none`: no image;
+//!                                  # default: the standard image xtask generates
 //! timeout = 60        # seconds a single test may run before it counts as hung
 //! groups = default    # space-separated; `cargo xtask test` runs group `default`
 //! ```
 //! Values may span lines between `"""` markers, as in kvm-unit-tests.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
+use crate::backing_store::Initrd;
 use crate::qemu::{Console, Machine};
 
 /// Default per-test time limit.
@@ -31,8 +33,10 @@ pub const DEFAULT_TEST_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Config {
     /// Section name.
     pub name: String,
-    /// The machine to boot.
+    /// The machine to boot (its `initrd` is filled in from [`Config::initrd`] at run time).
     pub machine: Machine,
+    /// The backing-store image.
+    pub initrd: Initrd,
     /// Extra kernel arguments.
     pub append: Vec<String>,
     /// How long one test may run (no new result line) before it is declared hung.
@@ -46,6 +50,7 @@ impl Config {
         Self {
             name: name.to_string(),
             machine: Machine::default(),
+            initrd: Initrd::default(),
             append: Vec::new(),
             test_timeout: DEFAULT_TEST_TIMEOUT,
             groups: Vec::new(),
@@ -141,7 +146,7 @@ fn apply(config: &mut Config, key: &str, value: &str, root: &Path) -> Result<()>
         }
         "append" | "test_args" => config.append = words()?,
         "qemu_params" | "extra_params" => config.machine.extra_args = words()?,
-        "initrd" => config.machine.initrd = Some(root.join(PathBuf::from(non_empty(value)?))),
+        "initrd" => config.initrd = Initrd::parse(&non_empty(value)?, root),
         "timeout" => {
             let seconds: u64 = value
                 .trim_end_matches('s')
@@ -221,6 +226,7 @@ groups = default nightly
 
 [big]
 mem = 2G
+initrd = none
 "#;
 
     #[test]
@@ -232,10 +238,9 @@ mem = 2G
         assert_eq!(lm.append, ["ktest.seed=7", "quoted arg"]);
         assert_eq!(lm.machine.extra_args, ["-d", "guest_errors"]);
         assert_eq!(lm.test_timeout, Duration::from_secs(90));
-        assert_eq!(
-            lm.machine.initrd.as_deref(),
-            Some(Path::new("/root/target/store.img"))
-        );
+        assert_eq!(lm.initrd, Initrd::File("/root/target/store.img".into()));
+        assert_eq!(configs[0].initrd, Initrd::Standard);
+        assert_eq!(configs[2].initrd, Initrd::None);
         assert_eq!(configs[0].machine.mem, "256M");
         assert_eq!(configs[2].test_timeout, DEFAULT_TEST_TIMEOUT);
     }

@@ -28,7 +28,17 @@ pub struct Tally {
     pub listed: Vec<ListedTest>,
     /// One record per test, in the order they were settled.
     pub records: Vec<TestRecord>,
+    /// Plan index of the first test the current boot has not reported yet: every listed
+    /// test before it either has a record or got none while later ones did.
+    cursor: usize,
 }
+
+/// Why a listed test has no result although the kernel went on to the next one.
+const NO_RESULT: &str = "no result: the kernel printed no result line for this test";
+/// Why a listed test has no result when a captured log ends before the kernel got to it.
+pub const NOT_RUN_LOG_ENDS: &str = "not run: the console log ends before this test ran";
+/// Why a listed test has no result after a run that finished.
+pub const NOT_REPORTED: &str = "no result: the kernel finished the run without reporting this test";
 
 /// How a boot ended, for the bookkeeping.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +63,53 @@ impl Tally {
         }
         self.records.push(record);
         true
+    }
+
+    /// A boot starts that runs the plan from index `first` (its `ktest.skip=`).
+    pub fn start_boot(&mut self, first: usize) {
+        self.cursor = first;
+    }
+
+    /// Adds a record the kernel printed. Listed tests this boot passed over without a
+    /// result line (console noise where the result should be) are failed first. Returns
+    /// every record added, in plan order.
+    pub fn observe(&mut self, record: TestRecord) -> Vec<TestRecord> {
+        let mut added = Vec::new();
+        if let Some(at) = self.position(&record.id)
+            && at >= self.cursor
+        {
+            for index in self.cursor..at {
+                let id = TestId::new(
+                    self.listed[index].suite.clone(),
+                    self.listed[index].name.clone(),
+                );
+                let gap = TestRecord::synthesized(id, Outcome::Error, NO_RESULT);
+                if self.add(gap.clone()) {
+                    added.push(gap);
+                }
+            }
+            self.cursor = at + 1;
+        }
+        if self.add(record.clone()) {
+            added.push(self.records.last().cloned().unwrap_or(record));
+        }
+        added
+    }
+
+    fn position(&self, id: &TestId) -> Option<usize> {
+        self.listed
+            .iter()
+            .position(|l| l.suite == id.suite && l.name == id.name)
+    }
+
+    /// The listed test this boot was running when it ended: the first one from the cursor
+    /// on without a record.
+    fn running(&self) -> Option<TestId> {
+        self.listed
+            .iter()
+            .skip(self.cursor)
+            .map(|l| TestId::new(l.suite.clone(), l.name.clone()))
+            .find(|id| !self.records.iter().any(|r| &r.id == id))
     }
 
     fn listing(&self, id: &TestId) -> Option<&ListedTest> {
@@ -87,32 +144,57 @@ impl Tally {
         if reported_itself && matches!(ending, Ending::Crashed(_)) {
             return Vec::new();
         }
-        let id = match self.next_unrecorded() {
-            Some((_, id)) => id,
-            None if self.listed.is_empty() => {
-                let suite = boot
-                    .current_suite
-                    .clone()
-                    .unwrap_or_else(|| "kernel".into());
-                let after = boot.records.last().map(|r| r.id.name.clone());
-                TestId::new(
-                    suite,
-                    after.map_or("unknown test".into(), |name| {
-                        format!("unknown test after {name}")
-                    }),
-                )
+        if !self.listed.is_empty() {
+            let Some(id) = self.running() else {
+                return Vec::new();
+            };
+            let mut record = TestRecord::synthesized(id, outcome, reason);
+            if let Some(panic) = &boot.panic_message {
+                record.diagnostics.push(format!("panic: {panic}"));
             }
-            None => return Vec::new(),
-        };
-        let mut record = TestRecord::synthesized(id, outcome, reason);
+            return if self.add(record.clone()) {
+                vec![record]
+            } else {
+                Vec::new()
+            };
+        }
+        self.settle_unlisted(boot, outcome, reason)
+    }
+
+    /// Without a listing only the KTAP plan names what is missing: the running test gets
+    /// the crash, and the rest of its suite's plan is failed as not run.
+    fn settle_unlisted(
+        &mut self,
+        boot: &BootCollector,
+        outcome: Outcome,
+        reason: String,
+    ) -> Vec<TestRecord> {
+        let suite = boot
+            .current_suite
+            .clone()
+            .unwrap_or_else(|| "kernel".into());
+        let after = boot.records.last().map(|r| r.id.name.clone());
+        let name = after.map_or("unknown test".into(), |name| {
+            format!("unknown test after {name}")
+        });
+        let mut running =
+            TestRecord::synthesized(TestId::new(suite.clone(), name), outcome, reason);
         if let Some(panic) = &boot.panic_message {
-            record.diagnostics.push(format!("panic: {panic}"));
+            running.diagnostics.push(format!("panic: {panic}"));
         }
-        if self.add(record.clone()) {
-            vec![record]
-        } else {
-            Vec::new()
+        let mut made = vec![running];
+        if let Some(plan) = boot.suite_plan {
+            let not_run = format!(
+                "not run: the kernel stopped after test {} of {plan}",
+                boot.suite_results + 1
+            );
+            for number in boot.suite_results + 2..=plan {
+                let id = TestId::new(suite.clone(), format!("test {number} of {plan}"));
+                made.push(TestRecord::synthesized(id, Outcome::Error, not_run.clone()));
+            }
         }
+        made.retain(|record| self.add(record.clone()));
+        made
     }
 
     /// Marks every listed test still without a record as not run (the kernel finished
@@ -245,9 +327,10 @@ pub fn run_config(
         if skip > 0 {
             args.push(format!("ktest.skip={skip}"));
         }
+        tally.start_boot(skip);
         let mut live = |record: &TestRecord| {
-            if tally.add(record.clone()) {
-                on_record(tally.records.last().unwrap_or(record));
+            for added in tally.observe(record.clone()) {
+                on_record(&added);
             }
         };
         let outcome = boot_logged(target, &args, limits, &mut log, &mut run.boots, &mut live)?;
@@ -271,8 +354,7 @@ pub fn run_config(
             on_record(&record);
         }
         if ending == Ending::Completed {
-            for record in tally.close("not reported: the kernel finished without running this test")
-            {
+            for record in tally.close(NOT_REPORTED) {
                 on_record(&record);
             }
             break;
@@ -322,7 +404,7 @@ pub fn replay(bytes: &[u8]) -> Vec<TestRecord> {
     let mut hung = None;
     let mut started = false;
     let settle = |tally: &mut Tally, boot: &BootCollector, hung: &Option<String>, next: &str| {
-        if is_listing(boot) {
+        if boot.is_listing() {
             return;
         }
         let ending = match (hung, boot.completed()) {
@@ -343,6 +425,10 @@ pub fn replay(bytes: &[u8]) -> Vec<TestRecord> {
             boot = BootCollector::new();
             hung = None;
             started = true;
+            let first = tally
+                .next_unrecorded()
+                .map_or(tally.listed.len(), |(index, _)| index);
+            tally.start_boot(first);
         }
         if let Event::Noise(text) = event
             && let Some(reason) = text.strip_prefix(TIMEOUT_MARKER)
@@ -350,8 +436,7 @@ pub fn replay(bytes: &[u8]) -> Vec<TestRecord> {
             hung = Some(reason.trim().trim_end_matches(", QEMU killed").to_string());
         }
         if let Some(record) = boot.observe(event) {
-            let record = record.clone();
-            tally.add(record);
+            tally.observe(record.clone());
         }
         if let Event::Listed(listed) = event
             && !tally.listed.contains(listed)
@@ -361,17 +446,17 @@ pub fn replay(bytes: &[u8]) -> Vec<TestRecord> {
     }
     if started {
         settle(&mut tally, &boot, &hung, "the console log ends");
-        if boot.completed() && !is_listing(&boot) {
-            tally.close("not reported: the kernel finished without running this test");
+        if boot.completed() && !boot.is_listing() {
+            tally.close(NOT_REPORTED);
+        } else {
+            tally.close(NOT_RUN_LOG_ENDS);
         }
     }
     tally.ordered()
 }
 
-/// Whether a boot was a `ktest.list` boot (it lists tests and runs none).
-fn is_listing(boot: &BootCollector) -> bool {
-    boot.exit_status == Some(77) && !boot.listed.is_empty()
-}
+#[cfg(test)]
+mod injection_tests;
 
 #[cfg(test)]
 mod tests {
@@ -420,6 +505,7 @@ KTAP version 1
     1..2
     ok 4 four
 ok 2 b
+# Totals: pass:1 fail:0 skip:0 total:1
 EXIT: STATUS=3
 "
         );
@@ -446,10 +532,14 @@ EXIT: STATUS=3
         assert_eq!(summary(&records)[1], ("a.two".into(), Outcome::Error));
         assert_eq!(records[1].reason, "the console log ends before EXIT: line");
         assert_eq!(
-            records.len(),
-            2,
-            "tests after the crash stay unknown without a reboot"
+            summary(&records)[2..],
+            [
+                ("b.three".into(), Outcome::Error),
+                ("b.four".into(), Outcome::Error)
+            ],
+            "tests after the crash are not run, not forgotten"
         );
+        assert_eq!(records[3].reason, NOT_RUN_LOG_ENDS);
     }
 
     #[test]
@@ -459,7 +549,8 @@ EXIT: STATUS=3
             summary(&records),
             [
                 ("s.x".into(), Outcome::Pass),
-                ("s.unknown test after x".into(), Outcome::Error)
+                ("s.unknown test after x".into(), Outcome::Error),
+                ("s.test 3 of 3".into(), Outcome::Error)
             ]
         );
     }
@@ -467,18 +558,84 @@ EXIT: STATUS=3
     #[test]
     fn completed_run_closes_unreported_tests() {
         let log = format!(
-            "{LIST}KTAP version 1\n1..1\n    # Subtest: a\n    ok 1 one\n    ok 2 two\nok 1 a\nEXIT: STATUS=1\n"
+            "{LIST}KTAP version 1\n1..1\n    # Subtest: a\n    ok 1 one\n    ok 2 two\nok 1 a\n# Totals: pass:2 fail:0 skip:0 total:2\nEXIT: STATUS=1\n"
         );
         let records = replay(log.as_bytes());
         assert_eq!(records.len(), 4);
-        assert!(records[2].reason.starts_with("not reported"));
+        assert_eq!(records[2].reason, NOT_REPORTED);
+        assert_eq!(records[3].outcome, Outcome::Error);
+    }
+
+    #[test]
+    fn replay_of_an_early_exit_fails_the_running_test_and_the_rest() {
+        let log = format!(
+            "{LIST}KTAP version 1\n1..2\n    # Subtest: a\n    1..2\n    ok 1 one\nEXIT: STATUS=1\n"
+        );
+        let records = replay(log.as_bytes());
+        assert_eq!(
+            summary(&records),
+            [
+                ("a.one".into(), Outcome::Pass),
+                ("a.two".into(), Outcome::Error),
+                ("b.three".into(), Outcome::Error),
+                ("b.four".into(), Outcome::Error),
+            ]
+        );
+        assert_eq!(
+            records[1].reason,
+            "kernel exited (EXIT: STATUS=1) before the plan completed"
+        );
+        assert_eq!(records[2].reason, NOT_RUN_LOG_ENDS);
+    }
+
+    #[test]
+    fn a_test_without_a_result_line_fails_and_its_neighbours_keep_theirs() {
+        let log = format!(
+            "{LIST}KTAP version 1\n1..2\n    # Subtest: a\n    1..2\n    ok 1 one\n\
+             \x01#\x7f\nnt ok 1 ##\n    not ok x y\nKTAP versio\n    okay 3\n\
+             ok 1 a\n    # Subtest: b\n    1..2\n    ok 1 three\n    ok 2 four\nok 2 b\n\
+             # Totals: pass:3 fail:1 skip:0 total:4\nEXIT: STATUS=3\n"
+        );
+        let records = replay(log.as_bytes());
+        assert_eq!(
+            summary(&records),
+            [
+                ("a.one".into(), Outcome::Pass),
+                ("a.two".into(), Outcome::Error),
+                ("b.three".into(), Outcome::Pass),
+                ("b.four".into(), Outcome::Pass),
+            ]
+        );
+        assert_eq!(records[1].reason, NO_RESULT);
+    }
+
+    #[test]
+    fn a_hang_after_a_missing_result_times_out_the_test_that_hung() {
+        let mut tally = Tally {
+            listed: parse_list(LIST),
+            ..Tally::default()
+        };
+        tally.start_boot(0);
+        let pass = |name: &str| TestRecord::synthesized(TestId::new("b", name), Outcome::Pass, "");
+        let added = tally.observe(pass("three"));
+        assert_eq!(
+            summary(&added),
+            [
+                ("a.one".into(), Outcome::Error),
+                ("a.two".into(), Outcome::Error),
+                ("b.three".into(), Outcome::Pass)
+            ]
+        );
+        let made = tally.settle(&BootCollector::new(), &Ending::Hung("slow".into()));
+        assert_eq!(summary(&made), [("b.four".into(), Outcome::Timeout)]);
+        assert!(tally.observe(pass("three")).is_empty(), "settled once");
     }
 
     #[test]
     fn tally_settles_each_test_once() {
         let mut tally = Tally {
             listed: parse_list(LIST),
-            records: Vec::new(),
+            ..Tally::default()
         };
         assert!(tally.add(TestRecord::synthesized(
             TestId::new("a", "one"),

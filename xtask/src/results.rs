@@ -187,6 +187,21 @@ pub struct BootCollector {
     pub listed: Vec<crate::ktap::ListedTest>,
     /// Number of top-level `KTAP version` lines seen (more than one: several boots in one log).
     pub top_level_headers: usize,
+    /// The top-level `# run_us:` (guest time of the whole run), if printed.
+    pub run_us: Option<u64>,
+    /// Sum of the tests' `# time_us:` (guest time inside the test bodies).
+    pub tests_time_us: u64,
+    /// Test results that came without `# time_us:`.
+    pub untimed_results: usize,
+    /// Whether the run's closing `# Totals:` line (top level) was printed: the kernel went
+    /// through its whole plan. An `EXIT:` without it means the kernel stopped early.
+    pub totals_seen: bool,
+    /// The top-level plan (`1..N` suites), if printed.
+    pub top_plan: Option<u64>,
+    /// The plan of the suite currently running (`1..N` after its `# Subtest:`).
+    pub suite_plan: Option<u64>,
+    /// Results printed so far in the suite currently running.
+    pub suite_results: u64,
     last_result_at: Instant,
 }
 
@@ -207,6 +222,13 @@ impl BootCollector {
             current_suite: None,
             listed: Vec::new(),
             top_level_headers: 0,
+            run_us: None,
+            tests_time_us: 0,
+            untimed_results: 0,
+            totals_seen: false,
+            top_plan: None,
+            suite_plan: None,
+            suite_results: 0,
             last_result_at: Instant::now(),
         }
     }
@@ -217,11 +239,21 @@ impl BootCollector {
             Event::Version { depth: 0, .. } => self.top_level_headers += 1,
             Event::Subtest { depth: 1, name } => {
                 self.current_suite = Some(name.clone());
+                self.suite_plan = None;
+                self.suite_results = 0;
                 self.last_result_at = Instant::now();
             }
-            Event::Diagnostic { text, .. } => {
+            Event::Plan { depth: 0, count } => self.top_plan = Some(*count),
+            Event::Plan { depth: 1, count } => self.suite_plan = Some(*count),
+            Event::Diagnostic { text, depth } => {
                 if let Some(message) = text.strip_prefix("panic:") {
                     self.panic_message = Some(message.trim().to_string());
+                } else if *depth == 0 && text.starts_with("Totals:") {
+                    self.totals_seen = true;
+                } else if *depth == 0
+                    && let Some(us) = microseconds(text, "run_us:")
+                {
+                    self.run_us = Some(us);
                 }
             }
             Event::Listed(listed) => self.listed.push(listed.clone()),
@@ -236,7 +268,13 @@ impl BootCollector {
                 let now = Instant::now();
                 let wall = now - self.last_result_at;
                 self.last_result_at = now;
-                self.records.push(record_from(suite, result, wall));
+                self.suite_results += 1;
+                let (record, guest_us) = record_from(suite, result, wall);
+                match guest_us {
+                    Some(us) => self.tests_time_us += us,
+                    None => self.untimed_results += 1,
+                }
+                self.records.push(record);
                 return self.records.last();
             }
             _ => {}
@@ -244,40 +282,63 @@ impl BootCollector {
         None
     }
 
-    /// Whether the kernel ended normally: `EXIT:` printed and no `Bail out!`.
+    /// Whether the kernel ended normally: `EXIT:` printed, no `Bail out!`, and either the
+    /// run's closing `# Totals:` printed or the boot only listed tests (`ktest.list`).
     pub fn completed(&self) -> bool {
-        self.exit_status.is_some() && self.bail_out.is_none()
+        self.exit_status.is_some()
+            && self.bail_out.is_none()
+            && (self.totals_seen || self.is_listing())
+    }
+
+    /// Whether this boot listed tests (`ktest.list`) instead of running them: test lines
+    /// (or an empty plan) and no suite started.
+    pub fn is_listing(&self) -> bool {
+        self.current_suite.is_none()
+            && self.records.is_empty()
+            && (!self.listed.is_empty() || self.top_plan == Some(0))
     }
 
     /// The best one-line description of why this boot crashed.
     pub fn crash_reason(&self) -> Option<String> {
-        self.panic_message
-            .as_ref()
-            .map(|m| format!("kernel panicked: {m}"))
-            .or_else(|| self.bail_out.as_ref().map(|r| format!("Bail out! {r}")))
+        if let Some(message) = &self.panic_message {
+            return Some(format!("kernel panicked: {message}"));
+        }
+        if let Some(reason) = &self.bail_out {
+            return Some(format!("Bail out! {reason}"));
+        }
+        match self.exit_status {
+            Some(status) if !self.completed() => Some(format!(
+                "kernel exited (EXIT: STATUS={status}) before the plan completed"
+            )),
+            _ => None,
+        }
     }
 }
 
-fn record_from(suite: String, result: &ResultLine, wall: Duration) -> TestRecord {
+/// `key: N` -> `N`.
+fn microseconds(text: &str, key: &str) -> Option<u64> {
+    text.strip_prefix(key)?.trim().parse().ok()
+}
+
+/// The record of a result line, and the guest time (`# time_us:`) when the kernel printed it.
+fn record_from(suite: String, result: &ResultLine, wall: Duration) -> (TestRecord, Option<u64>) {
     let mut diagnostics = Vec::new();
-    let mut guest_time = None;
+    let mut guest_us = None;
     for text in &result.diagnostics {
-        match text
-            .strip_prefix("time_us:")
-            .and_then(|us| us.trim().parse::<u64>().ok())
-        {
-            Some(us) => guest_time = Some(Duration::from_micros(us)),
+        match microseconds(text, "time_us:") {
+            Some(us) => guest_us = Some(us),
             None => diagnostics.push(text.clone()),
         }
     }
-    TestRecord {
+    let record = TestRecord {
         id: TestId::new(suite, result.name.clone()),
         outcome: Outcome::from_result(result),
         reason: result.reason.clone(),
         diagnostics,
-        duration: Some(guest_time.unwrap_or(wall)),
+        duration: Some(guest_us.map_or(wall, Duration::from_micros)),
         location: None,
-    }
+    };
+    (record, guest_us)
 }
 
 #[cfg(test)]
@@ -298,7 +359,8 @@ mod tests {
     fn test_results_become_records_and_suite_lines_do_not() {
         let collector = collect(
             "KTAP version 1\n1..1\n    KTAP version 1\n    # Subtest: s\n    1..3\n    # time_us: 250\n    ok 1 a\n\
-             \x20   # check failed: 1 != 2\n    not ok 2 b\n    not ok 3 c # XFAIL known bug\nnot ok 1 s\nEXIT: STATUS=3\n",
+             \x20   # check failed: 1 != 2\n    not ok 2 b\n    not ok 3 c # XFAIL known bug\nnot ok 1 s\n\
+             # Totals: pass:2 fail:1 skip:0 total:3\nEXIT: STATUS=3\n",
         );
         let outcomes: Vec<_> = collector
             .records
@@ -334,6 +396,20 @@ mod tests {
     }
 
     #[test]
+    fn guest_times_are_summed_and_run_us_is_read_at_the_top_level_only() {
+        let collector = collect(
+            "KTAP version 1\n1..1\n    KTAP version 1\n    # Subtest: s\n    1..3\n\
+             \x20   # time_us: 250\n    ok 1 a\n    # time_us: 40\n    ok 2 b\n    ok 3 c\n\
+             ok 1 s\n# Totals: pass:3 fail:0 skip:0 total:3\n# run_us: 1234\n    # run_us: 7\nEXIT: STATUS=1\n",
+        );
+        assert_eq!(collector.records.len(), 3);
+        assert_eq!(collector.tests_time_us, 290);
+        assert_eq!(collector.untimed_results, 1);
+        assert_eq!(collector.run_us, Some(1234));
+        assert_eq!(collect("# run_us: soon\n").run_us, None);
+    }
+
+    #[test]
     fn a_panic_is_not_a_completed_boot() {
         let collector = collect(
             "    # Subtest: s\n    # panic: boom at a.rs:3\n    not ok 1 t # ERROR panic: boom\nBail out! panic in s.t\nEXIT: STATUS=3\n",
@@ -344,6 +420,22 @@ mod tests {
             Some("kernel panicked: boom at a.rs:3")
         );
         assert_eq!(collector.records[0].outcome, Outcome::Error);
+    }
+
+    #[test]
+    fn an_exit_before_the_closing_totals_is_an_early_exit() {
+        let early = collect(
+            "KTAP version 1\n1..1\n    # Subtest: s\n    1..3\n    ok 1 a\nEXIT: STATUS=1\n",
+        );
+        assert!(!early.completed());
+        assert_eq!((early.suite_plan, early.suite_results), (Some(3), 1));
+        assert_eq!(
+            early.crash_reason().as_deref(),
+            Some("kernel exited (EXIT: STATUS=1) before the plan completed")
+        );
+        let listing = collect("KTAP version 1\n1..0\nEXIT: STATUS=77\n");
+        assert!(listing.is_listing() && listing.completed());
+        assert_eq!(listing.crash_reason(), None);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
+use super::{Stats, qemu_version};
 use crate::boot::{self, Limits, Sinks};
 use crate::qemu::Machine;
 
@@ -62,36 +63,6 @@ pub fn stop_elf() -> Vec<u8> {
     elf
 }
 
-/// Minimum, median and maximum of a set of durations, in seconds.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Stats {
-    /// Fastest run.
-    pub min: f64,
-    /// Median run.
-    pub median: f64,
-    /// Slowest run.
-    pub max: f64,
-}
-
-impl Stats {
-    /// Statistics of `samples` (must not be empty).
-    pub fn of(samples: &[Duration]) -> Self {
-        let mut seconds: Vec<f64> = samples.iter().map(Duration::as_secs_f64).collect();
-        seconds.sort_by(f64::total_cmp);
-        let n = seconds.len();
-        let median = if n % 2 == 1 {
-            seconds[n / 2]
-        } else {
-            (seconds[n / 2 - 1] + seconds[n / 2]) / 2.0
-        };
-        Self {
-            min: seconds[0],
-            median,
-            max: seconds[n - 1],
-        }
-    }
-}
-
 /// The boot benchmark's result (also its JSON form).
 #[derive(Debug, Clone, Serialize)]
 pub struct BootBench {
@@ -132,17 +103,9 @@ pub fn boot_bench(
     }
     let kernel = Stats::of(&kernel_times);
     let floor = Stats::of(&floor_times);
-    let version = std::process::Command::new(qemu)
-        .arg("--version")
-        .output()
-        .context("qemu --version")?;
     let args = machine.args(Path::new("<image>"), &[]);
     Ok(BootBench {
-        qemu: String::from_utf8_lossy(&version.stdout)
-            .lines()
-            .next()
-            .unwrap_or("")
-            .to_string(),
+        qemu: qemu_version(qemu)?,
         machine: args.join(" "),
         repeat,
         kernel,
@@ -248,24 +211,6 @@ mod tests {
             &[0xb2, 0x12, 0x02, 0x80],
             "stap first"
         );
-    }
-
-    #[test]
-    fn stats_min_median_max() {
-        let ms = |v: &[u64]| {
-            v.iter()
-                .map(|&m| Duration::from_millis(m))
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(
-            Stats::of(&ms(&[30, 10, 20])),
-            Stats {
-                min: 0.01,
-                median: 0.02,
-                max: 0.03
-            }
-        );
-        assert_eq!(Stats::of(&ms(&[40, 10, 20, 30])).median, 0.025);
     }
 
     /// Boots the generated ELF in the real QEMU when it is installed: it must stop at once.

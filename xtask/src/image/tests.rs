@@ -1,0 +1,352 @@
+//! Image tests: file layouts on a synthetic ELF, then the real kernel: its loader in the
+//! deck, and QEMU boots of raw images (64-bit entry, built-in arguments, 31-bit entry with
+//! an EBCDIC parameter file, line-mode console capture parsed like the ASCII one).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::qemu::{Console, Machine, Next, RunningQemu};
+
+#[test]
+fn lpar_files_are_the_ins_and_what_it_names() {
+    let mut lowcore = vec![0u8; 0x200];
+    lowcore[..8].copy_from_slice(&[0, 8, 0, 0, 0x80, 1, 0, 0]);
+    let init = vec![0u8; 0x1000];
+    let elf = elf::synthetic(0x10000, &[(0, &lowcore), (0x10000, &init)], &[]);
+    let args = ["ktest.filter=a.*".to_string(), "ktest.seed=7".to_string()];
+    let files = build(&elf, Format::Lpar, &args).unwrap();
+    let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["zhint.ins", "zhint.bin", "zhint.parm"]);
+    let ins = String::from_utf8(files[0].1.clone()).unwrap();
+    let entries: Vec<&str> = ins.lines().filter(|l| !l.starts_with('*')).collect();
+    assert_eq!(entries, ["zhint.bin 0x00000000", "zhint.parm 0x00010480"]);
+    assert!(
+        ins.lines().next().unwrap().starts_with('*'),
+        "comment first"
+    );
+    let image = &files[1].1;
+    assert_eq!(image.len(), 0x11000);
+    assert_eq!(
+        &image[..8],
+        &lowcore[..8],
+        "IPL PSW at 0 unchanged: starts _start"
+    );
+    assert!(
+        image[COMMAND_LINE..COMMAND_LINE + COMMAND_LINE_SIZE]
+            .iter()
+            .all(|&b| b == 0),
+        "the parameter file is the only command line"
+    );
+    assert_eq!(files[2].1, b"ktest.filter=a.* ktest.seed=7\n");
+}
+
+#[test]
+fn built_in_arguments_land_in_the_command_line_area() {
+    let init = vec![0xffu8; 0x1000];
+    let elf_bytes = elf::synthetic(
+        0x10000,
+        &[(0, &[0u8; 0x200][..]), (0x10000, &init)],
+        &[("zhint_ipl_direct_entry", 0x2080)],
+    );
+    let elf = Elf::parse(&elf_bytes).unwrap();
+    let image = raw_image(&elf, &["a=1".into(), "b".into()]).unwrap();
+    assert_eq!(&image[COMMAND_LINE..COMMAND_LINE + 5], b"a=1 b");
+    assert!(
+        image[COMMAND_LINE + 5..COMMAND_LINE + COMMAND_LINE_SIZE]
+            .iter()
+            .all(|&b| b == 0)
+    );
+    assert_eq!(
+        &image[..8],
+        &[0, 8, 0, 0, 0x80, 0, 0x20, 0x80],
+        "PSW -> direct entry"
+    );
+    // The ELF form carries the same bytes at the same address.
+    let files = build(&elf_bytes, Format::Elf, &["a=1".into(), "b".into()]).unwrap();
+    let patched = Elf::parse(&files[0].1).unwrap().flat_image().unwrap();
+    assert_eq!(&patched[COMMAND_LINE..COMMAND_LINE + 6], b"a=1 b\0");
+    // Without arguments nothing changes.
+    assert_eq!(raw_image(&elf, &[]).unwrap(), elf.flat_image().unwrap());
+    let too_long = vec!["x".repeat(COMMAND_LINE_SIZE)];
+    assert!(raw_image(&elf, &too_long).is_err());
+    assert!(raw_image(&elf, &["caf\u{e9}".into()]).is_err());
+}
+
+// ---- the real kernel ----
+
+/// The kernel ELF (debug profile), built once into a target directory of its own so the
+/// nested cargo never waits for the lock of the `cargo test` running us.
+fn kernel() -> &'static Path {
+    static KERNEL: OnceLock<PathBuf> = OnceLock::new();
+    KERNEL.get_or_init(|| {
+        let target = crate::cargo::target_dir()
+            .join("xtask")
+            .join("image-test-kernel");
+        let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+            .current_dir(crate::cargo::project_root())
+            .args([
+                "build",
+                "-p",
+                "boot",
+                "--target",
+                crate::cargo::KERNEL_TARGET,
+            ])
+            .arg("--target-dir")
+            .arg(&target)
+            .status()
+            .expect("cannot run cargo build for the kernel");
+        assert!(status.success(), "kernel build failed");
+        target
+            .join(crate::cargo::KERNEL_TARGET)
+            .join("debug")
+            .join("zhint")
+    })
+}
+
+fn kernel_elf() -> (Vec<u8>, Elf) {
+    let bytes = std::fs::read(kernel()).unwrap();
+    let elf = Elf::parse(&bytes).unwrap();
+    (bytes, elf)
+}
+
+/// Boots `image` (`-kernel`, no `-append`) and returns the console output.
+fn boot(image: &[u8], name: &str, console: Console, extra: &[&str]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, image).unwrap();
+    let machine = Machine {
+        console,
+        initrd: crate::backing_store::ensure_standard().ok(),
+        ..Machine::default()
+    };
+    let mut args = machine.args(&path, &[]);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let qemu = crate::install::ensure_qemu().expect("QEMU is needed for the image boot tests");
+    let mut child = RunningQemu::spawn(&qemu, &args, false).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let mut output = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            !left.is_zero(),
+            "QEMU did not finish:\n{}",
+            String::from_utf8_lossy(&output)
+        );
+        match child.next(left).unwrap() {
+            Next::Data(data) => output.extend(data),
+            Next::Idle => {}
+            Next::Closed => break,
+        }
+    }
+    child.finish(Duration::from_secs(5)).unwrap();
+    String::from_utf8_lossy(&output).into_owned()
+}
+
+fn banner_command_line(console: &str) -> Option<&str> {
+    console
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("command line: ["))
+        .and_then(|rest| rest.strip_suffix(']'))
+}
+
+/// A few fast suites, so the boots stay short.
+const QUICK_FILTER: &str = "ktest.filter=arch::interrupts";
+
+#[test]
+fn raw_image_boots_through_its_ipl_psw_and_runs_the_suites() {
+    let (_, elf) = kernel_elf();
+    let image = raw_image(&elf, &[]).unwrap();
+    assert_eq!(
+        &image[..8],
+        &[0, 8, 0, 0, 0x80, 1, 0, 0],
+        "short PSW -> 0x10000"
+    );
+    assert_ne!(
+        &image[0x10008..0x1000e],
+        b"S390EP",
+        "entry taken from the PSW, not the magic"
+    );
+    let console = boot(&image, "zhint.bin", Console::Ascii, &[]);
+    assert!(console.contains("EXIT: STATUS=1"), "{console}");
+    assert_eq!(banner_command_line(&console), Some(""), "{console}");
+}
+
+#[test]
+fn raw_image_with_built_in_arguments_shows_them_in_the_banner() {
+    let (_, elf) = kernel_elf();
+    let args = [QUICK_FILTER.to_string(), "ktest.seed=31337".to_string()];
+    let image = raw_image(&elf, &args).unwrap();
+    let console = boot(&image, "zhint.bin", Console::Ascii, &[]);
+    assert_eq!(
+        banner_command_line(&console),
+        Some("ktest.filter=arch::interrupts ktest.seed=31337"),
+        "{console}"
+    );
+    assert!(console.contains("seed=31337"), "{console}");
+    assert!(console.contains("EXIT: STATUS=1"), "{console}");
+}
+
+/// CP037 of printable ASCII, for writing the test's parameter file as CMS would.
+fn to_cp037(text: &str) -> Vec<u8> {
+    const TABLE: &[u8; 95] = b"\x40\x5a\x7f\x7b\x5b\x6c\x50\x7d\x4d\x5d\x5c\x4e\x6b\x60\x4b\x61\
+\xf0\xf1\xf2\xf3\xf4\xf5\xf6\xf7\xf8\xf9\x7a\x5e\x4c\x7e\x6e\x6f\
+\x7c\xc1\xc2\xc3\xc4\xc5\xc6\xc7\xc8\xc9\xd1\xd2\xd3\xd4\xd5\xd6\
+\xd7\xd8\xd9\xe2\xe3\xe4\xe5\xe6\xe7\xe8\xe9\xba\xe0\xbb\xb0\x6d\
+\x79\x81\x82\x83\x84\x85\x86\x87\x88\x89\x91\x92\x93\x94\x95\x96\
+\x97\x98\x99\xa2\xa3\xa4\xa5\xa6\xa7\xa8\xa9\xc0\x4f\xd0\xa1";
+    text.bytes().map(|b| TABLE[usize::from(b - 0x20)]).collect()
+}
+
+/// The loader's parameter-file stage and `_start`'s 31-bit path, on QEMU: the IPL PSW
+/// enters `zhint_ipl_test_entry`, which switches to 31-bit addressing (as an ESA/390 or
+/// CZAM IPL leaves the CPU) and runs the stage on two blank-padded EBCDIC card records
+/// at the parameter buffer, as the reader would have delivered them; then the loader
+/// jumps to `_start` in 31-bit mode.
+#[test]
+fn loader_parm_stage_and_31_bit_entry_boot_on_qemu() {
+    let (_, elf) = kernel_elf();
+    // Built-in arguments the parameter file must replace.
+    let mut image = raw_image(&elf, &["ktest.filter=none.such".into()]).unwrap();
+    let mut cards = Vec::new();
+    for line in [
+        "ktest.filter=arch::interrupts",
+        "ktest.seed=4711 x_y-z/A.B,c:*",
+    ] {
+        let mut record = to_cp037(line);
+        record.resize(80, 0x40);
+        cards.extend(record);
+    }
+    let buffer = 0x3000;
+    if image.len() < buffer + cards.len() {
+        image.resize(buffer + cards.len(), 0);
+    }
+    assert!(
+        image[buffer..buffer + cards.len()].iter().all(|&b| b == 0),
+        "buffer is free"
+    );
+    image[buffer..buffer + cards.len()].copy_from_slice(&cards);
+    let length_word = elf.symbol("zhint_ipl_test_parm_bytes").unwrap() as usize;
+    image[length_word..length_word + 4].copy_from_slice(&(cards.len() as u32).to_be_bytes());
+    set_ipl_psw(&mut image, elf.symbol("zhint_ipl_test_entry").unwrap()).unwrap();
+    let console = boot(&image, "zhint-31.bin", Console::Ascii, &[]);
+    assert_eq!(
+        banner_command_line(&console),
+        Some("ktest.filter=arch::interrupts ktest.seed=4711 x_y-z/A.B,c:*"),
+        "EBCDIC translated, card padding folded:\n{console}"
+    );
+    assert!(console.contains("EXIT: STATUS=1"), "{console}");
+}
+
+#[test]
+fn zvm_deck_of_the_real_kernel_carries_loader_lowcore_and_kernel() {
+    let (bytes, elf) = kernel_elf();
+    let files = build(&bytes, Format::Zvm, &[QUICK_FILTER.into()]).unwrap();
+    let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "zhint.img",
+            "zhint.parm",
+            "ZHINT.EXEC",
+            "vmur.sh",
+            "README.txt"
+        ]
+    );
+    let deck_bytes = &files[0].1;
+    let image = raw_image(&elf, &[QUICK_FILTER.into()]).unwrap();
+    let kernel_records = (image.len() - 0x10000).div_ceil(80);
+    assert_eq!(deck_bytes.len() % 80, 0);
+    assert_eq!(deck_bytes.len() / 80, 23 + 7 + kernel_records);
+    let loader = elf.symbol("zhint_ipl_loader").unwrap() as usize;
+    assert_eq!(loader, 0x2000);
+    let loader_end = elf.symbol("__ipl_loader_end").unwrap() as usize;
+    let count_word = elf.symbol("zhint_ipl_kernel_records").unwrap() as usize - loader;
+    let in_deck = &deck_bytes[240..240 + (loader_end - loader)];
+    assert_eq!(&in_deck[..count_word], &image[loader..loader + count_word]);
+    assert_eq!(
+        &in_deck[count_word..count_word + 4],
+        &(kernel_records as u32).to_be_bytes()
+    );
+    assert_eq!(
+        &in_deck[count_word + 4..],
+        &image[loader + count_word + 4..loader_end]
+    );
+    assert_eq!(
+        &deck_bytes[(23 + 7) * 80..(23 + 7) * 80 + 16],
+        &image[0x10000..0x10010],
+        "kernel records start with _start"
+    );
+    assert_eq!(files[1].1, format!("{QUICK_FILTER}\n").into_bytes());
+}
+
+/// The line-mode console (what z/VM's console and spool files show): every line starts with
+/// a newline. `cargo xtask parse` must find the same results in it as in the ASCII capture.
+#[test]
+fn line_mode_capture_parses_like_the_ascii_capture() {
+    let (_, elf) = kernel_elf();
+    let args = [QUICK_FILTER.to_string(), "ktest.seed=99".to_string()];
+    let image = raw_image(&elf, &args).unwrap();
+    let ascii = boot(&image, "zhint.bin", Console::Ascii, &[]);
+    let line_mode = boot(&image, "zhint.bin", Console::LineMode, &[]);
+    assert!(
+        line_mode.starts_with('\n'),
+        "line-mode layout: {line_mode:?}"
+    );
+    let from_ascii = crate::recovery::replay(ascii.as_bytes());
+    let from_line_mode = crate::recovery::replay(line_mode.as_bytes());
+    assert!(from_ascii.len() >= 3, "{ascii}");
+    // Timings differ between two boots; which tests ran and how they ended must not.
+    let summary = |records: &[crate::results::TestRecord]| -> Vec<String> {
+        records
+            .iter()
+            .map(|r| format!("{:?} {:?} {}", r.id, r.outcome, r.reason))
+            .collect()
+    };
+    assert_eq!(summary(&from_line_mode), summary(&from_ascii));
+}
+
+/// The whole z/VM reader path on an emulator with a card reader: Hercules IPLs the deck
+/// from a 3505 in ESA/390 mode (a real architecture switch in `_start`), the IPL CCWs read
+/// the loader, the loader reads lowcore and kernel with SSCH/TSCH, and the kernel runs a
+/// suite on the line-mode console. Needs `hercules` (Debian package `hercules`).
+#[test]
+#[ignore = "needs the Hercules emulator (apt-get install hercules); run with --ignored"]
+fn zvm_deck_ipls_from_a_card_reader_on_hercules() {
+    let (bytes, _) = kernel_elf();
+    let files = build(&bytes, Format::Zvm, &[QUICK_FILTER.into()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let deck = dir.path().join("zhint.img");
+    std::fs::write(&deck, &files[0].1).unwrap();
+    let config = dir.path().join("hercules.cnf");
+    std::fs::write(
+        &config,
+        format!(
+            "CPUSERIAL 000001\nCPUMODEL 2064\nMAINSIZE 256\nNUMCPU 1\nARCHMODE z/Arch\n\
+             PANRATE FAST\n000C 3505 {} ebcdic eof\n",
+            deck.display()
+        ),
+    )
+    .unwrap();
+    let script = dir.path().join("hercules.rc");
+    std::fs::write(&script, "ipl 000c\npause 60\npsw\nquit\n").unwrap();
+    let output = Command::new("timeout")
+        .args(["120", "hercules", "-d", "-f"])
+        .arg(&config)
+        .env("HERCULES_RC", &script)
+        .current_dir(dir.path())
+        .output()
+        .expect("cannot run hercules");
+    let log = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        log.contains("command line:  ktest.filter=arch::interrupts"),
+        "{log}"
+    );
+    assert!(log.contains("EXIT: STATUS=1"), "{log}");
+    assert!(
+        !log.contains("80F1000"),
+        "the loader stopped in a disabled wait:\n{log}"
+    );
+}
