@@ -11,7 +11,7 @@ use crate::arch::storage::Machine;
 use crate::cmma::backend::{self, Backend};
 use crate::cmma::essa::{Orc, PageStateByte};
 use crate::cmma::states::{Essa, PageStates};
-use crate::mm::addr::{PAGE_SIZE, Pfn, PhysAddr, VirtAddr};
+use crate::mm::addr::{Pfn, PhysAddr, VirtAddr};
 use crate::mm::backing::MemDisk;
 use crate::mm::error::MmError;
 use crate::mm::fault::Access;
@@ -31,10 +31,7 @@ pub struct MachineEssa;
 
 impl Essa for MachineEssa {
     fn essa(&mut self, orc: Orc, pfn: Pfn) -> PageStateByte {
-        PageStateByte(crate::arch::essa::essa(
-            orc.code(),
-            pfn.as_u64() * PAGE_SIZE,
-        ))
+        crate::arch::essa::essa_frame(orc, pfn)
     }
 }
 
