@@ -7,9 +7,10 @@ use crate::machine::{self, Facilities, Host, facility};
 use crate::mm::addr::{PAGE_SIZE, Pfn};
 use crate::{cmma, console, println, shutdown, vm};
 
-/// Memory the memory manager may use for pages unless `mm.pool=` says otherwise: small,
-/// so that the suites' files (about 22 MiB) put the page cache under real pressure.
-const DEFAULT_POOL: u64 = 4 << 20;
+/// Memory the memory manager may use for pages unless `mm.pool=` says otherwise: 2 MiB,
+/// ten times less than the suites' files, so the page cache is always under pressure
+/// (and the boot sets only 512 free frames unused, one ESSA each).
+const DEFAULT_POOL: u64 = 2 << 20;
 use alloc::vec::Vec;
 
 /// Heap size: enough for frame metadata (64 bytes per 4 KiB frame) and test data.
@@ -33,16 +34,25 @@ pub fn kernel_main() -> ! {
         }
     };
     let heap_end = init_heap(memory);
+    let (options, warnings) = cmdline::parse_area(image::command_line_area());
+    cmdline::set_current(&options);
+
+    // Above the heap: the kernel's page tables, then the memory manager's pool. The
+    // identity map covers everything up to the pool's end; storage beyond it is never used.
     let tables = heap_end..heap_end + kspace::tables_size(memory);
-    let tables_for_pool = tables.clone();
+    let pool_start = tables.end.next_multiple_of(PAGE_SIZE);
+    let pool_bytes = options
+        .mm_pool
+        .unwrap_or(DEFAULT_POOL)
+        .min(memory.saturating_sub(pool_start));
+    let pool = Pfn::new(pool_start / PAGE_SIZE)..Pfn::new((pool_start + pool_bytes) / PAGE_SIZE);
+    let mapped = pool_start + pool_bytes;
     let facilities = Facilities(cpu::facilities());
-    let protection = match kspace::init(memory, tables_for_pool, facilities.has(facility::IEP)) {
+    let protection = match kspace::init(mapped, tables, facilities.has(facility::IEP)) {
         Ok(p) => p,
         Err(e) => panic!("cannot build the kernel address space: {e:?}"),
     };
 
-    let (options, warnings) = cmdline::parse_area(image::command_line_area());
-    cmdline::set_current(&options);
     let host = detect_host();
     machine::set_host(host);
     if host == Host::Lpar {
@@ -51,12 +61,6 @@ pub fn kernel_main() -> ! {
     }
     let essa_native = cmma::backend::probe();
     let backend = cmma::backend::select(options.cmma, essa_native, memory);
-    let pool_start = tables.end.next_multiple_of(PAGE_SIZE);
-    let pool_bytes = options
-        .mm_pool
-        .unwrap_or(DEFAULT_POOL)
-        .min(memory.saturating_sub(pool_start));
-    let pool = Pfn::new(pool_start / PAGE_SIZE)..Pfn::new((pool_start + pool_bytes) / PAGE_SIZE);
     let mm_status = match image::take_initrd() {
         None => alloc::string::String::from("off (no backing store: boot with -initrd)"),
         Some(initrd) => match vm::init(pool.clone(), initrd) {
@@ -92,7 +96,8 @@ pub fn kernel_main() -> ! {
         backend
     );
     println!(
-        "dat: on, kernel identity-mapped with 4 KiB pages; text read-only, lowcore and stack guards unmapped, low-address protection {}, no-exec data {}",
+        "dat: on, storage up to {:#x} identity-mapped with 4 KiB pages; text read-only, lowcore and stack guards unmapped, low-address protection {}, no-exec data {}",
+        mapped,
         if protection.low_address { "on" } else { "off" },
         if protection.no_exec_data {
             "on"
@@ -165,6 +170,10 @@ fn detect_host() -> Host {
     }
     let mut block = alloc::boxed::Box::new(cpu::SysinfoBlock([0; 4096]));
     let s111: Option<Vec<u8>> = cpu::stsi(1, 1, 1, &mut block).map(|()| block.0.to_vec());
+    // STSI 3.2.2 only when 1.1.1 did not already name QEMU's TCG (STSI is slow there).
+    if machine::detect_host(level, s111.as_deref(), None) == Host::Tcg {
+        return Host::Tcg;
+    }
     let s322: Option<Vec<u8>> = cpu::stsi(3, 2, 2, &mut block).map(|()| block.0.to_vec());
     machine::detect_host(level, s111.as_deref(), s322.as_deref())
 }

@@ -41,7 +41,7 @@ const DEFAULT_OPS: u64 = 1000;
 /// Per mille of ESSAs after which the host discards, unless `ktest.discard_rate=` says.
 const DEFAULT_DISCARD_RATE: u16 = 20;
 const MAX_REGIONS: usize = 8;
-/// Anonymous memory is never reclaimed (no swap): keep it small next to the 4 MiB pool.
+/// Anonymous memory is never reclaimed (no swap): keep it small next to the default 2 MiB pool.
 const MAX_ANON_PAGES: u64 = 64;
 const MAX_REGION_PAGES: u64 = 16;
 /// Largest single read or write.

@@ -67,7 +67,8 @@ pub struct Protection {
     pub no_exec_data: bool,
 }
 
-/// Builds the identity map of `memory` bytes with tables from `tables` and turns DAT on.
+/// Builds the identity map of storage below `memory` with tables from `tables` and turns
+/// DAT on.
 ///
 /// The lowcore pages and the stacks' guard pages stay unmapped, the image's code and
 /// read-only data (0x10000 up to the end of `.kernel_tests`) are mapped read-only, and,
