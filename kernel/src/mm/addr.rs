@@ -65,119 +65,88 @@ impl fmt::Debug for Pfn {
     }
 }
 
-/// A physical (real, with prefixing ignored: absolute) address.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct PhysAddr(u64);
+/// Defines an address newtype over `u64` with the methods physical and
+/// virtual addresses share; `$unit` names what a page is called in the docs.
+macro_rules! address_type {
+    ($(#[$meta:meta])* $name:ident, $unit:literal) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+        pub struct $name(u64);
+
+        impl $name {
+            /// The address `addr`.
+            pub const fn new(addr: u64) -> Self {
+                Self(addr)
+            }
+
+            /// The address as an integer.
+            pub const fn as_u64(self) -> u64 {
+                self.0
+            }
+
+            #[doc = concat!("Offset of the address within its ", $unit, ".")]
+            pub const fn page_offset(self) -> u64 {
+                self.0 & (PAGE_SIZE - 1)
+            }
+
+            #[doc = concat!("Whether the address is the first byte of a ", $unit, ".")]
+            pub const fn is_page_aligned(self) -> bool {
+                is_aligned(self.0, PAGE_SIZE)
+            }
+
+            /// Rounds down to a multiple of `align` (a power of two).
+            pub const fn align_down(self, align: u64) -> Self {
+                Self(align_down(self.0, align))
+            }
+
+            /// Rounds up to a multiple of `align` (a power of two); `None` on overflow.
+            pub const fn align_up(self, align: u64) -> Option<Self> {
+                match align_up(self.0, align) {
+                    Some(v) => Some(Self(v)),
+                    None => None,
+                }
+            }
+
+            /// The address `bytes` further on; `None` on overflow.
+            pub const fn checked_add(self, bytes: u64) -> Option<Self> {
+                match self.0.checked_add(bytes) {
+                    Some(v) => Some(Self(v)),
+                    None => None,
+                }
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!(stringify!($name), "({:#x})"), self.0)
+            }
+        }
+    };
+}
+
+address_type!(
+    /// A physical (real, with prefixing ignored: absolute) address.
+    PhysAddr,
+    "frame"
+);
 
 impl PhysAddr {
-    /// The address `addr`.
-    pub const fn new(addr: u64) -> Self {
-        Self(addr)
-    }
-
-    /// The address as an integer.
-    pub const fn as_u64(self) -> u64 {
-        self.0
-    }
-
     /// The frame containing this address.
     pub const fn pfn(self) -> Pfn {
         Pfn(self.0 >> PAGE_SHIFT)
     }
-
-    /// Offset of the address within its frame.
-    pub const fn page_offset(self) -> u64 {
-        self.0 & (PAGE_SIZE - 1)
-    }
-
-    /// Whether the address is the first byte of a frame.
-    pub const fn is_page_aligned(self) -> bool {
-        is_aligned(self.0, PAGE_SIZE)
-    }
-
-    /// Rounds down to a multiple of `align` (a power of two).
-    pub const fn align_down(self, align: u64) -> Self {
-        Self(align_down(self.0, align))
-    }
-
-    /// Rounds up to a multiple of `align` (a power of two); `None` on overflow.
-    pub const fn align_up(self, align: u64) -> Option<Self> {
-        match align_up(self.0, align) {
-            Some(v) => Some(Self(v)),
-            None => None,
-        }
-    }
-
-    /// The address `bytes` further on; `None` on overflow.
-    pub const fn checked_add(self, bytes: u64) -> Option<Self> {
-        match self.0.checked_add(bytes) {
-            Some(v) => Some(Self(v)),
-            None => None,
-        }
-    }
 }
 
-impl fmt::Debug for PhysAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PhysAddr({:#x})", self.0)
-    }
-}
-
-/// A virtual address, translated by DAT through an address space's ASCE.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct VirtAddr(u64);
+address_type!(
+    /// A virtual address, translated by DAT through an address space's ASCE.
+    VirtAddr,
+    "page"
+);
 
 impl VirtAddr {
-    /// The address `addr`.
-    pub const fn new(addr: u64) -> Self {
-        Self(addr)
-    }
-
-    /// The address as an integer.
-    pub const fn as_u64(self) -> u64 {
-        self.0
-    }
-
     /// The virtual page number (address >> [`PAGE_SHIFT`]).
     pub const fn page_number(self) -> u64 {
         self.0 >> PAGE_SHIFT
-    }
-
-    /// Offset of the address within its page.
-    pub const fn page_offset(self) -> u64 {
-        self.0 & (PAGE_SIZE - 1)
-    }
-
-    /// Whether the address is the first byte of a page.
-    pub const fn is_page_aligned(self) -> bool {
-        is_aligned(self.0, PAGE_SIZE)
-    }
-
-    /// Rounds down to a multiple of `align` (a power of two).
-    pub const fn align_down(self, align: u64) -> Self {
-        Self(align_down(self.0, align))
-    }
-
-    /// Rounds up to a multiple of `align` (a power of two); `None` on overflow.
-    pub const fn align_up(self, align: u64) -> Option<Self> {
-        match align_up(self.0, align) {
-            Some(v) => Some(Self(v)),
-            None => None,
-        }
-    }
-
-    /// The address `bytes` further on; `None` on overflow.
-    pub const fn checked_add(self, bytes: u64) -> Option<Self> {
-        match self.0.checked_add(bytes) {
-            Some(v) => Some(Self(v)),
-            None => None,
-        }
-    }
-}
-
-impl fmt::Debug for VirtAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "VirtAddr({:#x})", self.0)
     }
 }
 

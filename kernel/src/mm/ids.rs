@@ -6,43 +6,41 @@
 
 use core::num::NonZeroU32;
 
-/// Names one page-cache [`Mapping`](super::page_cache::Mapping) (Linux: `address_space`).
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
-pub struct MappingId(NonZeroU32);
+/// Defines a non-zero 32-bit id newtype; `$zero` says what raw 0 stands for.
+macro_rules! id_type {
+    ($(#[$meta:meta])* $name:ident, $zero:literal) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+        pub struct $name(NonZeroU32);
 
-impl MappingId {
-    /// The id with raw value `raw`; `None` for 0, which means "no mapping".
-    pub const fn new(raw: u32) -> Option<Self> {
-        match NonZeroU32::new(raw) {
-            Some(v) => Some(Self(v)),
-            None => None,
+        impl $name {
+            #[doc = concat!("The id with raw value `raw`; `None` for 0", $zero, ".")]
+            pub const fn new(raw: u32) -> Option<Self> {
+                match NonZeroU32::new(raw) {
+                    Some(v) => Some(Self(v)),
+                    None => None,
+                }
+            }
+
+            /// The raw value (never 0).
+            pub const fn get(self) -> u32 {
+                self.0.get()
+            }
         }
-    }
-
-    /// The raw value (never 0).
-    pub const fn get(self) -> u32 {
-        self.0.get()
-    }
+    };
 }
 
-/// Names one user address space (Linux: `mm_struct`).
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
-pub struct SpaceId(NonZeroU32);
+id_type!(
+    /// Names one page-cache [`Mapping`](super::page_cache::Mapping) (Linux: `address_space`).
+    MappingId,
+    ", which means \"no mapping\""
+);
 
-impl SpaceId {
-    /// The id with raw value `raw`; `None` for 0.
-    pub const fn new(raw: u32) -> Option<Self> {
-        match NonZeroU32::new(raw) {
-            Some(v) => Some(Self(v)),
-            None => None,
-        }
-    }
-
-    /// The raw value (never 0).
-    pub const fn get(self) -> u32 {
-        self.0.get()
-    }
-}
+id_type!(
+    /// Names one user address space (Linux: `mm_struct`).
+    SpaceId,
+    ""
+);
 
 #[cfg(test)]
 mod tests {

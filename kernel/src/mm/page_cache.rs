@@ -313,15 +313,11 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
         let size = self.mapping_ref(mapping)?.file.size;
         let mut done = 0usize;
         while done < buf.len() {
-            let pos = offset + done as u64;
-            if pos >= size {
+            let Some((index, in_page, n)) =
+                page_chunk(size, offset + done as u64, buf.len() - done)
+            else {
                 break;
-            }
-            let index = pos / PAGE_SIZE;
-            let in_page = (pos % PAGE_SIZE) as usize;
-            let n = (PAGE_BYTES - in_page)
-                .min(buf.len() - done)
-                .min((size - pos) as usize);
+            };
             let (pfn, _) = self.read_cache_page(mapping, index)?;
             buf[done..done + n].copy_from_slice(&self.machine.frame_ref(pfn)[in_page..in_page + n]);
             self.mark_page_accessed(pfn);
@@ -343,15 +339,11 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
         let size = self.mapping_ref(mapping)?.file.size;
         let mut done = 0usize;
         while done < data.len() {
-            let pos = offset + done as u64;
-            if pos >= size {
+            let Some((index, in_page, n)) =
+                page_chunk(size, offset + done as u64, data.len() - done)
+            else {
                 break;
-            }
-            let index = pos / PAGE_SIZE;
-            let in_page = (pos % PAGE_SIZE) as usize;
-            let n = (PAGE_BYTES - in_page)
-                .min(data.len() - done)
-                .min((size - pos) as usize);
+            };
             let (pfn, _) = self.read_cache_page(mapping, index)?;
             // The page may have gone volatile after readpage: it must be stable before
             // it is dirtied; if the host discarded it meanwhile, read it again.
@@ -370,6 +362,20 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
         }
         Ok(done)
     }
+}
+
+/// The part of a file access at byte `pos` that lies in one page: its page
+/// index, its offset in that page and its length, at most `remaining` and
+/// never past the file's `size`; `None` at or beyond end of file.
+fn page_chunk(size: u64, pos: u64, remaining: usize) -> Option<(u64, usize, usize)> {
+    if pos >= size {
+        return None;
+    }
+    let in_page = (pos % PAGE_SIZE) as usize;
+    let n = (PAGE_BYTES - in_page)
+        .min(remaining)
+        .min((size - pos) as usize);
+    Some((pos / PAGE_SIZE, in_page, n))
 }
 
 #[cfg(test)]

@@ -4,19 +4,23 @@
 
 use alloc::collections::BTreeSet;
 use alloc::vec::Vec;
+use core::ops::Range;
 
-use super::addr::{PAGE_SIZE, Pfn, PhysAddr, VirtAddr};
+use super::addr::{PAGE_SIZE, Pfn, VirtAddr};
 use super::backing::{MemDisk, build_image};
+use super::dat::Pte;
 use super::error::MmError;
 use super::fake::FakeMachine;
 use super::fault::Access;
 use super::hooks::{
     FrameUse, PageStateHooks, Stability, StablePoint, VolatileContext, VolatilePoint,
 };
-use super::ids::SpaceId;
+use super::ids::{MappingId, SpaceId};
 use super::machine::PhysMem;
 use super::manager::{Mm, MmConfig};
+use super::mmap::MapSource;
 use super::page::{Page, PageFlags};
+use super::vma::VmFlags;
 
 /// One recorded hook call.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -138,6 +142,84 @@ pub fn test_mm<H: PageStateHooks>(frames: u64, files: &[(u32, u64)], hooks: H) -
     .expect("test image loads")
 }
 
+/// A test [`Mm`] over one image file `file_id` of `size` bytes, opened.
+pub fn mm_with_file(frames: u64, file_id: u32, size: u64) -> (TestMm, MappingId) {
+    let mut mm = test_mm(frames, &[(file_id, size)], RecordingHooks::default());
+    let mapping = mm.open_file(file_id).expect("the image holds the file");
+    (mm, mapping)
+}
+
+/// A file mapping source that starts at byte 0 of `mapping`.
+pub fn from_file_start(mapping: MappingId) -> MapSource {
+    MapSource::File { mapping, offset: 0 }
+}
+
+/// Maps `len` bytes of `mapping` from its start anywhere in `space`.
+pub fn mmap_file<H: PageStateHooks>(
+    mm: &mut TestMm<H>,
+    space: SpaceId,
+    mapping: MappingId,
+    len: u64,
+    flags: VmFlags,
+) -> VirtAddr {
+    mm.mmap(space, None, len, flags, from_file_start(mapping))
+        .expect("file mapping succeeds")
+}
+
+/// A test [`Mm`] with one address space that maps one file from its start.
+#[derive(Debug)]
+pub struct MappedFile<H: PageStateHooks = RecordingHooks> {
+    /// The memory manager.
+    pub mm: TestMm<H>,
+    /// The address space holding the mapping.
+    pub space: SpaceId,
+    /// The file's page-cache mapping.
+    pub mapping: MappingId,
+    /// Where the file is mapped.
+    pub va: VirtAddr,
+}
+
+/// A [`MappedFile`]: `frames` frames, image file `file_id` of `pages` pages,
+/// all of it mapped with `flags`.
+pub fn map_whole_file<H: PageStateHooks>(
+    frames: u64,
+    file_id: u32,
+    pages: u64,
+    flags: VmFlags,
+    hooks: H,
+) -> MappedFile<H> {
+    let mut mm = test_mm(frames, &[(file_id, pages * PAGE_SIZE)], hooks);
+    let mapping = mm.open_file(file_id).expect("the image holds the file");
+    let space = mm.create_space().expect("a space fits");
+    let va = mmap_file(&mut mm, space, mapping, pages * PAGE_SIZE, flags);
+    MappedFile {
+        mm,
+        space,
+        mapping,
+        va,
+    }
+}
+
+/// The address `pages` pages after `va`.
+pub fn page_at(va: VirtAddr, pages: u64) -> VirtAddr {
+    VirtAddr::new(va.as_u64() + pages * PAGE_SIZE)
+}
+
+/// The valid PTE that maps `va` in `space`, if any.
+pub fn pte_of<H: PageStateHooks>(mm: &TestMm<H>, space: SpaceId, va: VirtAddr) -> Option<Pte> {
+    mm.space(space)
+        .expect("the space exists")
+        .dat
+        .walk(mm.machine(), va)
+        .valid_pte()
+        .map(|(_, pte)| pte)
+}
+
+/// The frame mapped at `va` in `space`, if any.
+pub fn mapped_pfn<H: PageStateHooks>(mm: &TestMm<H>, space: SpaceId, va: VirtAddr) -> Option<Pfn> {
+    pte_of(mm, space, va).map(|pte| pte.pfn())
+}
+
 /// An access by the "CPU" in `space`: translate, fault as DAT would, retry.
 /// Returns the frame and sets its storage-key bits.
 pub fn user_access<H: PageStateHooks>(
@@ -160,6 +242,29 @@ pub fn user_access<H: PageStateHooks>(
     panic!("access at {va:?} keeps faulting");
 }
 
+/// Splits the user range `[va, va + len)` at page boundaries and, after the
+/// "CPU" made each page accessible for `access`, calls `copy` with the frame,
+/// the byte range inside the frame and the matching range of the buffer.
+fn for_each_user_page<H: PageStateHooks>(
+    mm: &mut TestMm<H>,
+    space: SpaceId,
+    va: VirtAddr,
+    len: usize,
+    access: Access,
+    mut copy: impl FnMut(&mut TestMm<H>, Pfn, Range<usize>, Range<usize>),
+) -> Result<(), MmError> {
+    let mut done = 0;
+    while done < len {
+        let at = VirtAddr::new(va.as_u64() + done as u64);
+        let off = at.page_offset() as usize;
+        let n = (PAGE_SIZE as usize - off).min(len - done);
+        let pfn = user_access(mm, space, at, access)?;
+        copy(mm, pfn, off..off + n, done..done + n);
+        done += n;
+    }
+    Ok(())
+}
+
 /// Reads user memory byte range `[va, va + buf.len())`.
 pub fn user_read<H: PageStateHooks>(
     mm: &mut TestMm<H>,
@@ -167,17 +272,16 @@ pub fn user_read<H: PageStateHooks>(
     va: VirtAddr,
     buf: &mut [u8],
 ) -> Result<(), MmError> {
-    let mut done = 0;
-    while done < buf.len() {
-        let at = VirtAddr::new(va.as_u64() + done as u64);
-        let off = at.page_offset() as usize;
-        let n = (PAGE_SIZE as usize - off).min(buf.len() - done);
-        let pfn = user_access(mm, space, at, Access::Read)?;
-        let pa = PhysAddr::new(pfn.addr().as_u64());
-        buf[done..done + n].copy_from_slice(&mm.machine().frame_ref(pa.pfn())[off..off + n]);
-        done += n;
-    }
-    Ok(())
+    for_each_user_page(
+        mm,
+        space,
+        va,
+        buf.len(),
+        Access::Read,
+        |mm, pfn, frame, part| {
+            buf[part].copy_from_slice(&mm.machine().frame_ref(pfn)[frame]);
+        },
+    )
 }
 
 /// Writes `data` to user memory at `va`.
@@ -187,14 +291,14 @@ pub fn user_write<H: PageStateHooks>(
     va: VirtAddr,
     data: &[u8],
 ) -> Result<(), MmError> {
-    let mut done = 0;
-    while done < data.len() {
-        let at = VirtAddr::new(va.as_u64() + done as u64);
-        let off = at.page_offset() as usize;
-        let n = (PAGE_SIZE as usize - off).min(data.len() - done);
-        let pfn = user_access(mm, space, at, Access::Write)?;
-        mm.machine_mut().frame(pfn)[off..off + n].copy_from_slice(&data[done..done + n]);
-        done += n;
-    }
-    Ok(())
+    for_each_user_page(
+        mm,
+        space,
+        va,
+        data.len(),
+        Access::Write,
+        |mm, pfn, frame, part| {
+            mm.machine_mut().frame(pfn)[frame].copy_from_slice(&data[part]);
+        },
+    )
 }

@@ -1,8 +1,10 @@
 use super::*;
-use crate::mm::addr::{PAGE_SIZE, VirtAddr};
+use crate::mm::addr::PAGE_SIZE;
 use crate::mm::backing::check_pattern;
 use crate::mm::mmap::MapSource;
-use crate::mm::testing::{HookEvent, RecordingHooks, test_mm, user_read};
+use crate::mm::testing::{
+    HookEvent, RecordingHooks, mm_with_file, mmap_file, page_at, test_mm, user_read,
+};
 use crate::mm::vma::VmFlags;
 
 const P: u64 = PAGE_SIZE;
@@ -20,18 +22,7 @@ fn page_discard_removes_every_trace_once_and_the_access_reloads() {
     let m = mm.open_file(1).unwrap();
     let a = mm.create_space().unwrap();
     let b = mm.create_space().unwrap();
-    let va_a = mm
-        .mmap(
-            a,
-            None,
-            2 * P,
-            VmFlags::READ,
-            MapSource::File {
-                mapping: m,
-                offset: 0,
-            },
-        )
-        .unwrap();
+    let va_a = mmap_file(&mut mm, a, m, 2 * P, VmFlags::READ);
     let va_b = mm
         .mmap(
             b,
@@ -45,7 +36,7 @@ fn page_discard_removes_every_trace_once_and_the_access_reloads() {
         )
         .unwrap();
     let mut buf = [0u8; 16];
-    user_read(&mut mm, a, VirtAddr::new(va_a.as_u64() + P), &mut buf).unwrap();
+    user_read(&mut mm, a, page_at(va_a, 1), &mut buf).unwrap();
     let pfn = mm.mapping(m).unwrap().lookup(1).unwrap();
     assert_eq!(mm.rmap(pfn).len(), 2, "mapped in both spaces, one locked");
     // The 0x1A fault names the absolute address of any byte in the frame.
@@ -68,7 +59,7 @@ fn page_discard_removes_every_trace_once_and_the_access_reloads() {
     assert_eq!(mm.stats().discards, 1);
     assert_eq!(mm.discard_fault(pfn.addr()), Err(MmError::NoSuchObject));
     // Both accesses refault and see the file contents again.
-    user_read(&mut mm, a, VirtAddr::new(va_a.as_u64() + P), &mut buf).unwrap();
+    user_read(&mut mm, a, page_at(va_a, 1), &mut buf).unwrap();
     assert_eq!(check_pattern(1, P, &buf), Ok(()));
     user_read(&mut mm, b, va_b, &mut buf).unwrap();
     assert_eq!(check_pattern(1, P, &buf), Ok(()));
@@ -76,8 +67,7 @@ fn page_discard_removes_every_trace_once_and_the_access_reloads() {
 
 #[test]
 fn a_pinned_page_keeps_its_frame_until_released() {
-    let mut mm = test_mm(64, &[(1, P)], RecordingHooks::default());
-    let m = mm.open_file(1).unwrap();
+    let (mut mm, m) = mm_with_file(64, 1, P);
     let (pfn, _) = mm.read_cache_page(m, 0).unwrap();
     mm.page_discard(pfn);
     mm.page_discard(pfn);

@@ -1,28 +1,19 @@
 use super::*;
 use crate::mm::backing::{check_pattern, fill_pattern};
 use crate::mm::hooks::StablePoint;
+use crate::mm::ids::MappingId;
 use crate::mm::machine::PhysMem;
 use crate::mm::manager::USER_START;
 use crate::mm::mmap::MapSource;
-use crate::mm::testing::{RecordingHooks, TestMm, test_mm, user_read, user_write};
+use crate::mm::testing::{TestMm, mm_with_file, mmap_file, page_at, pte_of, user_read, user_write};
 
 const RW: VmFlags = VmFlags::READ.union(VmFlags::WRITE);
 const P: u64 = PAGE_SIZE;
 
-fn setup(pages: u64) -> (TestMm, SpaceId, crate::mm::ids::MappingId) {
-    let mut mm = test_mm(256, &[(1, pages * P)], RecordingHooks::default());
+fn setup(pages: u64) -> (TestMm, SpaceId, MappingId) {
+    let (mut mm, m) = mm_with_file(256, 1, pages * P);
     let space = mm.create_space().unwrap();
-    let m = mm.open_file(1).unwrap();
     (mm, space, m)
-}
-
-fn pte_of(mm: &TestMm, space: SpaceId, va: VirtAddr) -> Option<crate::mm::dat::Pte> {
-    mm.space(space)
-        .unwrap()
-        .dat
-        .walk(mm.machine(), va)
-        .valid_pte()
-        .map(|(_, p)| p)
 }
 
 #[test]
@@ -31,7 +22,7 @@ fn anonymous_memory_is_zero_filled_and_private() {
     let va = mm.mmap(space, None, 3 * P, RW, MapSource::Anon).unwrap();
     assert_eq!(va, USER_START);
     let mut buf = [1u8; 64];
-    user_read(&mut mm, space, VirtAddr::new(va.as_u64() + P), &mut buf).unwrap();
+    user_read(&mut mm, space, page_at(va, 1), &mut buf).unwrap();
     assert_eq!(buf, [0; 64]);
     user_write(
         &mut mm,
@@ -50,9 +41,7 @@ fn anonymous_memory_is_zero_filled_and_private() {
     .unwrap();
     assert_eq!(back, [9; 12]);
     assert_eq!(mm.stats().anon_faults, 2, "pages 1 and 2 were touched");
-    let pfn = pte_of(&mm, space, VirtAddr::new(va.as_u64() + P))
-        .unwrap()
-        .pfn();
+    let pfn = pte_of(&mm, space, page_at(va, 1)).unwrap().pfn();
     let page = mm.page(pfn).unwrap();
     assert!(page.test(PageFlags::ANON));
     assert_eq!(page.anon_space(), Some(space));
@@ -66,23 +55,12 @@ fn anonymous_memory_is_zero_filled_and_private() {
 #[test]
 fn private_file_mappings_copy_on_write() {
     let (mut mm, space, m) = setup(4);
-    let va = mm
-        .mmap(
-            space,
-            None,
-            4 * P,
-            RW,
-            MapSource::File {
-                mapping: m,
-                offset: 0,
-            },
-        )
-        .unwrap();
+    let va = mmap_file(&mut mm, space, m, 4 * P, RW);
     let mut buf = alloc::vec![0u8; 4 * P as usize];
     user_read(&mut mm, space, va, &mut buf).unwrap();
     assert_eq!(check_pattern(1, 0, &buf), Ok(()));
     assert_eq!(mm.stats().major_faults, 4);
-    let second = VirtAddr::new(va.as_u64() + P);
+    let second = page_at(va, 1);
     let cache_pfn = mm.mapping(m).unwrap().lookup(1).unwrap();
     let pte = pte_of(&mm, space, second).unwrap();
     assert_eq!(pte.pfn(), cache_pfn);
@@ -143,18 +121,7 @@ fn private_file_mappings_copy_on_write() {
 fn shared_file_mappings_dirty_the_cache_and_reach_the_file() {
     let (mut mm, space, m) = setup(2);
     let shared = RW | VmFlags::SHARED;
-    let va = mm
-        .mmap(
-            space,
-            None,
-            2 * P,
-            shared,
-            MapSource::File {
-                mapping: m,
-                offset: 0,
-            },
-        )
-        .unwrap();
+    let va = mmap_file(&mut mm, space, m, 2 * P, shared);
     let mut buf = [0u8; 16];
     user_read(&mut mm, space, va, &mut buf).unwrap();
     let pfn = mm.mapping(m).unwrap().lookup(0).unwrap();
@@ -179,7 +146,7 @@ fn shared_file_mappings_dirty_the_cache_and_reach_the_file() {
     user_write(&mut mm, space, VirtAddr::new(va.as_u64() + 200), b"again").unwrap();
     assert_eq!(mm.stats().write_notify_faults, 2);
     // A write fault on an unmapped shared page maps it writable and dirty.
-    let second = VirtAddr::new(va.as_u64() + P);
+    let second = page_at(va, 1);
     user_write(&mut mm, space, second, b"x").unwrap();
     assert!(!pte_of(&mm, space, second).unwrap().is_protected());
     mm.munmap(space, va, 2 * P).unwrap();
@@ -198,18 +165,7 @@ fn shared_file_mappings_dirty_the_cache_and_reach_the_file() {
 fn change_bits_of_writable_pages_move_into_the_dirty_flag() {
     let (mut mm, space, m) = setup(1);
     let shared = RW | VmFlags::SHARED;
-    let va = mm
-        .mmap(
-            space,
-            None,
-            P,
-            shared,
-            MapSource::File {
-                mapping: m,
-                offset: 0,
-            },
-        )
-        .unwrap();
+    let va = mmap_file(&mut mm, space, m, P, shared);
     user_write(&mut mm, space, va, b"abc").unwrap();
     let pfn = mm.mapping(m).unwrap().lookup(0).unwrap();
     mm.sync_mapping(m).unwrap();
@@ -228,24 +184,13 @@ fn change_bits_of_writable_pages_move_into_the_dirty_flag() {
 #[test]
 fn bad_accesses_are_reported() {
     let (mut mm, space, m) = setup(2);
-    let ro = mm
-        .mmap(
-            space,
-            None,
-            4 * P,
-            VmFlags::READ,
-            MapSource::File {
-                mapping: m,
-                offset: 0,
-            },
-        )
-        .unwrap();
+    let ro = mmap_file(&mut mm, space, m, 4 * P, VmFlags::READ);
     assert_eq!(
         mm.handle_fault(space, ro, Access::Write),
         Err(MmError::AccessViolation)
     );
     assert_eq!(
-        mm.handle_fault(space, VirtAddr::new(ro.as_u64() + 2 * P), Access::Read),
+        mm.handle_fault(space, page_at(ro, 2), Access::Read),
         Err(MmError::BeyondEof)
     );
     assert_eq!(
@@ -291,18 +236,7 @@ fn bad_accesses_are_reported() {
 #[test]
 fn follow_page_and_get_user_pages_pin_and_fault_in() {
     let (mut mm, space, m) = setup(3);
-    let va = mm
-        .mmap(
-            space,
-            None,
-            3 * P,
-            VmFlags::READ,
-            MapSource::File {
-                mapping: m,
-                offset: 0,
-            },
-        )
-        .unwrap();
+    let va = mmap_file(&mut mm, space, m, 3 * P, VmFlags::READ);
     assert_eq!(mm.follow_page(space, va, FollowFlags::default()), None);
     let pinned = mm.get_user_pages(space, va, 3, false, true).unwrap();
     assert_eq!(pinned.len(), 3);
@@ -341,22 +275,11 @@ fn destroying_a_space_frees_its_frames() {
     .unwrap();
     let free = mm.frames().free_count();
     let space = mm.create_space().unwrap();
-    let va = mm
-        .mmap(
-            space,
-            None,
-            4 * P,
-            RW,
-            MapSource::File {
-                mapping: m,
-                offset: 0,
-            },
-        )
-        .unwrap();
+    let va = mmap_file(&mut mm, space, m, 4 * P, RW);
     let anon = mm.mmap(space, None, 2 * P, RW, MapSource::Anon).unwrap();
     user_write(&mut mm, space, anon, &[1; 8192]).unwrap();
     let mut buf = [0u8; 8];
-    user_read(&mut mm, space, VirtAddr::new(va.as_u64() + 3 * P), &mut buf).unwrap();
+    user_read(&mut mm, space, page_at(va, 3), &mut buf).unwrap();
     // The kernel identity map is visible in the user space.
     let kernel_pte = pte_of(&mm, space, VirtAddr::new(5 * P)).unwrap();
     assert_eq!(kernel_pte.pfn(), Pfn::new(5));

@@ -2,12 +2,11 @@ use super::*;
 use crate::mm::backing::{check_pattern, fill_pattern, pattern_byte};
 use crate::mm::hooks::{StablePoint, VolatilePoint};
 use crate::mm::machine::PhysMem;
-use crate::mm::testing::{RecordingHooks, test_mm};
+use crate::mm::testing::mm_with_file;
 
 #[test]
 fn read_file_goes_through_the_cache_and_matches_the_pattern() {
-    let mut mm = test_mm(128, &[(7, 5 * 4096 + 100)], RecordingHooks::default());
-    let m = mm.open_file(7).unwrap();
+    let (mut mm, m) = mm_with_file(128, 7, 5 * 4096 + 100);
     assert_eq!(mm.open_file(7).unwrap(), m, "one mapping per file");
     let mut buf = alloc::vec![0u8; 5 * 4096 + 200];
     let n = mm.read_file(m, 0, &mut buf).unwrap();
@@ -31,8 +30,7 @@ fn read_file_goes_through_the_cache_and_matches_the_pattern() {
 
 #[test]
 fn the_tail_of_the_last_page_is_zero() {
-    let mut mm = test_mm(64, &[(1, 4096 + 10)], RecordingHooks::default());
-    let m = mm.open_file(1).unwrap();
+    let (mut mm, m) = mm_with_file(64, 1, 4096 + 10);
     let (pfn, major) = mm.read_cache_page(m, 1).unwrap();
     assert!(major);
     assert!(
@@ -48,8 +46,7 @@ fn the_tail_of_the_last_page_is_zero() {
 
 #[test]
 fn lookups_take_references_and_make_pages_stable() {
-    let mut mm = test_mm(64, &[(1, 3 * 4096)], RecordingHooks::default());
-    let m = mm.open_file(1).unwrap();
+    let (mut mm, m) = mm_with_file(64, 1, 3 * 4096);
     assert_eq!(mm.find_get_page(m, 0), None);
     let (pfn, _) = mm.read_cache_page(m, 0).unwrap();
     // A miss: LRU add, unlock, after readpage are volatile points.
@@ -81,8 +78,7 @@ fn lookups_take_references_and_make_pages_stable() {
 
 #[test]
 fn a_discarded_page_found_by_lookup_is_dropped_and_reloaded() {
-    let mut mm = test_mm(64, &[(4, 2 * 4096)], RecordingHooks::default());
-    let m = mm.open_file(4).unwrap();
+    let (mut mm, m) = mm_with_file(64, 4, 2 * 4096);
     let (pfn, _) = mm.read_cache_page(m, 1).unwrap();
     mm.put_page(pfn);
     // The host throws the contents away.
@@ -100,8 +96,7 @@ fn a_discarded_page_found_by_lookup_is_dropped_and_reloaded() {
 
 #[test]
 fn dirty_pages_are_written_back_and_survive_eviction() {
-    let mut mm = test_mm(64, &[(2, 4 * 4096)], RecordingHooks::default());
-    let m = mm.open_file(2).unwrap();
+    let (mut mm, m) = mm_with_file(64, 2, 4 * 4096);
     let data = [0x5au8; 100];
     assert_eq!(mm.write_file(m, 4096 + 50, &data).unwrap(), 100);
     let pfn = mm.mapping(m).unwrap().lookup(1).unwrap();
@@ -133,8 +128,7 @@ fn dirty_pages_are_written_back_and_survive_eviction() {
 
 #[test]
 fn truncate_drops_dirty_data_and_frees_frames() {
-    let mut mm = test_mm(64, &[(3, 4 * 4096)], RecordingHooks::default());
-    let m = mm.open_file(3).unwrap();
+    let (mut mm, m) = mm_with_file(64, 3, 4 * 4096);
     let free = mm.frames().free_count();
     mm.write_file(m, 0, &[1u8; 4096 * 4]).unwrap();
     assert_eq!(mm.frames().free_count(), free - 4);

@@ -3,7 +3,10 @@ use crate::mm::addr::{PAGE_SIZE, VirtAddr};
 use crate::mm::backing::{check_pattern, fill_pattern};
 use crate::mm::ids::{MappingId, SpaceId};
 use crate::mm::mmap::MapSource;
-use crate::mm::testing::{RecordingHooks, TestMm, test_mm, user_read, user_write};
+use crate::mm::testing::{
+    MappedFile, RecordingHooks, TestMm, map_whole_file, mm_with_file, mmap_file, page_at, test_mm,
+    user_read, user_write,
+};
 use crate::mm::vma::VmFlags;
 use alloc::collections::BTreeMap;
 use alloc::vec;
@@ -35,26 +38,9 @@ fn memory_pressure_reads_twice_the_memory_and_verifies_every_byte() {
     assert!(mm.mapping(f1).unwrap().nrpages() < FRAMES as usize);
     // Through a mapping: faults, reclaim unmaps pages via the reverse map.
     let space = mm.create_space().unwrap();
-    let va = mm
-        .mmap(
-            space,
-            None,
-            file_pages * P,
-            VmFlags::READ,
-            MapSource::File {
-                mapping: f2,
-                offset: 0,
-            },
-        )
-        .unwrap();
+    let va = mmap_file(&mut mm, space, f2, file_pages * P, VmFlags::READ);
     for index in 0..file_pages {
-        user_read(
-            &mut mm,
-            space,
-            VirtAddr::new(va.as_u64() + index * P),
-            &mut buf,
-        )
-        .unwrap();
+        user_read(&mut mm, space, page_at(va, index), &mut buf).unwrap();
         assert_eq!(
             check_pattern(2, index * P, &buf),
             Ok(()),
@@ -63,13 +49,7 @@ fn memory_pressure_reads_twice_the_memory_and_verifies_every_byte() {
     }
     // And once more backwards: everything was evicted and reread correctly.
     for index in (0..file_pages).rev() {
-        user_read(
-            &mut mm,
-            space,
-            VirtAddr::new(va.as_u64() + index * P),
-            &mut buf,
-        )
-        .unwrap();
+        user_read(&mut mm, space, page_at(va, index), &mut buf).unwrap();
         assert_eq!(
             check_pattern(2, index * P, &buf),
             Ok(()),
@@ -87,21 +67,18 @@ fn memory_pressure_reads_twice_the_memory_and_verifies_every_byte() {
 #[test]
 fn dirty_pages_are_written_back_under_pressure() {
     let file_pages = 2 * FRAMES;
-    let mut mm = test_mm(FRAMES, &[(5, file_pages * P)], RecordingHooks::default());
-    let m = mm.open_file(5).unwrap();
-    let space = mm.create_space().unwrap();
-    let va = mm
-        .mmap(
-            space,
-            None,
-            file_pages * P,
-            RW | VmFlags::SHARED,
-            MapSource::File {
-                mapping: m,
-                offset: 0,
-            },
-        )
-        .unwrap();
+    let MappedFile {
+        mut mm,
+        space,
+        mapping: m,
+        va,
+    } = map_whole_file(
+        FRAMES,
+        5,
+        file_pages,
+        RW | VmFlags::SHARED,
+        RecordingHooks::default(),
+    );
     for index in 0..file_pages {
         let stamp = (index as u32).to_be_bytes();
         user_write(
@@ -132,18 +109,13 @@ fn locked_referenced_and_anonymous_pages_are_not_reclaimed() {
     let locked_file = mm.open_file(1).unwrap();
     let big = mm.open_file(2).unwrap();
     let space = mm.create_space().unwrap();
-    let locked = mm
-        .mmap(
-            space,
-            None,
-            8 * P,
-            VmFlags::READ | VmFlags::LOCKED,
-            MapSource::File {
-                mapping: locked_file,
-                offset: 0,
-            },
-        )
-        .unwrap();
+    let locked = mmap_file(
+        &mut mm,
+        space,
+        locked_file,
+        8 * P,
+        VmFlags::READ | VmFlags::LOCKED,
+    );
     let anon = mm.mmap(space, None, 4 * P, RW, MapSource::Anon).unwrap();
     user_write(&mut mm, space, anon, &[7u8; 4 * 4096]).unwrap();
     let locked_pfns: Vec<_> = (0..8)
@@ -190,18 +162,7 @@ fn referenced_mapped_pages_survive_aging() {
     let hot = mm.open_file(1).unwrap();
     let cold = mm.open_file(2).unwrap();
     let space = mm.create_space().unwrap();
-    let va = mm
-        .mmap(
-            space,
-            None,
-            4 * P,
-            VmFlags::READ,
-            MapSource::File {
-                mapping: hot,
-                offset: 0,
-            },
-        )
-        .unwrap();
+    let va = mmap_file(&mut mm, space, hot, 4 * P, VmFlags::READ);
     let mut buf = vec![0u8; P as usize];
     user_read(&mut mm, space, va, &mut buf).unwrap();
     for index in 0..40 {
@@ -219,8 +180,7 @@ fn referenced_mapped_pages_survive_aging() {
 
 #[test]
 fn pinned_pages_are_not_freed() {
-    let mut mm = test_mm(FRAMES, &[(1, 4 * P)], RecordingHooks::default());
-    let m = mm.open_file(1).unwrap();
+    let (mut mm, m) = mm_with_file(FRAMES, 1, 4 * P);
     let (pinned, _) = mm.read_cache_page(m, 0).unwrap();
     let mut buf = [0u8; 8];
     mm.read_file(m, P, &mut buf).unwrap();
@@ -266,30 +226,8 @@ fn run_mix(seed: u64) {
     let ids: [MappingId; 2] = [mm.open_file(1).unwrap(), mm.open_file(2).unwrap()];
     let space: SpaceId = mm.create_space().unwrap();
     // File 1 shared writable, file 2 private writable, side by side.
-    let shared = mm
-        .mmap(
-            space,
-            None,
-            PAGES * P,
-            RW | VmFlags::SHARED,
-            MapSource::File {
-                mapping: ids[0],
-                offset: 0,
-            },
-        )
-        .unwrap();
-    let private = mm
-        .mmap(
-            space,
-            None,
-            PAGES * P,
-            RW,
-            MapSource::File {
-                mapping: ids[1],
-                offset: 0,
-            },
-        )
-        .unwrap();
+    let shared = mmap_file(&mut mm, space, ids[0], PAGES * P, RW | VmFlags::SHARED);
+    let private = mmap_file(&mut mm, space, ids[1], PAGES * P, RW);
     let mut model = Model {
         files: BTreeMap::from([(1, expected_file(1, PAGES)), (2, expected_file(2, PAGES))]),
         private: BTreeMap::new(),
@@ -357,7 +295,7 @@ fn run_mix(seed: u64) {
                     mm.munlock(space, va, len).unwrap();
                 } else {
                     let len = (1 + rng.next_u64() % 8).min(PAGES - page) * P;
-                    let va = VirtAddr::new(shared.as_u64() + page * P);
+                    let va = page_at(shared, page);
                     mm.mlock(space, va, len).unwrap();
                     locked = Some((va, len));
                 }
@@ -382,25 +320,13 @@ fn run_mix(seed: u64) {
     // Full verification: both mappings, then the files on the device after sync.
     let mut buf = vec![0u8; P as usize];
     for page in 0..PAGES {
-        user_read(
-            &mut mm,
-            space,
-            VirtAddr::new(shared.as_u64() + page * P),
-            &mut buf,
-        )
-        .unwrap();
+        user_read(&mut mm, space, page_at(shared, page), &mut buf).unwrap();
         assert_eq!(
             buf,
             model.files[&1][(page * P) as usize..][..P as usize],
             "seed {seed} shared page {page}"
         );
-        user_read(
-            &mut mm,
-            space,
-            VirtAddr::new(private.as_u64() + page * P),
-            &mut buf,
-        )
-        .unwrap();
+        user_read(&mut mm, space, page_at(private, page), &mut buf).unwrap();
         let want = model
             .private
             .get(&page)
