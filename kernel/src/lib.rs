@@ -3,7 +3,7 @@
 //! Policy code (memory management, page-state rules, the CMMA host model, the
 //! KTAP writer, the command line) is safe Rust that builds and unit-tests on the
 //! host with plain `cargo test`. Everything that touches the machine lives in
-//! [`arch`], which only exists on s390x and is the one module allowed `unsafe`;
+//! `arch`, which only exists on s390x and is the one module allowed `unsafe`;
 //! the modules that drive the machine (console, traps, start-up) exist only there too.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
