@@ -18,9 +18,14 @@ pub fn print(args: fmt::Arguments<'_>) {
     let _ = CONSOLE.lock().write_fmt(args);
 }
 
+/// Whether the console lock is held.
+pub fn locked() -> bool {
+    CONSOLE.is_locked()
+}
+
 /// Releases the console lock held by interrupted code, so a crash report can be printed.
 pub fn force_unlock() {
-    crate::arch::sclp::force_unlock_console(&CONSOLE);
+    crate::arch::sclp::force_unlock(&CONSOLE);
 }
 
 /// A `fmt::Write` that takes the console lock per write, for long-lived writers such as

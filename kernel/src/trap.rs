@@ -20,6 +20,11 @@ pub fn program_interruption(frame: &mut InterruptFrame, info: &PgmInfo) {
         Emulation::Raise(code) => info.code = code,
         Emulation::NotEssa => {}
     }
+    if interrupts::pgm_depth() > 1 {
+        // Only an emulated ESSA may arrive inside the handler; anything else cannot be
+        // unwound without abandoning the outer handler half way.
+        fatal_nested_program_interruption(frame, &info);
+    }
     match backend::on_translation_fault(&info) {
         // The model supplied the frame again: retry the access (the PSW points at it).
         Some(None) => return,
@@ -84,6 +89,31 @@ fn note_refusal(r: Refusal) {
     };
 }
 
+/// Runs `f` like [`catch_pgm`](crate::arch::interrupts::catch_pgm), and when an
+/// interruption unwinds out of it, releases the kernel locks that `f` took and can no
+/// longer release (its guards were in the abandoned frames): the memory manager's, the
+/// host model's, the console's.
+pub fn catch<R>(f: impl FnOnce() -> R) -> Result<R, PgmInfo> {
+    let held = [
+        vm::locked(),
+        crate::cmma::backend::model_locked(),
+        console::locked(),
+    ];
+    let result = interrupts::catch_pgm(f);
+    if result.is_err() {
+        if !held[0] {
+            vm::release_after_unwind();
+        }
+        if !held[1] {
+            crate::cmma::backend::release_after_unwind();
+        }
+        if !held[2] {
+            console::force_unlock();
+        }
+    }
+    result
+}
+
 /// True while a test body waits for a program interruption inside `expect_pgm`.
 fn expected() -> bool {
     EXPECTING.load(core::sync::atomic::Ordering::Relaxed)
@@ -115,7 +145,9 @@ pub fn may_nest(info: &PgmInfo) -> bool {
     use crate::cmma::backend::{self, Backend};
     info.code == 0x01
         && backend::current() == Backend::Model
-        && essa::decode(essa::instruction_at(info.instruction_address())).is_some()
+        && essa::instruction_at(info.instruction_address())
+            .and_then(essa::decode)
+            .is_some()
 }
 
 /// A program interruption while handling one: nothing can be trusted any more.
@@ -145,6 +177,8 @@ pub fn unexpected_interruption(kind: &str, code: u64, frame: &InterruptFrame) ->
 pub fn restore_kernel_state() {
     EXPECTING.store(false, core::sync::atomic::Ordering::Relaxed);
     vm::reset_address_space();
+    vm::release_after_unwind();
+    crate::cmma::backend::release_after_unwind();
     console::force_unlock();
 }
 

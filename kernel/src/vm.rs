@@ -111,7 +111,9 @@ pub enum InitError {
 pub fn init(pool: Range<Pfn>, initrd: &'static mut [u8]) -> Result<(), InitError> {
     let hinting = match backend::current() {
         Backend::Off => Hinting::Off(NoHooks),
-        Backend::Native | Backend::Model => Hinting::On(PageStates::new(MachineEssa)),
+        Backend::Native | Backend::Model => {
+            Hinting::On(PageStates::with_nodat(MachineEssa, backend::has_nodat()))
+        }
     };
     // Page metadata only for the frames the memory manager owns.
     let mut mm = Mm::new(
@@ -202,6 +204,17 @@ impl Drop for UserSpace {
     }
 }
 
+/// Whether the memory manager's lock is held.
+pub fn locked() -> bool {
+    MM.is_locked()
+}
+
+/// Releases the memory manager's lock if a test body that held it (inside
+/// [`with`]) was cut short by a program interruption.
+pub fn release_after_unwind() {
+    crate::arch::sclp::force_unlock(&MM);
+}
+
 /// Puts the kernel's address space back after a test was cut short.
 pub fn reset_address_space() {
     if CURRENT_SPACE.swap(0, Ordering::Relaxed) != 0 {
@@ -236,15 +249,18 @@ pub fn translation_fault(info: &PgmInfo) -> FaultOutcome {
         return FaultOutcome::NotMine;
     };
     let access = match info.code {
-        0x04 => Access::Write,
+        // DAT protection (TEID bit 61 alone): a store to a page mapped read-only.
+        // Instruction-execution protection (bits 56 and 61) and low-address protection
+        // (bit 56) are not the memory manager's to resolve.
+        0x04 if info.teid & 0x84 == 0x04 => Access::Write,
         // Facility 75 (fetch/store indication): TEID bits 52-53 = 01 for a store
         // (Linux `TEID_FSI_STORE`; QEMU `FS_WRITE` 0x400), 10 for a fetch.
-        _ if info.teid & 0xc00 == 0x400 => Access::Write,
+        0x10 | 0x11 | 0x38..=0x3b if info.teid & 0xc00 == 0x400 => Access::Write,
         0x10 | 0x11 | 0x38..=0x3b => Access::Read,
         _ => return FaultOutcome::NotMine,
     };
     let Some(mut mm) = MM.try_lock() else {
-        return FaultOutcome::Refused(MmError::NoSuchObject);
+        return FaultOutcome::Busy;
     };
     let Some(mm) = mm.as_mut() else {
         return FaultOutcome::NotMine;
@@ -259,7 +275,7 @@ pub fn translation_fault(info: &PgmInfo) -> FaultOutcome {
 /// was discarded by the host. `page_discard` it; the retried access refaults normally.
 pub fn discard_fault(info: &PgmInfo) -> FaultOutcome {
     let Some(mut mm) = MM.try_lock() else {
-        return FaultOutcome::Refused(MmError::NoSuchObject);
+        return FaultOutcome::Busy;
     };
     let Some(mm) = mm.as_mut() else {
         return FaultOutcome::NotMine;

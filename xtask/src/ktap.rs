@@ -232,6 +232,13 @@ impl Parser {
             };
         }
         if let Some(version) = parse_version(&body) {
+            if depth == 0 {
+                // A new run (the next boot): what the last one left unattached (a crashed
+                // test's dump) must not land on this run's first result.
+                self.pending.clear();
+                self.pending_dropped = 0;
+                self.subtests.clear();
+            }
             return Event::Version { depth, version };
         }
         if let Some(count) = parse_plan(&body) {

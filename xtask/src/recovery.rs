@@ -149,9 +149,7 @@ impl Tally {
                 return Vec::new();
             };
             let mut record = TestRecord::synthesized(id, outcome, reason);
-            if let Some(panic) = &boot.panic_message {
-                record.diagnostics.push(format!("panic: {panic}"));
-            }
+            attach_trailing(&mut record, boot);
             return if self.add(record.clone()) {
                 vec![record]
             } else {
@@ -179,9 +177,7 @@ impl Tally {
         });
         let mut running =
             TestRecord::synthesized(TestId::new(suite.clone(), name), outcome, reason);
-        if let Some(panic) = &boot.panic_message {
-            running.diagnostics.push(format!("panic: {panic}"));
-        }
+        attach_trailing(&mut running, boot);
         let mut made = vec![running];
         if let Some(plan) = boot.suite_plan {
             let not_run = format!(
@@ -393,6 +389,18 @@ fn boot_logged(
     )
 }
 
+/// Gives a test that never printed its result what it did print: the diagnostics since
+/// the previous result (a crash report, a panic message), or at least the panic.
+fn attach_trailing(record: &mut TestRecord, boot: &BootCollector) {
+    if boot.trailing.is_empty() {
+        if let Some(panic) = &boot.panic_message {
+            record.diagnostics.push(format!("panic: {panic}"));
+        }
+    } else {
+        record.diagnostics.extend(boot.trailing.iter().cloned());
+    }
+}
+
 /// Turns a captured console log (one or several boots, e.g. xtask's own `console.log` or a
 /// z/VM spool file) into records, with the same crash bookkeeping as a live run.
 pub fn replay(bytes: &[u8]) -> Vec<TestRecord> {
@@ -521,6 +529,47 @@ EXIT: STATUS=3
         );
         assert_eq!(records[2].reason, "timeout: no test result for 60 s");
         assert_eq!(records[2].location.as_deref(), Some("t/b.rs:3"));
+    }
+
+    #[test]
+    fn a_crash_report_stays_with_the_test_that_crashed() {
+        let log = format!(
+            "{LIST}KTAP version 1
+1..2
+    # Subtest: a
+    1..2
+    ok 1 one
+    # unexpected machine-check interruption: code 0x1
+    # r0-r3: 0000000000000001 0000000000000002 0000000000000003 0000000000000004
+Bail out! unexpected interruption
+EXIT: STATUS=3
+KTAP version 1
+1..2
+    # Subtest: b
+    1..2
+    # time_us: 5
+    ok 3 three
+    ok 4 four
+ok 2 b
+# Totals: pass:2 fail:0 skip:0 total:2
+EXIT: STATUS=1
+"
+        );
+        let records = replay(log.as_bytes());
+        assert_eq!(summary(&records)[1], ("a.two".into(), Outcome::Error));
+        assert!(
+            records[1]
+                .diagnostics
+                .iter()
+                .any(|d| d.starts_with("r0-r3:")),
+            "{:?}",
+            records[1].diagnostics
+        );
+        assert!(
+            records[2].diagnostics.iter().all(|d| !d.contains("r0-r3")),
+            "the dump landed on the next boot's first test: {:?}",
+            records[2].diagnostics
+        );
     }
 
     #[test]

@@ -170,6 +170,9 @@ impl fmt::Display for Counts {
     }
 }
 
+/// Most diagnostics kept for a test that never printed its result.
+const MAX_TRAILING: usize = 64;
+
 /// What one boot of the kernel printed, collected from its KTAP events.
 #[derive(Debug)]
 pub struct BootCollector {
@@ -181,6 +184,9 @@ pub struct BootCollector {
     pub bail_out: Option<String>,
     /// The last `# panic:` diagnostic, if any.
     pub panic_message: Option<String>,
+    /// Diagnostics inside a suite since its last result: what a test that never printed
+    /// its result line (a crash, a hang) left, e.g. a crash report's register dump.
+    pub trailing: Vec<String>,
     /// The suite currently running (last `# Subtest:` at depth 1).
     pub current_suite: Option<String>,
     /// Tests announced by `ktest.list`.
@@ -219,6 +225,7 @@ impl BootCollector {
             exit_status: None,
             bail_out: None,
             panic_message: None,
+            trailing: Vec::new(),
             current_suite: None,
             listed: Vec::new(),
             top_level_headers: 0,
@@ -246,6 +253,9 @@ impl BootCollector {
             Event::Plan { depth: 0, count } => self.top_plan = Some(*count),
             Event::Plan { depth: 1, count } => self.suite_plan = Some(*count),
             Event::Diagnostic { text, depth } => {
+                if *depth >= 1 && self.trailing.len() < MAX_TRAILING {
+                    self.trailing.push(text.clone());
+                }
                 if let Some(message) = text.strip_prefix("panic:") {
                     self.panic_message = Some(message.trim().to_string());
                 } else if *depth == 0 && text.starts_with("Totals:") {
@@ -269,6 +279,7 @@ impl BootCollector {
                 let wall = now - self.last_result_at;
                 self.last_result_at = now;
                 self.suite_results += 1;
+                self.trailing.clear();
                 let (record, guest_us) = record_from(suite, result, wall);
                 match guest_us {
                     Some(us) => self.tests_time_us += us,

@@ -107,10 +107,11 @@ pub unsafe fn sigp(cpu: u16, order: SigpOrder, parameter: u64) -> (u8, u32) {
     // SAFETY: the caller accepts the effect of the order; SIGP only touches r1 (status).
     unsafe {
         asm!(
-            "sigp {status}, {cpu}, 0({order})",
+            "sigp %r1, {cpu}, 0({order})",
             "ipm {cc}",
             "srl {cc}, 28",
-            status = inout(reg) status,
+            // An odd R1: SIGP takes the parameter from R1 itself (from R1 + 1 when even).
+            inout("r1") status,
             cpu = in(reg) u64::from(cpu),
             order = in(reg_addr) order as u64,
             cc = out(reg) cc,

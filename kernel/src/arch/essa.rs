@@ -62,9 +62,16 @@ pub fn decode(bytes: [u8; 4]) -> Option<(u8, u8, u8)> {
     (bytes[0] == 0xb9 && bytes[1] == 0xab).then_some((bytes[3] >> 4, bytes[3] & 0xf, bytes[2] >> 4))
 }
 
-/// Reads the four instruction bytes at `addr` (kernel text, identity-mapped).
-pub fn instruction_at(addr: u64) -> [u8; 4] {
-    // SAFETY: called only for the address of an instruction that just executed in
-    // kernel text, which is mapped and readable in real and DAT mode alike.
-    unsafe { (addr as *const [u8; 4]).read_volatile() }
+/// Reads the four instruction bytes at `addr` if they lie in the kernel's text (the
+/// only code the kernel runs; identity-mapped, so readable with DAT off too). `None`
+/// for any other address: the handler must not touch storage a virtual address names.
+pub fn instruction_at(addr: u64) -> Option<[u8; 4]> {
+    let layout = super::image::layout();
+    let text = 0x10000..layout.rodata_end;
+    if !(text.contains(&addr) && text.contains(&(addr + 3))) {
+        return None;
+    }
+    // SAFETY: the four bytes lie in the image's text and read-only data, which exist in
+    // real storage at these addresses and are mapped one to one.
+    Some(unsafe { (addr as *const [u8; 4]).read_volatile() })
 }

@@ -62,6 +62,18 @@ pub fn nullifies(code: u16) -> bool {
     matches!(code, 0x10 | 0x11 | 0x1a | 0x38..=0x3b)
 }
 
+/// True for the program interruptions that store a translation-exception
+/// identification: protection, segment and page translation, block volatility, and
+/// the ASCE-type and region-translation exceptions.
+pub fn stores_teid(code: u16) -> bool {
+    matches!(code, 0x04 | 0x10 | 0x11 | 0x1a | 0x38..=0x3b)
+}
+
+/// Program-interruption handlers running now (1 inside the handler, 2 nested).
+pub fn pgm_depth() -> u32 {
+    PGM_DEPTH.load(Ordering::Relaxed)
+}
+
 /// Program-interruption handlers running (nested ones included).
 static PGM_DEPTH: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
 
@@ -72,11 +84,19 @@ const MAX_PGM_DEPTH: u32 = 2;
 
 #[unsafe(no_mangle)]
 extern "C" fn zhint_pgm_interrupt(frame: &mut InterruptFrame) {
+    let code = lowcore::pgm_code() & 0x7f;
     let info = PgmInfo {
-        code: lowcore::pgm_code() & 0x7f,
+        code,
         ilen: lowcore::pgm_ilen(),
         psw: frame.psw,
-        teid: lowcore::trans_exc_code(),
+        // Only DAT, protection and block-volatility exceptions store a TEID; for
+        // any other code the lowcore still holds an earlier fault's, which must not
+        // be mistaken for this one's.
+        teid: if stores_teid(code) {
+            lowcore::trans_exc_code()
+        } else {
+            0
+        },
     };
     let depth = PGM_DEPTH.fetch_add(1, Ordering::Relaxed);
     if depth >= MAX_PGM_DEPTH || (depth > 0 && !crate::trap::may_nest(&info)) {

@@ -55,6 +55,11 @@ static FACILITY_147: core::sync::atomic::AtomicBool = core::sync::atomic::Atomic
 /// The host model; present when the backend is [`Backend::Model`].
 pub static MODEL: Mutex<Option<HostModel>> = Mutex::new(None);
 
+/// Whether ESSA accepts ORC 7 (stable, no DAT): facility 147, read at boot.
+pub fn has_nodat() -> bool {
+    FACILITY_147.load(Ordering::Relaxed)
+}
+
 /// The backend chosen at boot.
 pub fn current() -> Backend {
     match BACKEND.load(Ordering::Relaxed) {
@@ -137,6 +142,17 @@ impl HostMemory for MachineHost {
     }
 }
 
+/// Whether the model's lock is held.
+pub fn model_locked() -> bool {
+    MODEL.is_locked()
+}
+
+/// Releases the model's lock if a test body that held it (inside [`with_model`]) was
+/// cut short by a program interruption.
+pub fn release_after_unwind() {
+    crate::arch::sclp::force_unlock(&MODEL);
+}
+
 /// Runs `f` on the model and its machine side. `None` when there is no model.
 pub fn with_model<R>(f: impl FnOnce(&mut HostModel, &mut MachineHost) -> R) -> Option<R> {
     let mut model = MODEL.lock();
@@ -161,7 +177,9 @@ pub fn emulate(frame: &mut InterruptFrame, info: &PgmInfo) -> Emulation {
     if info.code != 0x01 || info.ilen != 4 || current() != Backend::Model {
         return Emulation::NotEssa;
     }
-    let Some((r1, r2, m3)) = essa::decode(essa::instruction_at(info.instruction_address())) else {
+    let Some((r1, r2, m3)) =
+        essa::instruction_at(info.instruction_address()).and_then(essa::decode)
+    else {
         return Emulation::NotEssa;
     };
     let ctx = EssaContext {
@@ -183,7 +201,8 @@ pub fn emulate(frame: &mut InterruptFrame, info: &PgmInfo) -> Emulation {
         None => Emulation::NotEssa,
         Some(Ok(old)) => {
             let r1 = usize::from(r1);
-            frame.gprs[r1] = (frame.gprs[r1] & !0xff) | u64::from(old.raw());
+            // The whole register receives the state byte, as KVM's `__do_essa` does.
+            frame.gprs[r1] = u64::from(old.raw());
             Emulation::Done
         }
         Some(Err(exception)) => Emulation::Raise(exception.code()),
@@ -220,8 +239,14 @@ pub fn on_translation_fault(info: &PgmInfo) -> Option<Option<PgmInfo>> {
             teid: absolute_addr,
             ..*info
         }),
+        // An addressing exception suppresses: the old PSW points past the instruction
+        // (the translation exception it replaces nullified, pointing at it).
         AccessVerdict::Addressing => Some(PgmInfo {
             code: ProgramException::Addressing.code(),
+            psw: crate::arch::cpu::Psw {
+                addr: info.psw.addr.wrapping_add(u64::from(info.ilen)),
+                ..info.psw
+            },
             ..*info
         }),
     })

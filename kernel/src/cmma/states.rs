@@ -70,6 +70,7 @@ pub struct StateCounters {
 pub struct PageStates<E: Essa> {
     essa: E,
     counters: StateCounters,
+    nodat: bool,
 }
 
 impl<E: Essa> PageStates<E> {
@@ -78,6 +79,17 @@ impl<E: Essa> PageStates<E> {
         PageStates {
             essa,
             counters: StateCounters::default(),
+            nodat: false,
+        }
+    }
+
+    /// The layer that also marks allocated data frames "no DAT" (ORC 7), for a machine
+    /// with the ESSA no-translate facility (147), as Linux does; DAT tables stay stable
+    /// with DAT (ORC 1).
+    pub fn with_nodat(essa: E, nodat: bool) -> Self {
+        PageStates {
+            nodat,
+            ..PageStates::new(essa)
         }
     }
 
@@ -127,9 +139,19 @@ pub fn facts(page: &Page, ctx: VolatileContext) -> PageFacts {
 }
 
 impl<E: Essa> PageStateHooks for PageStates<E> {
-    fn frame_allocated(&mut self, pfn: Pfn, page: &mut Page, _usage: FrameUse) {
-        // DAT tables and data alike: stable, with DAT (no ORC 7).
-        self.set(pfn, page, Orc::SetStable, last::STABLE);
+    fn frame_allocated(&mut self, pfn: Pfn, page: &mut Page, usage: FrameUse) {
+        // Stable; data frames also "no DAT" where facility 147 exists (the host then
+        // knows they never hold DAT tables), DAT tables never.
+        let orc = match usage {
+            FrameUse::Data if self.nodat => Orc::SetStableNodat,
+            FrameUse::Data | FrameUse::DatTable => Orc::SetStable,
+        };
+        if self.nodat {
+            // The recorded state does not say whether the no-DAT bit is set, so a
+            // "stable" record is no reason to skip: issue it.
+            page.set_last_state(last::UNKNOWN);
+        }
+        self.set(pfn, page, orc, last::STABLE);
     }
 
     fn frame_freed(&mut self, pfn: Pfn, page: &mut Page) {
@@ -217,6 +239,7 @@ mod tests {
     struct ModelEssa {
         model: HostModel,
         mem: FakeMemory,
+        facility_147: bool,
     }
 
     impl Essa for ModelEssa {
@@ -225,7 +248,7 @@ mod tests {
                 orc_raw: orc.code(),
                 addr: pfn.as_u64() << 12,
                 problem_state: false,
-                facility_147: false,
+                facility_147: self.facility_147,
             };
             self.model.essa(&mut self.mem, ctx).expect("valid ESSA")
         }
@@ -239,6 +262,7 @@ mod tests {
         PageStates::new(ModelEssa {
             model: HostModel::new(16, options),
             mem: FakeMemory::new(16),
+            facility_147: false,
         })
     }
 
@@ -334,7 +358,7 @@ mod tests {
         let mut l = layer();
         let mut page = cache_page();
         l.try_make_volatile(Pfn::new(8), &mut page, CTX, VolatilePoint::Unlock);
-        let ModelEssa { model, mem } = &mut l.essa;
+        let ModelEssa { model, mem, .. } = &mut l.essa;
         model.reclaim(mem, 8);
         assert_eq!(
             l.make_stable(Pfn::new(8), &mut page, StablePoint::Lookup),
@@ -378,6 +402,7 @@ mod tests {
         let hooks = PageStates::new(ModelEssa {
             model: HostModel::new(FRAMES, options),
             mem: FakeMemory::new(FRAMES),
+            facility_147: false,
         });
         let mut mm = test_mm(FRAMES, &[(1, 4 * 4096), (2, 4 * 4096)], hooks);
         let space = mm.create_space().unwrap();
@@ -425,7 +450,7 @@ mod tests {
         .unwrap();
         // Look the page up without making it stable (find_get_page would).
         let dirty = mm.mapping(rw).unwrap().lookup(0).unwrap();
-        let ModelEssa { model, mem } = mm.hooks_mut().issuer();
+        let ModelEssa { model, mem, .. } = mm.hooks_mut().issuer();
         for pfn in 0..FRAMES {
             model.reclaim(mem, pfn);
         }
@@ -438,5 +463,43 @@ mod tests {
         crate::mm::testing::user_read(&mut mm, space, VirtAddr::new(va2.as_u64() + 100), &mut back)
             .unwrap();
         assert_eq!(&back, b"dirty data");
+    }
+
+    /// With facility 147, allocated data frames get "stable, no DAT" (ORC 7) and DAT
+    /// tables plain stable (ORC 1), whatever the frame was before.
+    #[test]
+    fn nodat_for_data_frames_never_for_dat_tables() {
+        let options = ModelOptions {
+            preserve_change_bit: true,
+            ..ModelOptions::default()
+        };
+        let mut l = PageStates::with_nodat(
+            ModelEssa {
+                model: HostModel::new(16, options),
+                mem: FakeMemory::new(16),
+                facility_147: true,
+            },
+            true,
+        );
+        let mut page = Page::new();
+        l.frame_allocated(Pfn::new(2), &mut page, FrameUse::Data);
+        assert_eq!(
+            l.essa.model.state(2),
+            (
+                UsageState::Stable,
+                crate::cmma::essa::ContentState::Resident,
+                true
+            )
+        );
+        l.frame_freed(Pfn::new(2), &mut page);
+        l.frame_allocated(Pfn::new(2), &mut page, FrameUse::DatTable);
+        assert!(!l.essa.model.state(2).2, "a DAT table must not be no-DAT");
+        // Reused as data straight away (no free in between): no-DAT again, not skipped.
+        l.frame_allocated(Pfn::new(2), &mut page, FrameUse::Data);
+        assert!(l.essa.model.state(2).2);
+        // Without the facility: ORC 1 only (ORC 7 would be a specification exception).
+        let mut plain = layer();
+        plain.frame_allocated(Pfn::new(3), &mut Page::new(), FrameUse::Data);
+        assert!(!plain.essa.model.state(3).2);
     }
 }

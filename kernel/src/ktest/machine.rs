@@ -3,7 +3,7 @@
 
 use super::runner::{Executor, Injection};
 use super::{KTest, Test, current};
-use crate::arch::interrupts::{PgmInfo, catch_pgm};
+use crate::arch::interrupts::PgmInfo;
 use alloc::format;
 use alloc::string::String;
 
@@ -79,7 +79,7 @@ fn run_registered(
     position: (usize, usize),
 ) -> Result<(), String> {
     current::set(Some((test, position.1)));
-    let result = catch_pgm(|| (body.run)(t));
+    let result = crate::trap::catch(|| (body.run)(t));
     current::set(None);
     crate::trap::restore_kernel_state();
     result.map_err(|info| {
@@ -102,7 +102,7 @@ impl Test<'_> {
     pub fn expect_pgm(&mut self, code: u16, f: impl FnOnce()) -> Option<PgmInfo> {
         let at = core::panic::Location::caller();
         let expecting = crate::trap::expecting();
-        let result = catch_pgm(f);
+        let result = crate::trap::catch(f);
         drop(expecting);
         match result {
             Ok(()) => {
