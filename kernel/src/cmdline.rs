@@ -50,7 +50,8 @@ pub struct Options {
     pub cmma: CmmaMode,
     /// `panic=now` or `hang=now`.
     pub deliberate: Option<Deliberate>,
-    /// `mm.pool=SIZE`: bytes of memory the memory manager may use for pages (K/M/G).
+    /// `mm.pool=SIZE|all`: bytes of memory the memory manager may use for pages (K/M/G),
+    /// or all the storage READ SCP INFO reports above the image, initrd, heap and tables.
     pub mm_pool: Option<u64>,
     /// `mm.debug=1`: check the memory manager's invariants after every stress operation.
     pub mm_debug: bool,
@@ -238,7 +239,13 @@ fn apply(o: &mut Options, key: &str, value: Option<&str>) -> Result<(), Option<&
                 _ => return Err(Some("auto, off or model")),
             }
         }
-        "mm.pool" => o.mm_pool = Some(size(value).ok_or(Some("a size such as 4M or 512K"))?),
+        "mm.pool" => {
+            o.mm_pool = Some(match value {
+                // All storage above the image, initrd, heap and page tables.
+                Some("all") => u64::MAX,
+                _ => size(value).ok_or(Some("a size such as 4M or 512K, or all"))?,
+            })
+        }
         "mm.debug" => match value {
             None | Some("1") => o.mm_debug = true,
             Some("0") => o.mm_debug = false,
@@ -351,6 +358,7 @@ mod tests {
         assert_eq!(parse(b"mm.pool=4M").0.mm_pool, Some(4 << 20));
         assert_eq!(parse(b"mm.pool=512k").0.mm_pool, Some(512 << 10));
         assert_eq!(parse(b"mm.pool=8192").0.mm_pool, Some(8192));
+        assert_eq!(parse(b"mm.pool=all").0.mm_pool, Some(u64::MAX));
         for bad in [
             &b"mm.pool=1"[..],
             b"mm.pool=xM",
