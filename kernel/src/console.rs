@@ -25,7 +25,7 @@ pub fn locked() -> bool {
 
 /// Releases the console lock held by interrupted code, so a crash report can be printed.
 pub fn force_unlock() {
-    crate::arch::sclp::force_unlock(&CONSOLE);
+    crate::arch::sync::force_unlock(&CONSOLE);
 }
 
 /// A `fmt::Write` that takes the console lock per write, for long-lived writers such as

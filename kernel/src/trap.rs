@@ -172,14 +172,12 @@ pub fn unexpected_interruption(kind: &str, code: u64, frame: &InterruptFrame) ->
     shutdown::crash("unexpected interruption");
 }
 
-/// Puts back what a test may have changed when it was cut short: the console lock, the
-/// expectation flag. (DAT mode and problem state come back with the resumed PSW.)
+/// Puts back what a test may have changed when it was cut short: the expectation flag
+/// and the current address space. (Locks its body took are released by [`catch`]; DAT
+/// mode and problem state come back with the resumed PSW.)
 pub fn restore_kernel_state() {
     EXPECTING.store(false, core::sync::atomic::Ordering::Relaxed);
     vm::reset_address_space();
-    vm::release_after_unwind();
-    crate::cmma::backend::release_after_unwind();
-    console::force_unlock();
 }
 
 /// Diagnostics go inside the running test's subtest, or at top level.

@@ -212,7 +212,7 @@ pub fn locked() -> bool {
 /// Releases the memory manager's lock if a test body that held it (inside
 /// [`with`]) was cut short by a program interruption.
 pub fn release_after_unwind() {
-    crate::arch::sclp::force_unlock(&MM);
+    crate::arch::sync::force_unlock(&MM);
 }
 
 /// Puts the kernel's address space back after a test was cut short.

@@ -144,10 +144,21 @@ pub fn disabled_wait(code: u64) -> ! {
 /// Waits with external interruptions enabled until one arrives. The external handler
 /// clears WAIT and EXT in the old PSW, so execution resumes here, disabled again.
 pub fn enabled_wait_for_external() {
-    let mask = current_psw_mask() | psw_mask::EXT | psw_mask::WAIT;
+    // SAFETY: the wait PSW adds only EXT and WAIT; the external handler restores all
+    // registers and clears both bits, so execution continues after it unchanged.
+    unsafe { continue_with_mask(current_psw_mask() | psw_mask::EXT | psw_mask::WAIT) };
+}
+
+/// Loads a PSW with `mask` whose address is the next instruction: the one way the
+/// kernel changes PSW bits in place (wait, DAT, problem state).
+///
+/// # Safety
+/// The new mask must keep the code that follows runnable: its text mapped and its
+/// state valid in the new mode.
+pub unsafe fn continue_with_mask(mask: u64) {
     let psw = Psw { mask, addr: 0 };
-    // SAFETY: the wait PSW resumes at label 1 with the caller's state (the handler
-    // restores all registers); the PSW lives on our stack until the LPSWE.
+    // SAFETY: the caller vouches for the mask; the PSW lives on our stack until the
+    // LPSWE, which resumes at label 1.
     unsafe {
         asm!(
             "larl {t}, 1f",
@@ -239,20 +250,6 @@ pub unsafe fn dat_on(asce: u64) {
         write_cr::<7>(asce);
         write_cr::<13>(asce);
     }
-    let psw = Psw {
-        mask: current_psw_mask() | psw_mask::DAT,
-        addr: 0,
-    };
     // SAFETY: continues at the next instruction with DAT on, identity-mapped.
-    unsafe {
-        asm!(
-            "larl {t}, 1f",
-            "stg {t}, 8({p})",
-            "lpswe 0({p})",
-            "1:",
-            p = in(reg_addr) &psw,
-            t = out(reg) _,
-            options(nostack),
-        );
-    }
+    unsafe { continue_with_mask(current_psw_mask() | psw_mask::DAT) };
 }

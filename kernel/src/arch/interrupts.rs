@@ -273,23 +273,9 @@ pub fn unwind_to_catcher(frame: &mut InterruptFrame, info: &PgmInfo) -> bool {
 /// Switches the CPU to problem state (for tests of privileged-operation exceptions).
 /// Undo it with [`leave_problem_state`].
 pub fn enter_problem_state() {
-    let psw = Psw {
-        mask: super::cpu::current_psw_mask() | psw_mask::PSTATE,
-        addr: 0,
-    };
     // SAFETY: continues at the next instruction with only the problem-state bit added;
     // the kernel stays mapped and SVC 0 returns to supervisor state.
-    unsafe {
-        core::arch::asm!(
-            "larl {t}, 1f",
-            "stg {t}, 8({p})",
-            "lpswe 0({p})",
-            "1:",
-            p = in(reg_addr) &psw,
-            t = out(reg) _,
-            options(nostack),
-        );
-    }
+    unsafe { super::cpu::continue_with_mask(super::cpu::current_psw_mask() | psw_mask::PSTATE) };
 }
 
 /// Returns to supervisor state with SVC 0 (handled by `zhint_svc_interrupt`).

@@ -17,6 +17,7 @@ pub mod lowcore;
 pub mod probe;
 pub mod sclp;
 pub mod storage;
+pub mod sync;
 pub mod uaccess;
 
 pub use interrupts::InterruptFrame;

@@ -150,7 +150,7 @@ pub fn model_locked() -> bool {
 /// Releases the model's lock if a test body that held it (inside [`with_model`]) was
 /// cut short by a program interruption.
 pub fn release_after_unwind() {
-    crate::arch::sclp::force_unlock(&MODEL);
+    crate::arch::sync::force_unlock(&MODEL);
 }
 
 /// Runs `f` on the model and its machine side. `None` when there is no model.
