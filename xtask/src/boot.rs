@@ -69,6 +69,26 @@ impl std::fmt::Debug for Sinks<'_> {
     }
 }
 
+/// [`boot`] with the console going only to `log` (no echo, no per-test callback): the
+/// benchmarks' way to boot, which read the outcome's collector afterwards.
+pub fn boot_quietly(
+    qemu_program: &Path,
+    qemu_args: &[String],
+    limits: Limits,
+    log: &mut File,
+) -> Result<BootOutcome> {
+    boot(
+        qemu_program,
+        qemu_args,
+        limits,
+        Sinks {
+            log,
+            echo: false,
+            on_record: &mut |_| {},
+        },
+    )
+}
+
 /// Boots once and returns what happened. Errors are infrastructure errors (QEMU could not be
 /// started, the log could not be written) or Ctrl-C; QEMU is killed on every path.
 pub fn boot(

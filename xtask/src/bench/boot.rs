@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
 use super::{Stats, qemu_version};
-use crate::boot::{self, Limits, Sinks};
+use crate::boot::{self, Limits};
 use crate::qemu::Machine;
 
 /// Load address and entry point of QEMU's `-kernel` protocol.
@@ -121,16 +121,7 @@ fn time_boot(qemu: &Path, args: &[String], expect_exit_line: bool) -> Result<Dur
         per_test: None,
         total: Some(Duration::from_secs(120)),
     };
-    let outcome = boot::boot(
-        qemu,
-        args,
-        limits,
-        Sinks {
-            log: &mut sink,
-            echo: false,
-            on_record: &mut |_| {},
-        },
-    )?;
+    let outcome = boot::boot_quietly(qemu, args, limits, &mut sink)?;
     if let Some(error) = outcome.infrastructure_error() {
         bail!("{error}");
     }

@@ -8,7 +8,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 
 use super::line::{self, BenchLine};
-use crate::boot::{self, Limits, Sinks};
+use crate::boot::{self, Limits};
 use crate::results::{Outcome, TestRecord};
 
 /// Boots QEMU with `args`, writes the console to `log`, and returns the benchmark lines.
@@ -19,16 +19,7 @@ pub fn boot_for_lines(
     log: &Path,
 ) -> Result<Vec<BenchLine>> {
     let mut sink = File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
-    let outcome = boot::boot(
-        qemu,
-        args,
-        limits,
-        Sinks {
-            log: &mut sink,
-            echo: false,
-            on_record: &mut |_| {},
-        },
-    )?;
+    let outcome = boot::boot_quietly(qemu, args, limits, &mut sink)?;
     let see_log = || format!("see {}", log.display());
     if let Some(error) = outcome.infrastructure_error() {
         bail!("{error}; {}", see_log());

@@ -89,6 +89,17 @@ where
             PathElement::new([(x, r.ns_per_op.min), (x, r.ns_per_op.max)], color)
         })))?;
     }
+    legend(&mut chart)?;
+    Ok(())
+}
+
+/// The series legend, top right, as both charts draw it.
+fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
     drawing(
         chart
             .configure_series_labels()
@@ -96,8 +107,7 @@ where
             .background_style(WHITE.mix(0.8))
             .border_style(BLACK)
             .draw(),
-    )?;
-    Ok(())
+    )
 }
 
 /// Grouped bars: frames dropped without I/O, paged out and refaulted, hinting on and off.
@@ -193,14 +203,7 @@ where
         )
     });
     drawing(chart.draw_series(names))?;
-    drawing(
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw(),
-    )?;
+    legend(&mut chart)?;
     Ok(())
 }
 

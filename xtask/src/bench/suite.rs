@@ -15,7 +15,7 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
 use super::{Stats, header, qemu_version};
-use crate::boot::{self, BootOutcome, Limits, Sinks};
+use crate::boot::{self, BootOutcome, Limits};
 use crate::matrix::Config;
 use crate::results::{BootCollector, Counts};
 
@@ -160,18 +160,14 @@ fn summarize(
 
 fn boot_once(qemu: &Path, args: &[String], per_test: Duration) -> Result<BootOutcome> {
     let mut sink = File::create("/dev/null").context("opening /dev/null")?;
-    let outcome = boot::boot(
+    let outcome = boot::boot_quietly(
         qemu,
         args,
         Limits {
             per_test: Some(per_test),
             total: Some(RUN_LIMIT),
         },
-        Sinks {
-            log: &mut sink,
-            echo: false,
-            on_record: &mut |_| {},
-        },
+        &mut sink,
     )?;
     if let Some(error) = outcome.infrastructure_error() {
         bail!("{error}");
