@@ -42,8 +42,12 @@ pub struct Options {
     /// `ktest.inject=KIND@TEST[,KIND@TEST]`: faults to inject (panic, hang, pgm, garbage,
     /// exit) into the tests matching the `suite.test` glob.
     pub inject: Vec<crate::ktest::runner::Inject>,
-    /// `ktest.seed=N`: seed for randomized tests.
+    /// `ktest.seed=N`: seed for randomized tests (and for the test order under
+    /// `ktest.shuffle`).
     pub seed: Option<u64>,
+    /// `ktest.shuffle`: run the suites, and the tests inside each suite, in an order drawn
+    /// from the seed instead of sorted, so tests that depend on what ran before surface.
+    pub shuffle: bool,
     /// `ktest.selftest=fail,panic,pgm,hang`: enable the deliberately failing tests.
     pub selftest: Vec<String>,
     /// `cmma=auto|off|model`.
@@ -194,16 +198,16 @@ fn apply(o: &mut Options, key: &str, value: Option<&str>) -> Result<(), Option<&
         "ktest.filter" => o.filter = list(value, "GLOB[,GLOB...]")?,
         "ktest.skip" => o.skip = number(value).ok_or(Some("a decimal number"))? as usize,
         "ktest.seed" => o.seed = Some(number(value).ok_or(Some("a decimal or 0x number"))?),
-        "ktest.list" | "ktest.bench" => {
+        "ktest.list" | "ktest.bench" | "ktest.shuffle" => {
             let on = match value {
                 None | Some("1") => true,
                 Some("0") => false,
                 _ => return Err(Some("no value, 0 or 1")),
             };
-            if key == "ktest.list" {
-                o.list = on
-            } else {
-                o.bench = on
+            match key {
+                "ktest.list" => o.list = on,
+                "ktest.bench" => o.bench = on,
+                _ => o.shuffle = on,
             }
         }
         "ktest.inject" => {
@@ -308,7 +312,7 @@ mod tests {
     #[test]
     fn known_arguments_are_applied() {
         let (o, w) = parse(
-            b"ktest.filter=mm::*,cmma::essa.get ktest.skip=3 ktest.seed=0x10 ktest.list ktest.bench=0 cmma=model panic=now",
+            b"ktest.filter=mm::*,cmma::essa.get ktest.skip=3 ktest.seed=0x10 ktest.list ktest.bench=0 ktest.shuffle cmma=model panic=now",
         );
         assert!(w.is_empty(), "{w:?}");
         assert_eq!(o.filter, ["mm::*", "cmma::essa.get"]);
@@ -316,6 +320,8 @@ mod tests {
         assert_eq!(o.seed, Some(16));
         assert!(o.list);
         assert!(!o.bench);
+        assert!(o.shuffle);
+        assert!(!parse(b"ktest.shuffle=0").0.shuffle);
         assert_eq!(o.cmma, CmmaMode::Model);
         assert_eq!(o.deliberate, Some(Deliberate::Panic));
     }

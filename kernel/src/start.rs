@@ -134,6 +134,8 @@ pub fn kernel_main() -> ! {
         skip: options.skip,
         list: options.list,
         seed: options.seed.unwrap_or_else(|| cpu::tod() >> 12),
+        shuffle: options.shuffle,
+        command_line: options.raw.clone(),
         selftest: options.selftest.clone(),
         bench: options.bench,
         inject: options.inject.clone(),

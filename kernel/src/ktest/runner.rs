@@ -10,18 +10,24 @@ use super::{KTest, flags, glob};
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write;
+use rand_xoshiro::Xoshiro256PlusPlus;
+use rand_xoshiro::rand_core::{Rng, SeedableRng};
 
 /// What the command line asks of the runner.
 #[derive(Clone, Debug, Default)]
 pub struct Options {
     /// `ktest.filter` globs (empty: all).
     pub filter: Vec<String>,
-    /// Do not run the first N selected tests.
+    /// Do not run the first N selected tests, in run order (resume after a crash).
     pub skip: usize,
     /// Only list the tests.
     pub list: bool,
-    /// Seed for randomized tests.
+    /// Seed for randomized tests, and for the order under `shuffle`.
     pub seed: u64,
+    /// Run suites and tests in an order drawn from `seed` instead of sorted.
+    pub shuffle: bool,
+    /// The kernel command line as given, for the KTAP header (replaying a run).
+    pub command_line: String,
     /// Enabled self-tests (`fail`, `panic`, `pgm`, `hang`, `all`).
     pub selftest: Vec<String>,
     /// Run the benchmarks (tests flagged `BENCH`) too.
@@ -103,12 +109,16 @@ pub struct Totals {
     pub counts: Counts,
     /// Tests selected (including those passed over by `ktest.skip`).
     pub selected: usize,
+    /// The run did not start: the command line asked for something impossible (a
+    /// `ktest.filter` glob that matches no test). Reported as `Bail out! usage: ...`.
+    pub usage_error: bool,
 }
 
 impl Totals {
-    /// The kvm-unit-tests-style exit status: 1 all passed, 3 failures, 77 all skipped.
+    /// The kvm-unit-tests-style exit status: 1 all passed, 3 failures (or a run that could
+    /// not start), 77 all skipped.
     pub fn exit_status(&self) -> u32 {
-        if self.counts.fail > 0 {
+        if self.counts.fail > 0 || self.usage_error {
             3
         } else if self.counts.pass == 0 {
             77
@@ -118,18 +128,61 @@ impl Totals {
     }
 }
 
-/// The selected tests in run order: sorted by suite, then source position.
-pub fn select<'t>(tests: &'t [KTest], o: &Options) -> Vec<&'t KTest> {
+/// Whether `test` may run at all under `o`, filter aside: self-tests and benchmarks only
+/// when asked for.
+fn eligible(test: &KTest, o: &Options) -> bool {
     let selftest_on = |name: &str| o.selftest.iter().any(|s| s == name || s == "all");
+    (!test.has(flags::SELFTEST) || selftest_on(test.name)) && (!test.has(flags::BENCH) || o.bench)
+}
+
+/// Salt for the order's random stream, so it is not the stream a test draws from the same
+/// seed.
+const ORDER_SALT: u64 = 0x6f72_6465_725f_6b74;
+
+/// The selected tests in run order: sorted by suite, then source position; under
+/// `ktest.shuffle` the suites, and the tests inside each suite, in an order drawn from the
+/// seed (a suite's tests stay together, as KTAP nests them). The same seed, filter and
+/// kernel give the same order, which `ktest.skip` relies on to resume after a crash.
+pub fn select<'t>(tests: &'t [KTest], o: &Options) -> Vec<&'t KTest> {
     let mut selected: Vec<&KTest> = tests
         .iter()
         .filter(|t| glob::selects(&o.filter, t.suite, t.name))
-        .filter(|t| !t.has(flags::SELFTEST) || selftest_on(t.name))
-        .filter(|t| !t.has(flags::BENCH) || o.bench)
+        .filter(|t| eligible(t, o))
         .collect();
     selected
         .sort_by(|a, b| (a.suite, a.file, a.line, a.name).cmp(&(b.suite, b.file, b.line, b.name)));
-    selected
+    if !o.shuffle {
+        return selected;
+    }
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(o.seed ^ ORDER_SALT);
+    let mut groups: Vec<Vec<&KTest>> = suites(&selected).iter().map(|s| s.to_vec()).collect();
+    shuffle(&mut groups, &mut rng);
+    for group in &mut groups {
+        shuffle(group, &mut rng);
+    }
+    groups.concat()
+}
+
+/// Fisher-Yates with `rng`.
+fn shuffle<T>(items: &mut [T], rng: &mut Xoshiro256PlusPlus) {
+    for i in (1..items.len()).rev() {
+        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+        items.swap(i, j);
+    }
+}
+
+/// The `ktest.filter` globs that select no test the run may run (a typo must not pass as
+/// an empty, green run).
+pub fn unmatched_globs<'o>(tests: &[KTest], o: &'o Options) -> Vec<&'o str> {
+    o.filter
+        .iter()
+        .filter(|glob| {
+            !tests.iter().any(|t| {
+                eligible(t, o) && glob::selects(core::slice::from_ref(*glob), t.suite, t.name)
+            })
+        })
+        .map(String::as_str)
+        .collect()
 }
 
 /// Groups consecutive tests of the same suite.
@@ -147,27 +200,25 @@ fn suites<'a, 't>(tests: &'a [&'t KTest]) -> Vec<&'a [&'t KTest]> {
     out
 }
 
-/// Prints the KTAP header line that identifies the run.
-fn header(out: &mut dyn Write, o: &Options) {
-    let _ = ktap::version(out, "");
+/// The diagnostics that identify a run and let the host replay it: seed, filter, skip,
+/// order and command line, then one descriptor per selected test, in run order:
+/// `# test: <suite>.<name> file=<file>:<line> flags=<list>`. The descriptors name every
+/// test of the plan, also those `ktest.skip` passes over, so the host knows what a crash
+/// left unrun.
+fn identify(out: &mut dyn Write, o: &Options, selected: &[&KTest]) {
     let filter = if o.filter.is_empty() {
         String::from("*")
     } else {
         o.filter.join(",")
     };
+    let order = if o.shuffle { "shuffled" } else { "sorted" };
     let _ = writeln!(
         out,
-        "# zhint: seed={} filter={} skip={}",
+        "# zhint: seed={} filter={} skip={} order={order}",
         o.seed, filter, o.skip
     );
-}
-
-/// `ktest.list`: the plan and one descriptor line per test.
-pub fn list(tests: &[KTest], o: &Options, out: &mut dyn Write) -> Totals {
-    let selected = select(tests, o);
-    header(out, o);
-    let _ = ktap::plan(out, "", suites(&selected).len());
-    for t in &selected {
+    let _ = writeln!(out, "# command line: {}", o.command_line);
+    for t in selected {
         let names: Vec<&str> = flags::NAMES
             .iter()
             .enumerate()
@@ -188,36 +239,77 @@ pub fn list(tests: &[KTest], o: &Options, out: &mut dyn Write) -> Totals {
             }
         );
     }
+}
+
+/// `ktest.list`: the descriptors of the tests a run would run, in its order, and nothing
+/// else (no KTAP header: a listing is not a test run).
+pub fn list(tests: &[KTest], o: &Options, out: &mut dyn Write) -> Totals {
+    let selected = select(tests, o);
+    identify(out, o, &selected);
+    let _ = writeln!(
+        out,
+        "# plan: {} suites, {} tests",
+        suites(&selected).len(),
+        selected.len()
+    );
     Totals {
-        counts: Counts::default(),
         selected: selected.len(),
+        ..Totals::default()
     }
 }
 
-/// Runs the selected tests and prints KTAP.
+/// Runs the selected tests from `o.skip` on and prints one KTAP v1 document: the header,
+/// the descriptors of every selected test, then a plan that counts exactly the suites this
+/// boot runs, each with a plan of exactly the tests it runs, numbered from 1 (a resumed
+/// boot reports only what it runs, so its document stands on its own).
 pub fn run(tests: &[KTest], o: &Options, out: &mut dyn Write, exec: &mut dyn Executor) -> Totals {
     let selected = select(tests, o);
-    let suites = suites(&selected);
-    header(out, o);
-    let _ = ktap::plan(out, "", suites.len());
+    let _ = ktap::version(out, "");
+    identify(out, o, &selected);
     let mut totals = Totals {
         selected: selected.len(),
         ..Totals::default()
     };
+    let unmatched = unmatched_globs(tests, o);
+    if !unmatched.is_empty() {
+        let mut names: Vec<&str> = tests
+            .iter()
+            .filter(|t| eligible(t, o))
+            .map(|t| t.suite)
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        let _ = writeln!(
+            out,
+            "Bail out! usage: ktest.filter {} matches no test (suites: {}; self-tests need ktest.selftest=, benchmarks ktest.bench)",
+            unmatched.join(","),
+            names.join(", ")
+        );
+        totals.usage_error = true;
+        return totals;
+    }
+    if o.skip > selected.len() {
+        let _ = ktap::diagnostic(
+            out,
+            "",
+            format_args!(
+                "warning: ktest.skip={} passes over all {} selected tests",
+                o.skip,
+                selected.len()
+            ),
+        );
+    }
+    let to_run = &selected[o.skip.min(selected.len())..];
+    let suites = suites(to_run);
+    let _ = ktap::plan(out, "", suites.len());
     let run_start = exec.now_us();
-    let mut index = 0;
-    for (suite_no, suite) in suites.iter().enumerate() {
+    for (suite_index, suite) in suites.iter().enumerate() {
         let name = suite[0].suite;
-        let first_run = o.skip.saturating_sub(index);
-        index += suite.len();
-        if first_run >= suite.len() {
-            continue; // already reported by an earlier boot
-        }
         let _ = ktap::version(out, SUBTEST_INDENT);
         let _ = ktap::subtest(out, SUBTEST_INDENT, name);
         let _ = ktap::plan(out, SUBTEST_INDENT, suite.len());
         let mut counts = Counts::default();
-        for (i, test) in suite.iter().enumerate().skip(first_run) {
+        for (i, test) in suite.iter().enumerate() {
             let full = alloc::format!("{}.{}", test.suite, test.name);
             let inject = o
                 .inject
@@ -226,7 +318,7 @@ pub fn run(tests: &[KTest], o: &Options, out: &mut dyn Write, exec: &mut dyn Exe
                 .map(|j| j.kind);
             counts.add(run_one(
                 test,
-                (suite_no + 1, i + 1),
+                (suite_index + 1, i + 1),
                 o.seed,
                 inject,
                 out,
@@ -239,7 +331,7 @@ pub fn run(tests: &[KTest], o: &Options, out: &mut dyn Write, exec: &mut dyn Exe
         } else {
             Directive::None
         };
-        let _ = ktap::result(out, "", counts.fail == 0, suite_no + 1, name, directive);
+        let _ = ktap::result(out, "", counts.fail == 0, suite_index + 1, name, directive);
         totals.counts.add(counts);
     }
     let _ = ktap::totals(out, "", "Totals", totals.counts);
@@ -430,10 +522,17 @@ mod tests {
     fn full_run_is_sorted_ktap_with_totals() {
         let (s, totals) = output(&Options {
             seed: 5,
+            command_line: "ktest.seed=5".into(),
             ..Options::default()
         });
         let expected = "KTAP version 1
-# zhint: seed=5 filter=* skip=0
+# zhint: seed=5 filter=* skip=0 order=sorted
+# command line: ktest.seed=5
+# test: a::one.first file=t.rs:10 flags=-
+# test: a::one.second file=t.rs:11 flags=-
+# test: b::two.fails file=t.rs:20 flags=-
+# test: b::two.xfails file=t.rs:21 flags=xfail
+# test: b::two.errors file=t.rs:22 flags=-
 1..2
     KTAP version 1
     # Subtest: a::one
@@ -472,7 +571,7 @@ not ok 2 b::two
     }
 
     #[test]
-    fn skip_resumes_after_n_tests_and_selftests_need_enabling() {
+    fn a_resumed_boot_reports_exactly_the_tests_it_runs() {
         let o = Options {
             skip: 3,
             selftest: alloc::vec!["panic".into()],
@@ -480,11 +579,152 @@ not ok 2 b::two
         };
         let (s, totals) = output(&o);
         assert_eq!(totals.selected, 6);
-        assert!(!s.contains("a::one"), "{s}");
+        assert!(
+            s.contains("# test: a::one.first file=t.rs:10"),
+            "the descriptors still name the whole plan: {s}"
+        );
+        assert!(!s.contains("# Subtest: a::one"), "{s}");
         assert!(!s.contains("ok 1 fails"), "{s}");
-        assert!(s.contains("not ok 2 xfails"), "{s}");
-        assert!(s.contains("ok 1 panic"), "{s}");
-        assert!(s.contains("\n1..3\n"), "{s}");
+        let run = s.split("\n1..2\n").nth(1).expect("a plan of the 2 suites it runs");
+        assert!(
+            run.starts_with("    KTAP version 1\n    # Subtest: b::two\n    1..2\n"),
+            "{s}"
+        );
+        assert!(run.contains("    not ok 1 xfails # XFAIL"), "numbered from 1: {s}");
+        assert!(run.contains("    not ok 2 errors # ERROR"), "{s}");
+        assert!(run.contains("\nnot ok 1 b::two\n"), "{s}");
+        assert!(run.contains("    ok 1 panic\n"), "{s}");
+        assert!(run.contains("\nok 2 c::selftest\n"), "{s}");
+        assert_eq!(totals.counts.total(), 3);
+
+        let (s, totals) = output(&Options {
+            skip: 9,
+            ..Options::default()
+        });
+        assert!(
+            s.contains("# warning: ktest.skip=9 passes over all 5 selected tests\n1..0\n"),
+            "{s}"
+        );
+        assert_eq!(totals.counts.total(), 0);
+    }
+
+    fn names(selected: &[&KTest]) -> Vec<String> {
+        selected
+            .iter()
+            .map(|t| alloc::format!("{}.{}", t.suite, t.name))
+            .collect()
+    }
+
+    /// Enough tests in enough suites that two seeds giving one order would be a fluke.
+    fn many() -> Vec<KTest> {
+        const SUITES: [&str; 6] = ["s::a", "s::b", "s::c", "s::d", "s::e", "s::f"];
+        const NAMES: [&str; 5] = ["t0", "t1", "t2", "t3", "t4"];
+        let mut tests = Vec::new();
+        for (i, suite) in SUITES.iter().enumerate() {
+            for (j, name) in NAMES.iter().enumerate() {
+                tests.push(d(suite, name, (i * 10 + j) as u32, 0, pass));
+            }
+        }
+        tests
+    }
+
+    #[test]
+    fn a_shuffled_order_is_a_permutation_drawn_from_the_seed_with_suites_kept_together() {
+        let tests = many();
+        let sorted = names(&select(&tests, &Options::default()));
+        let shuffled = |seed| {
+            names(&select(
+                &tests,
+                &Options {
+                    seed,
+                    shuffle: true,
+                    ..Options::default()
+                },
+            ))
+        };
+        let one = shuffled(1);
+        assert_eq!(one, shuffled(1), "the same seed gives the same order");
+        assert_ne!(one, shuffled(2), "another seed gives another order");
+        assert_ne!(one, sorted);
+        let mut again = one.clone();
+        again.sort();
+        assert_eq!(again, sorted, "every test exactly once");
+        let suite_order: Vec<&str> = one.iter().map(|n| n.split('.').next().unwrap()).collect();
+        let mut runs = suite_order.clone();
+        runs.dedup();
+        assert_eq!(runs.len(), 6, "each suite's tests stay together: {one:?}");
+        assert_ne!(
+            runs,
+            ["s::a", "s::b", "s::c", "s::d", "s::e", "s::f"],
+            "the suites move"
+        );
+        assert!(
+            (1..=8).any(|seed| {
+                let order = shuffled(seed);
+                let first: Vec<&String> = order.iter().filter(|n| n.starts_with("s::a.")).collect();
+                first.windows(2).any(|w| w[0] > w[1])
+            }),
+            "the tests inside a suite move too"
+        );
+    }
+
+    #[test]
+    fn a_shuffled_resume_runs_exactly_the_rest_of_the_same_order() {
+        let tests = many();
+        let options = |skip| Options {
+            seed: 77,
+            shuffle: true,
+            skip,
+            ..Options::default()
+        };
+        let order = names(&select(&tests, &options(0)));
+        for skip in [0, 1, 4, 5, 13, 29, 30] {
+            let mut s = String::new();
+            run(&tests, &options(skip), &mut s, &mut Fake);
+            let ran: Vec<String> = s
+                .lines()
+                .filter_map(|l| l.strip_prefix("    ok "))
+                .map(|l| l.split_once(' ').unwrap().1.to_string())
+                .collect();
+            let suite_of = |l: &str| l.strip_prefix("    # Subtest: ").map(str::to_string);
+            let mut suite = String::new();
+            let mut full = Vec::new();
+            for line in s.lines() {
+                if let Some(name) = suite_of(line) {
+                    suite = name;
+                } else if let Some(rest) = line.strip_prefix("    ok ") {
+                    full.push(alloc::format!("{suite}.{}", rest.split_once(' ').unwrap().1));
+                }
+            }
+            assert_eq!(full, order[skip..], "skip={skip}");
+            assert_eq!(ran.len(), 30 - skip);
+            let listed: Vec<&str> = s
+                .lines()
+                .filter_map(|l| l.strip_prefix("# test: "))
+                .map(|l| l.split(' ').next().unwrap())
+                .collect();
+            assert_eq!(listed, order, "every boot names the whole order");
+        }
+    }
+
+    #[test]
+    fn a_filter_glob_that_matches_nothing_is_a_usage_error_naming_the_suites() {
+        let (s, totals) = output(&Options {
+            filter: alloc::vec!["a::*".into(), "nosuch::*".into()],
+            ..Options::default()
+        });
+        assert!(totals.usage_error);
+        assert_eq!(totals.exit_status(), 3);
+        assert!(
+            s.contains("Bail out! usage: ktest.filter nosuch::* matches no test (suites: a::one, b::two;"),
+            "{s}"
+        );
+        assert!(!s.contains("1.."), "nothing runs: {s}");
+        let (_, totals) = output(&Options {
+            filter: alloc::vec!["c::selftest".into()],
+            ..Options::default()
+        });
+        assert!(totals.usage_error, "a self-test that is not enabled runs nowhere");
     }
 
     #[test]
@@ -512,7 +752,7 @@ not ok 2 b::two
             filter: alloc::vec!["nothing".into()],
             ..Options::default()
         };
-        assert_eq!(output(&o).1.exit_status(), 77);
+        assert_eq!(output(&o).1.exit_status(), 3, "a filter that matches nothing");
     }
 
     #[test]
@@ -554,7 +794,7 @@ not ok 2 b::two
     }
 
     #[test]
-    fn list_prints_descriptors() {
+    fn list_prints_descriptors_in_run_order_and_is_no_ktap_run() {
         let mut s = String::new();
         let totals = list(&TESTS, &Options::default(), &mut s);
         assert_eq!(totals.selected, 5);
@@ -566,6 +806,7 @@ not ok 2 b::two
             s.contains("# test: a::one.first file=t.rs:10 flags=-\n"),
             "{s}"
         );
-        assert!(s.contains("\n1..2\n"), "{s}");
+        assert!(s.ends_with("# plan: 2 suites, 5 tests\n"), "{s}");
+        assert!(!s.contains("KTAP version") && !s.contains("\n1.."), "{s}");
     }
 }
