@@ -4,8 +4,11 @@
 //! Output is collected into a line and written with one SERVC per console per line: the
 //! line-mode console starts a new line with every write, and one request per byte would be slow
 //! on every console. A line longer than [`LINE_CAPACITY`] is written in pieces; the ASCII console
-//! continues the piece on the same line, the line-mode console starts a new one. A line-mode
-//! line longer than [`LINE_MODE_WIDTH`] is split into several message text objects.
+//! continues the piece on the same line. A line-mode line longer than [`LINE_MODE_WIDTH`] is
+//! split into several message text objects (MTOs), each shown as a line of its own; every line
+//! ends with an MTO shorter than the width (an empty one when the text fills its last MTO
+//! exactly), so a reader gets each line back by joining every full-width MTO with the next one
+//! (xtask does, before it parses KTAP).
 
 use core::fmt;
 
@@ -13,8 +16,9 @@ use crate::ebcdic::to_cp037;
 use crate::spec::{EventBufferHeader, SccbHeader, command, event_type, line_mode, response};
 use crate::{Backend, Error, Sclp};
 
-/// Bytes collected before they are written even without a newline.
-pub const LINE_CAPACITY: usize = 256;
+/// Bytes collected before they are written even without a newline: two full line-mode MTOs,
+/// so a piece of a long line ends on a full-width MTO and the reader joins it to the next.
+pub const LINE_CAPACITY: usize = 2 * LINE_MODE_WIDTH;
 
 /// Longest line-mode line, in characters; longer lines are split into several MTOs. 132 is the
 /// classic printer line (kvm-unit-tests splits at 119); what z/VM and the HMC do with longer
@@ -145,7 +149,7 @@ impl<B: Backend> Sclp<B> {
             first_error = Some(error);
         }
         if self.consoles.line_mode
-            && let Err(error) = self.write_line_mode()
+            && let Err(error) = self.write_line_mode(newline)
         {
             first_error.get_or_insert(error);
         }
@@ -184,8 +188,9 @@ impl<B: Backend> Sclp<B> {
     }
 
     /// One message event (type 0x02): MDB header, GO object, then one MTO per
-    /// [`LINE_MODE_WIDTH`] characters of EBCDIC text.
-    fn write_line_mode(&mut self) -> Result<(), Error> {
+    /// [`LINE_MODE_WIDTH`] characters of EBCDIC text. At the end of a line (`newline`) the
+    /// last MTO is shorter than the width: an empty one follows text that filled its MTO.
+    fn write_line_mode(&mut self, newline: bool) -> Result<(), Error> {
         let mut text = [0; LINE_CAPACITY];
         let mut text_len = 0;
         for code in self
@@ -208,11 +213,11 @@ impl<B: Backend> Sclp<B> {
             bytes[text_start..text_start + chunk.len()].copy_from_slice(chunk);
             end = text_start + chunk.len();
         };
-        if text.is_empty() {
-            put_mto(bytes, &[]);
-        }
         for chunk in text.chunks(LINE_MODE_WIDTH) {
             put_mto(bytes, chunk);
+        }
+        if text.len() % LINE_MODE_WIDTH == 0 && (newline || text.is_empty()) {
+            put_mto(bytes, &[]);
         }
 
         SccbHeader::request(end).encode(bytes);
@@ -398,19 +403,45 @@ mod tests {
             "{lines:?}"
         );
         assert_eq!(lines.concat(), line);
-        assert_eq!(lines.len(), 5, "256 = 132 + 124, twice, then 88");
+        assert_eq!(lines.len(), 5, "600 = 4 x 132 + 72");
+        assert_eq!(join_line_mode(&lines), [line]);
+    }
+
+    /// What a reader of the line-mode console does: a full-width MTO continues in the next.
+    fn join_line_mode(mtos: &[std::string::String]) -> Vec<std::string::String> {
+        let mut lines = Vec::new();
+        let mut current = std::string::String::new();
+        for mto in mtos {
+            current.push_str(mto);
+            if mto.len() < LINE_MODE_WIDTH {
+                lines.push(core::mem::take(&mut current));
+            }
+        }
+        assert!(
+            current.is_empty(),
+            "a line ended on a full-width MTO: {mtos:?}"
+        );
+        lines
     }
 
     #[test]
-    fn a_line_that_exactly_fills_the_buffer_gives_no_empty_line() {
+    fn every_line_comes_back_from_the_line_mode_console_whatever_its_length() {
         let (mut sclp, _) = initialized(Config::default());
-        let line = "x".repeat(LINE_CAPACITY);
-        writeln!(sclp, "{line}").unwrap();
+        let lengths = [0, 1, 131, 132, 133, 263, 264, 265, 396, 528, 600];
+        let lines: Vec<std::string::String> = lengths.iter().map(|&n| "y".repeat(n)).collect();
+        for line in &lines {
+            writeln!(sclp, "{line}").unwrap();
+        }
+        assert_eq!(join_line_mode(&sclp.backend.line_mode_lines()), lines);
+        let exact = &sclp.backend.line_mode_lines()[3..6];
         assert_eq!(
-            sclp.backend.line_mode_lines(),
-            [&line[..LINE_MODE_WIDTH], &line[LINE_MODE_WIDTH..]]
+            exact
+                .iter()
+                .map(std::string::String::len)
+                .collect::<Vec<_>>(),
+            [132, 0, 132],
+            "a line that fills its MTO exactly is followed by an empty one"
         );
-        assert_eq!(sclp.backend.ascii_text(), std::format!("{line}\n"));
     }
 
     #[test]

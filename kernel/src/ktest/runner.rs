@@ -585,12 +585,18 @@ not ok 2 b::two
         );
         assert!(!s.contains("# Subtest: a::one"), "{s}");
         assert!(!s.contains("ok 1 fails"), "{s}");
-        let run = s.split("\n1..2\n").nth(1).expect("a plan of the 2 suites it runs");
+        let run = s
+            .split("\n1..2\n")
+            .nth(1)
+            .expect("a plan of the 2 suites it runs");
         assert!(
             run.starts_with("    KTAP version 1\n    # Subtest: b::two\n    1..2\n"),
             "{s}"
         );
-        assert!(run.contains("    not ok 1 xfails # XFAIL"), "numbered from 1: {s}");
+        assert!(
+            run.contains("    not ok 1 xfails # XFAIL"),
+            "numbered from 1: {s}"
+        );
         assert!(run.contains("    not ok 2 errors # ERROR"), "{s}");
         assert!(run.contains("\nnot ok 1 b::two\n"), "{s}");
         assert!(run.contains("    ok 1 panic\n"), "{s}");
@@ -693,7 +699,10 @@ not ok 2 b::two
                 if let Some(name) = suite_of(line) {
                     suite = name;
                 } else if let Some(rest) = line.strip_prefix("    ok ") {
-                    full.push(alloc::format!("{suite}.{}", rest.split_once(' ').unwrap().1));
+                    full.push(alloc::format!(
+                        "{suite}.{}",
+                        rest.split_once(' ').unwrap().1
+                    ));
                 }
             }
             assert_eq!(full, order[skip..], "skip={skip}");
@@ -716,7 +725,9 @@ not ok 2 b::two
         assert!(totals.usage_error);
         assert_eq!(totals.exit_status(), 3);
         assert!(
-            s.contains("Bail out! usage: ktest.filter nosuch::* matches no test (suites: a::one, b::two;"),
+            s.contains(
+                "Bail out! usage: ktest.filter nosuch::* matches no test (suites: a::one, b::two;"
+            ),
             "{s}"
         );
         assert!(!s.contains("1.."), "nothing runs: {s}");
@@ -724,7 +735,10 @@ not ok 2 b::two
             filter: alloc::vec!["c::selftest".into()],
             ..Options::default()
         });
-        assert!(totals.usage_error, "a self-test that is not enabled runs nowhere");
+        assert!(
+            totals.usage_error,
+            "a self-test that is not enabled runs nowhere"
+        );
     }
 
     #[test]
@@ -752,7 +766,11 @@ not ok 2 b::two
             filter: alloc::vec!["nothing".into()],
             ..Options::default()
         };
-        assert_eq!(output(&o).1.exit_status(), 3, "a filter that matches nothing");
+        assert_eq!(
+            output(&o).1.exit_status(),
+            3,
+            "a filter that matches nothing"
+        );
     }
 
     #[test]
