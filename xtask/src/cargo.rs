@@ -36,6 +36,32 @@ pub fn xtask_dir(what: &str) -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// Holds `<target>/xtask/<what>.lock` for the life of the returned file, so two xtask
+/// commands of the same kind never write into the same logs at once. A second one stops at
+/// once with a message instead of waiting.
+pub fn lock(what: &str) -> Result<std::fs::File> {
+    let dir = target_dir().join("xtask");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join(format!("{what}.lock"));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => bail!(
+            "another `cargo xtask {what}` is running in {} (it holds {}); wait for it, or give this one its own CARGO_TARGET_DIR",
+            target_dir().display(),
+            path.display()
+        ),
+        Err(std::fs::TryLockError::Error(error)) => {
+            Err(error).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
+}
+
 /// The kernel ELF (debug profile) for tests that boot it, built once per test process into
 /// a target directory of its own so the nested cargo never waits for the lock of the
 /// `cargo test` running us. Shares its directory with the image tests' build.
@@ -111,7 +137,7 @@ fn kernel_artifact(messages: &str) -> Option<PathBuf> {
 
 /// Adds the s390x target with rustup when it is missing (rust-toolchain.toml normally makes
 /// rustup install it on first use). Without rustup, the build reports what is wrong.
-fn ensure_kernel_target() {
+pub fn ensure_kernel_target() {
     let Ok(output) = Command::new("rustup")
         .args(["target", "list", "--installed"])
         .current_dir(project_root())

@@ -11,12 +11,23 @@ use anyhow::{Context, Result, bail};
 /// The QEMU binary xtask boots the kernel with.
 pub const QEMU: &str = "qemu-system-s390x";
 
-/// Returns the QEMU binary: `$QEMU` if set, else `qemu-system-s390x` from `PATH`, installed
-/// first when it is missing and xtask may install it.
-pub fn ensure_qemu() -> Result<PathBuf> {
+/// The QEMU binary without installing anything: `$QEMU` if set, else `qemu-system-s390x`
+/// from `PATH`. What host tests use: they never install (`cargo xtask test` provisions first).
+pub fn find_qemu() -> Result<PathBuf> {
     if let Some(explicit) = std::env::var_os("QEMU") {
         let path = PathBuf::from(explicit);
         return find_in_path(&path).with_context(|| format!("$QEMU={} not found", path.display()));
+    }
+    find_in_path(Path::new(QEMU)).with_context(|| {
+        format!("{QEMU} not found; `cargo xtask provision` installs it (or: apt-get install qemu-system-misc)")
+    })
+}
+
+/// Returns the QEMU binary: `$QEMU` if set, else `qemu-system-s390x` from `PATH`, installed
+/// first when it is missing and xtask may install it.
+pub fn ensure_qemu() -> Result<PathBuf> {
+    if std::env::var_os("QEMU").is_some() {
+        return find_qemu();
     }
     if let Some(path) = find_in_path(Path::new(QEMU)) {
         return Ok(path);
@@ -77,6 +88,50 @@ fn install_commands(os_release: &str) -> Option<Vec<Vec<&'static str>>> {
     } else {
         None
     }
+}
+
+/// Installs Debian/Ubuntu packages with one `apt-get update` and one `apt-get install` (never
+/// several package managers at once: they would fight over the dpkg lock).
+pub fn install_debian_packages(packages: &[&str]) -> Result<()> {
+    if packages.is_empty() {
+        return Ok(());
+    }
+    let os_release = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
+    let debian = install_commands(&os_release)
+        .is_some_and(|commands| commands[0].first() == Some(&"apt-get"));
+    let install = format!(
+        "apt-get install -y --no-install-recommends {}",
+        packages.join(" ")
+    );
+    if !debian {
+        bail!(
+            "missing: {}; install them with your package manager",
+            packages.join(", ")
+        );
+    }
+    let Some(prefix) = privilege() else {
+        bail!(
+            "missing: {}; install them with: sudo apt-get update && sudo {install}",
+            packages.join(", ")
+        );
+    };
+    let mut install_words = vec!["apt-get", "install", "-y", "--no-install-recommends"];
+    install_words.extend(packages.iter().copied());
+    for command in [vec!["apt-get", "update"], install_words] {
+        let mut words: Vec<&str> = prefix.to_vec();
+        words.extend(command.iter().copied());
+        eprintln!("xtask: installing: {}", words.join(" "));
+        let status = Command::new(words[0])
+            .args(&words[1..])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdin(Stdio::null())
+            .status()
+            .with_context(|| format!("cannot run {}", words[0]))?;
+        if !status.success() {
+            bail!("`{}` failed ({status})", words.join(" "));
+        }
+    }
+    Ok(())
 }
 
 /// `Some([])` as root, `Some(["sudo", "-n"])` with passwordless sudo, else `None`.

@@ -138,11 +138,90 @@ pub enum Event {
     Noise(String),
 }
 
+/// Console bytes cut into lines, with bounded memory: a line longer than [`MAX_LINE_BYTES`]
+/// keeps only its start. With [`Lines::line_mode`] the line-mode console's wrapping is undone:
+/// the kernel ends every line with a message text object shorter than
+/// [`sclp::LINE_MODE_WIDTH`] (see `sclp::console`), so a line of exactly that width continues
+/// in the next one.
+#[derive(Debug, Default)]
+pub struct Lines {
+    input: Vec<u8>,
+    consumed: usize,
+    partial: Vec<u8>,
+    /// Bytes of the current piece (since the last newline), for line-mode joining.
+    piece: usize,
+    dropping_rest_of_line: bool,
+    /// Join full-width lines with the next one (the boot used the line-mode console).
+    pub line_mode: bool,
+    /// Newlines consumed so far: the line number (1-based) of the last line returned.
+    pub newlines: u64,
+}
+
+impl Lines {
+    /// No bytes yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Queues console bytes; take the lines they complete with [`Lines::next_line`].
+    pub fn feed(&mut self, bytes: &[u8]) {
+        if self.consumed == self.input.len() {
+            self.input.clear();
+            self.consumed = 0;
+        }
+        self.input.extend_from_slice(bytes);
+    }
+
+    /// The next complete line (without `\n`), or `None` until more bytes arrive.
+    pub fn next_line(&mut self) -> Option<Vec<u8>> {
+        loop {
+            let rest = &self.input[self.consumed..];
+            let newline = rest.iter().position(|&b| b == b'\n');
+            let content = &rest[..newline.unwrap_or(rest.len())];
+            self.piece += content.len();
+            if !self.dropping_rest_of_line {
+                let room = MAX_LINE_BYTES - self.partial.len();
+                self.partial
+                    .extend_from_slice(&content[..content.len().min(room)]);
+                if content.len() > room {
+                    self.dropping_rest_of_line = true;
+                }
+            }
+            let Some(at) = newline else {
+                self.consumed = self.input.len();
+                return None;
+            };
+            self.consumed += at + 1;
+            self.newlines += 1;
+            let piece =
+                std::mem::take(&mut self.piece) - usize::from(self.partial.ends_with(b"\r"));
+            if self.line_mode && piece == sclp::LINE_MODE_WIDTH && !self.dropping_rest_of_line {
+                continue; // a full-width piece: the line goes on in the next one
+            }
+            self.dropping_rest_of_line = false;
+            return Some(std::mem::take(&mut self.partial));
+        }
+    }
+
+    /// Ends the stream: the last line when it has no newline (truncated output).
+    pub fn finish(&mut self) -> Option<Vec<u8>> {
+        self.dropping_rest_of_line = false;
+        self.piece = 0;
+        (!self.partial.is_empty()).then(|| std::mem::take(&mut self.partial))
+    }
+
+    /// Heap bytes held between calls, beyond the unconsumed input.
+    #[cfg(test)]
+    fn retained_bytes(&self) -> usize {
+        self.partial.capacity()
+    }
+}
+
 /// Incremental parser: feed bytes or lines, get [`Event`]s.
 #[derive(Debug, Default)]
 pub struct Parser {
-    partial: Vec<u8>,
-    dropping_rest_of_line: bool,
+    #[cfg(test)]
+    lines: Lines,
     subtests: Vec<Option<String>>,
     pending: Vec<(usize, String)>,
     pending_dropped: usize,
@@ -155,28 +234,12 @@ impl Parser {
     }
 
     /// Feeds a chunk of console bytes; returns the events of every line completed by it.
+    #[cfg(test)]
     pub fn push(&mut self, bytes: &[u8]) -> Vec<Event> {
+        self.lines.feed(bytes);
         let mut events = Vec::new();
-        for piece in bytes.split_inclusive(|&b| b == b'\n') {
-            let complete = piece.last() == Some(&b'\n');
-            let content = if complete {
-                &piece[..piece.len() - 1]
-            } else {
-                piece
-            };
-            if !self.dropping_rest_of_line {
-                let room = MAX_LINE_BYTES - self.partial.len();
-                self.partial
-                    .extend_from_slice(&content[..content.len().min(room)]);
-                if content.len() > room {
-                    self.dropping_rest_of_line = true;
-                }
-            }
-            if complete {
-                let line = std::mem::take(&mut self.partial);
-                self.dropping_rest_of_line = false;
-                events.push(self.parse_line(&line));
-            }
+        while let Some(line) = self.lines.next_line() {
+            events.push(self.parse_line(&line));
         }
         events
     }
@@ -196,16 +259,13 @@ impl Parser {
             .iter()
             .map(|(_, text)| std::mem::size_of::<(usize, String)>() + text.capacity())
             .sum();
-        self.partial.capacity() + subtests + pending
+        self.lines.retained_bytes() + subtests + pending
     }
 
     /// Ends the stream: a last line without a newline (truncated output) is still parsed.
+    #[cfg(test)]
     pub fn finish(&mut self) -> Option<Event> {
-        if self.partial.is_empty() {
-            return None;
-        }
-        let line = std::mem::take(&mut self.partial);
-        self.dropping_rest_of_line = false;
+        let line = self.lines.finish()?;
         Some(self.parse_line(&line))
     }
 
@@ -529,6 +589,55 @@ EXIT: STATUS=3
             other => panic!("expected a result, got {other:?}"),
         }
         assert_eq!(parser.finish(), None);
+    }
+
+    #[test]
+    fn line_mode_pieces_are_joined_back_into_their_line() {
+        let width = sclp::LINE_MODE_WIDTH;
+        let long = "x".repeat(width * 2 + 5);
+        let exact = "y".repeat(width);
+        // As QEMU shows the line-mode console: a newline before every message text object.
+        let mut console = String::new();
+        for mto in [
+            &long[..width],
+            &long[width..2 * width],
+            &long[2 * width..],
+            &exact[..],
+            "",
+            "ok 1 t",
+        ] {
+            console.push('\n');
+            console.push_str(mto);
+        }
+        let mut lines = Lines::new();
+        lines.line_mode = true;
+        lines.feed(console.as_bytes());
+        let mut got = Vec::new();
+        while let Some(line) = lines.next_line() {
+            got.push(String::from_utf8(line).unwrap());
+        }
+        got.extend(lines.finish().map(|l| String::from_utf8(l).unwrap()));
+        assert_eq!(got, ["", long.as_str(), exact.as_str(), "ok 1 t"]);
+
+        let mut plain = Lines::new();
+        plain.feed(console.as_bytes());
+        let mut count = 0;
+        while plain.next_line().is_some() {
+            count += 1;
+        }
+        assert_eq!(count, 6, "without line mode every piece is a line");
+
+        let mut trickled = Lines::new();
+        trickled.line_mode = true;
+        let mut again = Vec::new();
+        for byte in console.as_bytes() {
+            trickled.feed(std::slice::from_ref(byte));
+            while let Some(line) = trickled.next_line() {
+                again.push(String::from_utf8(line).unwrap());
+            }
+        }
+        again.extend(trickled.finish().map(|l| String::from_utf8(l).unwrap()));
+        assert_eq!(again, got, "the same lines fed byte by byte");
     }
 
     #[test]

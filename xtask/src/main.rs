@@ -24,11 +24,13 @@ mod install;
 mod interrupt;
 mod ktap;
 mod matrix;
+mod provision;
 mod qemu;
 mod recovery;
 mod report;
 mod results;
 mod stress;
+mod verdict;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -40,7 +42,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::backing_store::Initrd;
-use crate::qemu::Machine;
+use crate::qemu::{Console, Machine};
 use crate::report::{LiveView, SuiteReport};
 use crate::results::{Counts, TestRecord};
 
@@ -66,7 +68,8 @@ enum Command {
     Run(RunArgs),
     /// Run the host unit tests and the in-kernel suites, and write reports.
     Test(TestArgs),
-    /// Turn a captured console log into reports.
+    /// Judge a captured console log and turn it into reports.
+    #[command(after_help = verdict::RULE)]
     Parse(ParseArgs),
     /// Benchmarks.
     Bench(bench::BenchArgs),
@@ -74,6 +77,9 @@ enum Command {
     Image(ImageArgs),
     /// Run the `cmma::stress` workload under many seeds and small page pools.
     Stress(stress::StressArgs),
+    /// Install what building and testing need (Rust target, QEMU, the reference consumers
+    /// the host tests run); `cargo xtask test` does this first.
+    Provision,
 }
 
 #[derive(Debug, Args)]
@@ -107,6 +113,18 @@ impl Accel {
     }
 }
 
+/// Longest `--timeout` accepted, in seconds: an hour per test or per boot is already far
+/// beyond anything the suites need under TCG.
+const MAX_TIMEOUT_SECS: u64 = 3600;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ConsoleArg {
+    /// The ASCII console (sclpconsole).
+    Ascii,
+    /// The line-mode console (sclplmconsole).
+    LineMode,
+}
+
 #[derive(Debug, Args)]
 struct RunArgs {
     /// Build with the release profile.
@@ -124,8 +142,11 @@ struct RunArgs {
     /// Memory size (QEMU syntax).
     #[arg(long, default_value = "256M")]
     mem: String,
-    /// Seconds before QEMU is killed (default 60; none with --gdb).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    /// SCLP console device.
+    #[arg(long, value_enum, default_value = "ascii")]
+    console: ConsoleArg,
+    /// Seconds before QEMU is killed (default 60; none with --gdb; at most 3600).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT_SECS))]
     timeout: Option<u64>,
     /// Wait for a debugger on tcp::1234 before starting the CPU (adds `-s -S`).
     #[arg(long)]
@@ -138,19 +159,32 @@ struct RunArgs {
     kernel_args: Vec<String>,
 }
 
+/// In which order the kernel runs the tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Order {
+    /// Drawn from each boot's seed (`ktest.shuffle`): order-dependent bugs surface, and the
+    /// seed replays the order.
+    Shuffled,
+    /// Sorted by suite and source position.
+    Sorted,
+}
+
 #[derive(Debug, Args)]
 struct TestArgs {
     /// Run only tests matching GLOB (`suite` or `suite.test`); repeatable.
     #[arg(long, value_name = "GLOB")]
     filter: Vec<String>,
-    /// Configurations to run in parallel.
+    /// Configurations (or seeds) to run in parallel.
     #[arg(short = 'j', long = "jobs", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     jobs: u32,
-    /// Write a JUnit XML report.
-    #[arg(long, value_name = "PATH")]
+    /// Write a JUnit XML report to this file.
+    #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
-    /// Write a TAP 14 report.
-    #[arg(long, value_name = "PATH")]
+    /// The JUnit dialect: `jenkins` (valid against junit-10.xsd) or `gitlab`.
+    #[arg(long, value_enum, default_value = "jenkins")]
+    junit_flavor: report::JunitFlavor,
+    /// Write a TAP 14 report to this file.
+    #[arg(long, value_name = "FILE")]
     tap: Option<PathBuf>,
     /// Matrix entries to run (default: group `default`); repeatable or comma-separated.
     #[arg(long, value_name = "NAME")]
@@ -158,8 +192,8 @@ struct TestArgs {
     /// Override the accelerator of every configuration.
     #[arg(long, value_enum)]
     accel: Option<Accel>,
-    /// Seconds one test may run before it counts as hung (overrides the matrix).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Seconds one test may run before it counts as hung (overrides the matrix; at most 3600).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT_SECS))]
     timeout: Option<u64>,
     /// Build the kernel with the release profile.
     #[arg(long)]
@@ -167,23 +201,40 @@ struct TestArgs {
     /// Skip the host unit tests (`cargo test`).
     #[arg(long)]
     no_host: bool,
+    /// A seed sweep: run every configuration under N random seeds (no host tests); each
+    /// failing seed is printed with its replay command.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    seeds: Option<u32>,
+    /// Test order inside each boot (default: `shuffled` for a seed sweep, else `sorted`).
+    #[arg(long, value_enum)]
+    order: Option<Order>,
+    /// Kernel arguments appended to every configuration's (e.g. `ktest.seed=N`).
+    #[arg(last = true)]
+    kernel_args: Vec<String>,
 }
 
 #[derive(Debug, Args)]
 struct ParseArgs {
     /// The console log.
     file: PathBuf,
-    /// Write a JUnit XML report.
-    #[arg(long, value_name = "PATH")]
+    /// Write a JUnit XML report to this file.
+    #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
-    /// Write a TAP 14 report.
-    #[arg(long, value_name = "PATH")]
+    /// The JUnit dialect: `jenkins` (valid against junit-10.xsd) or `gitlab`.
+    #[arg(long, value_enum, default_value = "jenkins")]
+    junit_flavor: report::JunitFlavor,
+    /// Write a TAP 14 report to this file.
+    #[arg(long, value_name = "FILE")]
     tap: Option<PathBuf>,
+    /// The log comes from the line-mode console without xtask's boot lines: join its
+    /// full-width pieces back into lines.
+    #[arg(long)]
+    line_mode: bool,
 }
 
 /// How a command ended when it did not fail outright.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Verdict {
+enum Outcome {
     Passed,
     Failed,
 }
@@ -205,10 +256,11 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench(args),
         Command::Image(args) => image_command(args),
         Command::Stress(args) => stress(&args),
+        Command::Provision => provision::provision(true).map(|()| Outcome::Passed),
     };
     match result {
-        Ok(Verdict::Passed) => ExitCode::SUCCESS,
-        Ok(Verdict::Failed) => ExitCode::from(1),
+        Ok(Outcome::Passed) => ExitCode::SUCCESS,
+        Ok(Outcome::Failed) => ExitCode::from(1),
         Err(error) if error.is::<interrupt::Interrupted>() => {
             eprintln!("xtask: interrupted; QEMU stopped");
             ExitCode::from(130)
@@ -232,7 +284,7 @@ fn usage_error(error: &clap::Error) -> ExitCode {
     }
     if error.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
         eprintln!(
-            "xtask: usage error: a command is required: build, run, test, parse, stress, bench or image (see `cargo xtask --help`)"
+            "xtask: usage error: a command is required: build, run, test, parse, stress, bench, image or provision (see `cargo xtask --help`)"
         );
         return ExitCode::from(2);
     }
@@ -250,20 +302,38 @@ fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-fn build(release: bool) -> Result<Verdict> {
+fn build(release: bool) -> Result<Outcome> {
     let kernel = cargo::build_kernel(release)?;
     println!("{}", kernel.display());
-    Ok(Verdict::Passed)
+    Ok(Outcome::Passed)
 }
 
-fn run(args: RunArgs) -> Result<Verdict> {
+/// Kernel arguments from the command line: words without blanks or quotes (each becomes
+/// one word of the kernel command line).
+fn check_kernel_args(args: &[String]) -> Result<()> {
+    if let Some(bad) = args
+        .iter()
+        .find(|a| a.is_empty() || a.contains(char::is_whitespace) || a.contains('"'))
+    {
+        bail!("kernel argument `{bad}`: one word per argument, without blanks or quotes");
+    }
+    Ok(())
+}
+
+fn run(args: RunArgs) -> Result<Outcome> {
+    check_kernel_args(&args.kernel_args)?;
+    let _lock = cargo::lock("run")?;
     let qemu = install::ensure_qemu()?;
     let kernel = cargo::build_kernel(args.release)?;
     let mut machine = Machine {
         accel: args.accel.name().into(),
-        cpu: args.cpu,
-        mem: args.mem,
+        cpu: args.cpu.clone(),
+        mem: args.mem.clone(),
         smp: args.smp,
+        console: match args.console {
+            ConsoleArg::Ascii => Console::Ascii,
+            ConsoleArg::LineMode => Console::LineMode,
+        },
         initrd: args
             .initrd
             .as_deref()
@@ -297,7 +367,7 @@ fn run(args: RunArgs) -> Result<Verdict> {
         per_test: None,
         total: timeout,
     };
-    let outcome = boot::boot(
+    let outcome = boot::boot_at(
         &qemu,
         &qemu_args,
         limits,
@@ -306,35 +376,160 @@ fn run(args: RunArgs) -> Result<Verdict> {
             echo: true,
             on_record: &mut |_| {},
         },
+        boot::Place::default(),
     )?;
     eprintln!("xtask: console log: {}", log_path.display());
     if let Some(error) = outcome.infrastructure_error() {
         bail!("{error}");
     }
-    if let Some(reason) = outcome.failure_reason() {
-        eprintln!("xtask: {reason}");
-        return Ok(Verdict::Failed);
+    let interrupted = outcome.end == boot::End::Interrupted;
+    let mut judged = verdict::Run::new();
+    judged.add_boot(outcome.boot, &outcome.how);
+    let verdict = judged.finish();
+    let counts = verdict.counts();
+    if let Some(usage) = verdict.infra.first() {
+        bail!("{usage}");
     }
-    let counts = Counts::of(&outcome.collector.records);
-    match outcome.collector.exit_status {
-        Some(1) | Some(77) => {
-            eprintln!("xtask: kernel exited cleanly ({counts})");
-            Ok(Verdict::Passed)
+    if interrupted {
+        return Err(interrupt::Interrupted.into());
+    }
+    if verdict.passed() {
+        eprintln!("xtask: the run passed ({counts})");
+        return Ok(Outcome::Passed);
+    }
+    eprint!("{}", verdict::failure_lines(&verdict));
+    let replay_args = replay_kernel_args(&verdict, &args.kernel_args);
+    eprintln!(
+        "xtask: the run failed ({counts}); replay: cargo xtask run{} -- {}",
+        run_flags(&args),
+        replay_args.join(" ")
+    );
+    Ok(Outcome::Failed)
+}
+
+/// The `cargo xtask run` flags that rebuild `args`' machine.
+fn run_flags(args: &RunArgs) -> String {
+    let mut flags = String::new();
+    if args.release {
+        flags.push_str(" --release");
+    }
+    if args.accel != Accel::Tcg {
+        flags.push_str(&format!(" --accel {}", args.accel.name()));
+    }
+    if args.cpu != "qemu" {
+        flags.push_str(&format!(" --cpu {}", args.cpu));
+    }
+    if args.smp != 1 {
+        flags.push_str(&format!(" --smp {}", args.smp));
+    }
+    if args.mem != "256M" {
+        flags.push_str(&format!(" --mem {}", args.mem));
+    }
+    if args.console == ConsoleArg::LineMode {
+        flags.push_str(" --console line-mode");
+    }
+    if let Some(initrd) = &args.initrd {
+        flags.push_str(&format!(" --initrd {initrd}"));
+    }
+    flags
+}
+
+/// The kernel arguments that replay the first boot of `verdict`: what was given, plus the
+/// seed the kernel printed when none was given.
+fn replay_kernel_args(verdict: &verdict::Verdict, given: &[String]) -> Vec<String> {
+    let mut args = given.to_vec();
+    let has_seed = given.iter().any(|a| a.starts_with("ktest.seed="));
+    if !has_seed && let Some(seed) = verdict.boots.first().and_then(|b| b.header.seed.clone()) {
+        args.push(format!("ktest.seed={seed}"));
+    }
+    args
+}
+
+/// A seed from the operating system's randomness (std's hasher keys).
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(std::time::SystemTime::now()) >> 1
+}
+
+/// The last `ktest.seed=` in `args`, as the kernel reads it (the last one wins).
+fn seed_in(args: &[String]) -> Option<&str> {
+    args.iter()
+        .rev()
+        .find_map(|a| a.strip_prefix("ktest.seed="))
+}
+
+/// One configuration to boot, with the arguments xtask adds to it.
+#[derive(Debug)]
+struct Job {
+    config: matrix::Config,
+    /// Kernel arguments after the configuration's own.
+    args: Vec<String>,
+    /// Where its console log goes.
+    log_dir: PathBuf,
+    /// The seed of a seed sweep, for its report name.
+    sweep_seed: Option<u64>,
+}
+
+impl Job {
+    fn label(&self) -> String {
+        match self.sweep_seed {
+            Some(seed) => format!("{} seed={seed}", self.config.name),
+            None => self.config.name.clone(),
         }
-        status => {
-            eprintln!(
-                "xtask: kernel reported failures (EXIT: STATUS={}; {counts})",
-                status.unwrap_or_default()
-            );
-            Ok(Verdict::Failed)
+    }
+
+    /// One line that replays this job: the same configuration, filter, order and seed.
+    fn replay(&self, args: &TestArgs) -> String {
+        let mut command = format!("cargo xtask test --no-host --matrix {}", self.config.name);
+        for glob in &args.filter {
+            command.push_str(&format!(" --filter '{glob}'"));
         }
+        if effective_order(args) == Order::Shuffled {
+            command.push_str(" --order shuffled");
+        }
+        if let Some(accel) = args.accel {
+            command.push_str(&format!(" --accel {}", accel.name()));
+        }
+        if let Some(timeout) = args.timeout {
+            command.push_str(&format!(" --timeout {timeout}"));
+        }
+        if args.release {
+            command.push_str(" --release");
+        }
+        let mut kernel_args: Vec<String> = Vec::new();
+        let all: Vec<String> = self
+            .config
+            .append
+            .iter()
+            .chain(&self.args)
+            .cloned()
+            .collect();
+        if let Some(seed) = seed_in(&all) {
+            kernel_args.push(format!("ktest.seed={seed}"));
+        }
+        kernel_args.extend(
+            args.kernel_args
+                .iter()
+                .filter(|a| !a.starts_with("ktest.seed="))
+                .cloned(),
+        );
+        if !kernel_args.is_empty() {
+            command.push_str(&format!(" -- {}", kernel_args.join(" ")));
+        }
+        command
     }
 }
 
-fn test(args: TestArgs) -> Result<Verdict> {
+fn test(args: TestArgs) -> Result<Outcome> {
     for path in args.junit.iter().chain(&args.tap) {
         report::check_writable(path)?;
     }
+    check_kernel_args(&args.kernel_args)?;
+    if args.seeds.is_some() && seed_in(&args.kernel_args).is_some() {
+        bail!("--seeds draws the seeds itself; drop ktest.seed= from the kernel arguments");
+    }
+    let filter_args = filter_args(&args.filter)?;
+    let _lock = cargo::lock("test")?;
     let root = cargo::project_root();
     let all = matrix::load(&root.join("qemu-scripts/unittests.cfg"), &root)?;
     let mut configs = matrix::select(&all, &args.matrix)?;
@@ -347,15 +542,27 @@ fn test(args: TestArgs) -> Result<Verdict> {
         }
         config.machine.initrd = config.initrd.resolve()?;
     }
-    let filter_args = filter_args(&args.filter)?;
+    let host = !args.no_host && args.seeds.is_none();
+    provision::provision(host)?;
     let view = LiveView::from_environment();
     let mut suites: Vec<SuiteReport> = Vec::new();
-    let mut infra_errors = Vec::new();
+    let mut note = report::RunNote::default();
 
-    if !args.no_host {
+    if host {
         println!("== host unit tests (cargo test)");
         let log = cargo::xtask_dir("host")?.join("cargo-test.log");
-        let records = cargo::host_tests(&log)?;
+        let records = match cargo::host_tests(&log) {
+            Ok(records) => records,
+            Err(error) if error.is::<interrupt::Interrupted>() => {
+                note.interrupted = true;
+                vec![TestRecord::synthesized(
+                    results::TestId::new("host", "cargo_test"),
+                    results::Outcome::Error,
+                    "not run: interrupted (Ctrl-C) while the host tests ran",
+                )]
+            }
+            Err(error) => return Err(error),
+        };
         for record in records.iter().filter(|r| r.outcome.is_failure()) {
             view.test(Some("host"), record);
         }
@@ -367,56 +574,174 @@ fn test(args: TestArgs) -> Result<Verdict> {
         suites.extend(report::group_by_suite(&records, None));
     }
 
-    let qemu_path = install::ensure_qemu()?;
-    let kernel = cargo::build_kernel(args.release)?;
-    let qualify = configs.len() > 1;
-    let runs = run_configs(
-        &configs,
-        &qemu_path,
-        &kernel,
-        &filter_args,
-        args.jobs as usize,
-        view,
-        qualify,
-    )?;
-    for run in &runs {
-        for incident in &run.incidents {
-            println!("[{}] recovered: {incident}", run.name);
+    let jobs = if note.interrupted {
+        Vec::new()
+    } else {
+        plan_jobs(&configs, &args, &filter_args)?
+    };
+    let qualify = jobs.len() > 1;
+    let mut infra_errors = Vec::new();
+    let mut failed_seeds: Vec<(u64, String)> = Vec::new();
+    if !jobs.is_empty() {
+        let qemu_path = install::ensure_qemu()?;
+        let kernel = cargo::build_kernel(args.release)?;
+        let runs = run_jobs(
+            &jobs,
+            &qemu_path,
+            &kernel,
+            args.jobs as usize,
+            view,
+            qualify,
+        )?;
+        for (job, run) in jobs.iter().zip(&runs) {
+            let label = job.label();
+            let Some(run) = run else {
+                let mut record = TestRecord::synthesized(
+                    results::TestId::new("ktap", label.clone()),
+                    results::Outcome::Error,
+                    "not run: interrupted (Ctrl-C) before this configuration started",
+                );
+                record.duration = Some(Duration::ZERO);
+                suites.extend(report::group_by_suite(&[record], None));
+                note.interrupted = true;
+                continue;
+            };
+            for incident in &run.incidents {
+                println!("[{label}] {incident}");
+            }
+            if let Some(error) = run.infra_error() {
+                infra_errors.push(format!("[{label}] {error}"));
+            }
+            note.interrupted |= run.verdict.interrupted;
+            let counts = run.verdict.counts();
+            println!(
+                "[{label}] {counts} in {} boot(s); console log: {}",
+                run.boots,
+                run.console_log.display()
+            );
+            if !run.verdict.passed() && !run.verdict.interrupted {
+                for line in verdict::failure_lines(&run.verdict).lines() {
+                    println!("[{label}] {line}");
+                }
+                println!("[{label}] replay: {}", job.replay(&args));
+                if let Some(seed) = job.sweep_seed {
+                    failed_seeds.push((seed, job.replay(&args)));
+                }
+            }
+            let mut config_suites =
+                report::group_by_suite(&run.verdict.records, qualify.then_some(label.as_str()));
+            let mut properties = vec![
+                ("configuration".to_string(), job.config.name.clone()),
+                (
+                    "console log".to_string(),
+                    run.console_log.display().to_string(),
+                ),
+                ("replay".to_string(), job.replay(&args)),
+            ];
+            properties.extend(run.verdict.identification());
+            for suite in &mut config_suites {
+                suite.properties = properties.clone();
+            }
+            suites.extend(config_suites);
         }
-        if run.records.is_empty() && run.infra_error.is_none() {
-            println!("[{}] warning: no test matched (check --filter)", run.name);
-        }
-        if let Some(error) = &run.infra_error {
-            infra_errors.push(format!("[{}] {error}", run.name));
-        }
-        println!(
-            "[{}] {} in {} boot(s); console log: {}",
-            run.name,
-            Counts::of(&run.records),
-            run.boots,
-            run.console_log.display()
-        );
-        suites.extend(report::group_by_suite(
-            &run.records,
-            qualify.then_some(run.name.as_str()),
-        ));
     }
-    finish_reports(&suites, args.junit.as_deref(), args.tap.as_deref())?;
+    finish_reports(
+        &suites,
+        args.junit.as_deref(),
+        args.junit_flavor,
+        args.tap.as_deref(),
+        &note,
+    )?;
+    if let Some(count) = args.seeds {
+        failed_seeds.sort();
+        failed_seeds.dedup_by_key(|(seed, _)| *seed);
+        for (seed, replay) in &failed_seeds {
+            println!("FAILED seed {seed}: replay: {replay}");
+        }
+        println!("seed sweep: {} of {count} seeds failed", failed_seeds.len());
+    }
     for error in &infra_errors {
         eprintln!("xtask: error: {error}");
     }
     let counts = total(&suites);
     report::print_summary(counts);
+    if note.interrupted {
+        return Err(interrupt::Interrupted.into());
+    }
     if !infra_errors.is_empty() {
         bail!(
-            "{} configuration(s) hit an infrastructure error",
+            "{} configuration(s) hit an infrastructure or usage error",
             infra_errors.len()
         );
     }
     Ok(if counts.failed > 0 {
-        Verdict::Failed
+        Outcome::Failed
     } else {
-        Verdict::Passed
+        Outcome::Passed
+    })
+}
+
+/// The boots to run: every configuration once, or once per seed of a sweep, each with its
+/// own seed unless the command line gives one.
+fn plan_jobs(
+    configs: &[matrix::Config],
+    args: &TestArgs,
+    filter_args: &[String],
+) -> Result<Vec<Job>> {
+    let order_args: Vec<String> = match effective_order(args) {
+        Order::Shuffled => vec!["ktest.shuffle".to_string()],
+        Order::Sorted => Vec::new(),
+    };
+    let extra = |seed: Option<u64>| -> Vec<String> {
+        let mut extra: Vec<String> = seed
+            .map(|s| format!("ktest.seed={s}"))
+            .into_iter()
+            .collect();
+        extra.extend(order_args.iter().cloned());
+        extra.extend(filter_args.iter().cloned());
+        extra.extend(args.kernel_args.iter().cloned());
+        extra
+    };
+    let mut jobs = Vec::new();
+    match args.seeds {
+        Some(count) => {
+            let sweep_dir = cargo::xtask_dir("seeds")?;
+            let first = random_seed();
+            for index in 0..u64::from(count) {
+                let seed = first.wrapping_add(index.wrapping_mul(0x9e37_79b9_7f4a_7c15)) >> 1;
+                for config in configs {
+                    jobs.push(Job {
+                        config: config.clone(),
+                        args: extra(Some(seed)),
+                        log_dir: sweep_dir.join(seed.to_string()).join(&config.name),
+                        sweep_seed: Some(seed),
+                    });
+                }
+            }
+        }
+        None => {
+            let user_seed = seed_in(&args.kernel_args).is_some();
+            for config in configs {
+                let seed = (!user_seed).then(random_seed);
+                jobs.push(Job {
+                    config: config.clone(),
+                    args: extra(seed),
+                    log_dir: cargo::xtask_dir(&config.name)?,
+                    sweep_seed: None,
+                });
+            }
+        }
+    }
+    Ok(jobs)
+}
+
+/// The order a `test` runs in: as asked, else shuffled for a seed sweep (that is what a sweep
+/// is for) and sorted otherwise.
+fn effective_order(args: &TestArgs) -> Order {
+    args.order.unwrap_or(if args.seeds.is_some() {
+        Order::Shuffled
+    } else {
+        Order::Sorted
     })
 }
 
@@ -435,30 +760,36 @@ fn filter_args(globs: &[String]) -> Result<Vec<String>> {
     {
         bail!("--filter `{bad}`: a glob must not contain spaces or quotes");
     }
+    if globs.is_empty() {
+        bail!("--filter needs at least one glob");
+    }
     Ok(vec![format!("ktest.filter={}", globs.join(","))])
 }
 
-fn run_configs(
-    configs: &[matrix::Config],
+/// Runs the jobs on `jobs` threads. A job that did not start because the user pressed
+/// Ctrl-C is `None`.
+fn run_jobs(
+    jobs: &[Job],
     qemu_path: &Path,
     kernel: &Path,
-    filter_args: &[String],
-    jobs: usize,
+    threads: usize,
     view: LiveView,
     qualify: bool,
-) -> Result<Vec<recovery::ConfigRun>> {
+) -> Result<Vec<Option<recovery::ConfigRun>>> {
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<(usize, Result<recovery::ConfigRun>)>> = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
-        for _ in 0..jobs.min(configs.len()) {
+        for _ in 0..threads.min(jobs.len()) {
             scope.spawn(|| {
                 loop {
+                    if interrupt::requested() {
+                        break;
+                    }
                     let index = next.fetch_add(1, Ordering::SeqCst);
-                    let Some(config) = configs.get(index) else {
+                    let Some(job) = jobs.get(index) else {
                         break;
                     };
-                    let outcome =
-                        run_one_config(config, qemu_path, kernel, filter_args, view, qualify);
+                    let outcome = run_job(job, qemu_path, kernel, view, qualify);
                     let failed = outcome.is_err();
                     if let Ok(mut results) = results.lock() {
                         results.push((index, outcome));
@@ -470,75 +801,132 @@ fn run_configs(
             });
         }
     });
-    let mut results = results
+    let results = results
         .into_inner()
         .map_err(|_| anyhow::anyhow!("a worker thread panicked"))?;
-    results.sort_by_key(|(index, _)| *index);
-    results.into_iter().map(|(_, run)| run).collect()
+    let mut runs: Vec<Option<recovery::ConfigRun>> = jobs.iter().map(|_| None).collect();
+    for (index, run) in results {
+        runs[index] = Some(run?);
+    }
+    Ok(runs)
 }
 
-fn run_one_config(
-    config: &matrix::Config,
+fn run_job(
+    job: &Job,
     qemu_path: &Path,
     kernel: &Path,
-    filter_args: &[String],
     view: LiveView,
     qualify: bool,
 ) -> Result<recovery::ConfigRun> {
+    let config = &job.config;
+    let label = job.label();
     println!(
-        "== [{}] {} cpu={} mem={} smp={}",
-        config.name,
+        "== [{label}] {} cpu={} mem={} smp={} seed={}",
         config.machine.accel,
         config.machine.cpu,
         config.machine.mem,
-        config.machine.smp
+        config.machine.smp,
+        seed_in(
+            &config
+                .append
+                .iter()
+                .chain(&job.args)
+                .cloned()
+                .collect::<Vec<_>>()
+        )
+        .unwrap_or("chosen by the kernel")
     );
-    let log = cargo::xtask_dir(&config.name)?.join("console.log");
+    std::fs::create_dir_all(&job.log_dir)
+        .with_context(|| format!("cannot create {}", job.log_dir.display()))?;
+    let log = job.log_dir.join("console.log");
     let target = recovery::Target {
         qemu: qemu_path,
         kernel,
         config,
-        extra_kernel_args: filter_args,
+        extra_kernel_args: &job.args,
     };
-    let label = qualify.then_some(config.name.as_str());
+    let shown = qualify.then_some(label.as_str());
     recovery::run_config(&target, &log, &mut |record: &TestRecord| {
-        view.test(label, record)
+        view.test(shown, record)
     })
 }
 
-fn parse(args: ParseArgs) -> Result<Verdict> {
+fn parse(args: ParseArgs) -> Result<Outcome> {
     for path in args.junit.iter().chain(&args.tap) {
         report::check_writable(path)?;
     }
-    let bytes = std::fs::read(&args.file)
+    let mut file = std::fs::File::open(&args.file)
         .with_context(|| format!("cannot read {}", args.file.display()))?;
-    let records = recovery::replay(&bytes);
     let view = LiveView::from_environment();
-    for record in &records {
-        view.test(None, record);
+    let mut show = |record: &TestRecord| view.test(None, record);
+    let mut log = verdict::Log::new(args.line_mode);
+    let mut buffer = vec![0; 1 << 16];
+    loop {
+        let n = match std::io::Read::read(&mut file, &mut buffer) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(error) => {
+                return Err(error).with_context(|| format!("cannot read {}", args.file.display()));
+            }
+        };
+        log.feed(&buffer[..n], &mut show);
     }
-    let suites = report::group_by_suite(&records, None);
-    finish_reports(&suites, args.junit.as_deref(), args.tap.as_deref())?;
+    let verdict = log.finish(&mut show);
+    let mut suites = report::group_by_suite(&verdict.records, None);
+    let mut properties = vec![("console log".to_string(), args.file.display().to_string())];
+    properties.extend(verdict.identification());
+    for suite in &mut suites {
+        suite.properties = properties.clone();
+    }
+    let note = report::RunNote {
+        interrupted: verdict.interrupted,
+    };
+    finish_reports(
+        &suites,
+        args.junit.as_deref(),
+        args.junit_flavor,
+        args.tap.as_deref(),
+        &note,
+    )?;
+    if !verdict.passed() {
+        print!("{}", verdict::failure_lines(&verdict));
+        if let Some(line) = verdict
+            .boots
+            .first()
+            .and_then(|b| b.header.command_line.as_ref())
+        {
+            let mut replay: Vec<String> = line.split_whitespace().map(str::to_string).collect();
+            replay.retain(|a| !a.starts_with("ktest.skip="));
+            let replay = replay_kernel_args(&verdict, &replay);
+            println!("replay: cargo xtask run -- {}", replay.join(" "));
+        }
+    }
     let counts = total(&suites);
     report::print_summary(counts);
-    if records.is_empty() {
-        eprintln!("xtask: no test results in {}", args.file.display());
-        return Ok(Verdict::Failed);
+    if !verdict.infra.is_empty() {
+        bail!("{}", verdict.infra.join("; "));
     }
-    Ok(if counts.failed > 0 {
-        Verdict::Failed
+    Ok(if verdict.passed() {
+        Outcome::Passed
     } else {
-        Verdict::Passed
+        Outcome::Failed
     })
 }
 
-fn finish_reports(suites: &[SuiteReport], junit: Option<&Path>, tap: Option<&Path>) -> Result<()> {
+fn finish_reports(
+    suites: &[SuiteReport],
+    junit: Option<&Path>,
+    flavor: report::JunitFlavor,
+    tap: Option<&Path>,
+    note: &report::RunNote,
+) -> Result<()> {
     if let Some(path) = junit {
-        report::write_atomically(path, report::junit_xml(suites)?.as_bytes())?;
+        report::write_atomically(path, report::junit_xml(suites, flavor, note)?.as_bytes())?;
         println!("JUnit report: {}", path.display());
     }
     if let Some(path) = tap {
-        report::write_atomically(path, report::tap14(suites).as_bytes())?;
+        report::write_atomically(path, report::tap14(suites, note).as_bytes())?;
         println!("TAP report: {}", path.display());
     }
     Ok(())
@@ -552,7 +940,7 @@ fn total(suites: &[SuiteReport]) -> Counts {
     counts
 }
 
-fn image_command(args: ImageArgs) -> Result<Verdict> {
+fn image_command(args: ImageArgs) -> Result<Outcome> {
     let kernel = cargo::build_kernel(args.release)?;
     let format = args
         .format
@@ -565,20 +953,20 @@ fn image_command(args: ImageArgs) -> Result<Verdict> {
     for path in image::write(&kernel, args.format, &out, &args.kernel_args)? {
         println!("{}", path.display());
     }
-    Ok(Verdict::Passed)
+    Ok(Outcome::Passed)
 }
 
-fn stress(args: &stress::StressArgs) -> Result<Verdict> {
+fn stress(args: &stress::StressArgs) -> Result<Outcome> {
     Ok(if stress::run(args)? {
-        Verdict::Passed
+        Outcome::Passed
     } else {
-        Verdict::Failed
+        Outcome::Failed
     })
 }
 
-fn bench(args: bench::BenchArgs) -> Result<Verdict> {
+fn bench(args: bench::BenchArgs) -> Result<Outcome> {
     bench::run(&args)?;
-    Ok(Verdict::Passed)
+    Ok(Outcome::Passed)
 }
 
 #[cfg(test)]

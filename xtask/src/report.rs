@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
 
 use crate::results::{Counts, Outcome, TestRecord};
 
@@ -20,6 +20,8 @@ pub struct SuiteReport {
     pub name: String,
     /// Its tests, in run order.
     pub records: Vec<TestRecord>,
+    /// What identifies the run it came from (configuration, seed, command line, ...).
+    pub properties: Vec<(String, String)>,
 }
 
 /// Groups records by suite, keeping the order in which suites first appear. With a
@@ -36,35 +38,74 @@ pub fn group_by_suite(records: &[TestRecord], qualifier: Option<&str>) -> Vec<Su
             None => suites.push(SuiteReport {
                 name,
                 records: vec![record.clone()],
+                properties: Vec::new(),
             }),
         }
     }
     suites
 }
 
-/// JUnit XML: one `<testsuite>` per suite, `classname` = suite name, times in seconds,
-/// the failure message as `message` and the diagnostics as the element text.
-pub fn junit_xml(suites: &[SuiteReport]) -> Result<String> {
+/// Which JUnit dialect to write.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum JunitFlavor {
+    /// Valid against the Jenkins xunit plugin's `junit-10.xsd`: test locations go into the
+    /// suite's `<properties>`.
+    #[default]
+    Jenkins,
+    /// GitLab's reading: `file` and `line` attributes on each `<testcase>` (GitLab shows
+    /// them), which `junit-10.xsd` does not allow.
+    Gitlab,
+}
+
+/// What the whole report says about the run besides its suites.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunNote {
+    /// The run was interrupted (Ctrl-C): the report is partial.
+    pub interrupted: bool,
+}
+
+/// JUnit XML: one `<testsuite>` per suite, `classname` = suite name, times in seconds with
+/// a time on every test case, every failure and error with its message and a body (the
+/// reason and the diagnostics), the run's identification in `<properties>`.
+pub fn junit_xml(suites: &[SuiteReport], flavor: JunitFlavor, note: &RunNote) -> Result<String> {
     let mut report = Report::new("zhint");
     let mut total = Duration::ZERO;
     for suite in suites {
         let mut junit_suite = TestSuite::new(suite.name.as_str());
         let mut suite_time = Duration::ZERO;
+        for (name, value) in &suite.properties {
+            junit_suite.add_property(Property::new(name.as_str(), value.as_str()));
+        }
+        if note.interrupted {
+            junit_suite.add_property(Property::new(
+                "interrupted",
+                "the run was interrupted (Ctrl-C); tests without a result are errors",
+            ));
+        }
         for record in &suite.records {
             let mut case = TestCase::new(record.id.name.as_str(), junit_status(record));
             case.set_classname(suite.name.as_str());
-            if let Some(time) = record.duration {
-                case.set_time(time);
-                suite_time += time;
-            }
+            let time = record.duration.unwrap_or_default();
+            case.set_time(time);
+            suite_time += time;
             if let Some(location) = &record.location {
                 let (file, line) = match location.rsplit_once(':') {
                     Some((file, line)) if line.parse::<u32>().is_ok() => (file, Some(line)),
                     _ => (location.as_str(), None),
                 };
-                case.extra.insert("file".into(), file.into());
-                if let Some(line) = line {
-                    case.extra.insert("line".into(), line.into());
+                match flavor {
+                    JunitFlavor::Gitlab => {
+                        case.extra.insert("file".into(), file.into());
+                        if let Some(line) = line {
+                            case.extra.insert("line".into(), line.into());
+                        }
+                    }
+                    JunitFlavor::Jenkins => {
+                        junit_suite.add_property(Property::new(
+                            format!("location: {}", record.id.name),
+                            location.as_str(),
+                        ));
+                    }
                 }
             }
             if !record.diagnostics.is_empty() {
@@ -77,7 +118,28 @@ pub fn junit_xml(suites: &[SuiteReport]) -> Result<String> {
         report.add_test_suite(junit_suite);
     }
     report.set_time(total);
-    report.to_string().context("serializing the JUnit report")
+    let xml = report.to_string().context("serializing the JUnit report")?;
+    Ok(match flavor {
+        JunitFlavor::Jenkins => without_testsuites_skipped(&xml),
+        JunitFlavor::Gitlab => xml,
+    })
+}
+
+/// `junit-10.xsd` allows no `skipped` attribute on `<testsuites>` (quick-junit always writes
+/// one); the counts stay on each `<testsuite>`.
+fn without_testsuites_skipped(xml: &str) -> String {
+    let Some(start) = xml.find("<testsuites") else {
+        return xml.to_string();
+    };
+    let end = xml[start..].find('>').map_or(xml.len(), |e| start + e);
+    let tag = &xml[start..end];
+    let Some(at) = tag.find(" skipped=\"") else {
+        return xml.to_string();
+    };
+    let value_end = tag[at + 10..]
+        .find('"')
+        .map_or(tag.len(), |e| at + 10 + e + 1);
+    format!("{}{}{}", &xml[..start + at], &tag[value_end..], &xml[end..])
 }
 
 fn junit_status(record: &TestRecord) -> TestCaseStatus {
@@ -92,28 +154,42 @@ fn junit_status(record: &TestRecord) -> TestCaseStatus {
         }
     };
     status.set_message(record.message());
-    if !record.diagnostics.is_empty() {
-        status.set_description(record.diagnostics.join("\n"));
+    if record.outcome != Outcome::Skip || !record.diagnostics.is_empty() {
+        let mut body = record.message();
+        for diagnostic in &record.diagnostics {
+            body.push('\n');
+            body.push_str(diagnostic);
+        }
+        status.set_description(body);
     }
     status
 }
 
 /// TAP 14: each suite is an indented subtest with its own plan, closed by a correlated parent
-/// test point. Skips use `# SKIP`, expected failures `# TODO`; failure details go in a YAML
-/// block.
-pub fn tap14(suites: &[SuiteReport]) -> String {
+/// test point; the run's identification as comments. Skips use `# SKIP`, expected failures
+/// `# TODO`; failure details go in a YAML block. A report without any test is a
+/// `Bail out!`, never an empty plan that reads as a passing skip-all.
+pub fn tap14(suites: &[SuiteReport], note: &RunNote) -> String {
     let mut out = String::from("TAP version 14\n");
-    if suites.is_empty() {
-        out.push_str("1..0 # no tests ran\n");
+    if note.interrupted {
+        out.push_str("# interrupted (Ctrl-C): tests without a result are reported as not ok\n");
+    }
+    if suites.iter().all(|s| s.records.is_empty()) {
+        out.push_str("Bail out! no test results\n");
         return out;
     }
     out.push_str(&format!("1..{}\n", suites.len()));
     for (index, suite) in suites.iter().enumerate() {
         let suite_name = tap_escape(&suite.name);
-        out.push_str(&format!(
-            "# Subtest: {suite_name}\n    1..{}\n",
-            suite.records.len()
-        ));
+        out.push_str(&format!("# Subtest: {suite_name}\n"));
+        for (name, value) in &suite.properties {
+            out.push_str(&format!(
+                "    # {}: {}\n",
+                tap_escape(name),
+                tap_escape(value)
+            ));
+        }
+        out.push_str(&format!("    1..{}\n", suite.records.len()));
         for (number, record) in suite.records.iter().enumerate() {
             tap_test_point(&mut out, number + 1, record);
         }
@@ -163,8 +239,14 @@ fn tap_escape(text: &str) -> String {
         .replace(['\n', '\r'], " ")
 }
 
-/// Fails early (before any test runs) when `path` cannot be written.
+/// Fails early (before any test runs) when `path` cannot be written, or names a directory.
 pub fn check_writable(path: &Path) -> Result<()> {
+    if path.is_dir() {
+        anyhow::bail!(
+            "report path {} is a directory; give the file to write",
+            path.display()
+        );
+    }
     let probe = temp_sibling(path)?;
     fs::write(&probe, b"").with_context(|| format!("cannot write report {}", path.display()))?;
     let _ = fs::remove_file(&probe);
@@ -268,6 +350,8 @@ mod tests {
             diagnostics: diagnostics.iter().map(|d| d.to_string()).collect(),
             duration: Some(Duration::from_millis(1500)),
             location: Some("tests/src/x.rs:7".into()),
+            boot: Some(1),
+            line: None,
         }
     }
 
@@ -310,7 +394,28 @@ mod tests {
             ),
             record("sclp::console", "known", Outcome::XFail, "bug 12", &[]),
         ];
-        group_by_suite(&records, None)
+        let mut suites = group_by_suite(&records, None);
+        for suite in &mut suites {
+            suite.properties = vec![
+                ("seed".into(), "4005141286829207".into()),
+                (
+                    "command line".into(),
+                    "ktest.seed=4005141286829207 ktest.shuffle".into(),
+                ),
+            ];
+        }
+        suites
+    }
+
+    /// A timeout the host synthesized: no diagnostics, no guest time.
+    fn synthesized_timeout() -> Vec<SuiteReport> {
+        let mut record = TestRecord::synthesized(
+            TestId::new("mm::reclaim", "pressure"),
+            Outcome::Timeout,
+            "timeout: no test result for 60 s",
+        );
+        record.duration = None;
+        group_by_suite(&[record], None)
     }
 
     #[test]
@@ -330,7 +435,7 @@ mod tests {
 
     #[test]
     fn junit_loads_in_a_junit_consumer_with_the_right_shape() {
-        let xml = junit_xml(&sample()).unwrap();
+        let xml = junit_xml(&sample(), JunitFlavor::Jenkins, &RunNote::default()).unwrap();
         let parsed =
             junit_parser::from_reader(std::io::Cursor::new(xml.as_bytes())).expect("valid JUnit");
         assert_eq!(parsed.suites.len(), 2);
@@ -343,7 +448,20 @@ mod tests {
         let failed = &interrupts.cases[1];
         assert_eq!(failed.classname.as_deref(), Some("arch::interrupts"));
         assert_eq!(failed.time, 1.5);
-        assert!(xml.contains(r#"file="tests/src/x.rs" line="7""#), "{xml}");
+        assert!(!xml.contains(r#"file="tests/src/x.rs""#), "{xml}");
+        assert!(
+            xml.contains(r#"<property name="location: privileged #1" value="tests/src/x.rs:7"/>"#),
+            "{xml}"
+        );
+        assert!(
+            xml.contains(r#"<property name="seed" value="4005141286829207"/>"#),
+            "{xml}"
+        );
+        let gitlab = junit_xml(&sample(), JunitFlavor::Gitlab, &RunNote::default()).unwrap();
+        assert!(
+            gitlab.contains(r#"file="tests/src/x.rs" line="7""#),
+            "{gitlab}"
+        );
         match &failed.status {
             junit_parser::TestStatus::Failure(f) => {
                 assert_eq!(f.message, "check_eq failed: left: 0x1, right: 0x2 <&>");
@@ -365,29 +483,28 @@ mod tests {
 
     #[test]
     fn tap_has_plan_subtests_directives_and_yaml() {
-        let tap = tap14(&sample());
-        let expected_start = "TAP version 14\n1..2\n# Subtest: arch::interrupts\n    1..3\n    ok 1 - operation_exception\n    not ok 2 - privileged \\#1\n      ---\n";
+        let tap = tap14(&sample(), &RunNote::default());
+        let expected_start = "TAP version 14\n1..2\n# Subtest: arch::interrupts\n    # seed: 4005141286829207\n    # command line: ktest.seed=4005141286829207 ktest.shuffle\n    1..3\n    ok 1 - operation_exception\n    not ok 2 - privileged \\#1\n      ---\n";
         assert!(tap.starts_with(expected_start), "{tap}");
         assert!(tap.contains("    ok 3 - essa # SKIP ESSA absent\n"));
         assert!(tap.contains("not ok 1 - arch::interrupts\n"));
         assert!(tap.contains("    not ok 3 - known # TODO expected failure: bug 12\n"));
         assert!(tap.ends_with("not ok 2 - sclp::console\n"));
-        assert_eq!(tap14(&[]), "TAP version 14\n1..0 # no tests ran\n");
+        assert_eq!(
+            tap14(&[], &RunNote::default()),
+            "TAP version 14\nBail out! no test results\n",
+            "never an empty plan, which consumers read as a passing skip-all"
+        );
+        let interrupted = tap14(&sample(), &RunNote { interrupted: true });
+        assert!(interrupted.starts_with("TAP version 14\n# interrupted (Ctrl-C)"));
     }
 
     /// Runs the TAP through node-tap's `tap-parser` in strict mode, the reference TAP 14
-    /// consumer. `.ci/run` installs it under `target/tap-consumer`; elsewhere the test skips
-    /// with a message when node or the module is missing.
+    /// consumer (provisioned by `cargo xtask provision`).
     #[test]
     fn tap_passes_the_strict_tap14_reference_parser() {
-        let Some(module) = tap_parser_module() else {
-            eprintln!(
-                "SKIPPED: node or tap-parser missing; install with \
-                 `npm install --prefix target/tap-consumer tap-parser@18` (.ci/run does)"
-            );
-            return;
-        };
-        let summary = run_tap_parser(&module, &tap14(&sample()));
+        let module = tap_parser_module();
+        let summary = run_tap_parser(&module, &tap14(&sample(), &RunNote::default()));
         assert_eq!(summary["count"], 2, "{summary}");
         assert_eq!(summary["fail"], 2, "both suites have a failure: {summary}");
         let failures = summary["failures"].as_array().unwrap();
@@ -395,12 +512,26 @@ mod tests {
             failures.iter().all(|f| f["tapError"].is_null()),
             "protocol errors: {summary}"
         );
-        let children = run_tap_parser_children(&module, &tap14(&sample()));
+        let children = run_tap_parser_children(&module, &tap14(&sample(), &RunNote::default()));
         // tap-parser's `fail` also counts `not ok # TODO` points; `todo` tells them apart.
         assert_eq!(
             children,
             serde_json::json!([[3, 1, 1, 0], [3, 3, 0, 1]]),
             "per-suite count, fail, skip, todo"
+        );
+
+        let empty = run_tap_parser(&module, &tap14(&[], &RunNote::default()));
+        assert_eq!(empty["ok"], false, "no results is not a pass: {empty}");
+        assert_eq!(empty["bailout"], "no test results", "{empty}");
+        let interrupted =
+            run_tap_parser(&module, &tap14(&sample(), &RunNote { interrupted: true }));
+        assert!(
+            interrupted["failures"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|f| f["tapError"].is_null()),
+            "{interrupted}"
         );
 
         let broken = "TAP version 14\n1..2\nok 1 - a\nstray line\n";
@@ -412,23 +543,91 @@ mod tests {
         );
     }
 
-    fn tap_parser_module() -> Option<PathBuf> {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent()?;
-        let candidates = [
-            std::env::var_os("TAP_PARSER_MODULE").map(PathBuf::from),
-            Some(root.join("target/tap-consumer/node_modules/tap-parser")),
-        ];
-        let module = candidates
-            .into_iter()
-            .flatten()
-            .find(|p| p.join("package.json").exists())?;
-        std::process::Command::new("node")
-            .arg("--version")
-            .output()
-            .ok()?
-            .status
-            .success()
-            .then_some(module)
+    fn tap_parser_module() -> PathBuf {
+        let module = std::env::var_os("TAP_PARSER_MODULE")
+            .map_or_else(crate::provision::tap_parser_module, PathBuf::from);
+        assert!(
+            module.join("package.json").exists(),
+            "the TAP reference consumer is missing at {}; {}",
+            module.display(),
+            crate::provision::HOW
+        );
+        module
+    }
+
+    /// Validates JUnit against the Jenkins xunit plugin's `junit-10.xsd` with xmllint.
+    fn validate_junit(xml: &str) -> Result<(), String> {
+        let xsd = crate::provision::junit_xsd();
+        assert!(
+            xsd.exists(),
+            "junit-10.xsd is missing at {}; {}",
+            xsd.display(),
+            crate::provision::HOW
+        );
+        let mut child = std::process::Command::new("xmllint")
+            .args(["--noout", "--schema"])
+            .arg(&xsd)
+            .arg("-")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run xmllint ({e}); {}", crate::provision::HOW));
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(xml.as_bytes())
+            .unwrap();
+        let output = child.wait_with_output().unwrap();
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&output.stderr).into_owned())
+        }
+    }
+
+    #[test]
+    fn junit_is_valid_against_the_jenkins_xunit_schema() {
+        let note = RunNote { interrupted: true };
+        for suites in [sample(), synthesized_timeout()] {
+            let xml = junit_xml(&suites, JunitFlavor::Jenkins, &note).unwrap();
+            validate_junit(&xml).unwrap_or_else(|e| panic!("{e}\n{xml}"));
+        }
+        let gitlab = junit_xml(&sample(), JunitFlavor::Gitlab, &note).unwrap();
+        assert!(
+            validate_junit(&gitlab).is_err(),
+            "the schema rejects GitLab's testcase attributes, so the check can fail"
+        );
+        assert!(
+            validate_junit(&quick_junit_as_is()).is_err(),
+            "the schema rejects quick-junit's own `skipped` on <testsuites>"
+        );
+    }
+
+    /// What quick-junit writes without xtask's adjustment.
+    fn quick_junit_as_is() -> String {
+        let mut report = Report::new("zhint");
+        report.add_test_suite(TestSuite::new("s"));
+        report.to_string().unwrap()
+    }
+
+    #[test]
+    fn every_junit_error_has_a_body_and_a_time() {
+        let xml = junit_xml(
+            &synthesized_timeout(),
+            JunitFlavor::Jenkins,
+            &RunNote::default(),
+        )
+        .unwrap();
+        assert!(
+            xml.contains(r#"<testcase name="pressure" classname="mm::reclaim" time="0.000">"#),
+            "{xml}"
+        );
+        assert!(
+            xml.contains(r#"<error message="timeout: no test result for 60 s" type="TIMEOUT">timeout: no test result for 60 s</error>"#),
+            "{xml}"
+        );
     }
 
     const NODE_SCRIPT: &str = r#"

@@ -30,8 +30,8 @@ pub fn boot_for_lines(
             see_log()
         );
     }
-    check_all_ran(&outcome.collector.records).with_context(see_log)?;
-    line::collect(&outcome.collector.records)
+    check_all_ran(&outcome.boot.records).with_context(see_log)?;
+    line::collect(&outcome.boot.records)
 }
 
 /// Errors unless at least one test ran and every test passed.
@@ -82,7 +82,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("console.log");
         // A stand-in for QEMU that prints what the kernel would.
-        let script = "printf 'KTAP version 1\\n1..1\\n    KTAP version 1\\n    # Subtest: bench::mm\\n    1..1\\n    # bench: op=reclaim pages=1000 ns_per_op=5 essa_per_op=1.00\\n    ok 1 t\\nok 1 bench::mm\\n# Totals: pass:1 fail:0 skip:0 total:1\\nEXIT: STATUS=1\\n'";
+        let script = "printf 'KTAP version 1\\n1..1\\n    KTAP version 1\\n    # Subtest: bench::mm\\n    1..1\\n    # bench: op=reclaim pages=1000 ns_per_op=5 essa_per_op=1.00\\n    ok 1 t\\n# bench::mm: pass:1 fail:0 skip:0 total:1\\nok 1 bench::mm\\n# Totals: pass:1 fail:0 skip:0 total:1\\nEXIT: STATUS=1\\n'";
         let limits = Limits::default();
         let lines =
             boot_for_lines(Path::new("sh"), &["-c".into(), script.into()], limits, &log).unwrap();

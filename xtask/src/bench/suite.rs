@@ -17,7 +17,8 @@ use serde::Serialize;
 use super::{Stats, header, qemu_version};
 use crate::boot::{self, BootOutcome, Limits};
 use crate::matrix::Config;
-use crate::results::{BootCollector, Counts};
+use crate::results::Counts;
+use crate::verdict::Boot;
 
 /// Issue 3's target for the framework's guest time per empty test under TCG.
 pub const OVERHEAD_TARGET: Duration = Duration::from_millis(1);
@@ -43,7 +44,7 @@ pub struct SuiteSample {
 impl SuiteSample {
     /// Reads a finished boot. The run must have completed and timed every test, or the
     /// difference between run and test time would not be the framework's.
-    pub fn from_collector(collector: &BootCollector, wall: Duration) -> Result<Self> {
+    pub fn from_boot(collector: &Boot, wall: Duration) -> Result<Self> {
         if !collector.completed() {
             bail!("the suite did not complete (no EXIT: line, or Bail out!)");
         }
@@ -120,7 +121,7 @@ pub fn suite_bench(
     let mut samples = Vec::with_capacity(repeat);
     for round in 0..=repeat {
         let outcome = boot_once(qemu, &args, config.test_timeout)?;
-        let sample = SuiteSample::from_collector(&outcome.collector, outcome.elapsed)
+        let sample = SuiteSample::from_boot(&outcome.boot, outcome.elapsed)
             .with_context(|| format!("suite run {round}"))?;
         if round > 0 {
             samples.push(sample);
@@ -174,7 +175,7 @@ fn boot_once(qemu: &Path, args: &[String], per_test: Duration) -> Result<BootOut
     }
     if let Some(reason) = outcome.failure_reason() {
         let last = outcome
-            .collector
+            .boot
             .records
             .last()
             .map_or("before the first result".to_string(), |r| {
@@ -220,13 +221,13 @@ mod tests {
     use super::*;
     use crate::ktap::Parser;
 
-    fn collect(text: &str) -> BootCollector {
+    fn collect(text: &str) -> Boot {
         let mut parser = Parser::new();
-        let mut collector = BootCollector::new();
-        for event in parser.push(text.as_bytes()) {
-            collector.observe(&event);
+        let mut boot = Boot::new(1);
+        for (line, event) in parser.push(text.as_bytes()).iter().enumerate() {
+            boot.observe(line as u64 + 1, event);
         }
-        collector
+        boot
     }
 
     const RUN: &str = "KTAP version 1\n1..1\n    KTAP version 1\n    # Subtest: s\n    1..2\n\
@@ -235,7 +236,7 @@ mod tests {
 
     #[test]
     fn a_sample_splits_run_time_into_tests_and_framework() {
-        let sample = SuiteSample::from_collector(&collect(RUN), Duration::from_secs(3)).unwrap();
+        let sample = SuiteSample::from_boot(&collect(RUN), Duration::from_secs(3)).unwrap();
         assert_eq!(sample.run, Duration::from_micros(2800));
         assert_eq!(sample.in_tests, Duration::from_micros(800));
         assert_eq!((sample.tests, sample.failed), (2, 1));
@@ -255,7 +256,7 @@ mod tests {
             (RUN.replace("run_us: 2800", "run_us: 700"), "exceeds run_us"),
         ];
         for (text, expected) in cases {
-            let error = SuiteSample::from_collector(&collect(&text), wall)
+            let error = SuiteSample::from_boot(&collect(&text), wall)
                 .unwrap_err()
                 .to_string();
             assert!(error.contains(expected), "{expected}: {error}");

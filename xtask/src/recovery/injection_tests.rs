@@ -10,6 +10,7 @@ use std::time::Duration;
 use super::*;
 use crate::backing_store::Initrd;
 use crate::qemu::Machine;
+use crate::results::Outcome;
 
 const SUITE: &str = "arch::interrupts";
 /// The test that gets the fault: third of the suite's seven, so tests run before and after it.
@@ -33,14 +34,20 @@ fn config(name: &str, append: Vec<String>, test_timeout: Duration) -> Config {
 
 /// Runs the suite with `inject` (e.g. `panic`) aimed at [`VICTIM`].
 fn run_injected(kind: &str, test_timeout: Duration) -> ConfigRun {
-    let qemu = crate::install::ensure_qemu().expect("QEMU is needed for the injection tests");
+    run_injected_with(kind, test_timeout, &[])
+}
+
+/// [`run_injected`] with more kernel arguments (e.g. a shuffled order).
+fn run_injected_with(kind: &str, test_timeout: Duration, more: &[&str]) -> ConfigRun {
+    let qemu = crate::install::find_qemu().expect("QEMU is needed for the injection tests");
     let config = config(
         &format!("inject-{kind}"),
         vec![format!("ktest.inject={kind}@{SUITE}.{VICTIM}")],
         test_timeout,
     );
     let dir = tempfile::tempdir().unwrap();
-    let filter = [format!("ktest.filter={SUITE}")];
+    let mut filter = vec![format!("ktest.filter={SUITE}")];
+    filter.extend(more.iter().map(|a| a.to_string()));
     let target = Target {
         qemu: &qemu,
         kernel: crate::cargo::test_kernel(),
@@ -53,7 +60,7 @@ fn run_injected(kind: &str, test_timeout: Duration) -> ConfigRun {
     })
     .unwrap();
     let log = std::fs::read_to_string(dir.path().join("console.log")).unwrap_or_default();
-    assert_eq!(run.infra_error, None, "{log}");
+    assert_eq!(run.infra_error(), None, "{log}");
     let mut seen = live.clone();
     seen.sort();
     seen.dedup();
@@ -66,15 +73,24 @@ fn run_injected(kind: &str, test_timeout: Duration) -> ConfigRun {
 }
 
 /// Asserts the run has all seven tests, the victim failed with `outcome` and a reason
-/// starting with `reason`, and every other test passed.
+/// starting with `reason`, and every other test passed. (Problems with the shape of the
+/// output are records of the `ktap` suite; see [`ktap_problems`].)
 fn assert_only_the_victim_failed(run: &ConfigRun, outcome: Outcome, reason: &str) {
+    let tests: Vec<&crate::results::TestRecord> = run
+        .verdict
+        .records
+        .iter()
+        .filter(|r| r.id.suite != "ktap")
+        .collect();
     let summary: Vec<String> = run
+        .verdict
         .records
         .iter()
         .map(|r| format!("{} {:?} {}", r.id, r.outcome, r.reason))
         .collect();
-    assert_eq!(run.records.len(), 7, "{summary:#?}");
-    for record in &run.records {
+    assert_eq!(tests.len(), 7, "{summary:#?}");
+    assert!(!run.verdict.passed(), "a run with a failure never passes");
+    for record in tests {
         assert_eq!(record.id.suite, SUITE, "{summary:#?}");
         if record.id.name == VICTIM {
             assert_eq!(record.outcome, outcome, "{summary:#?}");
@@ -89,11 +105,22 @@ fn assert_only_the_victim_failed(run: &ConfigRun, outcome: Outcome, reason: &str
     }
 }
 
+/// The records of problems with the output's shape.
+fn ktap_problems(run: &ConfigRun) -> Vec<String> {
+    run.verdict
+        .records
+        .iter()
+        .filter(|r| r.id.suite == "ktap")
+        .flat_map(|r| r.diagnostics.clone())
+        .collect()
+}
+
 #[test]
 fn a_panic_fails_that_test_and_a_reboot_runs_the_rest() {
     let run = run_injected("panic", Duration::from_secs(60));
     assert_only_the_victim_failed(&run, Outcome::Error, "panic: injected panic");
-    assert_eq!(run.boots, 3, "listing, the panicking boot, the rest");
+    assert!(ktap_problems(&run).is_empty(), "{:?}", ktap_problems(&run));
+    assert_eq!(run.boots, 2, "the panicking boot, then one for the rest");
     assert!(
         run.incidents[0].contains("kernel panicked"),
         "{:?}",
@@ -105,14 +132,15 @@ fn a_panic_fails_that_test_and_a_reboot_runs_the_rest() {
 fn a_hang_times_out_that_test_and_a_reboot_runs_the_rest() {
     let run = run_injected("hang", HANG_LIMIT);
     assert_only_the_victim_failed(&run, Outcome::Timeout, "timeout: no test result for 3 s");
-    assert_eq!(run.boots, 3);
+    assert_eq!(run.boots, 2);
 }
 
 #[test]
 fn an_unexpected_program_interruption_fails_only_that_test() {
     let run = run_injected("pgm", Duration::from_secs(60));
     assert_only_the_victim_failed(&run, Outcome::Error, "program interruption 0x1");
-    assert_eq!(run.boots, 2, "the kernel recovers by itself");
+    assert_eq!(run.boots, 1, "the kernel recovers by itself");
+    assert!(ktap_problems(&run).is_empty(), "{:?}", ktap_problems(&run));
     assert!(run.incidents.is_empty(), "{:?}", run.incidents);
 }
 
@@ -120,7 +148,15 @@ fn an_unexpected_program_interruption_fails_only_that_test() {
 fn console_garbage_instead_of_a_result_fails_only_that_test() {
     let run = run_injected("garbage", Duration::from_secs(60));
     assert_only_the_victim_failed(&run, Outcome::Error, "no result");
-    assert_eq!(run.boots, 2);
+    assert_eq!(run.boots, 1);
+    let problems = ktap_problems(&run);
+    assert!(
+        problems.iter().any(|p| p.contains("not a KTAP line"))
+            && problems
+                .iter()
+                .any(|p| p.contains(&format!("no result line for `{SUITE}.{VICTIM}`"))),
+        "the garbage and the missing line are named: {problems:#?}"
+    );
 }
 
 #[test]
@@ -132,25 +168,60 @@ fn an_early_exit_fails_that_test_and_a_reboot_runs_the_rest() {
         "kernel exited (EXIT: STATUS=1) before the plan completed",
     );
     assert_eq!(
-        run.boots, 3,
+        run.boots, 2,
         "the early exit must not count as the end of the run"
     );
 }
 
-/// A stand-in for QEMU that lists two tests, then reports one and is killed by a signal
-/// (as by an OOM killer or an operator) in the middle of the run.
+/// A panic in a shuffled order: the recovery boot resumes in the same order (same seed), so
+/// every test still gets exactly its own result.
+#[test]
+fn a_panic_in_a_shuffled_order_resumes_in_the_same_order() {
+    for seed in ["ktest.seed=1", "ktest.seed=7"] {
+        let run = run_injected_with("panic", Duration::from_secs(60), &["ktest.shuffle", seed]);
+        assert_only_the_victim_failed(&run, Outcome::Error, "panic: injected panic");
+        assert!(ktap_problems(&run).is_empty(), "{:?}", ktap_problems(&run));
+        assert_eq!(run.boots, 2);
+        assert_eq!(
+            run.verdict.boots[0].header.order.as_deref(),
+            Some("shuffled")
+        );
+    }
+}
+
+/// A filter glob that matches nothing is a usage error that names the suites, not a green
+/// empty run.
+#[test]
+fn a_filter_that_matches_nothing_is_a_usage_error_naming_the_suites() {
+    let qemu = crate::install::find_qemu().expect("QEMU is needed for the injection tests");
+    let config = config("nothing", Vec::new(), Duration::from_secs(30));
+    let dir = tempfile::tempdir().unwrap();
+    let filter = ["ktest.filter=nosuch::*".to_string()];
+    let target = Target {
+        qemu: &qemu,
+        kernel: crate::cargo::test_kernel(),
+        config: &config,
+        extra_kernel_args: &filter,
+    };
+    let run = run_config(&target, &dir.path().join("console.log"), &mut |_| {}).unwrap();
+    let error = run.infra_error().expect("a usage error");
+    assert!(
+        error.contains("nosuch::*") && error.contains("arch::interrupts"),
+        "{error}"
+    );
+    assert!(!run.verdict.passed());
+    assert_eq!(run.boots, 1);
+}
+
+/// A stand-in for QEMU that plans two tests, reports one and is killed by a signal (as by an
+/// OOM killer or an operator) in the middle of the run.
 const KILLED_QEMU: &str = r#"#!/bin/sh
-case "$*" in
-*ktest.list*)
-    printf 'KTAP version 1\n1..1\n# test: s.a file=a.rs:1 flags=-\n# test: s.b file=a.rs:2 flags=-\nEXIT: STATUS=77\n'
-    exit 0 ;;
-esac
-printf 'KTAP version 1\n1..1\n    # Subtest: s\n    1..2\n    ok 1 a\n'
+printf 'KTAP version 1\n# zhint: seed=1 filter=* skip=0 order=sorted\n# test: s.a file=a.rs:1 flags=-\n# test: s.b file=a.rs:2 flags=-\n# test: s.c file=a.rs:3 flags=-\n1..1\n    KTAP version 1\n    # Subtest: s\n    1..3\n    ok 1 a\n'
 kill -9 $$
 "#;
 
 #[test]
-fn qemu_killed_from_outside_is_an_infrastructure_error() {
+fn qemu_killed_from_outside_is_an_infrastructure_error_and_nothing_vanishes() {
     let dir = tempfile::tempdir().unwrap();
     let qemu = dir.path().join("qemu");
     std::fs::write(&qemu, KILLED_QEMU).unwrap();
@@ -162,14 +233,43 @@ fn qemu_killed_from_outside_is_an_infrastructure_error() {
         config: &config,
         extra_kernel_args: &[],
     };
-    let run = run_config(&target, &dir.path().join("console.log"), &mut |_| {}).unwrap();
+    let log = dir.path().join("console.log");
+    let run = run_config(&target, &log, &mut |_| {}).unwrap();
     assert_eq!(
-        run.infra_error.as_deref(),
-        Some("QEMU was killed by signal 9 (not by xtask)")
+        run.infra_error().as_deref(),
+        Some("boot 1: QEMU was killed by signal 9 (not by xtask)")
     );
-    assert!(
-        !run.records.iter().any(|r| r.id.name == "b"),
-        "a test that never ran is not reported at all, least of all as passed: {:?}",
-        run.records
+    let summary: Vec<(String, Outcome, String)> = run
+        .verdict
+        .records
+        .iter()
+        .map(|r| (r.id.to_string(), r.outcome, r.reason.clone()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("s.a".to_string(), Outcome::Pass, String::new()),
+            (
+                "s.b".to_string(),
+                Outcome::Error,
+                "QEMU was killed by signal 9 (not by xtask)".to_string()
+            ),
+            (
+                "s.c".to_string(),
+                Outcome::Error,
+                "not run: QEMU was killed by signal 9 (not by xtask) while `s.b` ran".to_string()
+            ),
+        ]
     );
+    let parsed = crate::verdict::judge(&std::fs::read(&log).unwrap());
+    assert_eq!(
+        parsed
+            .records
+            .iter()
+            .map(|r| (r.id.to_string(), r.outcome, r.reason.clone()))
+            .collect::<Vec<_>>(),
+        summary,
+        "`cargo xtask parse` of the log reaches the same verdict"
+    );
+    assert_eq!(parsed.infra, run.verdict.infra);
 }
