@@ -1,7 +1,10 @@
 //! Running `qemu-system-s390x`: the command line, and a child process that is always killed.
 //!
 //! [`RunningQemu`] owns the child: dropping it (on `?`, on panic, on Ctrl-C) kills QEMU and
-//! reaps it. The console (QEMU's stdout) is read by a thread and handed over in chunks through
+//! reaps it. When xtask itself dies without a chance to clean up (SIGKILL), the kernel kills
+//! QEMU: it starts through util-linux's `setpriv --pdeathsig KILL`, which sets
+//! `PR_SET_PDEATHSIG` and then executes QEMU in the same process (xtask keeps no `unsafe`
+//! fork hook of its own). The console (QEMU's stdout) is read by a thread and handed over in chunks through
 //! a channel, so the caller can wait with a timeout and notice Ctrl-C while QEMU is silent.
 
 use std::io::{Read, Write};
@@ -148,6 +151,9 @@ impl QemuExit {
     }
 }
 
+/// util-linux's tool that starts QEMU with a parent-death signal.
+const SETPRIV: &str = "setpriv";
+
 /// A QEMU child process that is killed when dropped.
 #[derive(Debug)]
 pub struct RunningQemu {
@@ -162,7 +168,15 @@ impl RunningQemu {
     /// Starts QEMU in its own process group with stdin from `/dev/null`. With `echo_stderr`,
     /// QEMU's stderr is also copied live to ours.
     pub fn spawn(program: &Path, args: &[String], echo_stderr: bool) -> Result<Self> {
-        let mut child = Command::new(program)
+        let mut command = match crate::install::find_in_path(Path::new(SETPRIV)) {
+            Some(setpriv) => {
+                let mut command = Command::new(setpriv);
+                command.args(["--pdeathsig", "KILL", "--"]).arg(program);
+                command
+            }
+            None => Command::new(program),
+        };
+        let mut child = command
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -345,6 +359,70 @@ mod tests {
         assert!(Path::new(&format!("/proc/{pid}")).exists());
         drop(child);
         assert!(!Path::new(&format!("/proc/{pid}")).exists());
+    }
+
+    /// Helper of [`qemu_never_outlives_xtask_even_on_sigkill`]: starts a QEMU stand-in and
+    /// waits to be killed.
+    #[test]
+    #[ignore = "helper process of qemu_never_outlives_xtask_even_on_sigkill"]
+    fn helper_starts_qemu_and_waits() {
+        let Some(pidfile) = std::env::var_os("XTASK_HYGIENE_PIDFILE") else {
+            return;
+        };
+        let script = format!("echo $$ > {}; exec sleep 60", Path::new(&pidfile).display());
+        let child = RunningQemu::spawn(Path::new("sh"), &["-c".into(), script], false).unwrap();
+        std::thread::sleep(Duration::from_secs(60));
+        drop(child);
+    }
+
+    /// SIGKILL gives xtask no chance to kill QEMU itself: the parent-death signal must.
+    #[test]
+    fn qemu_never_outlives_xtask_even_on_sigkill() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("qemu.pid");
+        let mut helper = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "qemu::tests::helper_starts_qemu_and_waits",
+                "--ignored",
+                "--test-threads=1",
+            ])
+            .env("XTASK_HYGIENE_PIDFILE", &pidfile)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let pid = loop {
+            if let Some(pid) = std::fs::read_to_string(&pidfile)
+                .ok()
+                .and_then(|p| p.trim().parse::<u32>().ok())
+            {
+                break pid;
+            }
+            assert!(Instant::now() < deadline, "the helper never started QEMU");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(alive(pid), "the stand-in runs");
+        helper.kill().unwrap(); // SIGKILL
+        helper.wait().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while alive(pid) {
+            assert!(
+                Instant::now() < deadline,
+                "QEMU (pid {pid}) outlived the xtask that started it"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Whether `pid` runs (a zombie waiting for its reaper does not).
+    fn alive(pid: u32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|status| {
+            !status
+                .lines()
+                .any(|l| l.starts_with("State:") && l.contains('Z'))
+        })
     }
 
     #[test]
