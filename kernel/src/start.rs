@@ -71,7 +71,7 @@ pub fn kernel_main() -> ! {
                 pool_start,
                 image::initrd().map_or(0, |(_, s)| s >> 10)
             ),
-            Err(e) => alloc::format!("failed to start: {e:?}"),
+            Err(e) => alloc::format!("failed to start: {e}"),
         },
     };
 

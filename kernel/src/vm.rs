@@ -12,7 +12,7 @@ use crate::cmma::backend::{self, Backend};
 use crate::cmma::essa::{Orc, PageStateByte};
 use crate::cmma::states::{Essa, PageStates};
 use crate::mm::addr::{Pfn, PhysAddr, VirtAddr};
-use crate::mm::backing::MemDisk;
+use crate::mm::backing::{Image, ImageError, MemDisk};
 use crate::mm::error::MmError;
 use crate::mm::fault::Access;
 use crate::mm::hooks::{
@@ -103,12 +103,45 @@ static CURRENT_SPACE: AtomicU32 = AtomicU32::new(0);
 pub enum InitError {
     /// QEMU got no `-initrd` (or the loader gave none).
     NoBackingStore,
-    /// The memory manager refused (bad image, no memory).
+    /// An initrd is there but is no usable backing-store image (wrong format, truncated).
+    BadImage(ImageError),
+    /// The memory manager refused (no memory).
     Mm(MmError),
 }
 
+impl core::fmt::Display for InitError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::NoBackingStore => f.write_str("no backing store"),
+            Self::BadImage(e) => write!(f, "the backing store is unusable: {e}"),
+            Self::Mm(e) => write!(f, "the memory manager refused to start: {e:?}"),
+        }
+    }
+}
+
+/// Why a backing store that is there could not be used (set once, by [`init`]).
+static UNUSABLE: spin::Once<alloc::string::String> = spin::Once::new();
+
+/// Why the backing store the loader gave is unusable, if it is: tests that need the memory
+/// manager fail with this instead of skipping (only an absent backing store may skip).
+pub fn unusable() -> Option<&'static str> {
+    UNUSABLE.get().map(alloc::string::String::as_str)
+}
+
 /// Starts the memory manager with the frames of `pool` and the initrd as backing store.
+/// An initrd that is not a valid image is remembered as [`unusable`].
 pub fn init(pool: Range<Pfn>, initrd: &'static mut [u8]) -> Result<(), InitError> {
+    let size = initrd.len();
+    let result = start(pool, initrd);
+    if let Err(error) = &result {
+        UNUSABLE.call_once(|| alloc::format!("{error} ({size} bytes at -initrd)"));
+    }
+    result
+}
+
+fn start(pool: Range<Pfn>, initrd: &'static mut [u8]) -> Result<(), InitError> {
+    let mut disk = MemDisk::new(initrd);
+    Image::load(&mut disk).map_err(InitError::BadImage)?;
     let hinting = match backend::current() {
         Backend::Off => Hinting::Off(NoHooks),
         Backend::Native | Backend::Model => {
@@ -118,7 +151,7 @@ pub fn init(pool: Range<Pfn>, initrd: &'static mut [u8]) -> Result<(), InitError
     // Page metadata only for the frames the memory manager owns.
     let mut mm = Mm::new(
         Machine,
-        MemDisk::new(initrd),
+        disk,
         hinting,
         pool.clone(),
         &[pool],

@@ -4,7 +4,7 @@
 //! `cargo xtask bench mm` collects. Runs only with `ktest.bench` and needs the benchmark
 //! image (file `files::BENCH`, built by `cargo xtask bench`) and a pool that fits.
 
-use crate::support::{map_file, page_va, state_counters};
+use crate::support::{map_file, needs_mm, page_va, state_counters};
 use kernel::arch::{cpu, uaccess};
 use kernel::ktest::Test;
 use kernel::mm::addr::VirtAddr;
@@ -38,8 +38,7 @@ fn measure(t: &mut Test<'_>, op: &str, pages: u64, ops: u64, f: impl FnOnce()) {
 
 /// The sizes that fit the pool (with room for tables) and the benchmark file.
 fn sizes(t: &mut Test<'_>) -> Option<(MappingId, alloc::vec::Vec<u64>)> {
-    if !vm::available() {
-        t.skip("no backing store");
+    if !needs_mm(t) {
         return None;
     }
     let (mapping, free, file_pages) = vm::with(|mm| {
@@ -145,8 +144,7 @@ ktest! {
     /// out everything. The guest then reads the files again and refaults what was
     /// dropped. `cargo xtask bench` boots once with and once without hinting.
     fn host_pressure(t) [BENCH] {
-        if !vm::available() {
-            t.skip("no backing store");
+        if !needs_mm(t) {
             return;
         }
         if kernel::cmma::backend::with_model(|_, _| ()).is_none() {

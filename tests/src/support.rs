@@ -34,8 +34,16 @@ pub(crate) use check_is;
 // ---------------------------------------------------------------------------------------
 // Skip conditions: each returns whether the test may go on (it skipped otherwise).
 
-/// Skips unless the memory manager runs (QEMU was given the backing store).
+/// Skips unless the memory manager runs (QEMU was given the backing store). A backing store
+/// that is there but unusable (wrong format, truncated) is a failure, never a skip: only an
+/// absent one may skip.
+#[track_caller]
 pub(crate) fn needs_mm(t: &mut Test<'_>) -> bool {
+    if let Some(reason) = vm::unusable() {
+        let at = core::panic::Location::caller();
+        t.fail_at(at.file(), at.line(), format_args!("{reason}"));
+        return false;
+    }
     if !vm::available() {
         t.skip("no backing store (boot with -initrd, as cargo xtask does)");
         return false;

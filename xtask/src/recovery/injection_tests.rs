@@ -273,3 +273,53 @@ fn qemu_killed_from_outside_is_an_infrastructure_error_and_nothing_vanishes() {
     );
     assert_eq!(parsed.infra, run.verdict.infra);
 }
+
+/// Only an absent backing store may skip: one that is present but not a backing-store image,
+/// or the real image cut short, makes every test that needs it fail with the reason.
+#[test]
+fn a_corrupt_or_truncated_backing_store_fails_and_never_skips() {
+    let qemu = crate::install::find_qemu().expect("QEMU is needed for the injection tests");
+    let dir = tempfile::tempdir().unwrap();
+    let standard = std::fs::read(crate::backing_store::ensure_standard().unwrap()).unwrap();
+    let random: Vec<u8> = (0..200_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let cases = [
+        ("random bytes", random, "bad magic"),
+        (
+            "cut short",
+            standard[..standard.len() / 3].to_vec(),
+            "image truncated",
+        ),
+    ];
+    for (what, bytes, reason) in cases {
+        let image = dir.path().join("store.img");
+        std::fs::write(&image, &bytes).unwrap();
+        let mut config = config("corrupt", Vec::new(), Duration::from_secs(60));
+        config.machine.initrd = Some(image);
+        let filter = ["ktest.filter=mm::frames".to_string()];
+        let target = Target {
+            qemu: &qemu,
+            kernel: crate::cargo::test_kernel(),
+            config: &config,
+            extra_kernel_args: &filter,
+        };
+        let run = run_config(&target, &dir.path().join("console.log"), &mut |_| {}).unwrap();
+        assert!(!run.verdict.passed(), "{what}");
+        let tests: Vec<_> = run
+            .verdict
+            .records
+            .iter()
+            .filter(|r| r.id.suite == "mm::frames")
+            .collect();
+        assert!(!tests.is_empty());
+        for record in tests {
+            assert_eq!(record.outcome, Outcome::Fail, "{what}: {record:?}");
+            assert!(
+                record.message().contains(reason) && record.message().contains("unusable"),
+                "{what}: {}",
+                record.message()
+            );
+        }
+    }
+}
