@@ -579,6 +579,14 @@ fn test(args: TestArgs) -> Result<Outcome> {
     } else {
         plan_jobs(&configs, &args, &filter_args)?
     };
+    if args.seeds.is_some() {
+        // A sweep replaces the previous sweep's logs, and keeps only those of failures.
+        let dir = sweep_dir();
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)
+                .with_context(|| format!("cannot clear {}", dir.display()))?;
+        }
+    }
     let qualify = jobs.len() > 1;
     let mut infra_errors = Vec::new();
     let mut failed_seeds: Vec<(u64, String)> = Vec::new();
@@ -619,6 +627,9 @@ fn test(args: TestArgs) -> Result<Outcome> {
                 run.boots,
                 run.console_log.display()
             );
+            if job.sweep_seed.is_some() && run.verdict.passed() {
+                let _ = std::fs::remove_dir_all(&job.log_dir);
+            }
             if !run.verdict.passed() && !run.verdict.interrupted {
                 for line in verdict::failure_lines(&run.verdict).lines() {
                     println!("[{label}] {line}");
@@ -705,7 +716,7 @@ fn plan_jobs(
     let mut jobs = Vec::new();
     match args.seeds {
         Some(count) => {
-            let sweep_dir = cargo::xtask_dir("seeds")?;
+            let sweep_dir = sweep_dir();
             let first = random_seed();
             for index in 0..u64::from(count) {
                 let seed = first.wrapping_add(index.wrapping_mul(0x9e37_79b9_7f4a_7c15)) >> 1;
@@ -722,17 +733,22 @@ fn plan_jobs(
         None => {
             let user_seed = seed_in(&args.kernel_args).is_some();
             for config in configs {
-                let seed = (!user_seed).then(random_seed);
+                let seed = (!user_seed && seed_in(&config.append).is_none()).then(random_seed);
                 jobs.push(Job {
                     config: config.clone(),
                     args: extra(seed),
-                    log_dir: cargo::xtask_dir(&config.name)?,
+                    log_dir: cargo::target_dir().join("xtask").join(&config.name),
                     sweep_seed: None,
                 });
             }
         }
     }
     Ok(jobs)
+}
+
+/// Where a seed sweep keeps the console logs of its failing seeds.
+fn sweep_dir() -> PathBuf {
+    cargo::target_dir().join("xtask").join("seeds")
 }
 
 /// The order a `test` runs in: as asked, else shuffled for a seed sweep (that is what a sweep
@@ -846,8 +862,12 @@ fn run_job(
         extra_kernel_args: &job.args,
     };
     let shown = qualify.then_some(label.as_str());
+    // A sweep shows failures only: thousands of passing lines would hide them.
+    let only_failures = job.sweep_seed.is_some();
     recovery::run_config(&target, &log, &mut |record: &TestRecord| {
-        view.test(shown, record)
+        if !only_failures || record.outcome.is_failure() {
+            view.test(shown, record);
+        }
     })
 }
 
@@ -1013,6 +1033,11 @@ mod tests {
             &["xtask", "run", "--accel", "hvf"][..],
             &["xtask", "run", "--smp", "0"],
             &["xtask", "test", "--timeout", "0"],
+            &["xtask", "test", "--timeout", "3601"],
+            &["xtask", "run", "--timeout", "100000"],
+            &["xtask", "test", "--seeds", "0"],
+            &["xtask", "test", "--order", "random"],
+            &["xtask", "test", "--junit-flavor", "teamcity"],
             &["xtask", "test", "--bogus"],
             &["xtask", "parse"],
             &["xtask", "bench", "everything"],
@@ -1021,6 +1046,134 @@ mod tests {
         ] {
             assert!(Cli::try_parse_from(bad).is_err(), "{bad:?}");
         }
+    }
+
+    fn test_args(words: &[&str]) -> TestArgs {
+        let mut all = vec!["xtask", "test"];
+        all.extend(words);
+        match Cli::try_parse_from(all).unwrap().command {
+            Command::Test(args) => args,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn config(name: &str, append: &[&str]) -> matrix::Config {
+        let mut config = matrix::parse(&format!("[{name}]\ngroups = default\n"), Path::new("/"))
+            .unwrap()
+            .remove(0);
+        config.append = append.iter().map(|a| a.to_string()).collect();
+        config
+    }
+
+    #[test]
+    fn test_takes_kernel_arguments_and_gives_every_configuration_a_seed() {
+        let args = test_args(&["--filter", "mm::*", "--", "ktest.seed=42", "mm.debug=1"]);
+        assert_eq!(args.kernel_args, ["ktest.seed=42", "mm.debug=1"]);
+        let configs = [config("a", &[]), config("b", &["ktest.seed=7"])];
+        let filter = filter_args(&args.filter).unwrap();
+        let jobs = plan_jobs(&configs, &args, &filter).unwrap();
+        for job in &jobs {
+            let all: Vec<String> = job.config.append.iter().chain(&job.args).cloned().collect();
+            assert_eq!(
+                seed_in(&all),
+                Some("42"),
+                "the command line's seed wins: {all:?}"
+            );
+            assert!(all.contains(&"ktest.filter=mm::*".to_string()));
+            assert!(
+                !all.contains(&"ktest.shuffle".to_string()),
+                "sorted unless asked"
+            );
+        }
+        assert_eq!(
+            jobs[0].replay(&args),
+            "cargo xtask test --no-host --matrix a --filter 'mm::*' -- ktest.seed=42 mm.debug=1"
+        );
+
+        let args = test_args(&[]);
+        let jobs = plan_jobs(&configs, &args, &[]).unwrap();
+        let seed_a = seed_in(&jobs[0].args)
+            .expect("a seed of its own")
+            .to_string();
+        assert!(
+            jobs[0]
+                .replay(&args)
+                .ends_with(&format!("-- ktest.seed={seed_a}"))
+        );
+        let all_b: Vec<String> = jobs[1]
+            .config
+            .append
+            .iter()
+            .chain(&jobs[1].args)
+            .cloned()
+            .collect();
+        assert_eq!(
+            seed_in(&all_b),
+            Some("7"),
+            "a configuration's own seed stays"
+        );
+    }
+
+    #[test]
+    fn a_seed_sweep_shuffles_each_seed_and_replays_one_seed() {
+        let args = test_args(&["--seeds", "3", "-j", "2"]);
+        let configs = [config("a", &["ktest.seed=7"]), config("b", &[])];
+        let jobs = plan_jobs(&configs, &args, &[]).unwrap();
+        assert_eq!(jobs.len(), 6);
+        let mut seeds: Vec<u64> = jobs.iter().filter_map(|j| j.sweep_seed).collect();
+        seeds.dedup();
+        assert_eq!(seeds.len(), 3, "each seed runs every configuration");
+        for job in &jobs {
+            let all: Vec<String> = job.config.append.iter().chain(&job.args).cloned().collect();
+            let seed = job.sweep_seed.unwrap().to_string();
+            assert_eq!(seed_in(&all), Some(seed.as_str()), "the sweep's seed wins");
+            assert!(job.args.contains(&"ktest.shuffle".to_string()));
+            assert!(
+                job.replay(&args)
+                    .ends_with(&format!("--order shuffled -- ktest.seed={seed}")),
+                "{}",
+                job.replay(&args)
+            );
+        }
+        assert!(
+            test(test_args(&["--seeds", "2", "--", "ktest.seed=1"]))
+                .unwrap_err()
+                .to_string()
+                .contains("--seeds draws the seeds itself")
+        );
+    }
+
+    #[test]
+    fn a_directory_as_report_path_is_refused_before_anything_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_str().unwrap();
+        for flag in ["--junit", "--tap"] {
+            let error = test(test_args(&[flag, path])).unwrap_err().to_string();
+            assert!(error.contains("is a directory"), "{error}");
+        }
+        let parse_args = match Cli::try_parse_from(["xtask", "parse", "x.log", "--junit", path])
+            .unwrap()
+            .command
+        {
+            Command::Parse(args) => args,
+            other => panic!("{other:?}"),
+        };
+        assert!(
+            parse(parse_args)
+                .unwrap_err()
+                .to_string()
+                .contains("is a directory")
+        );
+    }
+
+    #[test]
+    fn parse_help_states_the_verdict_rule() {
+        let help = match Cli::try_parse_from(["xtask", "parse", "--help"]) {
+            Err(error) => error.render().to_string(),
+            Ok(_) => panic!("--help prints help"),
+        };
+        assert!(help.contains("A run passes only if every boot"), "{help}");
+        assert!(help.contains("exit 2"), "{help}");
     }
 
     #[test]
