@@ -116,7 +116,7 @@ pub fn run_config(
         }
         run.add_boot(outcome.boot, &outcome.how);
         if let Some(error) = refused {
-            run.infra.push(error);
+            run.push_infra(error);
         }
         if stop {
             break;

@@ -36,6 +36,9 @@ pub const NOT_REPORTED: &str = "no result: the kernel finished the run without r
 
 /// Shape problems kept per boot; the rest are counted.
 const MAX_PROBLEMS: usize = 32;
+/// Boots whose problems get a record of their own; later ones are counted in one more
+/// record (a log of thousands of broken boots must not grow without bound).
+const MAX_PROBLEM_RECORDS: usize = 100;
 /// Diagnostics kept for a test that never printed its result (a crash report).
 const MAX_TRAILING: usize = 64;
 /// Longest excerpt of an offending line quoted in a problem.
@@ -902,6 +905,8 @@ pub struct Run {
     /// The boots, in order.
     pub boots: Vec<BootSummary>,
     problem_records: Vec<TestRecord>,
+    /// Boots with problems beyond [`MAX_PROBLEM_RECORDS`].
+    problem_boots_dropped: usize,
     /// Infrastructure and usage errors (exit 2).
     pub infra: Vec<String>,
     /// Set when the user interrupted the run.
@@ -941,13 +946,13 @@ impl Run {
             }
         });
         if let End::Killed(reason) = how {
-            self.infra.push(format!("boot {number}: {reason}"));
+            self.push_infra(format!("boot {number}: {reason}"));
         }
         if matches!(how, End::Interrupted) {
             self.interrupted = true;
         }
         if let Some(usage) = &boot.usage_error {
-            self.infra.push(format!("usage: {usage}"));
+            self.push_infra(format!("usage: {usage}"));
             problems.insert(0, format!("usage: {usage}"));
         }
         for record in boot.records {
@@ -975,7 +980,14 @@ impl Run {
                 }
             }
         }
-        if !problems.is_empty() {
+        if problems.len() > MAX_PROBLEMS {
+            let more = problems.len() - MAX_PROBLEMS;
+            problems.truncate(MAX_PROBLEMS);
+            problems.push(format!("({more} more problems)"));
+        }
+        if !problems.is_empty() && self.problem_records.len() >= MAX_PROBLEM_RECORDS {
+            self.problem_boots_dropped += 1;
+        } else if !problems.is_empty() {
             let mut record = TestRecord::synthesized(
                 TestId::new("ktap", format!("boot {number}")),
                 Outcome::Error,
@@ -991,6 +1003,16 @@ impl Run {
             header: boot.header,
             stopped,
         });
+    }
+
+    /// Records an infrastructure or usage error (the first few; then how many more).
+    pub fn push_infra(&mut self, error: String) {
+        const MAX_INFRA: usize = 20;
+        match self.infra.len() {
+            n if n < MAX_INFRA => self.infra.push(error),
+            MAX_INFRA => self.infra.push("(and more)".to_string()),
+            _ => {}
+        }
     }
 
     /// Index in the plan and id of the first planned test without a result: where a
@@ -1019,6 +1041,18 @@ impl Run {
             record.duration = Some(Duration::ZERO);
             self.index.insert(id, self.records.len());
             self.records.push(record);
+        }
+        if self.problem_boots_dropped > 0 {
+            let mut record = TestRecord::synthesized(
+                TestId::new("ktap", "more boots"),
+                Outcome::Error,
+                format!(
+                    "{} more boots had problems (the first {MAX_PROBLEM_RECORDS} are reported)",
+                    self.problem_boots_dropped
+                ),
+            );
+            record.duration = Some(Duration::ZERO);
+            self.problem_records.push(record);
         }
         if self.records.is_empty() && self.problem_records.is_empty() {
             let mut record = TestRecord::synthesized(
@@ -1080,8 +1114,16 @@ impl Verdict {
 
     /// One line per boot: seed and command line, for reports.
     pub fn identification(&self) -> Vec<(String, String)> {
+        /// Boots named one by one; a log of thousands adds a count instead.
+        const MAX_BOOTS: usize = 10;
         let mut properties = Vec::new();
-        for boot in &self.boots {
+        if self.boots.len() > MAX_BOOTS {
+            properties.push((
+                "boots".to_string(),
+                format!("{} (the first {MAX_BOOTS} are listed)", self.boots.len()),
+            ));
+        }
+        for boot in self.boots.iter().take(MAX_BOOTS) {
             let prefix = if self.boots.len() > 1 {
                 format!("boot {} ", boot.number)
             } else {
