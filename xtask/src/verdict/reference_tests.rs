@@ -116,6 +116,17 @@ fn check(config: &Config) {
     let run = run_config(&target, &log_path, &mut |_| {}).unwrap();
     let log = std::fs::read(&log_path).unwrap();
     assert_eq!(run.boots, 1, "{}", String::from_utf8_lossy(&log));
+    let problems: Vec<&TestRecord> = run
+        .verdict
+        .records
+        .iter()
+        .filter(|r| r.id.suite == "ktap")
+        .collect();
+    assert!(
+        problems.is_empty(),
+        "[{}] xtask found problems in the kernel's own output: {problems:#?}",
+        config.name
+    );
     let docs = documents(&log);
     assert_eq!(docs.len(), 1);
     // What this boot printed (a resumed boot's plan leaves out what it passed over, which
@@ -139,21 +150,27 @@ fn check(config: &Config) {
 #[test]
 fn linux_kunit_parser_reads_every_boot_with_zero_errors_and_our_counts() {
     // The whole suite, sorted and shuffled; on the line-mode console with a command line
-    // long enough to wrap; a resumed boot (its plans count only what it runs); and a boot
+    // that fills exactly two of its 132-column pieces (the header line `# command line: ...`
+    // must come back whole); a resumed boot (its plans count only what it runs); and a boot
     // with a failing test.
-    let long = format!("ktest.stress_ops={}", "1".repeat(150));
+    let line_mode_args = [
+        "ktest.seed=2",
+        "ktest.shuffle",
+        "ktest.filter=arch::*,sclp::*,cmma::essa",
+    ];
+    let prefix = format!(
+        "# command line: {} ktest.stress_ops=",
+        line_mode_args.join(" ")
+    );
+    let long = format!(
+        "ktest.stress_ops={}",
+        "1".repeat(2 * sclp::LINE_MODE_WIDTH - prefix.len())
+    );
+    let mut with_long: Vec<&str> = line_mode_args.to_vec();
+    with_long.push(&long);
     let cases = [
         config("full", Console::Ascii, &["ktest.seed=1"]),
-        config(
-            "shuffled-line-mode",
-            Console::LineMode,
-            &[
-                "ktest.seed=2",
-                "ktest.shuffle",
-                &long,
-                "ktest.filter=arch::*,sclp::*,cmma::essa",
-            ],
-        ),
+        config("shuffled-line-mode", Console::LineMode, &with_long),
         config(
             "resumed",
             Console::Ascii,
