@@ -9,8 +9,10 @@
 #   -l  use the line-mode console (sclplmconsole) instead of the ASCII console
 #   -q  extra QEMU arguments (word-split)
 # Remaining arguments become the kernel command line, e.g. `run.sh ktest.list`.
-# The kernel's verdict is the `EXIT: STATUS=n` console line (1 passed, 3 failed, 77 skipped);
-# QEMU exits 1 when the kernel stops in a disabled wait (panic).
+# The kernel ends with an `EXIT: STATUS=n` console line (1 passed, 3 failed, 77 skipped);
+# QEMU exits 1 when the kernel stops in a disabled wait (panic). Whether a run passed is
+# more than that status (docs/verdict.md): judge a captured console with
+# `run.sh ... | tee console.log; cargo xtask parse console.log`.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 kernel="${CARGO_TARGET_DIR:-$root/target}/s390x-unknown-linux-gnu/debug/zhint"
@@ -24,8 +26,8 @@ while getopts "k:a:c:m:s:lq:h" opt; do
         s) smp="$OPTARG" ;;
         l) console=sclplmconsole ;;
         q) extra="$OPTARG" ;;
-        h) sed -n '2,14p' "$0"; exit 0 ;;
-        *) sed -n '2,14p' "$0" >&2; exit 2 ;;
+        h) sed -n '2,16p' "$0"; exit 0 ;;
+        *) sed -n '2,16p' "$0" >&2; exit 2 ;;
     esac
 done
 shift $((OPTIND - 1))
