@@ -26,8 +26,8 @@ while getopts "k:a:c:m:s:lq:h" opt; do
         s) smp="$OPTARG" ;;
         l) console=sclplmconsole ;;
         q) extra="$OPTARG" ;;
-        h) sed -n '2,16p' "$0"; exit 0 ;;
-        *) sed -n '2,16p' "$0" >&2; exit 2 ;;
+        h) sed -n '2,15p' "$0"; exit 0 ;;
+        *) sed -n '2,15p' "$0" >&2; exit 2 ;;
     esac
 done
 shift $((OPTIND - 1))
