@@ -4,16 +4,18 @@
 //! |---|---|
 //! | `build [--release]` | builds the kernel image (`cargo build -p boot --target s390x-unknown-linux-gnu`) |
 //! | `run [...] [-- ARGS]` | builds, boots once, streams the console, keeps `target/xtask/run/console.log` |
-//! | `test [...]` | host unit tests, then the in-kernel suites for each matrix configuration, with reports |
-//! | `parse FILE` | turns a captured console log into the same reports |
+//! | `test [...] [-- ARGS]` | provisions, host unit tests, then the in-kernel suites for each matrix configuration (one boot each, a seed each), with reports and replay commands; `--seeds N` sweeps seeds |
+//! | `parse FILE` | judges a captured console log with the same verdict, into the same reports |
+//! | `provision` | installs the s390x target, QEMU and the host tests' reference consumers ([`provision`]) |
 //! | `image --format elf\|raw\|zvm\|lpar [--out DIR] [-- ARGS]` | the kernel as a flat image, z/VM reader deck or HMC `.ins` load ([`image`]) |
-//! | `stress [--seeds N] [--minutes M] [-j N] [--ops N] [--discard-rate R] [--debug]` | the `cmma::stress` workload per seed under a small page pool; totals and replay commands ([`stress`]) |
+//! | `stress [--seeds N] [--minutes M] [-j N] [--ops N] [--discard-rate R] [--debug]` | the `cmma::stress` workload per seed under a small page pool; totals and replay commands ([`mod@stress`]) |
 //! | `bench [boot\|suite\|mm\|pressure\|parallel]` | boot time against a stop-at-once ELF; the suite's per-test cost; memory-manager cost per operation and ESSA economy; host pressure with and without hinting; `-j 2` against `-j 1` (default: all) |
 //!
 //! Exit codes: 0 all passed, 1 test failures or a crash, 2 usage or infrastructure errors,
-//! 130 interrupted. The kernel talks KTAP v1 over the SCLP console ([`ktap`]); a run that
-//! crashes or hangs is recovered by rebooting with `ktest.skip=N` ([`recovery`]). QEMU loads the
-//! standard backing-store image with `-initrd` unless told otherwise ([`backing_store`]).
+//! 130 interrupted. The kernel talks KTAP v1 over the SCLP console ([`ktap`]); whether a run
+//! passed is decided by one rule ([`verdict`], `docs/verdict.md`); a run that crashes or hangs
+//! is recovered by rebooting with the same seed and `ktest.skip=N` ([`recovery`]). QEMU loads
+//! the standard backing-store image with `-initrd` unless told otherwise ([`backing_store`]).
 
 mod backing_store;
 mod bench;
@@ -87,7 +89,7 @@ struct ImageArgs {
     /// Image format.
     #[arg(long, value_enum)]
     format: image::Format,
-    /// Output folder (default: target/xtask/image/<format>).
+    /// Output folder (default: target/xtask/image/FORMAT).
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
     /// Build the kernel with the release profile.
