@@ -11,9 +11,9 @@
 //!
 //! QEMU's `sclplmconsole` decodes with its own `ebcdic2ascii` table, which is not CP037 for five
 //! characters. Under QEMU the line-mode console therefore shows `[` as 0xAA, `]` as `|`, `!` as
-//! `]`, `|` as `!` and `^` as 0x9B; every other printable ASCII character comes out right. Parse
-//! results from the ASCII console when running under QEMU; for line-mode captures from z/VM or an
-//! LPAR, decode with [`from_cp037`].
+//! `]`, `|` as `!` and `^` as 0x9B; every other printable ASCII character comes out right. xtask
+//! puts those five back for the QEMU boots it runs (`xtask/src/ktap.rs`, so `Bail out!` reads as
+//! itself); for line-mode captures from z/VM or an LPAR, decode with [`from_cp037`].
 
 /// ISO-8859-1 byte -> CP037 byte.
 pub const LATIN1_TO_CP037: [u8; 256] = [

@@ -146,6 +146,7 @@ pub fn boot_at(
     let mut qemu = RunningQemu::spawn(qemu_program, qemu_args, sinks.echo)?;
     let mut lines = Lines::new();
     lines.line_mode = qemu_args.iter().any(|a| a.contains("sclplmconsole"));
+    lines.qemu_charset = lines.line_mode;
     let mut judge = Judge {
         parser: Parser::new(),
         boot: Boot::new(place.number),

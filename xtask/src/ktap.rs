@@ -153,6 +153,8 @@ pub struct Lines {
     dropping_rest_of_line: bool,
     /// Join full-width lines with the next one (the boot used the line-mode console).
     pub line_mode: bool,
+    /// The line-mode console as QEMU shows it: undo QEMU's EBCDIC table ([`qemu_line_mode_char`]).
+    pub qemu_charset: bool,
     /// Newlines consumed so far: the line number (1-based) of the last line returned.
     pub newlines: u64,
 }
@@ -199,21 +201,46 @@ impl Lines {
                 continue; // a full-width piece: the line goes on in the next one
             }
             self.dropping_rest_of_line = false;
-            return Some(std::mem::take(&mut self.partial));
+            let mut line = std::mem::take(&mut self.partial);
+            if self.qemu_charset {
+                line.iter_mut().for_each(|b| *b = qemu_line_mode_char(*b));
+            }
+            return Some(line);
         }
     }
 
-    /// Ends the stream: the last line when it has no newline (truncated output).
+    /// Ends the stream: the last line when it has no newline (truncated output). Call it
+    /// once [`Lines::next_line`] returned `None`.
     pub fn finish(&mut self) -> Option<Vec<u8>> {
         self.dropping_rest_of_line = false;
         self.piece = 0;
-        (!self.partial.is_empty()).then(|| std::mem::take(&mut self.partial))
+        let mut line = (!self.partial.is_empty()).then(|| std::mem::take(&mut self.partial))?;
+        if self.qemu_charset {
+            line.iter_mut().for_each(|b| *b = qemu_line_mode_char(*b));
+        }
+        Some(line)
     }
 
     /// Heap bytes held between calls, beyond the unconsumed input.
     #[cfg(test)]
     fn retained_bytes(&self) -> usize {
         self.partial.capacity()
+    }
+}
+
+/// The byte the kernel wrote, from the byte QEMU's line-mode console shows for it. The kernel
+/// writes CP037 (what z/VM and the HMC read, see `sclp::ebcdic`); QEMU decodes with its own
+/// table, which differs for five characters: `!` shows as `]`, `]` as `|`, `|` as `!`, `[`
+/// as 0xAA and `^` as 0x9B. The mapping is a permutation, so nothing is lost and `Bail out!`
+/// reads as itself again.
+pub fn qemu_line_mode_char(shown: u8) -> u8 {
+    match shown {
+        b']' => b'!',
+        b'|' => b']',
+        b'!' => b'|',
+        0xAA => b'[',
+        0x9B => b'^',
+        other => other,
     }
 }
 
@@ -589,6 +616,24 @@ EXIT: STATUS=3
             other => panic!("expected a result, got {other:?}"),
         }
         assert_eq!(parser.finish(), None);
+    }
+
+    #[test]
+    fn qemus_line_mode_characters_are_put_back() {
+        // As the kernel's `sclp::console.ktap_charset` line shows on QEMU's line-mode console.
+        let shown = b"    # charset: 0123456789 #:._-=/()],+*<>'\"\xaa|{}!&%$@?;~\x9b`\\\n";
+        let mut lines = Lines::new();
+        lines.qemu_charset = true;
+        lines.feed(shown);
+        assert_eq!(
+            String::from_utf8(lines.next_line().unwrap()).unwrap(),
+            "    # charset: 0123456789 #:._-=/()!,+*<>'\"[]{}|&%$@?;~^`\\"
+        );
+        let mut lines = Lines::new();
+        lines.qemu_charset = true;
+        lines.feed(b"Bail out] panic in s.t");
+        assert_eq!(lines.next_line(), None, "no newline yet");
+        assert_eq!(lines.finish().unwrap(), b"Bail out! panic in s.t");
     }
 
     #[test]

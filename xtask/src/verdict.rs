@@ -1202,7 +1202,10 @@ impl Log {
         let text = text.trim_end_matches('\r');
         if text.starts_with(BOOT_MARKER) {
             self.end_boot("the next boot started", on_record);
+            // xtask's boot line names QEMU's line-mode console: join its pieces and undo
+            // QEMU's EBCDIC table.
             self.lines.line_mode = text.contains("sclplmconsole");
+            self.lines.qemu_charset = self.lines.line_mode;
             return;
         }
         if let Some(reason) = text.strip_prefix(TIMEOUT_MARKER) {

@@ -39,12 +39,23 @@ fn run_injected(kind: &str, test_timeout: Duration) -> ConfigRun {
 
 /// [`run_injected`] with more kernel arguments (e.g. a shuffled order).
 fn run_injected_with(kind: &str, test_timeout: Duration, more: &[&str]) -> ConfigRun {
+    run_injected_on(kind, test_timeout, more, crate::qemu::Console::Ascii)
+}
+
+/// [`run_injected_with`] on the given console.
+fn run_injected_on(
+    kind: &str,
+    test_timeout: Duration,
+    more: &[&str],
+    console: crate::qemu::Console,
+) -> ConfigRun {
     let qemu = crate::install::find_qemu().expect("QEMU is needed for the injection tests");
-    let config = config(
+    let mut config = config(
         &format!("inject-{kind}"),
         vec![format!("ktest.inject={kind}@{SUITE}.{VICTIM}")],
         test_timeout,
     );
+    config.machine.console = console;
     let dir = tempfile::tempdir().unwrap();
     let mut filter = vec![format!("ktest.filter={SUITE}")];
     filter.extend(more.iter().map(|a| a.to_string()));
@@ -170,6 +181,25 @@ fn an_early_exit_fails_that_test_and_a_reboot_runs_the_rest() {
     assert_eq!(
         run.boots, 2,
         "the early exit must not count as the end of the run"
+    );
+}
+
+/// The line-mode console as QEMU shows it: `Bail out!` must still read as `Bail out!` (QEMU
+/// decodes `!` as `]`), and the panic must be reported as on the ASCII console.
+#[test]
+fn a_panic_on_the_line_mode_console_reads_as_on_the_ascii_console() {
+    let run = run_injected_on(
+        "panic",
+        Duration::from_secs(60),
+        &[],
+        crate::qemu::Console::LineMode,
+    );
+    assert_only_the_victim_failed(&run, Outcome::Error, "panic: injected panic");
+    assert!(ktap_problems(&run).is_empty(), "{:?}", ktap_problems(&run));
+    assert!(
+        run.incidents[0].contains("kernel panicked"),
+        "{:?}",
+        run.incidents
     );
 }
 

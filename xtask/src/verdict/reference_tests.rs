@@ -25,6 +25,7 @@ fn documents(log: &[u8]) -> Vec<String> {
             .to_string();
         if text.starts_with(BOOT_MARKER) {
             lines.line_mode = text.contains("sclplmconsole");
+            lines.qemu_charset = lines.line_mode;
             boots.push(String::new());
         } else if !text.starts_with("xtask: ") {
             if boots.is_empty() {
