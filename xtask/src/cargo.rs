@@ -376,6 +376,18 @@ test kernel/src/lib.rs - foo (line 3) ... ok
     }
 
     #[test]
+    fn a_second_command_of_the_same_kind_stops_with_a_clear_message() {
+        let first = lock("lock-selftest").unwrap();
+        let error = lock("lock-selftest").unwrap_err().to_string();
+        assert!(
+            error.contains("another `cargo xtask lock-selftest` is running"),
+            "{error}"
+        );
+        drop(first);
+        assert!(lock("lock-selftest").is_ok(), "released with the first");
+    }
+
+    #[test]
     fn binary_names_lose_their_hash() {
         assert_eq!(
             binary_name("tests/ktap.rs (target/debug/deps/ktap-0123456789abcdef)"),
