@@ -134,6 +134,23 @@ pub fn install_debian_packages(packages: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// `apt-get update` (as root or with passwordless sudo), for a fresh machine whose package
+/// lists are empty. Returns whether it ran and succeeded.
+pub fn apt_update() -> bool {
+    let Some(prefix) = privilege() else {
+        return false;
+    };
+    let mut words: Vec<&str> = prefix.to_vec();
+    words.extend(["apt-get", "update"]);
+    eprintln!("xtask: {}", words.join(" "));
+    Command::new(words[0])
+        .args(&words[1..])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .stdin(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 /// `Some([])` as root, `Some(["sudo", "-n"])` with passwordless sudo, else `None`.
 fn privilege() -> Option<&'static [&'static str]> {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();

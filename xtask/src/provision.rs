@@ -145,12 +145,20 @@ fn ensure_kunit_parser() -> Result<()> {
     let work = reference_dir().join("download");
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
-    run(
-        Command::new("apt-get")
-            .args(["download", KUNIT_SOURCE])
-            .current_dir(&work),
-        &format!("apt-get download {KUNIT_SOURCE} (run `apt-get update` first on a fresh machine)"),
-    )?;
+    let download = || {
+        run(
+            Command::new("apt-get")
+                .args(["download", KUNIT_SOURCE])
+                .current_dir(&work),
+            &format!("apt-get download {KUNIT_SOURCE}"),
+        )
+    };
+    // A fresh machine's package lists may not know the package yet.
+    if download().is_err() && (!install::apt_update() || download().is_err()) {
+        bail!(
+            "cannot download {KUNIT_SOURCE}; run `sudo apt-get update`, then `cargo xtask provision`"
+        );
+    }
     let deb = std::fs::read_dir(&work)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| p.extension().is_some_and(|e| e == "deb"))
