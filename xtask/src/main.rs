@@ -633,12 +633,13 @@ fn test(args: TestArgs) -> Result<Outcome> {
                 let _ = std::fs::remove_dir_all(&job.log_dir);
             }
             if !run.verdict.passed() && !run.verdict.interrupted {
+                let replay = job.replay(&args);
                 for line in verdict::failure_lines(&run.verdict).lines() {
                     println!("[{label}] {line}");
+                    println!("[{label}]     replay: {replay}");
                 }
-                println!("[{label}] replay: {}", job.replay(&args));
                 if let Some(seed) = job.sweep_seed {
-                    failed_seeds.push((seed, job.replay(&args)));
+                    failed_seeds.push((seed, replay));
                 }
             }
             let mut config_suites =
