@@ -12,6 +12,7 @@ extern crate alloc;
 
 pub mod cmdline;
 pub mod cmma;
+pub mod io;
 pub mod ktest;
 pub mod machine;
 pub mod mm;
