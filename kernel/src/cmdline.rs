@@ -19,6 +19,16 @@ pub enum CmmaMode {
     Model,
 }
 
+/// Which device backs the memory manager's files (`mm.backing=`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum BackingChoice {
+    /// The `-initrd` image in memory.
+    #[default]
+    Initrd,
+    /// The virtio-blk disk (virtio-ccw).
+    Virtio,
+}
+
 /// A deliberate failure requested on the command line (`panic=now`, `hang=now`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Deliberate {
@@ -59,6 +69,8 @@ pub struct Options {
     pub mm_pool: Option<u64>,
     /// `mm.debug=1`: check the memory manager's invariants after every stress operation.
     pub mm_debug: bool,
+    /// `mm.backing=initrd|virtio`: the memory manager's backing store.
+    pub mm_backing: BackingChoice,
     /// `ktest.discard_rate=N`: per mille of ESSA executions after which the host model
     /// discards a frame during the stress test (0..=1000).
     pub discard_rate: Option<u16>,
@@ -250,6 +262,13 @@ fn apply(o: &mut Options, key: &str, value: Option<&str>) -> Result<(), Option<&
                 _ => size(value).ok_or(Some("a size such as 4M or 512K, or all"))?,
             })
         }
+        "mm.backing" => {
+            o.mm_backing = match value {
+                Some("initrd") => BackingChoice::Initrd,
+                Some("virtio") => BackingChoice::Virtio,
+                _ => return Err(Some("initrd or virtio")),
+            }
+        }
         "mm.debug" => match value {
             None | Some("1") => o.mm_debug = true,
             Some("0") => o.mm_debug = false,
@@ -356,6 +375,18 @@ mod tests {
             let (o, w) = parse(bad);
             assert!(o.inject.is_empty());
             assert_eq!(w.len(), 1);
+        }
+    }
+
+    #[test]
+    fn backing_store_is_initrd_unless_virtio_is_asked_for() {
+        assert_eq!(parse(b"").0.mm_backing, BackingChoice::Initrd);
+        assert_eq!(parse(b"mm.backing=virtio").0.mm_backing, BackingChoice::Virtio);
+        assert_eq!(parse(b"mm.backing=initrd").0.mm_backing, BackingChoice::Initrd);
+        for bad in [&b"mm.backing"[..], b"mm.backing=disk", b"mm.backing="] {
+            let (o, w) = parse(bad);
+            assert_eq!(o.mm_backing, BackingChoice::Initrd);
+            assert!(matches!(&w[..], [Warning::BadValue { key, .. }] if key == "mm.backing"), "{w:?}");
         }
     }
 

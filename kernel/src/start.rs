@@ -4,7 +4,9 @@ use crate::arch::{cpu, image, kspace};
 use crate::cmdline::{self, Deliberate};
 use crate::ktest::{self, runner};
 use crate::machine::{self, Facilities, Host, facility};
+use crate::io::disk::{KernelDisk, VirtioBacking};
 use crate::mm::addr::{PAGE_SIZE, Pfn};
+use crate::mm::backing::MemDisk;
 use crate::{cmma, console, println, shutdown, vm};
 
 /// Memory the memory manager may use for pages unless `mm.pool=` says otherwise: 2 MiB,
@@ -61,15 +63,27 @@ pub fn kernel_main() -> ! {
     }
     let essa_native = cmma::backend::probe();
     let backend = cmma::backend::select(options.cmma, essa_native, memory);
-    let mm_status = match image::take_initrd() {
-        None => alloc::string::String::from("off (no backing store: boot with -initrd)"),
-        Some(initrd) => match vm::init(pool.clone(), initrd) {
+    crate::io::channel::init();
+    let disk_status = match crate::io::disk::init() {
+        Ok(()) => crate::io::disk::with(|d| {
+            alloc::format!("virtio-blk at {}, {} sectors", d.subchannel(), d.sectors())
+        })
+        .unwrap_or_default(),
+        Err(e) => alloc::format!("{e}"),
+    };
+    let mm_status = match backing_store(options.mm_backing) {
+        Err(why) => alloc::format!("off ({why})"),
+        Ok(disk) => match vm::init(pool.clone(), disk) {
             Ok(()) => alloc::format!(
-                "{} frames ({} KiB) at {:#x}, backing store {} KiB",
+                "{} frames ({} KiB) at {:#x}, backing store {:?}: {} KiB",
                 pool.end.as_u64() - pool.start.as_u64(),
                 pool_bytes >> 10,
                 pool_start,
-                image::initrd().map_or(0, |(_, s)| s >> 10)
+                options.mm_backing,
+                vm::with(|mm| {
+                    use crate::mm::backing::BlockDevice;
+                    mm.device().blocks() * 4
+                })
             ),
             Err(e) => alloc::format!("failed to start: {e}"),
         },
@@ -105,6 +119,7 @@ pub fn kernel_main() -> ! {
             "off (no facility 130)"
         }
     );
+    println!("disk: {disk_status}");
     println!("mm: {mm_status}");
     println!("command line: [{}]", options.raw);
     for w in &warnings {
@@ -153,6 +168,19 @@ pub fn kernel_main() -> ! {
     );
     print_counters();
     shutdown::exit(totals.exit_status())
+}
+
+/// The memory manager's backing store as `mm.backing=` chose it, or why there is none.
+fn backing_store(choice: cmdline::BackingChoice) -> Result<KernelDisk, &'static str> {
+    match choice {
+        cmdline::BackingChoice::Initrd => image::take_initrd()
+            .map(|initrd| KernelDisk::Initrd(MemDisk::new(initrd)))
+            .ok_or("no backing store: boot with -initrd"),
+        cmdline::BackingChoice::Virtio if crate::io::disk::available() => {
+            Ok(KernelDisk::Virtio(VirtioBacking))
+        }
+        cmdline::BackingChoice::Virtio => Err("mm.backing=virtio, but no virtio-blk disk"),
+    }
 }
 
 /// Places the heap after the image and the initrd; returns its end.

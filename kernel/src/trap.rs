@@ -92,12 +92,13 @@ fn note_refusal(r: Refusal) {
 /// Runs `f` like [`catch_pgm`](crate::arch::interrupts::catch_pgm), and when an
 /// interruption unwinds out of it, releases the kernel locks that `f` took and can no
 /// longer release (its guards were in the abandoned frames): the memory manager's, the
-/// host model's, the console's.
+/// host model's, the console's, the disk's.
 pub fn catch<R>(f: impl FnOnce() -> R) -> Result<R, PgmInfo> {
     let held = [
         vm::locked(),
         crate::cmma::backend::model_locked(),
         console::locked(),
+        crate::io::disk::locked(),
     ];
     let result = interrupts::catch_pgm(f);
     if result.is_err() {
@@ -109,6 +110,9 @@ pub fn catch<R>(f: impl FnOnce() -> R) -> Result<R, PgmInfo> {
         }
         if !held[2] {
             console::force_unlock();
+        }
+        if !held[3] {
+            crate::io::disk::release_after_unwind();
         }
     }
     result

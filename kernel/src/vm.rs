@@ -12,7 +12,8 @@ use crate::cmma::backend::{self, Backend};
 use crate::cmma::essa::{Orc, PageStateByte};
 use crate::cmma::states::{Essa, PageStates};
 use crate::mm::addr::{Pfn, PhysAddr, VirtAddr};
-use crate::mm::backing::{Image, ImageError, MemDisk};
+use crate::io::disk::KernelDisk;
+use crate::mm::backing::{BlockDevice, Image, ImageError};
 use crate::mm::error::MmError;
 use crate::mm::fault::Access;
 use crate::mm::hooks::{
@@ -91,7 +92,7 @@ impl PageStateHooks for Hinting {
 }
 
 /// The kernel's memory manager type.
-pub type KernelMm = Mm<Machine, MemDisk<&'static mut [u8]>, Hinting>;
+pub type KernelMm = Mm<Machine, KernelDisk, Hinting>;
 
 static MM: Mutex<Option<KernelMm>> = Mutex::new(None);
 
@@ -101,9 +102,9 @@ static CURRENT_SPACE: AtomicU32 = AtomicU32::new(0);
 /// Why the memory manager could not start.
 #[derive(Debug)]
 pub enum InitError {
-    /// QEMU got no `-initrd` (or the loader gave none).
+    /// QEMU got no `-initrd` (or the loader gave none), or no virtio-blk disk.
     NoBackingStore,
-    /// An initrd is there but is no usable backing-store image (wrong format, truncated).
+    /// A backing store is there but is no usable image (wrong format, truncated).
     BadImage(ImageError),
     /// The memory manager refused (no memory).
     Mm(MmError),
@@ -128,19 +129,20 @@ pub fn unusable() -> Option<&'static str> {
     UNUSABLE.get().map(alloc::string::String::as_str)
 }
 
-/// Starts the memory manager with the frames of `pool` and the initrd as backing store.
-/// An initrd that is not a valid image is remembered as [`unusable`].
-pub fn init(pool: Range<Pfn>, initrd: &'static mut [u8]) -> Result<(), InitError> {
-    let size = initrd.len();
-    let result = start(pool, initrd);
+/// Starts the memory manager with the frames of `pool` over `disk` (the initrd or the
+/// virtio-blk disk). A backing store that is not a valid image is remembered as
+/// [`unusable`].
+pub fn init(pool: Range<Pfn>, disk: KernelDisk) -> Result<(), InitError> {
+    let size = disk.blocks() * 4096;
+    let source = disk.name();
+    let result = start(pool, disk);
     if let Err(error) = &result {
-        UNUSABLE.call_once(|| alloc::format!("{error} ({size} bytes at -initrd)"));
+        UNUSABLE.call_once(|| alloc::format!("{error} ({size} bytes on the {source})"));
     }
     result
 }
 
-fn start(pool: Range<Pfn>, initrd: &'static mut [u8]) -> Result<(), InitError> {
-    let mut disk = MemDisk::new(initrd);
+fn start(pool: Range<Pfn>, mut disk: KernelDisk) -> Result<(), InitError> {
     Image::load(&mut disk).map_err(InitError::BadImage)?;
     let hinting = match backend::current() {
         Backend::Off => Hinting::Off(NoHooks),

@@ -174,10 +174,15 @@ pub(crate) fn lookup_and_release(mapping: MappingId, index: u64) {
 /// them (not the page cache).
 pub(crate) fn device_bytes(mm: &KernelMm, mapping: MappingId, offset: u64, len: usize) -> Vec<u8> {
     let file = mm.mapping(mapping).expect("mapping").file();
+    let mut page: Option<(u64, alloc::boxed::Box<[u8; 4096]>)> = None;
     (offset..offset + len as u64)
         .map(|o| {
             let block = file.block_of(o / PAGE_SIZE).expect("inside the file");
-            mm.device().storage()[(block * PAGE_SIZE + o % PAGE_SIZE) as usize]
+            if page.as_ref().is_none_or(|(b, _)| *b != block) {
+                let bytes = mm.device().peek(block).expect("the device reads");
+                page = Some((block, bytes));
+            }
+            page.as_ref().map_or(0, |(_, bytes)| bytes[(o % PAGE_SIZE) as usize])
         })
         .collect()
 }

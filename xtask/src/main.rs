@@ -21,6 +21,7 @@ mod backing_store;
 mod bench;
 mod boot;
 mod cargo;
+mod disk;
 mod image;
 mod install;
 mod interrupt;
@@ -360,9 +361,13 @@ fn run(args: RunArgs) -> Result<Outcome> {
             kernel.display()
         );
     }
+    let run_dir = cargo::xtask_dir("run")?;
+    if machine.initrd.is_some() {
+        disk::attach(&mut machine, &run_dir)?;
+    }
     let qemu_args = machine.args(&kernel, &args.kernel_args);
     eprintln!("xtask: {}", qemu::display_command(&qemu, &qemu_args));
-    let log_path = cargo::xtask_dir("run")?.join("console.log");
+    let log_path = run_dir.join("console.log");
     let mut log = std::fs::File::create(&log_path)
         .with_context(|| format!("cannot create {}", log_path.display()))?;
     let limits = boot::Limits {
@@ -858,6 +863,11 @@ fn run_job(
     std::fs::create_dir_all(&job.log_dir)
         .with_context(|| format!("cannot create {}", job.log_dir.display()))?;
     let log = job.log_dir.join("console.log");
+    let mut config = config.clone();
+    if config.machine.initrd.is_some() {
+        disk::attach(&mut config.machine, &job.log_dir)?;
+    }
+    let config = &config;
     let target = recovery::Target {
         qemu: qemu_path,
         kernel,

@@ -133,9 +133,11 @@ extern "C" fn zhint_mcck_interrupt(frame: &mut InterruptFrame) {
     crate::trap::unexpected_interruption("machine-check", lowcore::mcck_code(), frame);
 }
 
+/// Every I/O interruption: status collected, then handed to the registered handler
+/// ([`super::css`]).
 #[unsafe(no_mangle)]
 extern "C" fn zhint_io_interrupt(frame: &mut InterruptFrame) {
-    crate::trap::unexpected_interruption("I/O", u64::from(lowcore::io_subchannel()), frame);
+    super::css::io_interruption(frame);
 }
 
 /// Callee-saved state captured by `zhint_call_protected`: r6-r15 at its entry

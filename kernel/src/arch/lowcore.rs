@@ -18,6 +18,10 @@ const TRANS_EXC: usize = 0xa8;
 const MCCK_CODE: usize = 0xe8;
 /// I/O interruption subsystem id (u32).
 const IO_SUBCHANNEL: usize = 0xb8;
+/// I/O interruption parameter (u32).
+const IO_INTPARM: usize = 0xbc;
+/// I/O interruption-identification word (u32: adapter bit 0, ISC bits 2-4).
+const IO_IDENTIFICATION: usize = 0xc0;
 
 fn read_u16(addr: usize) -> u16 {
     // SAFETY: lowcore locations are always mapped (real address, DAT off in handlers,
@@ -73,4 +77,14 @@ pub fn mcck_code() -> u64 {
 /// Subsystem identification word of the last I/O interruption.
 pub fn io_subchannel() -> u32 {
     read_u32(IO_SUBCHANNEL)
+}
+
+/// Interruption parameter of the last I/O interruption.
+pub fn io_intparm() -> u32 {
+    read_u32(IO_INTPARM)
+}
+
+/// Interruption-identification word of the last I/O interruption.
+pub fn io_identification() -> u32 {
+    read_u32(IO_IDENTIFICATION)
 }

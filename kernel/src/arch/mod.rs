@@ -4,10 +4,13 @@
 //! comment; everything above this module is safe Rust. Modeled on rust-osdev/x86_64:
 //! `cpu` (PSW, control registers, SIGP, STFLE, STSI, TOD), `lowcore` (interruption
 //! parameters), `interrupts` (frames, handlers, recovery), `sclp` (the SERVC backend for
-//! the `sclp` crate), `image` (what the loader left us: command line, initrd, layout).
+//! the `sclp` crate), `image` (what the loader left us: command line, initrd, layout),
+//! `css` (channel I/O, I/O interruptions, DMA memory) and `virtio` (the `virtio-drivers`
+//! HAL, DIAGNOSE 0x500, block requests completed by interruption).
 #![allow(unsafe_code)]
 
 pub mod cpu;
+pub mod css;
 pub mod essa;
 pub mod heap;
 pub mod image;
@@ -19,5 +22,6 @@ pub mod sclp;
 pub mod storage;
 pub mod sync;
 pub mod uaccess;
+pub mod virtio;
 
 pub use interrupts::InterruptFrame;

@@ -9,3 +9,8 @@
 
 pub mod css;
 pub mod virtio_ccw;
+
+#[cfg(target_arch = "s390x")]
+pub mod channel;
+#[cfg(target_arch = "s390x")]
+pub mod disk;

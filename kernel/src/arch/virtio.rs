@@ -1,0 +1,148 @@
+//! The machine side of virtio-ccw: the `virtio-drivers` HAL, DIAGNOSE 0x500 and block
+//! requests completed by I/O interruption.
+//!
+//! The kernel is identity-mapped, so a buffer's kernel address is its absolute address
+//! and "sharing" a buffer with the device is the identity. Virtqueue memory may lie
+//! anywhere: `SET_VQ` and the ring descriptors carry 64-bit addresses (only CCWs and
+//! their data need 31-bit addresses, see [`super::css::DmaPage`]).
+
+use super::css;
+use crate::io::css::SubchannelId;
+use crate::mm::manager::USER_START;
+use core::alloc::Layout;
+use core::arch::asm;
+use core::ptr::NonNull;
+use virtio_drivers::device::blk::{BlkReq, BlkResp, VirtIOBlk};
+use virtio_drivers::transport::Transport;
+use virtio_drivers::{BufferDirection, Hal, PAGE_SIZE, PhysAddr};
+
+/// The `virtio-drivers` HAL of the kernel: DMA memory from the kernel heap,
+/// identity-mapped.
+#[derive(Debug)]
+pub struct KernelHal;
+
+fn dma_layout(pages: usize) -> Option<Layout> {
+    Layout::from_size_align(pages.checked_mul(PAGE_SIZE)?, PAGE_SIZE).ok()
+}
+
+/// The absolute address of a kernel buffer: its address, the kernel being
+/// identity-mapped below the user range.
+fn identity(addr: u64, len: usize) -> PhysAddr {
+    assert!(
+        addr + len as u64 <= USER_START.as_u64(),
+        "virtio buffer at {addr:#x} is not identity-mapped kernel memory"
+    );
+    addr
+}
+
+// SAFETY: `dma_alloc` hands out fresh, zeroed, page-aligned heap memory that nothing
+// else references until `dma_dealloc` returns it with the same layout; `share` returns
+// the absolute address of kernel memory, which is its identity-mapped address.
+unsafe impl Hal for KernelHal {
+    fn dma_alloc(pages: usize, _direction: BufferDirection) -> (PhysAddr, NonNull<u8>) {
+        let Some(layout) = dma_layout(pages).filter(|l| l.size() > 0) else {
+            return (0, NonNull::dangling());
+        };
+        // SAFETY: the layout has a non-zero size.
+        let raw = unsafe { alloc::alloc::alloc_zeroed(layout) };
+        match NonNull::new(raw) {
+            Some(ptr) => (identity(raw as u64, layout.size()), ptr),
+            // `Dma::new` turns a zero address into `Error::DmaError`.
+            None => (0, NonNull::dangling()),
+        }
+    }
+
+    unsafe fn dma_dealloc(_paddr: PhysAddr, vaddr: NonNull<u8>, pages: usize) -> i32 {
+        let Some(layout) = dma_layout(pages) else {
+            return -1;
+        };
+        // SAFETY: the caller passes back what `dma_alloc` returned for `pages` pages.
+        unsafe { alloc::alloc::dealloc(vaddr.as_ptr(), layout) };
+        0
+    }
+
+    unsafe fn mmio_phys_to_virt(paddr: PhysAddr, _size: usize) -> NonNull<u8> {
+        // Only the PCI transport maps BARs; virtio-ccw has no MMIO at all.
+        panic!("virtio-ccw has no MMIO regions (asked to map {paddr:#x})");
+    }
+
+    unsafe fn share(buffer: NonNull<[u8]>, _direction: BufferDirection) -> PhysAddr {
+        identity(buffer.as_ptr().cast::<u8>() as u64, buffer.len())
+    }
+
+    unsafe fn unshare(_paddr: PhysAddr, _buffer: NonNull<[u8]>, _direction: BufferDirection) {}
+}
+
+/// DIAGNOSE 0x500, subcode 3 (virtio-ccw notify): tells the device behind `sid` that
+/// queue `queue` has new buffers. `Err` holds the negative return code (e.g. -EINVAL
+/// for a subchannel without a virtio device).
+pub fn notify(sid: SubchannelId, queue: u16) -> Result<(), i64> {
+    let result: i64;
+    // SAFETY: the hypercall only makes the device read the queue's rings, which the
+    // driver set up with SET_VQ and whose buffers the `virtio-drivers` queue keeps
+    // borrowed until they are used; r4 is a cookie the host may ignore.
+    unsafe {
+        asm!(
+            "diag %r2, %r4, 0x500",
+            in("r1") 3u64,
+            inlateout("r2") u64::from(sid.word()) => result,
+            in("r3") u64::from(queue),
+            in("r4") 0u64,
+            options(nostack),
+        );
+    }
+    if result < 0 { Err(result) } else { Ok(()) }
+}
+
+/// A virtio-blk driver on the kernel's HAL.
+pub type Blk<T> = VirtIOBlk<KernelHal, T>;
+
+/// Waits until the device has used request `token`: enabled for I/O until an
+/// interruption (the device's queue indicator) arrives, then acknowledges it.
+fn wait_used<T: Transport>(blk: &mut Blk<T>, token: u16) {
+    loop {
+        match blk.peek_used() {
+            Some(t) if t == token => break,
+            Some(other) => panic!("virtio-blk used request {other}, but only {token} is outstanding"),
+            // Checked with interruptions disabled: a completion after the check stays
+            // pending and ends the wait at once.
+            None => css::wait_for_io(),
+        }
+    }
+    blk.ack_interrupt();
+}
+
+/// Reads `buf.len()` bytes (a multiple of 512) from sector `sector`, completed by
+/// interruption. `buf` must be kernel memory.
+pub fn read_sectors<T: Transport>(
+    blk: &mut Blk<T>,
+    sector: u64,
+    buf: &mut [u8],
+) -> Result<(), virtio_drivers::Error> {
+    let mut req = BlkReq::default();
+    let mut resp = BlkResp::default();
+    // SAFETY: `req`, `buf` and `resp` stay borrowed here, untouched, until the device
+    // has used the request (`wait_used` returns only then) and it is completed with the
+    // same buffers.
+    unsafe {
+        let token = blk.read_blocks_nb(sector as usize, &mut req, buf, &mut resp)?;
+        wait_used(blk, token);
+        blk.complete_read_blocks(token, &req, buf, &mut resp)
+    }
+}
+
+/// Writes `buf` (a multiple of 512 bytes) to sector `sector`, completed by interruption.
+pub fn write_sectors<T: Transport>(
+    blk: &mut Blk<T>,
+    sector: u64,
+    buf: &[u8],
+) -> Result<(), virtio_drivers::Error> {
+    let mut req = BlkReq::default();
+    let mut resp = BlkResp::default();
+    // SAFETY: as for `read_sectors`.
+    unsafe {
+        let token = blk.write_blocks_nb(sector as usize, &mut req, buf, &mut resp)?;
+        wait_used(blk, token);
+        blk.complete_write_blocks(token, &req, buf, &mut resp)
+    }
+}
