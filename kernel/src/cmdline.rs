@@ -381,12 +381,21 @@ mod tests {
     #[test]
     fn backing_store_is_initrd_unless_virtio_is_asked_for() {
         assert_eq!(parse(b"").0.mm_backing, BackingChoice::Initrd);
-        assert_eq!(parse(b"mm.backing=virtio").0.mm_backing, BackingChoice::Virtio);
-        assert_eq!(parse(b"mm.backing=initrd").0.mm_backing, BackingChoice::Initrd);
+        assert_eq!(
+            parse(b"mm.backing=virtio").0.mm_backing,
+            BackingChoice::Virtio
+        );
+        assert_eq!(
+            parse(b"mm.backing=initrd").0.mm_backing,
+            BackingChoice::Initrd
+        );
         for bad in [&b"mm.backing"[..], b"mm.backing=disk", b"mm.backing="] {
             let (o, w) = parse(bad);
             assert_eq!(o.mm_backing, BackingChoice::Initrd);
-            assert!(matches!(&w[..], [Warning::BadValue { key, .. }] if key == "mm.backing"), "{w:?}");
+            assert!(
+                matches!(&w[..], [Warning::BadValue { key, .. }] if key == "mm.backing"),
+                "{w:?}"
+            );
         }
     }
 

@@ -2,9 +2,9 @@
 
 use crate::arch::{cpu, image, kspace};
 use crate::cmdline::{self, Deliberate};
+use crate::io::disk::{KernelDisk, VirtioBacking};
 use crate::ktest::{self, runner};
 use crate::machine::{self, Facilities, Host, facility};
-use crate::io::disk::{KernelDisk, VirtioBacking};
 use crate::mm::addr::{PAGE_SIZE, Pfn};
 use crate::mm::backing::MemDisk;
 use crate::{cmma, console, println, shutdown, vm};

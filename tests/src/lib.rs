@@ -24,6 +24,10 @@ mod cmma_states;
 #[cfg(target_arch = "s390x")]
 mod cmma_stress;
 #[cfg(target_arch = "s390x")]
+mod io_css;
+#[cfg(target_arch = "s390x")]
+mod io_virtio_blk;
+#[cfg(target_arch = "s390x")]
 mod ktest_selftest;
 #[cfg(target_arch = "s390x")]
 mod mm_dat;

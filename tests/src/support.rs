@@ -51,6 +51,31 @@ pub(crate) fn needs_mm(t: &mut Test<'_>) -> bool {
     true
 }
 
+/// The subchannel of the virtio-blk disk; skips when there is none (the only reason to
+/// skip: a disk that is there but failed to come up fails the test).
+pub(crate) fn needs_disk(t: &mut Test<'_>) -> Option<kernel::io::css::SubchannelId> {
+    use kernel::io::disk::{self, DiskError};
+    match disk::init_result() {
+        Some(Ok(())) => disk::with(|d| d.subchannel()),
+        Some(Err(DiskError::NoDevice)) => {
+            t.skip("no virtio-blk device");
+            None
+        }
+        Some(Err(e)) => {
+            t.fail_at(
+                file!(),
+                line!(),
+                format_args!("the virtio-blk disk failed to come up: {e}"),
+            );
+            None
+        }
+        None => {
+            t.fail_at(file!(), line!(), format_args!("the disk was never probed"));
+            None
+        }
+    }
+}
+
 /// Skips unless ESSA goes to the host model; `reason` is the skip message, saying what
 /// of the test only the model can do (e.g. discard or reclaim on request).
 pub(crate) fn needs_model(t: &mut Test<'_>, reason: &str) -> bool {
@@ -182,7 +207,8 @@ pub(crate) fn device_bytes(mm: &KernelMm, mapping: MappingId, offset: u64, len: 
                 let bytes = mm.device().peek(block).expect("the device reads");
                 page = Some((block, bytes));
             }
-            page.as_ref().map_or(0, |(_, bytes)| bytes[(o % PAGE_SIZE) as usize])
+            page.as_ref()
+                .map_or(0, |(_, bytes)| bytes[(o % PAGE_SIZE) as usize])
         })
         .collect()
 }

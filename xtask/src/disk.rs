@@ -56,7 +56,10 @@ mod tests {
     fn drive_and_device_arguments_escape_commas() {
         let a = args(Path::new("/t/a,b/disk.img"));
         assert_eq!(a[0], "-drive");
-        assert_eq!(a[1], "file=/t/a,,b/disk.img,if=none,id=zhint-disk,format=raw");
+        assert_eq!(
+            a[1],
+            "file=/t/a,,b/disk.img,if=none,id=zhint-disk,format=raw"
+        );
         assert_eq!(a[3], "virtio-blk-ccw,drive=zhint-disk,queue-size=16");
     }
 }

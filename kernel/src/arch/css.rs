@@ -13,9 +13,9 @@
 //! and hands every interruption to the handler policy code registered with
 //! [`set_handler`] (arch knows nothing of what a device means).
 
+use super::InterruptFrame;
 use super::cpu::{self, psw_mask};
 use super::lowcore;
-use super::InterruptFrame;
 use crate::io::css::ccw::{DataArea, IDAW_BLOCK, LIMIT_31BIT, Segment};
 use crate::io::css::irb::IRB_BYTES;
 use crate::io::css::schib::SCHIB_BYTES;
@@ -184,7 +184,11 @@ pub fn tpi() -> Option<PendingInterruption> {
 /// Enables or disables the I/O interruptions of subclass `isc` (CR6).
 pub fn set_isc_enabled(isc: Isc, enabled: bool) {
     let cr6 = cpu::read_cr::<6>();
-    let new = if enabled { cr6 | isc.cr6_bit() } else { cr6 & !isc.cr6_bit() };
+    let new = if enabled {
+        cr6 | isc.cr6_bit()
+    } else {
+        cr6 & !isc.cr6_bit()
+    };
     // SAFETY: CR6 only masks I/O interruptions, which the kernel takes in its waits
     // alone; `io_interruption` handles every subclass.
     unsafe { cpu::write_cr::<6>(new) };
@@ -238,57 +242,99 @@ pub fn set_handler(handler: fn(&IoInterruption)) {
     *HANDLER.lock() = Some(handler);
 }
 
-/// Ending status of started programs, by subchannel, until [`ChannelProgram::wait`]
-/// takes it. A handful of slots: the kernel runs one program per subchannel at a time.
-static ENDED: Mutex<[Option<(SubchannelId, Irb)>; 8]> = Mutex::new([None; 8]);
+/// Per-subchannel records the interruption path leaves for the kernel's waits: the
+/// ending status of a started program until [`ChannelProgram::wait`] takes it, and the
+/// unsolicited (alert) statuses not yet consumed by [`take_alert`]. A handful of slots:
+/// the kernel drives a few subchannels, one program each at a time.
+#[derive(Clone, Copy)]
+struct Record {
+    sid: SubchannelId,
+    ended: Option<Irb>,
+    alerts: u32,
+}
+
+static RECORDS: Mutex<[Option<Record>; 8]> = Mutex::new([None; 8]);
+
+/// Runs `f` on the record of `sid`, creating it if there is room.
+fn with_record<R>(sid: SubchannelId, f: impl FnOnce(&mut Record) -> R) -> Option<R> {
+    let mut records = RECORDS.lock();
+    let index = records
+        .iter()
+        .position(|r| matches!(r, Some(r) if r.sid == sid))
+        .or_else(|| records.iter().position(Option::is_none))?;
+    let record = records[index].get_or_insert(Record {
+        sid,
+        ended: None,
+        alerts: 0,
+    });
+    Some(f(record))
+}
 
 fn take_ended(sid: SubchannelId) -> Option<Irb> {
-    ENDED
-        .lock()
-        .iter_mut()
-        .find(|slot| matches!(slot, Some((s, _)) if *s == sid))
-        .and_then(|slot| slot.take().map(|(_, irb)| irb))
+    with_record(sid, |r| r.ended.take()).flatten()
 }
 
-fn store_ended(sid: SubchannelId, irb: Irb) {
-    let mut slots = ENDED.lock();
-    let index = slots
-        .iter()
-        .position(|slot| matches!(slot, Some((s, _)) if *s == sid))
-        .or_else(|| slots.iter().position(Option::is_none));
-    if let Some(i) = index {
-        slots[i] = Some((sid, irb));
-    }
+/// Consumes one unsolicited status of `sid` that arrived by interruption (a virtio
+/// device's queue notification); false when none arrived since the last call.
+pub fn take_alert(sid: SubchannelId) -> bool {
+    with_record(sid, |r| {
+        let had = r.alerts > 0;
+        r.alerts = r.alerts.saturating_sub(1);
+        had
+    })
+    .unwrap_or(false)
 }
 
-/// Called by `zhint_io_interrupt` for every I/O interruption.
-pub(super) fn io_interruption(frame: &mut InterruptFrame) {
-    let word = lowcore::io_subchannel();
-    let id = lowcore::io_identification();
-    let adapter = id & 0x8000_0000 != 0;
-    let sid = if adapter { None } else { SubchannelId::from_word(word) };
-    let irb = sid.and_then(|s| tsch(s).ok().flatten());
-    if let (Some(s), Some(irb)) = (sid, irb)
-        && irb.scsw.solicited()
-        && irb.scsw.ends_function()
-    {
-        store_ended(s, irb);
+/// Files the status TSCH collected for `sid` and hands the interruption to the handler.
+fn dispatch(sid: Option<SubchannelId>, intparm: u32, id: u32, irb: Option<Irb>) {
+    if let (Some(s), Some(irb)) = (sid, irb) {
+        with_record(s, |r| {
+            if irb.scsw.solicited() {
+                if irb.scsw.ends_function() {
+                    r.ended = Some(irb);
+                }
+            } else {
+                r.alerts += 1;
+            }
+        });
     }
     let event = IoInterruption {
         sid,
-        intparm: lowcore::io_intparm(),
+        intparm,
         isc: ((id >> 27) & 7) as u8,
-        adapter,
+        adapter: id & 0x8000_0000 != 0,
         irb,
     };
     let handler = *HANDLER.lock();
     if let Some(handler) = handler {
         handler(&event);
     }
+}
+
+/// Called by `zhint_io_interrupt` for every I/O interruption.
+pub(super) fn io_interruption(frame: &mut InterruptFrame) {
+    let id = lowcore::io_identification();
+    let adapter = id & 0x8000_0000 != 0;
+    let sid = if adapter {
+        None
+    } else {
+        SubchannelId::from_word(lowcore::io_subchannel())
+    };
+    // The interruption leaves the subchannel status pending: collect the status.
+    let irb = sid.and_then(|s| tsch(s).ok().flatten());
+    dispatch(sid, lowcore::io_intparm(), id, irb);
     // The interruption ended an enabled wait (`wait_for_io`) or an I/O window: resume
     // after it, disabled.
     frame.psw.mask &= !(psw_mask::WAIT | psw_mask::IO);
 }
+
+/// The interruption-identification word of a status collected outside an
+/// interruption (its subclass is not known then; the kernel uses one subclass).
+const KERNEL_ISC_ID: u32 = (crate::io::css::KERNEL_ISC.get() as u32) << 27;
+
+/// How often a start retries after collecting an unsolicited status that kept the
+/// subchannel status pending.
+const START_RETRIES: usize = 4;
 
 /// One 4 KiB page of DMA memory: page-aligned, identity-mapped, below 2 GiB (so CCWs,
 /// IDAW lists and direct data addresses reach it), zeroed.
@@ -342,7 +388,9 @@ impl DmaBuffer {
     /// `len` zero bytes starting `offset` bytes into a fresh page.
     pub fn new(offset: usize, len: usize) -> Result<Self, IoError> {
         let count = (offset % 4096 + len).div_ceil(4096).max(1);
-        let pages = (0..count).map(|_| DmaPage::new()).collect::<Result<Vec<_>, _>>()?;
+        let pages = (0..count)
+            .map(|_| DmaPage::new())
+            .collect::<Result<Vec<_>, _>>()?;
         Self::from_pages(pages, offset % 4096, len)
     }
 
@@ -374,7 +422,10 @@ impl DmaBuffer {
                 break;
             }
             let n = (4096 - at).min(left);
-            out.push(Segment { addr: page.addr() + at as u64, len: n as u32 });
+            out.push(Segment {
+                addr: page.addr() + at as u64,
+                len: n as u32,
+            });
             left -= n;
             at = 0;
         }
@@ -459,17 +510,33 @@ impl ChannelProgram {
                     (count, (control.addr() + 8 * at as u64) as u32)
                 }
             };
-            words[i] = Ccw { command: step.command, flags, count, addr }.encode();
+            words[i] = Ccw {
+                command: step.command,
+                flags,
+                count,
+                addr,
+            }
+            .encode();
             buffers.push(step.data);
         }
         if words.len() > CONTROL_WORDS {
             return Err(IoError::BadDataArea);
         }
-        let mut program = Self { control, uses_idaws, buffers, running: None };
+        let mut program = Self {
+            control,
+            uses_idaws,
+            buffers,
+            running: None,
+        };
         for (i, w) in words.iter().enumerate() {
             program.control.0.0[8 * i..8 * i + 8].copy_from_slice(&w.to_be_bytes());
         }
         Ok(program)
+    }
+
+    /// The absolute address of the first CCW (the ORB's channel-program address).
+    pub fn address(&self) -> u64 {
+        self.control.addr()
     }
 
     /// The CCW at `index` as the channel reads it.
@@ -485,7 +552,10 @@ impl ChannelProgram {
 
     /// The data buffer of step `index`; `None` while the program runs.
     pub fn buffer(&self, index: usize) -> Option<&DmaBuffer> {
-        self.running.is_none().then(|| self.buffers.get(index)?.as_ref()).flatten()
+        self.running
+            .is_none()
+            .then(|| self.buffers.get(index)?.as_ref())
+            .flatten()
     }
 
     /// The data buffer of step `index` to fill; `None` while the program runs.
@@ -501,15 +571,40 @@ impl ChannelProgram {
         if self.running.is_some() {
             return Err(IoError::Busy);
         }
-        let orb = Orb { intparm, lpm: 0xff, idaws: self.uses_idaws, cpa: self.control.addr() as u32 };
+        let orb = Orb {
+            intparm,
+            lpm: 0xff,
+            idaws: self.uses_idaws,
+            cpa: self.control.addr() as u32,
+        };
         // A status left from an earlier program of this subchannel is stale now.
         take_ended(sid);
-        // SAFETY: `self` owns the CCWs and buffers; `running` makes `buffer`/`buffer_mut`
-        // refuse access and `Drop` clear the subchannel before freeing anything, until
-        // `wait`/`poll` has seen the program end.
-        unsafe { ssch(sid, &orb)? };
-        self.running = Some(sid);
-        Ok(())
+        for _ in 0..START_RETRIES {
+            // SAFETY: `self` owns the CCWs and buffers; `running` makes `buffer` and
+            // `buffer_mut` refuse access and `Drop` clear the subchannel before freeing
+            // anything, until `wait`/`poll` has seen the program end.
+            match unsafe { ssch(sid, &orb) } {
+                Ok(()) => {
+                    self.running = Some(sid);
+                    return Ok(());
+                }
+                // An unsolicited status (a virtio notification whose interruption has
+                // not been taken yet) is pending: collect it as the interruption would
+                // have, then start again. A solicited one is an error of the caller's.
+                Err(IoError::StatusPending) => match tsch(sid)? {
+                    Some(irb) if !irb.scsw.solicited() => {
+                        dispatch(Some(sid), 0, KERNEL_ISC_ID, Some(irb));
+                    }
+                    Some(irb) => {
+                        dispatch(Some(sid), 0, KERNEL_ISC_ID, Some(irb));
+                        return Err(IoError::StatusPending);
+                    }
+                    None => {}
+                },
+                Err(e) => return Err(e),
+            }
+        }
+        Err(IoError::StatusPending)
     }
 
     /// Waits (enabled for I/O) until the running program's ending status arrives by
@@ -567,7 +662,11 @@ impl Drop for ChannelProgram {
                 return;
             }
             match tsch(sid) {
-                Ok(Some(irb)) if irb.scsw.function() & crate::io::css::irb::function::CLEAR != 0 => return,
+                Ok(Some(irb))
+                    if irb.scsw.function() & crate::io::css::irb::function::CLEAR != 0 =>
+                {
+                    return;
+                }
                 Err(_) => return,
                 _ => core::hint::spin_loop(),
             }

@@ -97,25 +97,38 @@ pub fn notify(sid: SubchannelId, queue: u16) -> Result<(), i64> {
 /// A virtio-blk driver on the kernel's HAL.
 pub type Blk<T> = VirtIOBlk<KernelHal, T>;
 
-/// Waits until the device has used request `token`: enabled for I/O until an
-/// interruption (the device's queue indicator) arrives, then acknowledges it.
-fn wait_used<T: Transport>(blk: &mut Blk<T>, token: u16) {
-    loop {
-        match blk.peek_used() {
-            Some(t) if t == token => break,
-            Some(other) => panic!("virtio-blk used request {other}, but only {token} is outstanding"),
-            // Checked with interruptions disabled: a completion after the check stays
-            // pending and ends the wait at once.
-            None => css::wait_for_io(),
+/// Waits until the device has used request `token` and its notification, an I/O
+/// interruption of subchannel `sid` with unsolicited (alert) status, has been taken:
+/// enabled for I/O in between. Waiting for the interruption too, not only the used ring
+/// (which the device may fill before the guest looks), leaves no status pending behind
+/// a request, so completion is by interruption every time.
+fn wait_used<T: Transport>(blk: &mut Blk<T>, sid: SubchannelId, token: u16) {
+    let mut used = false;
+    let mut signalled = false;
+    while !(used && signalled) {
+        // Both checked with interruptions disabled: what the device does after the
+        // checks stays pending and ends the wait at once.
+        used = used
+            || match blk.peek_used() {
+                Some(t) if t == token => true,
+                Some(other) => {
+                    panic!("virtio-blk used request {other}, but only {token} is outstanding")
+                }
+                None => false,
+            };
+        signalled = signalled || css::take_alert(sid);
+        if !(used && signalled) {
+            css::wait_for_io();
         }
     }
     blk.ack_interrupt();
 }
 
-/// Reads `buf.len()` bytes (a multiple of 512) from sector `sector`, completed by
-/// interruption. `buf` must be kernel memory.
+/// Reads `buf.len()` bytes (a multiple of 512) from sector `sector` of the device
+/// behind `sid`, completed by interruption. `buf` must be kernel memory.
 pub fn read_sectors<T: Transport>(
     blk: &mut Blk<T>,
+    sid: SubchannelId,
     sector: u64,
     buf: &mut [u8],
 ) -> Result<(), virtio_drivers::Error> {
@@ -126,7 +139,7 @@ pub fn read_sectors<T: Transport>(
     // same buffers.
     unsafe {
         let token = blk.read_blocks_nb(sector as usize, &mut req, buf, &mut resp)?;
-        wait_used(blk, token);
+        wait_used(blk, sid, token);
         blk.complete_read_blocks(token, &req, buf, &mut resp)
     }
 }
@@ -134,6 +147,7 @@ pub fn read_sectors<T: Transport>(
 /// Writes `buf` (a multiple of 512 bytes) to sector `sector`, completed by interruption.
 pub fn write_sectors<T: Transport>(
     blk: &mut Blk<T>,
+    sid: SubchannelId,
     sector: u64,
     buf: &[u8],
 ) -> Result<(), virtio_drivers::Error> {
@@ -142,7 +156,7 @@ pub fn write_sectors<T: Transport>(
     // SAFETY: as for `read_sectors`.
     unsafe {
         let token = blk.write_blocks_nb(sector as usize, &mut req, buf, &mut resp)?;
-        wait_used(blk, token);
+        wait_used(blk, sid, token);
         blk.complete_write_blocks(token, &req, buf, &mut resp)
     }
 }

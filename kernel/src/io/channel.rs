@@ -4,8 +4,8 @@
 
 use super::css::sense_id::SENSE_ID_BYTES;
 use super::css::{
-    CcwFlags, Completion, IoError, Isc, KERNEL_ISC, Schib, SenseId, SubchannelId,
-    SubchannelType, command,
+    CcwFlags, Completion, IoError, Isc, KERNEL_ISC, Schib, SenseId, SubchannelId, SubchannelType,
+    command,
 };
 use super::virtio_ccw::Channel;
 use crate::arch::css::{self, ChannelProgram, DmaBuffer, IoInterruption, Step};
@@ -109,7 +109,10 @@ fn modify(sid: SubchannelId, change: impl Fn(&mut super::css::Pmcw)) -> Result<S
                 if now.pmcw.enabled() == want.enabled() && now.pmcw.isc() == want.isc() {
                     return Ok(now);
                 }
-                last = IoError::Unexpected { device: 0, subchannel: 0 };
+                last = IoError::Unexpected {
+                    device: 0,
+                    subchannel: 0,
+                };
             }
             Err(IoError::StatusPending) => {
                 // Stale status (e.g. from before a reboot): collect it and retry.
@@ -134,7 +137,11 @@ pub fn run_one(
 ) -> Result<Completion, IoError> {
     let mut buffer = DmaBuffer::new(offset, data.len())?;
     buffer.write(data);
-    let mut program = ChannelProgram::new(vec![Step { command, flags, data: Some(buffer) }])?;
+    let mut program = ChannelProgram::new(vec![Step {
+        command,
+        flags,
+        data: Some(buffer),
+    }])?;
     let completion = program.run(sid, sid.word())?;
     if let Some(buffer) = program.buffer(0) {
         buffer.read(data);
@@ -155,7 +162,11 @@ pub struct CcwChannel(pub SubchannelId);
 
 impl Channel for CcwChannel {
     fn run(&self, command: u8, sli: bool, data: &mut [u8]) -> Result<Completion, IoError> {
-        let flags = if sli { CcwFlags::SLI } else { CcwFlags::default() };
+        let flags = if sli {
+            CcwFlags::SLI
+        } else {
+            CcwFlags::default()
+        };
         run_one(self.0, command, flags, data, 0)
     }
 

@@ -16,6 +16,9 @@ use alloc::sync::Arc;
 use core::fmt;
 use spin::Mutex;
 
+/// The errors of `virtio-drivers`.
+pub use virtio_drivers::Error as DriverError;
+
 /// Bytes per virtio-blk sector.
 pub const SECTOR_BYTES: usize = virtio_drivers::device::blk::SECTOR_SIZE;
 
@@ -124,13 +127,13 @@ impl VirtioDisk {
     /// Reads `buf.len()` bytes (a non-zero multiple of 512) from `sector`. The device
     /// checks the range: a request past the end fails with `Driver(IoError)`.
     pub fn read_sectors(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), DiskError> {
-        let result = virtio::read_sectors(&mut self.blk, sector, buf);
+        let result = virtio::read_sectors(&mut self.blk, self.sid, sector, buf);
         self.check(result)
     }
 
     /// Writes `buf` (a non-zero multiple of 512 bytes) at `sector`.
     pub fn write_sectors(&mut self, sector: u64, buf: &[u8]) -> Result<(), DiskError> {
-        let result = virtio::write_sectors(&mut self.blk, sector, buf);
+        let result = virtio::write_sectors(&mut self.blk, self.sid, sector, buf);
         self.check(result)
     }
 }
@@ -154,11 +157,23 @@ pub fn find() -> Result<SubchannelId, DiskError> {
     Err(DiskError::NoDevice)
 }
 
+/// What [`init`] found.
+static INIT: spin::Once<Result<(), DiskError>> = spin::Once::new();
+
 /// Finds and opens the disk (at boot); `Err(NoDevice)` when there is none.
 pub fn init() -> Result<(), DiskError> {
-    let disk = VirtioDisk::open(find()?)?;
-    *DISK.lock() = Some(disk);
-    Ok(())
+    *INIT.call_once(|| {
+        let disk = VirtioDisk::open(find()?)?;
+        *DISK.lock() = Some(disk);
+        Ok(())
+    })
+}
+
+/// What the boot's [`init`] found: `None` before it ran, `Err(NoDevice)` when there is
+/// no disk (the one reason a test that needs it may skip), another error when a disk
+/// is there but failed to come up.
+pub fn init_result() -> Option<Result<(), DiskError>> {
+    INIT.get().copied()
 }
 
 /// Runs `f` on the disk; `None` when there is none.
@@ -251,7 +266,9 @@ impl KernelDisk {
         let mut page = alloc::boxed::Box::new([0u8; PAGE_BYTES]);
         match self {
             Self::Initrd(d) => {
-                let start = usize::try_from(block).unwrap_or(usize::MAX).saturating_mul(PAGE_BYTES);
+                let start = usize::try_from(block)
+                    .unwrap_or(usize::MAX)
+                    .saturating_mul(PAGE_BYTES);
                 let bytes = d.storage().get(start..start + PAGE_BYTES);
                 page.copy_from_slice(bytes.ok_or(BlockError::OutOfRange { block })?);
             }

@@ -166,7 +166,8 @@ impl Irb {
             return None;
         }
         let count = ((erw >> 16) & 0x3f) as usize;
-        // A count of 0 with the flag set: the model stored the full 32 bytes.
+        // A count of 0 with the flag set: take all 32 bytes. QEMU 7.2 stores the count
+        // (32) in bits 16-23 instead of the scnt field (`css_do_tsch_get_irb`).
         let count = if count == 0 { 32 } else { count.min(32) };
         Some(&self.ecw[..count])
     }
