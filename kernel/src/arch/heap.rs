@@ -1,5 +1,5 @@
 //! The kernel heap: `linked_list_allocator` behind a `spin` lock, as the global
-//! allocator. The kernel runs with interruptions disabled except inside console waits,
+//! allocator. The kernel runs with interruptions disabled except inside console and I/O waits,
 //! and no interruption handler allocates, so the lock can never be taken re-entrantly.
 
 use core::alloc::{GlobalAlloc, Layout};
