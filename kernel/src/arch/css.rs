@@ -328,14 +328,6 @@ pub(super) fn io_interruption(frame: &mut InterruptFrame) {
     frame.psw.mask &= !(psw_mask::WAIT | psw_mask::IO);
 }
 
-/// The interruption-identification word of a status collected outside an
-/// interruption (its subclass is not known then; the kernel uses one subclass).
-const KERNEL_ISC_ID: u32 = (crate::io::css::KERNEL_ISC.get() as u32) << 27;
-
-/// How often a start retries after collecting an unsolicited status that kept the
-/// subchannel status pending.
-const START_RETRIES: usize = 4;
-
 /// One 4 KiB page of DMA memory: page-aligned, identity-mapped, below 2 GiB (so CCWs,
 /// IDAW lists and direct data addresses reach it), zeroed.
 #[derive(Debug)]
@@ -579,32 +571,12 @@ impl ChannelProgram {
         };
         // A status left from an earlier program of this subchannel is stale now.
         take_ended(sid);
-        for _ in 0..START_RETRIES {
-            // SAFETY: `self` owns the CCWs and buffers; `running` makes `buffer` and
-            // `buffer_mut` refuse access and `Drop` clear the subchannel before freeing
-            // anything, until `wait`/`poll` has seen the program end.
-            match unsafe { ssch(sid, &orb) } {
-                Ok(()) => {
-                    self.running = Some(sid);
-                    return Ok(());
-                }
-                // An unsolicited status (a virtio notification whose interruption has
-                // not been taken yet) is pending: collect it as the interruption would
-                // have, then start again. A solicited one is an error of the caller's.
-                Err(IoError::StatusPending) => match tsch(sid)? {
-                    Some(irb) if !irb.scsw.solicited() => {
-                        dispatch(Some(sid), 0, KERNEL_ISC_ID, Some(irb));
-                    }
-                    Some(irb) => {
-                        dispatch(Some(sid), 0, KERNEL_ISC_ID, Some(irb));
-                        return Err(IoError::StatusPending);
-                    }
-                    None => {}
-                },
-                Err(e) => return Err(e),
-            }
-        }
-        Err(IoError::StatusPending)
+        // SAFETY: `self` owns the CCWs and buffers; `running` makes `buffer` and
+        // `buffer_mut` refuse access and `Drop` clear the subchannel before freeing
+        // anything, until `wait`/`poll` has seen the program end.
+        unsafe { ssch(sid, &orb)? };
+        self.running = Some(sid);
+        Ok(())
     }
 
     /// Waits (enabled for I/O) until the running program's ending status arrives by
