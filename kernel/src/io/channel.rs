@@ -30,6 +30,9 @@ pub struct Counts {
     pub solicited: u64,
     /// Unsolicited status (a virtio queue notification: alert status).
     pub unsolicited: u64,
+    /// Interruptions whose subchannel had no status pending any more (collected earlier
+    /// by polling).
+    pub spurious: u64,
     /// Adapter interruptions.
     pub adapter: u64,
 }
@@ -38,13 +41,15 @@ static TOTAL: AtomicU64 = AtomicU64::new(0);
 static SOLICITED: AtomicU64 = AtomicU64::new(0);
 static UNSOLICITED: AtomicU64 = AtomicU64::new(0);
 static ADAPTER: AtomicU64 = AtomicU64::new(0);
+static SPURIOUS: AtomicU64 = AtomicU64::new(0);
 
 fn on_io_interruption(event: &IoInterruption) {
     TOTAL.fetch_add(1, Ordering::Relaxed);
     let counter = match (event.adapter, event.irb) {
         (true, _) => &ADAPTER,
         (false, Some(irb)) if irb.scsw.solicited() => &SOLICITED,
-        (false, _) => &UNSOLICITED,
+        (false, Some(_)) => &UNSOLICITED,
+        (false, None) => &SPURIOUS,
     };
     counter.fetch_add(1, Ordering::Relaxed);
 }
@@ -56,6 +61,7 @@ pub fn interruptions() -> Counts {
         solicited: SOLICITED.load(Ordering::Relaxed),
         unsolicited: UNSOLICITED.load(Ordering::Relaxed),
         adapter: ADAPTER.load(Ordering::Relaxed),
+        spurious: SPURIOUS.load(Ordering::Relaxed),
     }
 }
 
