@@ -14,7 +14,10 @@ use kernel::arch::uaccess;
 use kernel::ktest::Test;
 use kernel::mm::addr::{PAGE_SIZE, Pfn, VirtAddr};
 use kernel::mm::backing::{BlockDevice, check_pattern, files, fill_pattern, pattern};
+use kernel::mm::dat::entry::SEGMENT_TABLE_FRAMES;
 use kernel::mm::error::MmError;
+use kernel::mm::fault::Access;
+use kernel::mm::manager::MmConfig;
 use kernel::mm::mmap::MapSource;
 use kernel::mm::page::PageFlags;
 use kernel::mm::reclaim::ShrinkOutcome;
@@ -401,5 +404,86 @@ ktest! {
         let anon_after = vm::with(|mm| mm.stats().anon_faults);
         check_eq!(t, back, (0..pages).map(|i| 0xa000 + i).collect::<Vec<_>>());
         check_eq!(t, anon_after, anon_before);
+    }
+}
+
+/// Fills the page pool with page-cache pages of a large file, then takes every free
+/// frame and gives back only frames that leave no aligned block of
+/// [`SEGMENT_TABLE_FRAMES`] free: blocks holding a cache page get all their taken
+/// frames back, blocks of taken frames alone keep one. Watermark reclaim is off
+/// while the frames are taken. Returns the frames kept; [`unfragment`] gives them back.
+fn fragment_pool(mm: &mut KernelMm) -> Vec<Pfn> {
+    let block = SEGMENT_TABLE_FRAMES as u64;
+    let large = open_file(mm, files::LARGE[1]);
+    let mut page = vec![0u8; PAGE_SIZE as usize];
+    for index in 0..mm.frames().usable_count() as u64 {
+        let _ = mm.read_file(large, index * PAGE_SIZE, &mut page);
+    }
+    mm.set_watermarks(0, 0);
+    let mut taken = Vec::new();
+    while mm.frames().free_count() > 0 {
+        match mm.alloc_page() {
+            Ok(pfn) => taken.push(pfn),
+            Err(_) => break,
+        }
+    }
+    taken.sort_unstable();
+    let mut kept = Vec::new();
+    for frames in taken.chunk_by(|a, b| a.as_u64() / block == b.as_u64() / block) {
+        let first = frames[0].as_u64() / block * block;
+        let cache_in_block = (first..first + block)
+            .any(|n| mm.page(Pfn::new(n)).is_some_and(|p| p.mapping().is_some()));
+        let keep = usize::from(!cache_in_block);
+        kept.extend_from_slice(&frames[..keep]);
+        for &pfn in &frames[keep..] {
+            mm.put_page(pfn);
+        }
+    }
+    kept
+}
+
+/// Gives back the frames [`fragment_pool`] kept and restores the watermarks.
+fn unfragment(mm: &mut KernelMm, kept: Vec<Pfn>) {
+    for pfn in kept {
+        mm.put_page(pfn);
+    }
+    let config = MmConfig::default();
+    mm.set_watermarks(config.low_watermark, config.high_watermark);
+}
+
+ktest! {
+    /// A new address space's first mapping needs a segment table: four contiguous,
+    /// aligned frames. With the page pool full of page cache and the free frames
+    /// scattered so that no aligned block is free, the fault still succeeds and the
+    /// page reads right: lumpy reclaim frees a block of cache pages. Guards
+    /// `Mm::reclaim_block` in `Mm::with_table_reclaim` (without it the fault is
+    /// refused with OutOfMemory, as the default suite did under the seeds of issue 12,
+    /// whose earlier suites had left the free frames scattered).
+    fn segment_table_fits_in_a_fragmented_pool(t) [SLOW] {
+        if !needs_mm(t) || !needs_pressure(t) { return; }
+        let space = UserSpace::new().expect("space");
+        let (kept, scattered, free, fault, lumpy) = vm::with(|mm| {
+            let lumpy0 = mm.stats().lumpy_reclaims;
+            let kept = fragment_pool(mm);
+            let scattered = !mm.frames().has_free_block(SEGMENT_TABLE_FRAMES, SEGMENT_TABLE_FRAMES as u64);
+            let free = mm.frames().free_count();
+            let fault = mm
+                .open_file(files::MEDIUM)
+                .and_then(|medium| mm.mmap(space.id(), None, PAGE_SIZE, VmFlags::READ, MapSource::File { mapping: medium, offset: 0 }))
+                .and_then(|va| mm.handle_fault(space.id(), va, Access::Read).map(|()| va));
+            unfragment(mm, kept.clone());
+            (kept.len(), scattered, free, fault, mm.stats().lumpy_reclaims - lumpy0)
+        });
+        t.diag(format_args!("{free} free frames, {kept} frames kept to scatter them"));
+        check!(t, scattered, "an aligned block of {SEGMENT_TABLE_FRAMES} frames stayed free");
+        check!(t, free > SEGMENT_TABLE_FRAMES, "{free} free frames");
+        check!(t, fault.is_ok(), "first fault of the new space: {fault:?}");
+        check_eq!(t, lumpy, 1);
+        if let Ok(va) = fault {
+            space.enter();
+            let word = uaccess::read_u64(VirtAddr::new(va.as_u64() + 8));
+            space.leave();
+            check_eq!(t, word, pattern(files::MEDIUM, 8));
+        }
     }
 }

@@ -147,6 +147,23 @@ impl FrameAllocator {
         usage: FrameUse,
         hooks: &mut H,
     ) -> Option<Pfn> {
+        let start = self.find_free_block(count, align)?;
+        for n in start..start + count as u64 {
+            self.free.remove(&mut self.pages, Pfn::new(n));
+            self.claim(Pfn::new(n), usage, hooks);
+        }
+        Some(Pfn::new(start))
+    }
+
+    /// Whether [`FrameAllocator::alloc_contiguous`] would find `count` free frames
+    /// aligned to `align`.
+    pub fn has_free_block(&self, count: usize, align: u64) -> bool {
+        self.find_free_block(count, align).is_some()
+    }
+
+    /// The first frame number of the lowest free block of `count` frames aligned
+    /// to `align` (a power of two).
+    fn find_free_block(&self, count: usize, align: u64) -> Option<u64> {
         if count == 0 || !align.is_power_of_two() {
             return None;
         }
@@ -158,13 +175,7 @@ impl FrameAllocator {
                 .rev()
                 .find(|&n| !self.pages[Pfn::new(n)].test(PageFlags::FREE));
             match blocker {
-                None => {
-                    for n in start..start + count as u64 {
-                        self.free.remove(&mut self.pages, Pfn::new(n));
-                        self.claim(Pfn::new(n), usage, hooks);
-                    }
-                    return Some(Pfn::new(start));
-                }
+                None => return Some(start),
                 Some(busy) => start = (busy + 1).next_multiple_of(align),
             }
         }

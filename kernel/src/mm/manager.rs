@@ -11,6 +11,7 @@ use core::ops::Range;
 
 use super::addr::{Pfn, PhysAddr, VirtAddr};
 use super::backing::{BlockDevice, Image};
+use super::dat::entry::SEGMENT_TABLE_FRAMES;
 use super::dat::{Asce, DatSpace, TableAlloc};
 use super::error::MmError;
 use super::frames::FrameAllocator;
@@ -76,6 +77,8 @@ pub struct MmStats {
     pub discards: u64,
     /// Times an allocation found free frames below the low watermark.
     pub watermark_reclaims: u64,
+    /// Blocks lumpy reclaim worked on to free room for a multi-frame DAT table.
+    pub lumpy_reclaims: u64,
 }
 
 /// One user address space (Linux: `mm_struct`): DAT tables and VMAs.
@@ -263,19 +266,40 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
         self.kernel.as_ref().map(DatSpace::asce)
     }
 
+    /// Runs a DAT operation that may allocate tables and, if it ran out of frames,
+    /// reclaims room for the tables and runs it once more (`op` must leave the tables
+    /// consistent when it fails). Tables come straight from the free list, without
+    /// the watermark reclaim of [`Mm::alloc_page`], and a segment table needs
+    /// [`SEGMENT_TABLE_FRAMES`] contiguous aligned frames, which scattered free
+    /// frames cannot provide: [`Mm::reclaim_block`] frees such a block.
+    pub(crate) fn with_table_reclaim<R>(
+        &mut self,
+        mut op: impl FnMut(&mut Self) -> Result<R, MmError>,
+    ) -> Result<R, MmError> {
+        match op(self) {
+            Err(MmError::OutOfMemory) => {
+                self.reclaim_block(SEGMENT_TABLE_FRAMES);
+                // A segment table and a page table may both be missing.
+                let needed = SEGMENT_TABLE_FRAMES + 1;
+                if self.frames.free_count() < needed {
+                    self.reclaim(needed - self.frames.free_count());
+                }
+                op(self)
+            }
+            other => other,
+        }
+    }
+
     /// A new, empty user address space sharing the kernel part.
     pub fn create_space(&mut self) -> Result<SpaceId, MmError> {
         let id = SpaceId::new(self.next_space).ok_or(MmError::NoSpace)?;
         let shared = self.config.kernel_shared.clone();
         let user = self.config.user.clone();
-        let (machine, mut tables) = (
-            &mut self.machine,
-            TableFrames {
-                frames: &mut self.frames,
-                hooks: &mut self.hooks,
-            },
-        );
-        let mut dat = DatSpace::new(machine, &mut tables)?;
+        let mut dat = self.with_table_reclaim(|mm| {
+            let (machine, mut tables) = mm.table_frames();
+            DatSpace::new(machine, &mut tables)
+        })?;
+        let machine = &mut self.machine;
         if let Some(kernel) = &self.kernel {
             dat.share_from(machine, kernel, shared)?;
         }

@@ -120,6 +120,11 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
             self.activate(pfn);
             return ShrinkOutcome::Activated;
         }
+        self.shrink_unlocked_page(pfn)
+    }
+
+    /// Locks the page with a reference of ours, tries to free it, and drops both.
+    fn shrink_unlocked_page(&mut self, pfn: Pfn) -> ShrinkOutcome {
         self.get_page(pfn);
         self.lock_page(pfn);
         let outcome = self.shrink_locked_page(pfn);
@@ -134,6 +139,66 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
             }
         }
         outcome
+    }
+
+    /// Frees a block of `count` contiguous frames aligned to `count` (a multi-frame
+    /// DAT table) when no such block is free; returns whether one is free now.
+    ///
+    /// Scattered free frames cannot hold a segment table, and ordinary reclaim frees
+    /// frames wherever the LRU order puts them, so it may free hundreds without
+    /// freeing one aligned block. This is Linux's lumpy reclaim (2.6.23,
+    /// `isolate_lru_pages` with `order > 0`: take the whole order-aligned block
+    /// around a page), reference bits ignored as in lumpy mode
+    /// (`page_check_references` returns `PAGEREF_RECLAIM`): blocks whose frames
+    /// are all free or reclaimable page-cache pages are tried, fewest busy frames
+    /// first. Pinned, locked, anonymous, table and discarded frames make a block
+    /// unusable.
+    pub fn reclaim_block(&mut self, count: usize) -> bool {
+        let align = count as u64;
+        if self.frames.has_free_block(count, align) {
+            return true;
+        }
+        let pages = self.frames.pages();
+        let base = pages.base().as_u64();
+        let end = base + pages.len() as u64;
+        let mut candidates: Vec<(usize, u64)> = Vec::new();
+        let mut start = base.next_multiple_of(align);
+        while start + align <= end {
+            let block = (start..start + align).map(Pfn::new);
+            let mut busy = 0;
+            let usable = block.clone().all(|pfn| {
+                let page = &pages[pfn];
+                if page.test(PageFlags::FREE) {
+                    return true;
+                }
+                busy += 1;
+                is_lumpy_candidate(page)
+            });
+            if usable {
+                candidates.push((busy, start));
+            }
+            start += align;
+        }
+        candidates.sort_unstable();
+        for (_, start) in candidates {
+            let mut freed = 0;
+            for n in start..start + align {
+                let pfn = Pfn::new(n);
+                // Each shrink may write back or unmap, so look at the frame again.
+                if !self.frames.is_free(pfn)
+                    && is_lumpy_candidate(&self.frames.pages()[pfn])
+                    && self.shrink_unlocked_page(pfn) == ShrinkOutcome::Freed
+                {
+                    freed += 1;
+                }
+            }
+            self.stats.reclaimed += freed;
+            self.stats.lumpy_reclaims += 1;
+            if self.frames.has_free_block(count, align) {
+                return true;
+            }
+        }
+        false
     }
 
     /// The part of `shrink_page_list` that runs with the page locked and an
@@ -160,6 +225,23 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
         self.put_page(pfn); // the page cache's reference
         ShrinkOutcome::Freed
     }
+}
+
+/// Whether lumpy reclaim may free this in-use frame: a page-cache page on an LRU
+/// list, held only by the cache and its PTEs, not locked, under writeback or
+/// discarded. `shrink_locked_page` still checks the rest (locked VMAs, writeback).
+fn is_lumpy_candidate(page: &super::page::Page) -> bool {
+    page.test(PageFlags::LRU)
+        && page.mapping().is_some()
+        && !page.flags().intersects(
+            PageFlags::ANON
+                | PageFlags::LOCKED
+                | PageFlags::WRITEBACK
+                | PageFlags::DISCARDED
+                | PageFlags::DAT_TABLE
+                | PageFlags::RESERVED,
+        )
+        && page.refcount() == 1 + page.mapcount()
 }
 
 #[cfg(test)]

@@ -86,13 +86,14 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
         pfn: Pfn,
         writable: bool,
     ) -> Result<(), MmError> {
-        let s = self.spaces.get_mut(&space).ok_or(MmError::NoSuchObject)?;
-        let mut tables = super::manager::TableFrames {
-            frames: &mut self.frames,
-            hooks: &mut self.hooks,
-        };
-        s.dat
-            .map(&mut self.machine, &mut tables, va, pfn, writable)?;
+        self.with_table_reclaim(|mm| {
+            let s = mm.spaces.get_mut(&space).ok_or(MmError::NoSuchObject)?;
+            let mut tables = super::manager::TableFrames {
+                frames: &mut mm.frames,
+                hooks: &mut mm.hooks,
+            };
+            s.dat.map(&mut mm.machine, &mut tables, va, pfn, writable)
+        })?;
         let page = self.page_mut(pfn);
         page.inc_mapcount();
         if writable {

@@ -1,6 +1,7 @@
 use super::*;
 use crate::mm::addr::{PAGE_SIZE, VirtAddr};
 use crate::mm::backing::{check_pattern, fill_pattern};
+use crate::mm::error::MmError;
 use crate::mm::ids::{MappingId, SpaceId};
 use crate::mm::mmap::MapSource;
 use crate::mm::testing::{
@@ -197,6 +198,91 @@ struct Model {
     files: BTreeMap<u32, Vec<u8>>,
     /// Per mapped page of the private areas: its expected bytes (after COW).
     private: BTreeMap<u64, Vec<u8>>,
+}
+
+/// Fills the pool with page-cache pages of `mapping`, then takes every free frame
+/// and gives back only frames that leave no aligned block of four free: blocks
+/// holding a cache page get all their taken frames back, blocks of taken frames
+/// alone keep one. Returns the frames kept (the caller puts them).
+fn fragment_pool<H: crate::mm::hooks::PageStateHooks>(
+    mm: &mut TestMm<H>,
+    mapping: MappingId,
+    pages: u64,
+) -> Vec<Pfn> {
+    let mut buf = vec![0u8; P as usize];
+    for index in 0..pages {
+        mm.read_file(mapping, index * P, &mut buf).unwrap();
+    }
+    mm.set_watermarks(0, 0);
+    let mut taken = Vec::new();
+    while mm.frames().free_count() > 0 {
+        taken.push(mm.alloc_page().unwrap());
+    }
+    taken.sort_unstable();
+    let mut kept = Vec::new();
+    for block in taken.chunk_by(|a, b| a.as_u64() / 4 == b.as_u64() / 4) {
+        let first = block[0].as_u64() & !3;
+        let cache_in_block =
+            (first..first + 4).any(|n| mm.page(Pfn::new(n)).is_some_and(|p| p.mapping().is_some()));
+        let keep = if cache_in_block { 0 } else { 1 };
+        kept.extend_from_slice(&block[..keep]);
+        for &pfn in &block[keep..] {
+            mm.put_page(pfn);
+        }
+    }
+    kept
+}
+
+#[test]
+fn segment_tables_come_from_lumpy_reclaim_when_free_frames_are_scattered() {
+    let mut mm = test_mm(FRAMES, &[(1, 3 * FRAMES * P)], RecordingHooks::default());
+    let mapping = mm.open_file(1).unwrap();
+    let kept = fragment_pool(&mut mm, mapping, 2 * FRAMES);
+    assert!(mm.frames().free_count() > 8, "{}", mm.frames().free_count());
+    assert!(
+        !mm.frames().has_free_block(4, 4),
+        "the pool is not fragmented"
+    );
+    // A new space's first mapping needs a segment table: four aligned frames.
+    let space = mm.create_space().unwrap();
+    let va = mmap_file(&mut mm, space, mapping, 4 * P, VmFlags::READ);
+    let mut buf = vec![0u8; P as usize];
+    user_read(&mut mm, space, page_at(va, 3), &mut buf).unwrap();
+    assert_eq!(check_pattern(1, 3 * P, &buf), Ok(()));
+    assert_eq!(mm.stats().lumpy_reclaims, 1);
+    for pfn in kept {
+        mm.put_page(pfn);
+    }
+    mm.destroy_space(space).unwrap();
+    assert!(crate::mm::debug::violations(&mm).is_empty());
+}
+
+#[test]
+fn lumpy_reclaim_never_frees_pinned_frames() {
+    let mut mm = test_mm(FRAMES, &[(1, 3 * FRAMES * P)], RecordingHooks::default());
+    let mapping = mm.open_file(1).unwrap();
+    mm.set_watermarks(0, 0);
+    // Every frame taken and kept except one in each block: nothing lumpy may free.
+    let mut taken = Vec::new();
+    while mm.frames().free_count() > 0 {
+        taken.push(mm.alloc_page().unwrap());
+    }
+    for &pfn in taken.iter().filter(|p| p.as_u64() % 4 == 1) {
+        mm.put_page(pfn);
+    }
+    assert!(!mm.reclaim_block(4));
+    assert_eq!(mm.create_space().map(|_| ()), Ok(()));
+    let space = mm.create_space().unwrap();
+    let va = mmap_file(&mut mm, space, mapping, P, VmFlags::READ);
+    let mut buf = vec![0u8; P as usize];
+    assert_eq!(
+        user_read(&mut mm, space, va, &mut buf),
+        Err(MmError::OutOfMemory)
+    );
+    for pfn in taken.into_iter().filter(|p| p.as_u64() % 4 != 1) {
+        mm.put_page(pfn);
+    }
+    user_read(&mut mm, space, va, &mut buf).unwrap();
 }
 
 fn expected_file(id: u32, pages: u64) -> Vec<u8> {
