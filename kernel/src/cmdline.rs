@@ -67,7 +67,8 @@ pub struct Options {
     /// `mm.pool=SIZE|all`: bytes of memory the memory manager may use for pages (K/M/G),
     /// or all the storage READ SCP INFO reports above the image, initrd, heap and tables.
     pub mm_pool: Option<u64>,
-    /// `mm.debug=1`: check the memory manager's invariants after every stress operation.
+    /// `mm.debug=1`: check the memory manager's invariants at every test boundary and
+    /// after every stress operation.
     pub mm_debug: bool,
     /// `mm.backing=initrd|virtio`: the memory manager's backing store.
     pub mm_backing: BackingChoice,

@@ -239,6 +239,34 @@ impl Drop for UserSpace {
     }
 }
 
+/// The frames the memory manager owns (its page pool), once it runs.
+pub fn pool() -> Option<Range<Pfn>> {
+    MM.lock().as_ref().map(|mm| {
+        let pages = mm.frames().pages();
+        pages.base()..Pfn::new(pages.base().as_u64() + pages.len() as u64)
+    })
+}
+
+/// Destroys every user address space that `keep` does not hold: those a test body
+/// left behind when it was cut short before its [`UserSpace`] was dropped. Returns how
+/// many went.
+pub fn destroy_spaces_except(keep: impl Fn(SpaceId) -> bool) -> usize {
+    let leaked: alloc::vec::Vec<(SpaceId, _)> = with(|mm| {
+        mm.space_ids()
+            .filter(|&id| !keep(id))
+            .filter_map(|id| Some((id, mm.space(id)?.asce())))
+            .collect()
+    });
+    for &(id, asce) in &leaked {
+        if CURRENT_SPACE.load(Ordering::Relaxed) == id.get() {
+            reset_address_space();
+        }
+        kspace::unregister_space(asce);
+        let _ = with(|mm| mm.destroy_space(id));
+    }
+    leaked.len()
+}
+
 /// Whether the memory manager's lock is held.
 pub fn locked() -> bool {
     MM.is_locked()

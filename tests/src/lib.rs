@@ -42,6 +42,8 @@ mod mm_page_cache;
 #[cfg(target_arch = "s390x")]
 mod mm_reclaim;
 #[cfg(target_arch = "s390x")]
+mod mm_residue;
+#[cfg(target_arch = "s390x")]
 mod mm_vma;
 #[cfg(target_arch = "s390x")]
 mod sclp_console;

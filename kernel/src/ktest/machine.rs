@@ -1,6 +1,7 @@
 //! The runner on the machine: the registry from the link section, execution under a
 //! program-interruption recovery scope, the TOD clock, and `expect_pgm`.
 
+use super::boundary::Boundary;
 use super::runner::{Executor, Injection};
 use super::{KTest, Test, current};
 use crate::arch::interrupts::PgmInfo;
@@ -71,17 +72,20 @@ impl Executor for MachineExecutor {
 }
 
 /// Runs `body` as the registered test `test` (named in crash reports) under a
-/// program-interruption recovery scope, then puts the kernel's state back.
+/// program-interruption recovery scope, then puts the kernel's state back and checks
+/// what the test left behind ([`Boundary`]).
 fn run_registered(
     test: &'static KTest,
     body: &KTest,
     t: &mut Test<'_>,
     position: (usize, usize),
 ) -> Result<(), String> {
+    let boundary = Boundary::take();
     current::set(Some((test, position.1)));
     let result = crate::trap::catch(|| (body.run)(t));
     current::set(None);
     crate::trap::restore_kernel_state();
+    boundary.check(test, t);
     result.map_err(|info| {
         format!(
             "program interruption 0x{:x} at 0x{:x} ilen {} teid 0x{:x}",

@@ -7,6 +7,8 @@
 //! link order never matters.
 
 #[cfg(target_arch = "s390x")]
+pub mod boundary;
+#[cfg(target_arch = "s390x")]
 pub mod current;
 pub mod glob;
 pub mod ktap;

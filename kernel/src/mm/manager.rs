@@ -314,6 +314,11 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
         Ok(id)
     }
 
+    /// The ids of every user address space.
+    pub fn space_ids(&self) -> impl Iterator<Item = SpaceId> + '_ {
+        self.spaces.keys().copied()
+    }
+
     /// The address space `id`.
     pub fn space(&self, id: SpaceId) -> Option<&AddressSpace> {
         self.spaces.get(&id)

@@ -20,6 +20,7 @@
 //! | [`rmap`] | `rmap.c` | reverse map, `try_to_unmap`, `page_mkclean`, `page_remove_rmap` |
 //! | [`lru`] | `swap.c` | active/inactive lists, `lru_cache_add`, `mark_page_accessed` |
 //! | [`reclaim`] | `vmscan.c` | `reclaim`, `shrink_active_list`, `shrink_page` |
+//! | [`residue`] | `CONFIG_DEBUG_VM`, KUnit resources | [`residue::Snapshot`]: what a test left behind (checked after every test) |
 //! | [`fault`] | `memory.c` | `handle_fault`, COW, `follow_page`, `get_user_pages`, `make_pages_present` |
 //! | [`mlock`] | `mlock.c` | `mlock`, `munlock`, `mlock_fixup` (sets the mapping's `mlocked`) |
 //! | [`mmap`] | `mmap.c` | `mmap`, `munmap`, `mprotect` with the page tables kept in line |
@@ -64,6 +65,7 @@ pub mod mmap;
 pub mod page;
 pub mod page_cache;
 pub mod reclaim;
+pub mod residue;
 pub mod rmap;
 #[cfg(test)]
 pub mod testing;

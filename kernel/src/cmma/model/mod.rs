@@ -21,6 +21,7 @@ mod essa;
 mod frame;
 mod memory;
 mod reclaim;
+mod residue;
 mod transition;
 
 #[cfg(test)]
@@ -34,6 +35,7 @@ pub use essa::{BadAddress, EssaContext};
 pub use frame::FrameState;
 pub use memory::HostMemory;
 pub use reclaim::{DiscardRate, DiscardSchedule, ReclaimOutcome, SCAN_WINDOW};
+pub use residue::HostSnapshot;
 
 use crate::cmma::essa::{ContentState, PageStateByte, UsageState};
 use alloc::vec;
