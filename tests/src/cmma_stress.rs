@@ -6,7 +6,7 @@
 //! (`kernel::mm::debug`) are checked after every operation. The seed is printed; replay a
 //! failure with `ktest.seed=`. `ktest.stress_ops=` scales the run.
 
-use crate::support::{cached, host_reclaim, model_counters, needs_mm};
+use crate::support::{cached, host_reclaim, model_counters, needs_mm, state_counters};
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
@@ -17,7 +17,7 @@ use kernel::arch::uaccess;
 use kernel::cmdline;
 use kernel::cmma::backend::{self, Backend, with_model};
 use kernel::cmma::essa::{PageStateByte, UsageState};
-use kernel::cmma::model::{Counters, DiscardRate, DiscardSchedule, ReclaimOutcome};
+use kernel::cmma::model::{Counters, DiscardRate, DiscardSchedule, MIN_AGE_ESSA, ReclaimOutcome};
 use kernel::cmma::states::last;
 use kernel::mm::addr::{PAGE_SIZE, Pfn, VirtAddr};
 use kernel::mm::backing::{files, fill_pattern};
@@ -205,6 +205,9 @@ struct Totals {
     ops: u64,
     bytes_verified: u64,
     host_discards_requested: u64,
+    /// Pages `mlock` found discarded while it made them present (the seed's rule: a
+    /// discarded page may be unmapped even in a locked VMA).
+    discards_met_by_mlock: u64,
     checkpoints: u64,
     invariant_checks: u64,
 }
@@ -495,7 +498,10 @@ impl<'s> Stress<'s> {
             return self.mmap();
         };
         let (space, va, len) = (self.space.id(), self.regions[r].va, self.regions[r].len());
+        let found_discarded = || state_counters().found_discarded;
+        let before = found_discarded();
         vm::with(|mm| mm.mlock(space, va, len)).map_err(|e| Failure::Mm("mlock", e))?;
+        self.totals.discards_met_by_mlock += found_discarded() - before;
         let region = &mut self.regions[r];
         if let (
             true,
@@ -658,6 +664,9 @@ impl ScheduleGuard {
         let schedule = DiscardSchedule {
             seed,
             rate: DiscardRate::PerMille(per_mille),
+            // The workload touches user memory, so the host lets hinted frames age a
+            // little (liveness at any rate, see `MIN_AGE_ESSA`).
+            min_age: MIN_AGE_ESSA,
         };
         with_model(|model, _| model.set_schedule(Some(schedule)));
         ScheduleGuard
@@ -693,6 +702,7 @@ ktest! {
             Err(e) => { check!(t, false, "{e}"); return; }
         };
         let before: (MmStats, Counters) = (vm::with(|mm| mm.stats()), model_counters());
+        let found_discarded_before = state_counters().found_discarded;
         let schedule = stress.model.then(|| ScheduleGuard::install(seed, rate));
         let mut result = stress.invariants();
         while result.is_ok() && stress.totals.ops < ops {
@@ -718,6 +728,22 @@ ktest! {
             mm_after.major_faults - before.0.major_faults,
             mm_after.reclaimed - before.0.reclaimed,
             mm_after.writebacks - before.0.writebacks,
+        ));
+        // The schedule's requested rate against what reached hinted frames (xtask stress
+        // reports both per seed).
+        let essa = host_after.essa_total() - before.1.essa_total();
+        let strikes = host_after.scheduled_strikes - before.1.scheduled_strikes;
+        let reclaims = host_after.scheduled_reclaims - before.1.scheduled_reclaims;
+        let volatile = host_after.scheduled_volatile_discards - before.1.scheduled_volatile_discards;
+        t.diag(format_args!(
+            "essa {essa}, scheduled strikes {strikes}, scheduled reclaims {reclaims}, scheduled volatile discards {volatile} (host rate requested {rate}/1000 ESSAs, achieved {}.{}/1000)",
+            reclaims * 1000 / essa.max(1),
+            reclaims * 10_000 / essa.max(1) % 10
+        ));
+        t.diag(format_args!(
+            "discards found by make-stable {}, discards met by mlock {}",
+            state_counters().found_discarded - found_discarded_before,
+            totals.discards_met_by_mlock
         ));
         if let Some(states) = vm::with(|mm| mm.hooks().states().map(|s| s.counters())) {
             t.diag(format_args!(

@@ -82,7 +82,7 @@ ktest! {
         let block = Block::new();
         let boundary = Boundary::take();
         essa(3, block.addr());
-        let schedule = DiscardSchedule { seed: 5, rate: DiscardRate::PerMille(0) };
+        let schedule = DiscardSchedule { seed: 5, rate: DiscardRate::PerMille(0), min_age: 0 };
         with_model(|model, _| model.set_schedule(Some(schedule)));
         let (report, failures) = scratch_check(boundary);
         essa(1, block.addr());

@@ -127,23 +127,53 @@ impl Totals {
         }
     }
 
-    /// The closing summary: operations, discards, refaults and bytes verified first.
+    /// The closing summary: operations, the host's achieved rate, what reached the
+    /// guest (discard faults, discards found by make-stable or met by mlock), refaults
+    /// and bytes verified.
     fn summary(&self) -> String {
-        [
-            ("operations", "ops"),
-            ("host discards", "host discards"),
-            ("discard faults", "discard faults"),
-            ("refaults", "refaults (major faults)"),
-            ("reclaimed", "reclaimed"),
-            ("writebacks", "writebacks"),
-            ("checkpoints", "checkpoints"),
-            ("invariant checks", "invariant checks"),
-            ("bytes verified", "bytes verified"),
-        ]
-        .iter()
-        .map(|(label, key)| format!("{label} {}", self.get(key)))
-        .collect::<Vec<_>>()
-        .join(", ")
+        let mut parts = vec![
+            format!("operations {}", self.get("ops")),
+            self.achieved_rate(),
+        ];
+        parts.extend(
+            [
+                ("host discards", "host discards"),
+                (
+                    "of volatile pages by the schedule",
+                    "scheduled volatile discards",
+                ),
+                ("discard faults", "discard faults"),
+                (
+                    "discards found by make-stable",
+                    "discards found by make-stable",
+                ),
+                ("discards met by mlock", "discards met by mlock"),
+                ("refaults", "refaults (major faults)"),
+                ("reclaimed", "reclaimed"),
+                ("writebacks", "writebacks"),
+                ("checkpoints", "checkpoints"),
+                ("invariant checks", "invariant checks"),
+                ("bytes verified", "bytes verified"),
+            ]
+            .iter()
+            .map(|(label, key)| format!("{label} {}", self.get(key))),
+        );
+        parts.join(", ")
+    }
+
+    /// Host reclaims of hinted frames per 1000 ESSAs: the schedule's achieved rate (the
+    /// requested one counts every strike, also those that found no hinted frame).
+    fn achieved_rate(&self) -> String {
+        let essa = self.get("essa");
+        let reclaims = self.get("scheduled reclaims");
+        let per_mille = if essa == 0 {
+            0.0
+        } else {
+            reclaims as f64 * 1000.0 / essa as f64
+        };
+        format!(
+            "host rate achieved {per_mille:.1}/1000 ESSAs ({reclaims} reclaims of hinted frames in {essa} ESSAs)"
+        )
     }
 }
 
@@ -156,6 +186,8 @@ struct SeedRun {
     /// An infrastructure error (QEMU could not run), not a kernel failure.
     infra_error: Option<String>,
     totals: Totals,
+    /// The host discard rate asked for (`--discard-rate`), per mille of ESSAs.
+    requested_rate: u16,
     elapsed: Duration,
     log: PathBuf,
 }
@@ -207,7 +239,7 @@ pub fn run(args: &StressArgs) -> Result<bool> {
         initrd: Some(crate::backing_store::ensure_standard()?),
         ..Machine::default()
     };
-    let first_seed = args.first_seed.unwrap_or_else(clock_seed);
+    let first_seed = args.first_seed.unwrap_or_else(random_seed);
     let seeds = match (args.seeds, args.minutes) {
         (None, None) => Some(4),
         (seeds, _) => seeds,
@@ -279,11 +311,16 @@ pub fn run(args: &StressArgs) -> Result<bool> {
     Ok(failed.is_empty())
 }
 
-/// A starting seed from the clock, so repeated runs cover new ground.
-fn clock_seed() -> u64 {
-    std::time::SystemTime::now()
+/// A random starting seed, so repeated runs cover new ground, also two started in the
+/// same second: the OS-seeded keys of std's `RandomState` hash the clock's nanoseconds.
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |d| d.as_secs() << 16)
+        .map_or(0, |d| d.as_nanos());
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(nanos);
+    hasher.finish()
 }
 
 fn run_seeds(
@@ -344,10 +381,12 @@ fn seed_line(run: &SeedRun) -> String {
         (None, None) => "PASS ".to_string(),
     };
     format!(
-        "seed {:#x} {verdict} ops {}, host discards {}, refaults {}, bytes verified {} ({:.1} s)",
+        "seed {:#x} {verdict} ops {}, host rate requested {}/1000, {}, discard faults {}, refaults {}, bytes verified {} ({:.1} s)",
         run.seed,
         run.totals.get("ops"),
-        run.totals.get("host discards"),
+        run.requested_rate,
+        run.totals.achieved_rate(),
+        run.totals.get("discard faults"),
         run.totals.get("refaults (major faults)"),
         run.totals.get("bytes verified"),
         run.elapsed.as_secs_f64()
@@ -389,6 +428,7 @@ fn run_seed(plan: &Plan<'_>, seed: u64) -> Result<SeedRun> {
         failure,
         infra_error,
         totals,
+        requested_rate: plan.args.discard_rate,
         elapsed: outcome.elapsed,
         log: log_path,
     })
@@ -452,10 +492,33 @@ mod tests {
         totals.merge(&totals.clone());
         assert_eq!(totals.get("reclaimed"), 7402);
         assert!(
-            totals
-                .summary()
-                .starts_with("operations 2000, host discards 80, discard faults 8, refaults 942")
+            totals.summary().starts_with(
+                "operations 2000, host rate achieved 0.0/1000 ESSAs (0 reclaims of hinted frames in 0 ESSAs), host discards 80, of volatile pages by the schedule 0, discard faults 8, discards found by make-stable 0, discards met by mlock 0, refaults 942"
+            ),
+            "{}",
+            totals.summary()
         );
+    }
+
+    #[test]
+    fn the_achieved_rate_comes_from_the_schedule_counters() {
+        let lines = [
+            "essa 9037, scheduled strikes 9037, scheduled reclaims 2315, scheduled volatile discards 468 (host rate requested 1000/1000 ESSAs, achieved 256.1/1000)".to_string(),
+            "discards found by make-stable 1, discards met by mlock 2".to_string(),
+        ];
+        let totals = Totals::from_diagnostics(&lines);
+        assert_eq!(totals.get("scheduled volatile discards"), 468);
+        assert_eq!(totals.get("discards met by mlock"), 2);
+        assert_eq!(
+            totals.achieved_rate(),
+            "host rate achieved 256.2/1000 ESSAs (2315 reclaims of hinted frames in 9037 ESSAs)"
+        );
+    }
+
+    #[test]
+    fn random_seeds_differ_within_one_second() {
+        let seeds: std::collections::BTreeSet<u64> = (0..64).map(|_| random_seed()).collect();
+        assert_eq!(seeds.len(), 64);
     }
 
     #[test]

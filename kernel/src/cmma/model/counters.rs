@@ -20,6 +20,13 @@ pub struct Counters {
     pub page_ins: u64,
     /// Discarded frames handed back zero-filled (each one a `restore_zeroed` call).
     pub zero_restores: u64,
+    /// Strikes the discard schedule called for (its requested rate).
+    pub scheduled_strikes: u64,
+    /// Strikes that found a hinted frame and reclaimed it (the achieved rate).
+    pub scheduled_reclaims: u64,
+    /// Of those, volatile or potentially volatile frames discarded: the ones whose
+    /// loss the guest can notice (a discard fault, or make-stable finding it gone).
+    pub scheduled_volatile_discards: u64,
 }
 
 impl Counters {

@@ -34,7 +34,7 @@ pub use counters::Counters;
 pub use essa::{BadAddress, EssaContext};
 pub use frame::FrameState;
 pub use memory::HostMemory;
-pub use reclaim::{DiscardRate, DiscardSchedule, ReclaimOutcome, SCAN_WINDOW};
+pub use reclaim::{DiscardRate, DiscardSchedule, MIN_AGE_ESSA, ReclaimOutcome, SCAN_WINDOW};
 pub use residue::HostSnapshot;
 
 use crate::cmma::essa::{ContentState, PageStateByte, UsageState};
@@ -195,6 +195,9 @@ impl HostModel {
         );
         let index = usize::try_from(pfn).expect("caller checked the pfn");
         self.table.bytes_mut()[index] = state.to_byte().raw();
+        if let Some(scheduler) = &mut self.scheduler {
+            scheduler.note(pfn, state, self.counters.essa_total());
+        }
         match effect {
             Effect::None => {}
             Effect::Discard => {

@@ -62,7 +62,13 @@ fn schedule() -> impl Strategy<Value = Option<DiscardSchedule>> {
             (0u64..5).prop_map(DiscardRate::EveryNthEssa),
         ],
     ))
-    .prop_map(|schedule| schedule.map(|(seed, rate)| DiscardSchedule { seed, rate }))
+    .prop_map(|schedule| {
+        schedule.map(|(seed, rate)| DiscardSchedule {
+            seed,
+            rate,
+            min_age: 0,
+        })
+    })
 }
 
 fn check_invariants(model: &HostModel, mem: &FakeMemory) -> Result<(), TestCaseError> {

@@ -123,6 +123,7 @@ mod tests {
         model.set_schedule(Some(DiscardSchedule {
             seed: 1,
             rate: DiscardRate::PerMille(5),
+            min_age: 0,
         }));
         let residue = before.residue(&model.snapshot(outside.clone()));
         assert_eq!(residue.len(), 2);
