@@ -7,10 +7,14 @@
 //! Tests that write a standard file put its pattern back (and write it back) before
 //! they end, so every later suite still finds the pattern.
 
-use crate::support::{device_bytes, needs_mm, open_file, restore_pattern};
+use crate::support::{
+    device_bytes, model_counters, needs_mm, needs_model, open_file, restore_pattern,
+};
 use alloc::vec;
 use alloc::vec::Vec;
 use kernel::arch::uaccess;
+use kernel::cmma::backend::with_model;
+use kernel::cmma::model::{DiscardRate, DiscardSchedule};
 use kernel::mm::addr::{PAGE_SIZE, VirtAddr};
 use kernel::mm::backing::{BlockDevice, check_pattern, files, fill_pattern, pattern_byte};
 use kernel::mm::error::MmError;
@@ -349,5 +353,45 @@ ktest! {
         check_eq!(t, last[100..].iter().position(|&b| b != 0), None);
         check_eq!(t, cleaned, Ok(()));
         check_eq!(t, device_clean, [0u8; 8]);
+    }
+}
+
+ktest! {
+    /// With a host that strikes after every ESSA (discard schedule at 1000 per mille),
+    /// `read_file` of pages not yet cached still reads the pattern, and the host did
+    /// discard pages meanwhile. Guards the rule that a page is offered for the volatile
+    /// state with its reader's reference counted only on the fault path, never before
+    /// `read_file` copies it (without it the copy hits a discarded frame inside the
+    /// memory manager: a fatal block-volatility exception, issue 12).
+    fn read_file_under_a_host_striking_after_every_essa(t) [NEEDS_ESSA] {
+        if !needs_mm(t) || !needs_model(t, "only the host model discards on a schedule") { return; }
+        let pages = 64u64;
+        let medium = vm::with(|mm| {
+            let medium = open_file(mm, files::MEDIUM);
+            mm.truncate_inode_pages(medium, 0).map(|()| medium)
+        })
+        .expect("truncate");
+        let before = model_counters();
+        let schedule = DiscardSchedule { seed: t.seed(), rate: DiscardRate::PerMille(1000), min_age: 0 };
+        // Let the host reclaim every frame hinted so far (free frames, volatile cache),
+        // so that each page the reads hint is among the few a strike chooses from.
+        with_model(|model, host| {
+            model.set_schedule(Some(schedule));
+            while model.maybe_reclaim(host).is_some() {}
+        });
+        // The first page that reads wrong or fails, if any.
+        let result = vm::with(|mm| {
+            let mut buf = vec![0u8; PAGE_SIZE as usize];
+            (0..pages).find_map(|i| match mm.read_file(medium, i * PAGE_SIZE, &mut buf) {
+                Ok(n) if n == buf.len() => check_pattern(files::MEDIUM, i * PAGE_SIZE, &buf).err().map(|o| (i, Ok(o))),
+                other => Some((i, other.map(|n| n as u64))),
+            })
+        });
+        with_model(|model, _| model.set_schedule(None));
+        let after = model_counters();
+        let (discards, strikes) = (after.discards - before.discards, after.scheduled_strikes - before.scheduled_strikes);
+        t.diag(format_args!("{strikes} host strikes, {discards} discards while reading {pages} pages"));
+        check_eq!(t, result, None);
+        check!(t, discards > 0, "the host discarded nothing");
     }
 }

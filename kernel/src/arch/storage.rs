@@ -3,6 +3,7 @@
 //! address = kernel virtual address for every frame.
 
 use crate::mm::addr::{PAGE_BYTES, Pfn, PhysAddr, VirtAddr};
+use crate::mm::dat::Pte;
 use crate::mm::machine::{PhysMem, StorageKeys, Tlb};
 use core::arch::asm;
 
@@ -67,6 +68,16 @@ impl PhysMem for Machine {
     fn frame_ref(&self, pfn: Pfn) -> &[u8; PAGE_BYTES] {
         // SAFETY: as for `frame`, shared.
         unsafe { &*(pfn.addr().as_u64() as *const [u8; PAGE_BYTES]) }
+    }
+
+    fn establish(&self, pte: Pte) -> Pte {
+        // The kernel's identity entry of a frame the host model discarded is revoked
+        // (`kspace::revoke`); a new user mapping of it must fault too.
+        if super::kspace::is_revoked(pte.pfn().as_u64()) {
+            pte.host_revoked()
+        } else {
+            pte
+        }
     }
 }
 

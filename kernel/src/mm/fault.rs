@@ -10,7 +10,7 @@ use super::addr::{PAGE_SIZE, Pfn, VirtAddr};
 use super::backing::BlockDevice;
 use super::dat::Walk;
 use super::error::MmError;
-use super::hooks::{PageStateHooks, Stability, StablePoint};
+use super::hooks::{PageStateHooks, Stability, StablePoint, VolatilePoint};
 use super::ids::SpaceId;
 use super::machine::Machine;
 use super::manager::Mm;
@@ -112,6 +112,9 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
         let (pfn, major) = self.read_cache_page(mapping, index)?;
         if major {
             self.stats.major_faults += 1;
+            // `filemap_nopage` after readpage: the contents are in and nothing here
+            // reads them, so the page may go volatile with our reference counted.
+            self.try_volatile(pfn, VolatilePoint::AfterReadpage, 1);
         } else {
             self.stats.minor_faults += 1;
         }

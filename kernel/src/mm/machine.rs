@@ -4,6 +4,7 @@
 //! ISKE/RRBE/SSKE); host tests use the fakes in `mm::fake` (test builds only).
 
 use super::addr::{PAGE_BYTES, Pfn, PhysAddr, VirtAddr};
+use super::dat::Pte;
 
 /// Access to physical (absolute) storage. Values are big-endian as on s390x,
 /// so the byte view of a frame and the `u64` view agree on every host.
@@ -16,6 +17,14 @@ pub trait PhysMem {
     fn frame(&mut self, pfn: Pfn) -> &mut [u8; PAGE_BYTES];
     /// The bytes of frame `pfn`, read-only.
     fn frame_ref(&self, pfn: Pfn) -> &[u8; PAGE_BYTES];
+    /// The entry to store for a new mapping `pte`. Where the host model revokes
+    /// discarded frames (`cmma::backend`), a frame revoked now gets a revoked entry,
+    /// so that a mapping made after a discard faults like the ones made before it:
+    /// on a real host every translation to a discarded frame raises the
+    /// block-volatility exception, however new. Default: `pte` itself.
+    fn establish(&self, pte: Pte) -> Pte {
+        pte
+    }
 }
 
 /// TLB maintenance. On s390x `invalidate_page` is IPTE, which itself sets the

@@ -208,7 +208,11 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
             return Err(e);
         }
         self.unlock_page(pfn);
-        self.try_volatile(pfn, VolatilePoint::AfterReadpage, 1);
+        // No volatile attempt with the caller's reference counted as expected here:
+        // `read_file` copies the contents next, and a page the host may discard under
+        // that copy would fault inside the memory manager. Only the fault path, which
+        // maps the page without touching it, offers it (`filemap_nopage`); the others
+        // offer it when they drop their reference (`page_cache_release`).
         Ok((pfn, true))
     }
 

@@ -184,6 +184,7 @@ impl DatSpace {
         if Pte::from_bits(mem.read_u64(slot)).is_present() {
             return Err(MmError::AlreadyMapped);
         }
+        let pte = mem.establish(pte);
         mem.write_u64(slot, pte.bits());
         Ok(slot)
     }

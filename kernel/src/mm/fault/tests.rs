@@ -288,3 +288,36 @@ fn destroying_a_space_frees_its_frames() {
     assert_eq!(mm.frames().free_count(), free - 1);
     assert!(mm.space(space).is_none());
 }
+
+/// Only the fault path offers a freshly read page for the volatile state while its
+/// reference is held ("after readpage", `filemap_nopage`): it maps the page without
+/// reading it. `read_file` copies the contents first and offers it when it lets go
+/// (issue 12: under a host striking after every ESSA, the copy hit a discarded frame).
+#[test]
+fn only_the_fault_path_offers_a_page_right_after_readpage() {
+    let (mut mm, space, m) = setup(2);
+    let va = mmap_file(&mut mm, space, m, 2 * P, VmFlags::READ);
+    let mut buf = [0u8; 8];
+    user_read(&mut mm, space, va, &mut buf).unwrap();
+    let faulted = pte_of(&mm, space, va).unwrap().pfn();
+    assert_eq!(
+        mm.hooks().volatile_points(faulted),
+        [
+            VolatilePoint::LruAdd,
+            VolatilePoint::Unlock,
+            VolatilePoint::AfterReadpage,
+            VolatilePoint::RmapAdd
+        ]
+    );
+    mm.read_file(m, P, &mut buf).unwrap();
+    let read = mm.mapping(m).unwrap().lookup(1).unwrap();
+    assert_eq!(
+        mm.hooks().volatile_points(read),
+        [
+            VolatilePoint::LruAdd,
+            VolatilePoint::Unlock,
+            VolatilePoint::CacheRelease
+        ]
+    );
+    assert_eq!(check_pattern(1, P, &buf), Ok(()));
+}
