@@ -2,10 +2,12 @@
 //! page-cache pages whose bytes match the backing-store pattern, private writes copy on
 //! write, shared writes dirty the cache page, anonymous memory starts zeroed.
 
-use crate::support::{map_file, needs_mm};
+use crate::support::{map_file, model_counters, needs_mm, needs_model};
 use kernel::arch::uaccess;
+use kernel::cmma::backend::with_model;
+use kernel::cmma::model::{DiscardRate, DiscardSchedule, MIN_AGE_ESSA};
 use kernel::mm::addr::VirtAddr;
-use kernel::mm::backing::{files, pattern_byte};
+use kernel::mm::backing::{files, pattern, pattern_byte};
 use kernel::mm::mmap::MapSource;
 use kernel::mm::vma::VmFlags;
 use kernel::vm::{self, UserSpace};
@@ -149,5 +151,36 @@ ktest! {
         if !needs_mm(t) { return; }
         let stats = vm::with(|mm| mm.stats());
         check!(t, stats.major_faults > 0);
+    }
+}
+
+ktest! {
+    /// The host discards a page between the fault that read it and the PTE that maps it
+    /// (the page, hinted volatile after readpage, is taken by the host while the fault
+    /// allocates the new space's page tables): the access through the new PTE still
+    /// raises the discard fault and the page is reloaded, so the load reads the file,
+    /// never the discarded frame's contents. Guards `PhysMem::establish` (a mapping made
+    /// after the discard is revoked like the kernel's own), without which the load reads
+    /// the host model's poison (found by `cargo xtask stress --discard-rate 1000`).
+    fn page_discarded_before_it_is_mapped_still_faults(t) [NEEDS_ESSA] {
+        if !needs_mm(t) || !needs_model(t, "only the host model discards on a schedule") { return; }
+        let space = UserSpace::new().expect("space");
+        let (mapping, va) = map_file(&space, files::MEDIUM, 40, 1, VmFlags::READ);
+        vm::with(|mm| mm.truncate_inode_pages(mapping, 0)).expect("truncate");
+        let schedule = DiscardSchedule { seed: t.seed(), rate: DiscardRate::PerMille(1000), min_age: MIN_AGE_ESSA };
+        let before = model_counters();
+        // Every frame hinted so far goes first, so the page the fault hints is the
+        // only one left for the strikes while the fault builds the page tables.
+        with_model(|model, host| {
+            model.set_schedule(Some(schedule));
+            while model.maybe_reclaim(host).is_some() {}
+        });
+        space.enter();
+        let word = uaccess::read_u64(VirtAddr::new(va.as_u64() + 16));
+        space.leave();
+        with_model(|model, _| model.set_schedule(None));
+        let faults = model_counters().discard_faults - before.discard_faults;
+        check_eq!(t, word, pattern(files::MEDIUM, 40 * 4096 + 16));
+        check!(t, faults >= 1, "the page was not discarded before it was mapped: the test saw no discard fault");
     }
 }
