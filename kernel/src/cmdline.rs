@@ -100,6 +100,22 @@ pub enum Warning {
     /// The command line fills its whole area without a terminating NUL: the loader may
     /// have cut it off.
     Truncated(usize),
+    /// The argument asks for more than there is; the kernel uses less.
+    Capped {
+        /// The argument's key.
+        key: String,
+        /// What was asked for.
+        asked: String,
+        /// What the kernel uses instead, and why.
+        got: String,
+    },
+    /// The argument names something that does not exist, so it has no effect.
+    NoEffect {
+        /// The argument's key.
+        key: String,
+        /// Why it changes nothing.
+        why: String,
+    },
 }
 
 impl fmt::Display for Warning {
@@ -121,6 +137,15 @@ impl fmt::Display for Warning {
                 f,
                 "command line fills its whole {len}-byte area without an end; it may have been cut off"
             ),
+            Warning::Capped { key, asked, got } => {
+                write!(
+                    f,
+                    "kernel argument '{key}' asks for {asked}; capped to {got}"
+                )
+            }
+            Warning::NoEffect { key, why } => {
+                write!(f, "kernel argument '{key}' has no effect: {why}")
+            }
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod cmdline;
 pub mod cmma;
 pub mod io;
 pub mod ktest;
+pub mod layout;
 pub mod machine;
 pub mod mm;
 

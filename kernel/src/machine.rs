@@ -91,6 +91,8 @@ pub mod facility {
     pub const EDAT1: usize = 8;
     /// Instruction-execution protection.
     pub const IEP: usize = 130;
+    /// Extended-length SCCB: READ SCP INFO may use an SCCB longer than a page.
+    pub const EXTENDED_LENGTH_SCCB: usize = 140;
     /// CMM ESSA-enhancement (no-translate, ORC 7).
     pub const CMM_NODAT: usize = 147;
 }

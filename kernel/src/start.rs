@@ -1,24 +1,21 @@
 //! `kernel_main`: from a booted CPU to a finished test run.
 
-use crate::arch::{cpu, image, kspace};
+use crate::arch::{cpu, image, kspace, storage};
 use crate::cmdline::{self, Deliberate};
 use crate::io::disk::{KernelDisk, VirtioBacking};
 use crate::ktest::{self, runner};
+use crate::layout::{self, Layout, PoolRequest};
 use crate::machine::{self, Facilities, Host, facility};
 use crate::mm::addr::{PAGE_SIZE, Pfn};
 use crate::mm::backing::MemDisk;
-use crate::{cmma, console, println, shutdown, vm};
-
-/// Memory the memory manager may use for pages unless `mm.pool=` says otherwise: 2 MiB,
-/// ten times less than the suites' files, so the page cache is always under pressure
-/// (and the boot sets only 512 free frames unused, one ESSA each).
-const DEFAULT_POOL: u64 = 2 << 20;
+use crate::{cmma, console, println, shutdown, trap, vm};
 use alloc::vec::Vec;
 
-/// Heap size: enough for frame metadata (64 bytes per 4 KiB frame) and test data.
-fn heap_size(memory: u64) -> u64 {
-    (memory / 16).clamp(4 << 20, 64 << 20)
-}
+/// `EXIT: STATUS=` of a boot that stops because storage is too small for the kernel: 5,
+/// exit code 2 (usage or infrastructure error) in the kvm-unit-tests encoding
+/// `(code << 1) | 1` that also gives 1 (passed) and 3 (failed). It follows the line
+/// `Bail out! not enough memory: need N KiB, have M KiB` (see `docs/architecture.md`).
+pub const NOT_ENOUGH_MEMORY_STATUS: u32 = 5;
 
 /// Called by `boot` on the boot stack, DAT off, interruptions disabled.
 pub fn kernel_main() -> ! {
@@ -27,29 +24,66 @@ pub fn kernel_main() -> ! {
         // No console: nothing can be reported, so end as a crash QEMU can see.
         cpu::disabled_wait(shutdown::CRASH_WAIT_CODE | 0xc0);
     }
-    let info = console::CONSOLE.lock().read_scp_info();
+    let facilities = Facilities(cpu::facilities());
+    let extended_sccb = facilities.has(facility::EXTENDED_LENGTH_SCCB);
+    let info = console::CONSOLE.lock().read_scp_info_with(extended_sccb);
     let (memory, cpus) = match &info {
-        Ok(i) => (i.memory_bytes, i.cpus),
+        Ok(i) => (i.memory_bytes, Some(i.cpus)),
         Err(e) => {
-            println!("# warning: READ SCP INFO failed ({e:?}); assuming 64 MiB, 1 CPU");
-            (64 << 20, 1)
+            let memory = probe_storage_end();
+            let why = if *e == sclp::Error::Response(sclp::spec::response::INSUFFICIENT_SCCB_LENGTH)
+            {
+                if extended_sccb {
+                    ": even the extended SCCB is too short for this many CPUs"
+                } else {
+                    ": one page is too short for this many CPUs and the extended-length-SCCB facility (140) is not installed"
+                }
+            } else {
+                ""
+            };
+            println!(
+                "# warning: READ SCP INFO failed ({e:?}{why}); storage found by probing: {} MiB, CPU count unknown",
+                memory >> 20
+            );
+            (memory, None)
         }
     };
-    let heap_end = init_heap(memory);
-    let (options, warnings) = cmdline::parse_area(image::command_line_area());
+    // The heap does not depend on `mm.pool=`, so it is placed before the command line
+    // (which needs the heap) is parsed; the pool is placed after.
+    let used_end = used_end();
+    let heap = match layout::plan(memory, used_end, PoolRequest::Default) {
+        Ok(plan) => plan.heap,
+        Err(short) => {
+            println!("Bail out! {short}");
+            shutdown::exit(NOT_ENOUGH_MEMORY_STATUS)
+        }
+    };
+    crate::arch::heap::init_region(heap.start, heap.end - heap.start);
+    let (options, mut warnings) = cmdline::parse_area(image::command_line_area());
     cmdline::set_current(&options);
-
-    // Above the heap: the kernel's page tables, then the memory manager's pool. The
-    // identity map covers everything up to the pool's end; storage beyond it is never used.
-    let tables = heap_end..heap_end + kspace::tables_size(memory);
-    let pool_start = tables.end.next_multiple_of(PAGE_SIZE);
-    let pool_bytes = options
-        .mm_pool
-        .unwrap_or(DEFAULT_POOL)
-        .min(memory.saturating_sub(pool_start));
-    let pool = Pfn::new(pool_start / PAGE_SIZE)..Pfn::new((pool_start + pool_bytes) / PAGE_SIZE);
-    let mapped = pool_start + pool_bytes;
-    let facilities = Facilities(cpu::facilities());
+    let Ok(Layout {
+        tables,
+        pool: pool_bytes,
+        pool_capped_from,
+        ..
+    }) = layout::plan(memory, used_end, PoolRequest::from_option(options.mm_pool))
+    else {
+        unreachable!("the minimum did not depend on mm.pool");
+    };
+    if let (Some(asked), Some(_)) = (pool_capped_from, options.mm_pool) {
+        warnings.push(cmdline::Warning::Capped {
+            key: "mm.pool".into(),
+            asked: alloc::format!("{}", layout::Size(asked)),
+            got: alloc::format!(
+                "{}: what {} of storage leaves above the image, initrd, heap and page tables",
+                layout::Size(pool_bytes.end - pool_bytes.start),
+                layout::Size(memory)
+            ),
+        });
+    }
+    let pool = Pfn::new(pool_bytes.start / PAGE_SIZE)..Pfn::new(pool_bytes.end / PAGE_SIZE);
+    let pool_size = pool_bytes.end - pool_bytes.start;
+    let mapped = pool_bytes.end;
     let protection = match kspace::init(mapped, tables, facilities.has(facility::IEP)) {
         Ok(p) => p,
         Err(e) => panic!("cannot build the kernel address space: {e:?}"),
@@ -75,10 +109,15 @@ pub fn kernel_main() -> ! {
         Err(why) => alloc::format!("off ({why})"),
         Ok(disk) => match vm::init(pool.clone(), disk) {
             Ok(()) => alloc::format!(
-                "{} frames ({} KiB) at {:#x}, backing store {:?}: {} KiB",
+                "{} frames ({} KiB{}) at {:#x}, backing store {:?}: {} KiB",
                 pool.end.as_u64() - pool.start.as_u64(),
-                pool_bytes >> 10,
-                pool_start,
+                pool_size >> 10,
+                match (pool_capped_from, options.mm_pool) {
+                    (Some(default), None) =>
+                        alloc::format!(", not the default {} KiB: storage is short", default >> 10),
+                    _ => alloc::string::String::new(),
+                },
+                pool_bytes.start,
                 options.mm_backing,
                 vm::with(|mm| {
                     use crate::mm::backing::BlockDevice;
@@ -95,8 +134,12 @@ pub fn kernel_main() -> ! {
         env!("CARGO_PKG_VERSION")
     );
     println!(
-        "memory: {} MiB, cpus: {cpus}, host: {host}, console: {consoles:?}",
-        memory >> 20
+        "memory: {} MiB, cpus: {}, host: {host}, console: {consoles:?}",
+        memory >> 20,
+        cpus.map_or_else(
+            || alloc::string::String::from("unknown"),
+            |n| alloc::format!("{n}")
+        )
     );
     println!("facilities: {facilities}");
     println!(
@@ -155,6 +198,9 @@ pub fn kernel_main() -> ! {
         bench: options.bench,
         inject: options.inject.clone(),
     };
+    for w in runner::option_warnings(tests, &run_options) {
+        println!("# warning: {w}");
+    }
     let mut out = console::ConsoleWriter;
     if run_options.list {
         runner::list(tests, &run_options, &mut out);
@@ -183,14 +229,34 @@ fn backing_store(choice: cmdline::BackingChoice) -> Result<KernelDisk, &'static 
     }
 }
 
-/// Places the heap after the image and the initrd; returns its end.
-fn init_heap(memory: u64) -> u64 {
-    let layout = image::layout();
+/// The end of what the loader put in storage: the image (with BSS and stacks) and the
+/// initrd, whichever ends last.
+fn used_end() -> u64 {
     let after_initrd = image::initrd().map_or(0, |(start, size)| start + size);
-    let start = layout.kernel_end.max(after_initrd).next_multiple_of(4096);
-    let size = heap_size(memory).min(memory.saturating_sub(start));
-    crate::arch::heap::init_region(start, size);
-    start + size
+    image::layout().kernel_end.max(after_initrd)
+}
+
+/// The end of storage, found by probing when READ SCP INFO cannot tell (Linux does the
+/// same in `arch/s390/boot/physmem_info.c`, `search_mem_end`): a binary search over 1 MiB
+/// increments for the highest address a real-address load reaches without an addressing
+/// exception.
+pub fn probe_storage_end() -> u64 {
+    const MIB: u64 = 1 << 20;
+    let present = |mib: u64| {
+        let _expected = trap::expecting();
+        trap::catch(|| storage::load_real(mib * MIB - 8)).is_ok()
+    };
+    // The kernel runs in the first MiB, so 1 MiB is present; 2^24 MiB (16 TiB) is not.
+    let (mut low, mut high) = (1, 1 << 24);
+    while high - low > 1 {
+        let mid = low + (high - low) / 2;
+        if present(mid) {
+            low = mid;
+        } else {
+            high = mid;
+        }
+    }
+    low * MIB
 }
 
 fn detect_host() -> Host {

@@ -48,6 +48,13 @@ pub(crate) struct Config {
     pub read_info_response: u16,
     /// The READ SCP INFO answer page; its first 8 bytes (the header) are not copied.
     pub read_info: Vec<u8>,
+    /// Bytes a READ SCP INFO SCCB must hold (QEMU: the fixed part plus 16 per possible
+    /// CPU); a shorter one answers 0x0300. 0: one page is enough.
+    pub read_info_required: usize,
+    /// Whether the extended-length-SCCB facility is installed: a READ SCP INFO SCCB may then
+    /// exceed a page, and one that asks for a variable-length response gets the required
+    /// length with 0x0300. Without it an SCCB that crosses a page answers 0x0100.
+    pub extended_length: bool,
 }
 
 impl Default for Config {
@@ -75,6 +82,8 @@ impl Config {
         forced_read_info: true,
         read_info_response: 0x0010,
         read_info: Vec::new(),
+        read_info_required: 0,
+        extended_length: false,
     };
 }
 
@@ -98,6 +107,8 @@ enum Answer {
     ReadInfo {
         response: u16,
         body: Option<Vec<u8>>,
+        /// The length to store into the header (a variable-length response).
+        length: Option<u16>,
     },
 }
 
@@ -169,11 +180,25 @@ impl FakeSclp {
     }
 
     /// Checks a request and returns what to answer at completion.
-    fn check_request(&mut self, command: u32, page: &[u8]) -> Answer {
-        let length = usize::from(be16(page, 0));
+    fn check_request(&mut self, command: u32, sccb: &[u8]) -> Answer {
+        let length = usize::from(be16(sccb, 0));
         assert!(length >= 8, "SCCB length {length} below the 8-byte header");
+        let read_info = matches!(command, READ_SCP_INFO | READ_SCP_INFO_FORCED);
+        assert!(
+            length <= 4096 || read_info,
+            "only READ SCP INFO may use more than a page"
+        );
+        let page = &sccb[..length.max(4096)];
         assert_eq!(page[2], 0, "function code must be 0 (normal)");
-        assert_eq!(&page[3..6], &[0, 0, 0], "control mask must be zero");
+        if read_info && length > 4096 {
+            assert_eq!(
+                &page[3..6],
+                &[0, 0, 0x80],
+                "an extended READ SCP INFO asks for a variable-length response"
+            );
+        } else {
+            assert_eq!(&page[3..6], &[0, 0, 0], "control mask must be zero");
+        }
         assert_eq!(be16(page, 6), 0, "response code must be zero in a request");
         assert!(
             page[length..].iter().all(|&b| b == 0),
@@ -198,20 +223,39 @@ impl FakeSclp {
                 Answer::EventData { response }
             }
             READ_SCP_INFO | READ_SCP_INFO_FORCED => {
-                assert_eq!(length, 4096, "READ SCP INFO needs the whole 4096-byte SCCB");
+                assert!(
+                    length == 4096 || length == 3 * 4096,
+                    "READ SCP INFO needs a whole page, or three where the SCCB may be extended"
+                );
                 assert!(
                     page[8..].iter().all(|&b| b == 0),
                     "READ SCP INFO body must be zero"
                 );
+                let variable = page[5] & 0x80 != 0;
                 if command == READ_SCP_INFO_FORCED && !self.config.forced_read_info {
                     Answer::ReadInfo {
                         response: 0x01f0,
                         body: None,
+                        length: None,
+                    }
+                } else if length > 4096 && !self.config.extended_length {
+                    Answer::ReadInfo {
+                        response: 0x0100,
+                        body: None,
+                        length: None,
+                    }
+                } else if length < self.config.read_info_required {
+                    let needed = u16::try_from(self.config.read_info_required).unwrap_or(u16::MAX);
+                    Answer::ReadInfo {
+                        response: 0x0300,
+                        body: None,
+                        length: (self.config.extended_length && variable).then_some(needed),
                     }
                 } else {
                     Answer::ReadInfo {
                         response: self.config.read_info_response,
                         body: Some(self.config.read_info.clone()),
+                        length: None,
                     }
                 }
             }
@@ -314,15 +358,15 @@ unsafe impl Backend for FakeSclp {
             self.busy_answers += 1;
             return 2;
         }
-        let page = sccb.as_bytes().to_vec();
-        let answer = self.check_request(command, &page);
-        let length = usize::from(be16(&page, 0));
+        let whole = sccb.as_extended_bytes().to_vec();
+        let answer = self.check_request(command, &whole);
+        let length = usize::from(be16(&whole, 0));
         self.requests.push(Request {
             command,
-            bytes: page[..length].to_vec(),
+            bytes: whole[..length].to_vec(),
         });
         self.in_flight = Some(InFlight {
-            snapshot: page,
+            snapshot: whole,
             answer,
             unsolicited_left: self.config.unsolicited_signals,
         });
@@ -335,7 +379,7 @@ unsafe impl Backend for FakeSclp {
             .take()
             .expect("waited without a request in flight");
         assert!(
-            sccb.as_bytes()[..] == in_flight.snapshot[..],
+            sccb.as_extended_bytes()[..] == in_flight.snapshot[..],
             "driver changed the SCCB while the request was in flight"
         );
         if in_flight.unsolicited_left > 0 {
@@ -358,9 +402,16 @@ unsafe impl Backend for FakeSclp {
                 }
                 response
             }
-            Answer::ReadInfo { response, body } => {
+            Answer::ReadInfo {
+                response,
+                body,
+                length,
+            } => {
                 if let Some(body) = body {
                     page[8..].copy_from_slice(&body[8..]);
+                }
+                if let Some(length) = length {
+                    page[0..2].copy_from_slice(&length.to_be_bytes());
                 }
                 response
             }

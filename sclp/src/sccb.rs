@@ -1,33 +1,49 @@
-//! The service-call control block: the one page through which requests and answers pass.
+//! The service-call control block through which requests and answers pass.
 
 use core::fmt;
 
-use crate::spec::{SCCB_SIZE, SccbHeader};
+use crate::spec::{EXTENDED_SCCB_SIZE, SCCB_SIZE, SccbHeader};
 
-/// One 4 KiB-aligned SCCB page (8-byte aligned, never crosses a page).
+/// The driver's SCCB: 4 KiB aligned, [`EXTENDED_SCCB_SIZE`] long. Every request but READ
+/// SCP INFO uses the first page only (and never crosses it); READ SCP INFO may use all of it
+/// where the extended-length-SCCB facility is installed.
 ///
 /// The SCLP also requires it to lie below 2 GiB, outside the first 8 KiB and outside the prefix
 /// area; where it lives is up to the owner of the [`Sclp`](crate::Sclp) that contains it.
 #[repr(C, align(4096))]
 pub struct Sccb {
-    bytes: [u8; SCCB_SIZE],
+    bytes: [u8; EXTENDED_SCCB_SIZE],
 }
 
 impl Sccb {
     /// A zero-filled SCCB.
     pub const fn new() -> Self {
         Self {
-            bytes: [0; SCCB_SIZE],
+            bytes: [0; EXTENDED_SCCB_SIZE],
         }
     }
 
-    /// The whole page.
+    /// The first page: every request's SCCB but an extended READ SCP INFO.
     pub fn as_bytes(&self) -> &[u8; SCCB_SIZE] {
+        self.bytes
+            .first_chunk()
+            .expect("the SCCB holds at least one page")
+    }
+
+    /// The first page, writable.
+    pub fn as_bytes_mut(&mut self) -> &mut [u8; SCCB_SIZE] {
+        self.bytes
+            .first_chunk_mut()
+            .expect("the SCCB holds at least one page")
+    }
+
+    /// All of it, for an extended-length READ SCP INFO.
+    pub fn as_extended_bytes(&self) -> &[u8; EXTENDED_SCCB_SIZE] {
         &self.bytes
     }
 
-    /// The whole page, writable.
-    pub fn as_bytes_mut(&mut self) -> &mut [u8; SCCB_SIZE] {
+    /// All of it, writable.
+    pub fn as_extended_bytes_mut(&mut self) -> &mut [u8; EXTENDED_SCCB_SIZE] {
         &mut self.bytes
     }
 
@@ -42,8 +58,14 @@ impl Sccb {
         SccbHeader::decode(&self.bytes)
     }
 
-    /// Zeroes the page, so no byte of an earlier request leaks into the next one.
+    /// Zeroes the first page, so no byte of an earlier request leaks into the next one (the
+    /// other pages are never part of a one-page request).
     pub fn clear(&mut self) {
+        self.as_bytes_mut().fill(0);
+    }
+
+    /// Zeroes all of it, before an extended-length request.
+    pub fn clear_extended(&mut self) {
         self.bytes.fill(0);
     }
 }
@@ -68,8 +90,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sccb_is_one_aligned_page() {
-        assert_eq!(core::mem::size_of::<Sccb>(), 4096);
+    fn sccb_is_page_aligned_and_extended_length() {
+        assert_eq!(core::mem::size_of::<Sccb>(), 3 * 4096);
         assert_eq!(core::mem::align_of::<Sccb>(), 4096);
         let sccb = Sccb::new();
         assert_eq!(sccb.addr() % 4096, 0);

@@ -1,7 +1,10 @@
 //! READ SCP INFO: how much storage and how many CPUs the configuration has.
 
 use crate::ebcdic::from_cp037;
-use crate::spec::{SCCB_SIZE, SccbHeader, be16, be32, be64, command, read_info, response};
+use crate::spec::{
+    EXTENDED_SCCB_SIZE, SCCB_SIZE, SccbHeader, VARIABLE_LENGTH_RESPONSE, be16, be32, be64, command,
+    read_info, response,
+};
 use crate::{Backend, Error, Sclp};
 
 const MIB: u64 = 1 << 20;
@@ -63,14 +66,32 @@ impl ScpInfo {
 }
 
 impl<B: Backend> Sclp<B> {
-    /// READ SCP INFO with a full 4096-byte SCCB: first the FORCED variant, then, if the SCLP
-    /// does not know it (0x01F0), the normal one, as kvm-unit-tests does. Success is response
-    /// code 0x0010.
+    /// READ SCP INFO in a one-page SCCB; see [`Sclp::read_scp_info_with`].
     pub fn read_scp_info(&mut self) -> Result<ScpInfo, Error> {
+        self.read_scp_info_with(false)
+    }
+
+    /// READ SCP INFO (forced first, as Linux does, then the plain command if the SCLP does not
+    /// know the forced one). With `extended_length` (the extended-length-SCCB facility, STFLE
+    /// bit 140, is installed) the SCCB is [`EXTENDED_SCCB_SIZE`] long and asks for a
+    /// variable-length response, so the CPU entries of a large configuration fit; without it
+    /// one page, and a configuration whose CPU entries do not fit answers
+    /// [`response::INSUFFICIENT_SCCB_LENGTH`] (QEMU: more than about 240 CPUs), which the
+    /// caller must handle without this information.
+    pub fn read_scp_info_with(&mut self, extended_length: bool) -> Result<ScpInfo, Error> {
         let mut code = response::INVALID_COMMAND;
         for command in [command::READ_SCP_INFO_FORCED, command::READ_SCP_INFO] {
-            self.sccb.clear();
-            SccbHeader::request(SCCB_SIZE).encode(self.sccb.as_bytes_mut());
+            let header = if extended_length {
+                self.sccb.clear_extended();
+                SccbHeader {
+                    control_mask: [0, 0, VARIABLE_LENGTH_RESPONSE],
+                    ..SccbHeader::request(EXTENDED_SCCB_SIZE)
+                }
+            } else {
+                self.sccb.clear();
+                SccbHeader::request(SCCB_SIZE)
+            };
+            header.encode(self.sccb.as_bytes_mut());
             code = self.execute(command)?;
             match code {
                 response::NORMAL_READ_COMPLETION => return ScpInfo::parse(self.sccb.as_bytes()),
@@ -196,6 +217,37 @@ mod tests {
         let mut sclp = sclp(config);
         assert_eq!(sclp.read_scp_info(), Err(Error::Response(0x01f0)));
         assert_eq!(sclp.backend.requests.len(), 2);
+    }
+
+    /// QEMU with 248 CPUs: 16 bytes per CPU entry do not fit one page. With the
+    /// extended-length-SCCB facility a three-page SCCB asking for a variable-length
+    /// response gets the answer; without it the one-page request answers 0x0300 and the
+    /// caller falls back.
+    #[test]
+    fn many_cpus_need_the_extended_length_sccb() {
+        // The fixed part of QEMU's `ReadInfo` is 144 bytes with the extended-length facility.
+        let required = 144 + 248 * 16;
+        let config = Config {
+            read_info: answer(256, 1, 0, 0, 248),
+            read_info_required: required,
+            extended_length: true,
+            ..Config::default()
+        };
+        let mut sclp = sclp(config.clone());
+        let info = sclp.read_scp_info_with(true).unwrap();
+        assert_eq!((info.memory_bytes, info.cpus), (256 << 20, 248));
+        let request = &sclp.backend.requests[0];
+        assert_eq!(request.bytes.len(), 3 * 4096);
+        assert_eq!(&request.bytes[0..8], &[0x30, 0x00, 0, 0, 0, 0x80, 0, 0]);
+        let mut sclp = self::sclp(config.clone());
+        assert_eq!(sclp.read_scp_info(), Err(Error::Response(0x0300)));
+        let without = Config {
+            extended_length: false,
+            ..config
+        };
+        let mut sclp = self::sclp(without);
+        assert_eq!(sclp.read_scp_info(), Err(Error::Response(0x0300)));
+        assert_eq!(sclp.read_scp_info_with(true), Err(Error::Response(0x0100)));
     }
 
     #[test]

@@ -86,8 +86,18 @@ pub const FUNCTION_CODE_NORMAL: u8 = 0;
 /// Event buffer flag set by the SCLP when it accepted the buffer.
 pub const EVENT_BUFFER_ACCEPTED: u8 = 0x80;
 
-/// Size of one SCCB page; the driver's SCCB is exactly one aligned page.
+/// Size of one SCCB page: every request but READ SCP INFO fits it and must not cross it.
 pub const SCCB_SIZE: usize = 4096;
+
+/// Size of the extended-length SCCB for READ SCP INFO where the extended-length-SCCB
+/// facility (STFLE bit 140) is installed: three pages, as Linux uses (`EXT_SCCB_READ_SCP`,
+/// `arch/s390/boot/sclp_early_core.c`), enough for the CPU entries of 248 CPUs (QEMU's
+/// maximum: 16 bytes each after the fixed part) that a single page cannot hold.
+pub const EXTENDED_SCCB_SIZE: usize = 3 * SCCB_SIZE;
+
+/// Control-mask byte 2 bit: the SCLP may answer an insufficient SCCB length with the length
+/// it needs (extended-length-SCCB facility).
+pub const VARIABLE_LENGTH_RESPONSE: u8 = 0x80;
 
 /// Interruption-parameter bits that are not part of the SCCB address: bit 31 (value 1) says
 /// "event pending", bit 30 is reserved.
@@ -115,9 +125,13 @@ fn put32(bytes: &mut [u8], at: usize, value: u32) {
     bytes[at..at + 4].copy_from_slice(&value.to_be_bytes());
 }
 
-/// Converts a layout size to the u16 the length fields hold; every SCCB fits a 4 KiB page.
+/// Converts a layout size to the u16 the length fields hold; every SCCB fits a 4 KiB page,
+/// the extended READ SCP INFO SCCB three.
 fn length16(length: usize) -> u16 {
-    debug_assert!(length <= SCCB_SIZE, "SCCB length {length} exceeds a page");
+    debug_assert!(
+        length <= EXTENDED_SCCB_SIZE,
+        "SCCB length {length} exceeds the extended SCCB"
+    );
     length as u16
 }
 

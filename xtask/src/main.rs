@@ -361,6 +361,7 @@ fn run(args: RunArgs) -> Result<Outcome> {
             kernel.display()
         );
     }
+    machine.check_memory()?;
     let run_dir = cargo::xtask_dir("run")?;
     if machine.initrd.is_some() {
         disk::attach(&mut machine, &run_dir)?;

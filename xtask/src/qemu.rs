@@ -102,6 +102,60 @@ impl Machine {
     }
 }
 
+/// QEMU's `-m` syntax: a number with an optional suffix (K, M, G, T; no suffix: MiB).
+pub fn parse_mem(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let (digits, shift) = match text.chars().last()?.to_ascii_uppercase() {
+        'K' => (&text[..text.len() - 1], 10),
+        'M' => (&text[..text.len() - 1], 20),
+        'G' => (&text[..text.len() - 1], 30),
+        'T' => (&text[..text.len() - 1], 40),
+        _ => (text, 20),
+    };
+    digits.parse::<u64>().ok()?.checked_mul(1 << shift)
+}
+
+impl Machine {
+    /// Checks before booting that `-m` holds what QEMU loads and what the kernel needs: the
+    /// initrd at 8 MiB (`kernel::layout::QEMU_INITRD_START`) must end below QEMU's s390-ccw
+    /// firmware, which `hw/s390x/ipl.c` places 2 MiB below the end of memory (at most
+    /// 2 GiB), and above it the kernel needs `kernel::layout::minimum_memory`. Otherwise
+    /// QEMU would stop with "could not load initrd" or the kernel with `Bail out! not enough
+    /// memory`; this says the same before anything runs, as an error (exit 2).
+    pub fn check_memory(&self) -> Result<()> {
+        let Some(memory) = parse_mem(&self.mem) else {
+            anyhow::bail!(
+                "`{}` is not a memory size (QEMU -m syntax, e.g. 256M)",
+                self.mem
+            );
+        };
+        let Some(initrd) = &self.initrd else {
+            return Ok(());
+        };
+        let size = std::fs::metadata(initrd)
+            .with_context(|| format!("cannot read the backing store {}", initrd.display()))?
+            .len();
+        let initrd_end = kernel::layout::QEMU_INITRD_START + size;
+        let firmware = 2 << 20;
+        let need = kernel::layout::minimum_memory(initrd_end)
+            .max(initrd_end + firmware)
+            .next_multiple_of(1 << 20);
+        if memory < need {
+            anyhow::bail!(
+                "{}",
+                kernel::layout::NotEnoughMemory { need, have: memory }.to_string()
+                    + &format!(
+                        " (-m {}: the {} KiB backing store loads at 8 MiB, QEMU's firmware needs 2 MiB above it, the kernel its heap, tables and pool; use at least {} MiB)",
+                        self.mem,
+                        size >> 10,
+                        need >> 20
+                    )
+            );
+        }
+        Ok(())
+    }
+}
+
 /// Quotes a command line for humans to copy.
 pub fn display_command(program: &Path, args: &[String]) -> String {
     let mut words = vec![program.display().to_string()];
@@ -287,6 +341,41 @@ impl Drop for RunningQemu {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn memory_sizes_parse_like_qemu_and_the_backing_store_must_fit() {
+        assert_eq!(parse_mem("256M"), Some(256 << 20));
+        assert_eq!(parse_mem("2g"), Some(2 << 30));
+        assert_eq!(parse_mem("512"), Some(512 << 20));
+        assert_eq!(parse_mem("64K"), Some(64 << 10));
+        assert_eq!(parse_mem("lots"), None);
+        assert_eq!(parse_mem(""), None);
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("store.img");
+        std::fs::write(&store, vec![0u8; 21588 << 10]).unwrap();
+        let machine = |mem: &str| Machine {
+            mem: mem.into(),
+            initrd: Some(store.clone()),
+            ..Machine::default()
+        };
+        machine("32M").check_memory().unwrap();
+        machine("256M").check_memory().unwrap();
+        let error = machine("24M").check_memory().unwrap_err().to_string();
+        assert!(
+            error.starts_with("not enough memory: need 32768 KiB, have 24576 KiB (-m 24M: the 21588 KiB backing store"),
+            "{error}"
+        );
+        assert!(
+            machine("31M").check_memory().is_err(),
+            "QEMU's firmware would overlap the initrd"
+        );
+        assert!(machine("x").check_memory().is_err());
+        let none = Machine {
+            mem: "16M".into(),
+            ..Machine::default()
+        };
+        none.check_memory().unwrap();
+    }
 
     #[test]
     fn command_line_has_the_contract_flags() {

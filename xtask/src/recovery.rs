@@ -82,6 +82,7 @@ pub fn run_config(
         if skip > 0 {
             args.push(format!("ktest.skip={skip}"));
         }
+        config.machine.check_memory()?;
         let qemu_args = config.machine.args(target.kernel, &args);
         let command = crate::qemu::display_command(target.qemu, &qemu_args);
         writeln!(log, "{BOOT_MARKER}{boots} ({}): {command}", config.name)

@@ -239,6 +239,7 @@ pub fn run(args: &StressArgs) -> Result<bool> {
         initrd: Some(crate::backing_store::ensure_standard()?),
         ..Machine::default()
     };
+    machine.check_memory()?;
     let first_seed = args.first_seed.unwrap_or_else(random_seed);
     let seeds = match (args.seeds, args.minutes) {
         (None, None) => Some(4),

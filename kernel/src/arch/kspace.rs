@@ -42,14 +42,6 @@ static USER_SPACES: Mutex<Vec<u64>> = Mutex::new(Vec::new());
 /// The ASCE currently in CR1.
 static CURRENT: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 
-/// Bytes of table frames needed to map `memory` bytes: one region-third table, one
-/// segment table (4 frames) per 2 GiB, one page table frame per MiB, plus alignment slack.
-pub fn tables_size(memory: u64) -> u64 {
-    let segments = memory.div_ceil(1 << 20);
-    let segment_tables = memory.div_ceil(2 << 30);
-    (1 + 4 * segment_tables + segments + 4) * PAGE_SIZE
-}
-
 /// The lowcore and the null page: never mapped, so null dereferences trap. The CPU
 /// reaches the lowcore through real addresses, and the interruption handlers (which read
 /// it) run with DAT off.
@@ -67,8 +59,8 @@ pub struct Protection {
     pub no_exec_data: bool,
 }
 
-/// Builds the identity map of storage below `memory` with tables from `tables` and turns
-/// DAT on.
+/// Builds the identity map of storage below `memory` with tables from `tables` (at least
+/// `layout::tables_size(memory)` bytes) and turns DAT on.
 ///
 /// The lowcore pages and the stacks' guard pages stay unmapped, the image's code and
 /// read-only data (0x10000 up to the end of `.kernel_tests`) are mapped read-only, and,

@@ -112,3 +112,16 @@ impl StorageKeys for Machine {
         k & key::CHANGE != 0
     }
 }
+
+/// Loads the doubleword at real address `addr` (rounded down to 8 bytes) with LURAG:
+/// beyond the configured storage it raises an addressing exception (0x05), which is how
+/// the kernel finds the end of storage when READ SCP INFO cannot tell.
+pub fn load_real(addr: u64) -> u64 {
+    let value: u64;
+    // SAFETY: a load only, of an aligned real address; beyond storage it is suppressed
+    // with an addressing exception, which the caller catches.
+    unsafe {
+        asm!("lurag {v}, {a}", v = out(reg) value, a = in(reg) addr & !7, options(nostack, readonly));
+    }
+    value
+}

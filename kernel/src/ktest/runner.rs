@@ -185,6 +185,34 @@ pub fn unmatched_globs<'o>(tests: &[KTest], o: &'o Options) -> Vec<&'o str> {
         .collect()
 }
 
+/// Options that select nothing: `ktest.skip` beyond the plan, a `ktest.inject` target that
+/// matches no selected test. They would otherwise pass silently; the kernel prints each as a
+/// `# warning:` line before the run.
+pub fn option_warnings(tests: &[KTest], o: &Options) -> Vec<String> {
+    let selected = select(tests, o);
+    let mut out = Vec::new();
+    if o.skip > selected.len() {
+        out.push(alloc::format!(
+            "ktest.skip={} is beyond the plan of {} selected tests: none runs",
+            o.skip,
+            selected.len()
+        ));
+    }
+    for inject in &o.inject {
+        let matched = selected
+            .iter()
+            .any(|t| glob::matches(&inject.target, &alloc::format!("{}.{}", t.suite, t.name)));
+        if !matched {
+            out.push(alloc::format!(
+                "ktest.inject={:?}@{} matches no selected test: nothing is injected",
+                inject.kind,
+                inject.target
+            ));
+        }
+    }
+    out
+}
+
 /// Groups consecutive tests of the same suite.
 fn suites<'a, 't>(tests: &'a [&'t KTest]) -> Vec<&'a [&'t KTest]> {
     let mut out = Vec::new();
@@ -809,6 +837,34 @@ not ok 2 b::two
         });
         assert!(s.contains("ok 1 lookup"), "{s}");
         assert_eq!(totals.counts.pass, 1);
+    }
+
+    #[test]
+    fn options_that_select_nothing_are_warned_about() {
+        let quiet = Options {
+            skip: 5,
+            inject: alloc::vec![Inject {
+                kind: Injection::Hang,
+                target: "b::two.*".into()
+            }],
+            ..Options::default()
+        };
+        assert_eq!(option_warnings(&TESTS, &quiet), Vec::<String>::new());
+        let loud = Options {
+            skip: 6,
+            inject: alloc::vec![Inject {
+                kind: Injection::Pgm,
+                target: "nothing.here".into()
+            }],
+            ..Options::default()
+        };
+        assert_eq!(
+            option_warnings(&TESTS, &loud),
+            [
+                "ktest.skip=6 is beyond the plan of 5 selected tests: none runs",
+                "ktest.inject=Pgm@nothing.here matches no selected test: nothing is injected"
+            ]
+        );
     }
 
     #[test]
