@@ -6,7 +6,7 @@
 //! (`kernel::mm::debug`) are checked after every operation. The seed is printed; replay a
 //! failure with `ktest.seed=`. `ktest.stress_ops=` scales the run.
 
-use crate::support::{cached, host_reclaim, model_counters, needs_mm, state_counters};
+use crate::support::{Rng, cached, host_reclaim, model_counters, needs_mm, state_counters};
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
@@ -40,41 +40,32 @@ const FILE_PAGES: u64 = FILE_BYTES / PAGE_SIZE;
 const DEFAULT_OPS: u64 = 1000;
 /// Per mille of ESSAs after which the host discards, unless `ktest.discard_rate=` says.
 const DEFAULT_DISCARD_RATE: u16 = 20;
+/// Most regions mapped at once (each seed draws its own limit up to this).
 const MAX_REGIONS: usize = 8;
 /// Anonymous memory is never reclaimed (no swap): keep it small next to the default 2 MiB pool.
 const MAX_ANON_PAGES: u64 = 64;
+/// Largest region (each seed draws its own limit up to this).
 const MAX_REGION_PAGES: u64 = 16;
-/// Largest single read or write.
+/// Largest single read or write (each seed draws its own limit up to this).
 const MAX_IO: u64 = 3 * PAGE_SIZE;
 
-/// splitmix64: a tiny, well-known generator, enough to draw operations from a seed.
-struct Rng(u64);
+/// The workload's shape, drawn from the seed (its own stream, so the operations of a
+/// seed change only with it): few large regions and long I/O, or many small ones.
+#[derive(Clone, Copy, Debug)]
+struct Shape {
+    regions: usize,
+    region_pages: u64,
+    io: u64,
+}
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `0..n` (`n > 0`).
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn index(&mut self, len: usize) -> usize {
-        self.below(len as u64) as usize
-    }
-
-    fn bytes(&mut self, len: usize) -> Vec<u8> {
-        let mut out = Vec::with_capacity(len + 8);
-        while out.len() < len {
-            out.extend_from_slice(&self.next().to_be_bytes());
+impl Shape {
+    fn draw(seed: u64) -> Self {
+        let mut rng = Rng::new(seed, 1);
+        Shape {
+            regions: rng.within(2..=MAX_REGIONS as u64) as usize,
+            region_pages: rng.within(2..=MAX_REGION_PAGES),
+            io: rng.within(64..=MAX_IO),
         }
-        out.truncate(len);
-        out
     }
 }
 
@@ -218,6 +209,7 @@ struct Stress<'s> {
     files: Vec<FileModel>,
     regions: Vec<Region>,
     rng: Rng,
+    shape: Shape,
     totals: Totals,
     mm_debug: bool,
     model: bool,
@@ -297,7 +289,8 @@ impl<'s> Stress<'s> {
             space,
             files,
             regions: Vec::new(),
-            rng: Rng(seed),
+            rng: Rng::new(seed, 0),
+            shape: Shape::draw(seed),
             totals: Totals::default(),
             mm_debug: options.mm_debug,
             model: backend::current() == Backend::Model,
@@ -325,10 +318,10 @@ impl<'s> Stress<'s> {
     }
 
     fn mmap(&mut self) -> Step {
-        if self.regions.len() >= MAX_REGIONS {
+        if self.regions.len() >= self.shape.regions {
             return self.munmap();
         }
-        let pages = 1 + self.rng.below(MAX_REGION_PAGES);
+        let pages = 1 + self.rng.below(self.shape.region_pages);
         let anon_pages: u64 = self.regions.iter().map(Region::anon_pages).sum();
         let (flags, kind) = match self.rng.below(4) {
             0 if anon_pages + pages <= MAX_ANON_PAGES => (
@@ -412,7 +405,7 @@ impl<'s> Stress<'s> {
         let r = candidates[self.rng.index(candidates.len())];
         let len = self.regions[r].len();
         let offset = self.rng.below(len);
-        let n = 1 + self.rng.below(MAX_IO.min(len - offset));
+        let n = 1 + self.rng.below(self.shape.io.min(len - offset));
         Some((r, offset, n as usize))
     }
 
@@ -450,7 +443,7 @@ impl<'s> Stress<'s> {
     fn file_range(&mut self) -> (usize, u64, usize) {
         let file = self.rng.index(self.files.len());
         let offset = self.rng.below(FILE_BYTES);
-        let n = 1 + self.rng.below(MAX_IO.min(FILE_BYTES - offset));
+        let n = 1 + self.rng.below(self.shape.io.min(FILE_BYTES - offset));
         (file, offset, n as usize)
     }
 
@@ -701,6 +694,11 @@ ktest! {
             Ok(s) => s,
             Err(e) => { check!(t, false, "{e}"); return; }
         };
+        let shape = stress.shape;
+        t.diag(format_args!(
+            "workload shape: at most {} regions of at most {} pages, I/O up to {} bytes",
+            shape.regions, shape.region_pages, shape.io
+        ));
         let before: (MmStats, Counters) = (vm::with(|mm| mm.stats()), model_counters());
         let found_discarded_before = state_counters().found_discarded;
         let schedule = stress.model.then(|| ScheduleGuard::install(seed, rate));

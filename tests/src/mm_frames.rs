@@ -2,7 +2,7 @@
 //! frame handed out once, freed frames reused, frame contents kept while allocated, and
 //! (under the host model) allocated frames stable, freed frames unused.
 
-use crate::support::{host_reclaim, needs_mm, needs_model};
+use crate::support::{Rng, host_reclaim, needs_mm, needs_model};
 use alloc::collections::BTreeSet;
 use alloc::vec::Vec;
 use kernel::cmma::backend::with_model;
@@ -69,11 +69,15 @@ ktest! {
     /// (free list and counts) and `Mm::put_page` freeing on the last reference.
     fn alloc_free_accounting(t) {
         if !needs_mm(t) { return; }
+        // The seed picks how many frames and the order they are freed in.
+        let mut rng = Rng::new(t.seed(), 0xf4a3_0001);
+        let batch = rng.within(1..=BATCH as u64) as usize;
+        t.diag(format_args!("{batch} frames, freed in a seeded order"));
         let (before, after_alloc, after_free, pfns, bad) = vm::with(|mm| {
             ensure_headroom(mm);
             let count = |mm: &vm::KernelMm| (mm.frames().allocated_count(), mm.frames().free_count());
             let before = count(mm);
-            let pfns = alloc_frames(mm, BATCH);
+            let mut pfns = alloc_frames(mm, batch);
             let after_alloc = count(mm);
             let bad: Vec<(Pfn, u32, u32)> = pfns
                 .iter()
@@ -86,14 +90,15 @@ ktest! {
                     (!ok).then_some((pfn, page.refcount(), page.flags().bits()))
                 })
                 .collect();
+            rng.shuffle(&mut pfns);
             free_frames(mm, &pfns);
             let after_free = count(mm);
             let still_busy = pfns.iter().filter(|&&p| !mm.frames().is_free(p)).count();
             (before, after_alloc, after_free, pfns, (bad, still_busy))
         });
         let distinct: BTreeSet<u64> = pfns.iter().map(|p| p.as_u64()).collect();
-        check_eq!(t, distinct.len(), BATCH);
-        check_eq!(t, after_alloc, (before.0 + BATCH, before.1 - BATCH));
+        check_eq!(t, distinct.len(), batch);
+        check_eq!(t, after_alloc, (before.0 + batch, before.1 - batch));
         check_eq!(t, after_free, before);
         check_eq!(t, bad.0, Vec::new());
         check_eq!(t, bad.1, 0);
@@ -130,17 +135,22 @@ ktest! {
     /// overwritten by the churn).
     fn allocated_frames_keep_their_contents(t) {
         if !needs_mm(t) { return; }
+        // The seed picks the churn: rounds, frames per round, the order they are freed in.
+        let mut rng = Rng::new(t.seed(), 0xf4a3_0002);
+        let rounds = rng.within(2..=8) as u8;
+        t.diag(format_args!("{rounds} rounds of churn"));
         let bad = vm::with(|mm| {
             ensure_headroom(mm);
             let keep = alloc_frames(mm, BATCH / 2);
             for &pfn in &keep {
                 fill_pattern(FRAME_PATTERN_ID, pfn.addr().as_u64(), mm.machine_mut().frame(pfn));
             }
-            for round in 0..4u8 {
-                let churn = alloc_frames(mm, BATCH);
+            for round in 0..rounds {
+                let mut churn = alloc_frames(mm, rng.within(1..=BATCH as u64) as usize);
                 for &pfn in &churn {
                     mm.machine_mut().frame(pfn).fill(round);
                 }
+                rng.shuffle(&mut churn);
                 free_frames(mm, &churn);
             }
             let bad = off_pattern(mm, &keep);

@@ -7,7 +7,7 @@
 //! Tests that write a standard file put its pattern back (and write it back) before
 //! they end, so every later suite still finds the pattern.
 
-use crate::support::{cached_in, device_bytes, needs_mm, open_file, restore_pattern};
+use crate::support::{Rng, cached_in, device_bytes, needs_mm, open_file, restore_pattern};
 use alloc::vec;
 use alloc::vec::Vec;
 use kernel::arch::uaccess;
@@ -40,6 +40,20 @@ fn needs_pressure(t: &mut Test<'_>) -> bool {
     true
 }
 
+/// Drops the large files' cached pages (they are clean: these tests only read), so a test
+/// starts cold whatever an earlier test left cached, and every page it reads is a miss.
+fn drop_large_files(mm: &mut KernelMm) {
+    for file in files::LARGE {
+        let mapping = open_file(mm, file);
+        mm.truncate_inode_pages(mapping, 0)
+            .expect("truncate a standard file");
+    }
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
 /// Reclaims everything reclaim can free. One `reclaim` call ages the active list only
 /// part of the way (a few passes, like Linux's priority levels), so call it until it
 /// frees nothing more.
@@ -63,10 +77,17 @@ ktest! {
     /// memory); a frame freed while still cached would show up as a wrong byte.
     fn pressure_read_file_keeps_every_byte(t) [SLOW] {
         if !needs_mm(t) || !needs_pressure(t) { return; }
+        // The seed picks the read size (any, page aligned or not) and which file goes first.
+        let mut rng = Rng::new(t.seed(), 0x7ec1_0001);
+        let mut large = files::LARGE;
+        rng.shuffle(&mut large);
+        let chunk = rng.within(1..=64 << 10) as usize;
+        t.diag(format_args!("reads of {chunk} bytes, file {} first", large[0]));
+        vm::with(drop_large_files);
         let (before, io_before) = vm::with(|mm| (mm.stats(), mm.device().stats()));
         let mut bad = Vec::new();
-        let mut buf = vec![0u8; 64 << 10];
-        for file in files::LARGE {
+        let mut buf = vec![0u8; chunk];
+        for file in large {
             let (mapping, size) = vm::with(|mm| {
                 let m = open_file(mm, file);
                 (m, mm.mapping(m).expect("mapping").file().size)
@@ -75,8 +96,8 @@ ktest! {
             while pos < size {
                 let got = vm::with(|mm| mm.read_file(mapping, pos, &mut buf));
                 match got {
-                    Ok(n) if n == buf.len() => {
-                        if let Err(o) = check_pattern(file, pos, &buf) {
+                    Ok(n) if n == buf.len().min((size - pos) as usize) => {
+                        if let Err(o) = check_pattern(file, pos, &buf[..n]) {
                             bad.push((file, o));
                         }
                     }
@@ -119,12 +140,23 @@ ktest! {
                 .expect("mmap of a large file")
             })
             .collect();
+        // The seed picks the order the pages are read in: a random start and a random
+        // stride coprime with the page count through each file (every page once).
+        let mut rng = Rng::new(t.seed(), 0x7ec1_0002);
+        vm::with(drop_large_files);
         let before = vm::with(|mm| mm.stats());
         let mut bad = Vec::new();
         let mut page = vec![0u8; PAGE_SIZE as usize];
         space.enter();
         for &(file, va, size) in &maps {
-            for offset in (0..size).step_by(PAGE_SIZE as usize) {
+            let pages = size / PAGE_SIZE;
+            let start = rng.below(pages);
+            let mut stride = 1 + rng.below(pages);
+            while gcd(stride, pages) != 1 {
+                stride += 1;
+            }
+            for n in 0..pages {
+                let offset = (start + n * stride) % pages * PAGE_SIZE;
                 uaccess::read_bytes(VirtAddr::new(va.as_u64() + offset), &mut page);
                 if let Err(o) = check_pattern(file, offset, &page) {
                     bad.push((file, o));

@@ -294,3 +294,58 @@ impl Block {
         PhysAddr::new(self.addr()).pfn()
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Randomness from the run's seed (`ktest.seed=`, printed in the KTAP header): tests draw
+// sizes and orders from it, so each seed covers other ground and any seed replays.
+
+/// splitmix64: a tiny, well-known generator, enough to draw test parameters from a seed.
+pub(crate) struct Rng(u64);
+
+impl Rng {
+    /// A generator for one test: the run's seed mixed with `stream`, so tests sharing a
+    /// seed draw different numbers.
+    pub(crate) fn new(seed: u64, stream: u64) -> Self {
+        Rng(seed ^ stream.wrapping_mul(0xd1b5_4a32_d192_ed03))
+    }
+
+    pub(crate) fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..n` (`n > 0`).
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    /// A number in `range` (not empty).
+    pub(crate) fn within(&mut self, range: core::ops::RangeInclusive<u64>) -> u64 {
+        range.start() + self.below(range.end() - range.start() + 1)
+    }
+
+    /// An index into a slice of `len` elements (`len > 0`).
+    pub(crate) fn index(&mut self, len: usize) -> usize {
+        self.below(len as u64) as usize
+    }
+
+    /// `len` random bytes.
+    pub(crate) fn bytes(&mut self, len: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(len + 8);
+        while out.len() < len {
+            out.extend_from_slice(&self.next().to_be_bytes());
+        }
+        out.truncate(len);
+        out
+    }
+
+    /// Shuffles `items` (Fisher-Yates).
+    pub(crate) fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            items.swap(i, self.index(i + 1));
+        }
+    }
+}
