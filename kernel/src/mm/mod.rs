@@ -19,7 +19,7 @@
 //! | [`page_cache`] | `filemap.c` | [`page_cache::Mapping`]; `find_get_page`, `readpage`, writeback, `truncate_inode_pages` |
 //! | [`rmap`] | `rmap.c` | reverse map, `try_to_unmap`, `page_mkclean`, `page_remove_rmap` |
 //! | [`lru`] | `swap.c` | active/inactive lists, `lru_cache_add`, `mark_page_accessed` |
-//! | [`reclaim`] | `vmscan.c` | `reclaim`, `shrink_active_list`, `shrink_page` |
+//! | [`reclaim`] | `vmscan.c` | `reclaim`, `shrink_active_list`, `shrink_page`, lumpy `reclaim_block` for multi-frame DAT tables |
 //! | [`residue`] | `CONFIG_DEBUG_VM`, KUnit resources | [`residue::Snapshot`]: what a test left behind (checked after every test) |
 //! | [`fault`] | `memory.c` | `handle_fault`, COW, `follow_page`, `get_user_pages`, `make_pages_present` |
 //! | [`mlock`] | `mlock.c` | `mlock`, `munlock`, `mlock_fixup` (sets the mapping's `mlocked`) |
