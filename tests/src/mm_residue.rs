@@ -13,6 +13,7 @@ use kernel::cmma::model::{DiscardRate, DiscardSchedule};
 use kernel::ktest::boundary::Boundary;
 use kernel::ktest::{KTest, Test};
 use kernel::mm::addr::VirtAddr;
+use kernel::mm::backing::files;
 use kernel::vm::{self, UserSpace};
 use kernel::{check, check_eq, ktest};
 
@@ -28,12 +29,17 @@ const SCRATCH: KTest = KTest {
     run: |_| {},
 };
 
-/// Runs the boundary check taken in `boundary` against a scratch test; its report
-/// and failure count.
+/// Runs the boundary check taken in `boundary` against a scratch test (invariant
+/// checker as `mm.debug` says); its report and failure count.
 fn scratch_check(boundary: Boundary) -> (String, u32) {
+    scratch_check_with(boundary, kernel::cmdline::current().mm_debug)
+}
+
+/// [`scratch_check`] with the invariant checker on or off.
+fn scratch_check_with(boundary: Boundary, mm_debug: bool) -> (String, u32) {
     let mut out = String::new();
     let mut scratch = Test::new(&mut out, "", 0);
-    boundary.check(&SCRATCH, &mut scratch);
+    boundary.check_with(&SCRATCH, &mut scratch, mm_debug);
     let failures = scratch.failures();
     drop(scratch);
     (out, failures)
@@ -92,5 +98,31 @@ ktest! {
         check!(t, report.contains("# residue: left 1 host discard schedules: Some(DiscardSchedule { seed: 5"), "{report}");
         check_eq!(t, failures, 2);
         check_eq!(t, installed, None);
+    }
+}
+
+ktest! {
+    /// With `mm.debug=1` the boundary also runs the invariant checker: a body that leaves
+    /// a page-cache page locked fails with the broken rule named (and, as residue, the
+    /// locked page). Guards the `mm.debug` half of `Boundary::check`, which the matrix
+    /// entry `mm-debug` turns on for every test.
+    fn broken_invariant_at_the_boundary_is_named(t) {
+        if !needs_mm(t) { return; }
+        let mapping = vm::with(|mm| mm.open_file(files::MEDIUM)).expect("a standard file");
+        let mut page = alloc::vec![0u8; 16];
+        let read = vm::with(|mm| mm.read_file(mapping, 0, &mut page));
+        check_eq!(t, read, Ok(16));
+        let Some(pfn) = vm::with(|mm| mm.mapping(mapping).and_then(|m| m.lookup(0))) else {
+            check!(t, false, "the page just read is not cached");
+            return;
+        };
+        let boundary = Boundary::take();
+        vm::with(|mm| mm.lock_page(pfn));
+        let (report, failures) = scratch_check_with(boundary, true);
+        vm::with(|mm| mm.unlock_page(pfn));
+        t.diag(format_args!("scratch report: {}", report.trim_end().replace('\n', " | ")));
+        check!(t, report.lines().any(|l| l.starts_with("# mm.debug: mm invariant broken: no page stays locked, under writeback or in a state change")), "{report}");
+        check!(t, report.contains(&alloc::format!("# residue: left 1 pages locked, under writeback or in a state change: frame {:#x}", pfn.as_u64())), "{report}");
+        check!(t, failures >= 2, "{failures} failures");
     }
 }

@@ -45,6 +45,11 @@ impl Boundary {
     /// After the test: fails `t` (at the test's own file and line) for every kind of
     /// residue and, with `mm.debug=1`, for broken invariants; then puts back what it can.
     pub fn check(self, test: &KTest, t: &mut Test<'_>) {
+        self.check_with(test, t, cmdline::current().mm_debug);
+    }
+
+    /// [`Boundary::check`], with the invariant checker on or off whatever `mm.debug` says.
+    pub fn check_with(self, test: &KTest, t: &mut Test<'_>, mm_debug: bool) {
         let mut residue: Vec<Residue> = Vec::new();
         if let Some(before) = &self.mm {
             residue.extend(before.residue(&vm::with(|mm| Snapshot::take(mm))));
@@ -55,7 +60,7 @@ impl Boundary {
         for r in &residue {
             t.fail_at(test.file, test.line, format_args!("residue: {r}"));
         }
-        if cmdline::current().mm_debug && vm::available() {
+        if mm_debug && vm::available() {
             let violations = vm::with(|mm| {
                 let mut v = debug::violations(mm);
                 let host = with_model(|model, _| {
