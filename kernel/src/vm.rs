@@ -150,6 +150,8 @@ fn start(pool: Range<Pfn>, mut disk: KernelDisk) -> Result<(), InitError> {
             Hinting::On(PageStates::with_nodat(MachineEssa, backend::has_nodat()))
         }
     };
+    let pool_frames =
+        usize::try_from(pool.end.as_u64() - pool.start.as_u64()).unwrap_or(usize::MAX);
     // Page metadata only for the frames the memory manager owns.
     let mut mm = Mm::new(
         Machine,
@@ -157,7 +159,7 @@ fn start(pool: Range<Pfn>, mut disk: KernelDisk) -> Result<(), InitError> {
         hinting,
         pool.clone(),
         &[pool],
-        MmConfig::default(),
+        MmConfig::for_pool(pool_frames),
     )
     .map_err(InitError::Mm)?;
     if let Some(kernel) = kspace::kernel_space_view() {

@@ -43,6 +43,22 @@ pub struct MmConfig {
     pub high_watermark: usize,
 }
 
+impl MmConfig {
+    /// The default configuration with watermarks scaled to a pool of `frames` frames,
+    /// as Linux scales `min_free_kbytes` with memory: reclaim starts below 1/16 of the
+    /// pool (at least 4 frames) and stops at twice that. The default 2 MiB pool (512
+    /// frames) gets 32 and 64; a 384 KiB pool 6 and 12 instead of keeping two thirds of
+    /// itself free.
+    pub fn for_pool(frames: usize) -> Self {
+        let low = (frames / 16).clamp(4, 4096);
+        Self {
+            low_watermark: low,
+            high_watermark: 2 * low,
+            ..Self::default()
+        }
+    }
+}
+
 impl Default for MmConfig {
     fn default() -> Self {
         Self {
