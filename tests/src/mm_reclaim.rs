@@ -474,12 +474,11 @@ fn fragment_pool(mm: &mut KernelMm) -> Vec<Pfn> {
     kept
 }
 
-/// Gives back the frames [`fragment_pool`] kept and restores the watermarks.
-fn unfragment(mm: &mut KernelMm, kept: Vec<Pfn>) {
+/// Gives back the frames [`fragment_pool`] kept and restores the watermarks `config` had.
+fn unfragment(mm: &mut KernelMm, kept: Vec<Pfn>, config: &MmConfig) {
     for pfn in kept {
         mm.put_page(pfn);
     }
-    let config = MmConfig::default();
     mm.set_watermarks(config.low_watermark, config.high_watermark);
 }
 
@@ -496,6 +495,7 @@ ktest! {
         let space = UserSpace::new().expect("space");
         let (kept, scattered, free, fault, lumpy) = vm::with(|mm| {
             let lumpy0 = mm.stats().lumpy_reclaims;
+            let config = mm.config().clone();
             let kept = fragment_pool(mm);
             let scattered = !mm.frames().has_free_block(SEGMENT_TABLE_FRAMES, SEGMENT_TABLE_FRAMES as u64);
             let free = mm.frames().free_count();
@@ -503,7 +503,7 @@ ktest! {
                 .open_file(files::MEDIUM)
                 .and_then(|medium| mm.mmap(space.id(), None, PAGE_SIZE, VmFlags::READ, MapSource::File { mapping: medium, offset: 0 }))
                 .and_then(|va| mm.handle_fault(space.id(), va, Access::Read).map(|()| va));
-            unfragment(mm, kept.clone());
+            unfragment(mm, kept.clone(), &config);
             (kept.len(), scattered, free, fault, mm.stats().lumpy_reclaims - lumpy0)
         });
         t.diag(format_args!("{free} free frames, {kept} frames kept to scatter them"));

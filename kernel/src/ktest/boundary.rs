@@ -88,11 +88,13 @@ impl Boundary {
         self.put_back();
     }
 
-    /// Destroys address spaces the test left and reinstalls the discard schedule it
-    /// found. Pins and leaked frames cannot be put back: their holder is unknown.
+    /// Destroys address spaces the test left, restores the reclaim watermarks and the
+    /// discard schedule it found. Pins and leaked frames cannot be put back: their
+    /// holder is unknown.
     fn put_back(&self) {
         if let Some(before) = &self.mm {
             vm::destroy_spaces_except(|id| before.spaces.contains_key(&id));
+            vm::with(|mm| mm.set_watermarks(before.watermarks.0, before.watermarks.1));
         }
         if let Some(before) = &self.host {
             with_model(|model, _| {

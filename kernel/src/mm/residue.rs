@@ -49,6 +49,8 @@ pub struct Snapshot {
     pub transient: BTreeSet<Pfn>,
     /// Page-cache pages on no LRU list (not discarded): reclaim can never free them.
     pub off_lru: BTreeSet<Pfn>,
+    /// The reclaim watermarks (low, high), which tests lower to create pressure.
+    pub watermarks: (usize, usize),
 }
 
 /// One kind of thing a test left behind.
@@ -104,6 +106,7 @@ impl Snapshot {
                 .iter()
                 .map(|(&id, space)| (id, space.vmas.iter().count()))
                 .collect(),
+            watermarks: (mm.config.low_watermark, mm.config.high_watermark),
             ..Snapshot::default()
         };
         for (pfn, page) in mm.frames().pages().iter() {
@@ -208,6 +211,16 @@ impl Snapshot {
             "page-cache pages off the LRU lists",
             new_frames(&self.off_lru, &after.off_lru),
         );
+        if after.watermarks != self.watermarks {
+            out.push(Residue {
+                count: 1,
+                what: "changed reclaim watermarks",
+                items: alloc::vec![format!(
+                    "low/high {}/{}, were {}/{}",
+                    after.watermarks.0, after.watermarks.1, self.watermarks.0, self.watermarks.1
+                )],
+            });
+        }
         if after.available < self.available {
             out.push(Residue {
                 count: self.available - after.available,

@@ -138,6 +138,20 @@ fn unwritten_data_and_stuck_flags_are_residue() {
 }
 
 #[test]
+fn watermarks_left_lowered_are_residue() {
+    let mut mm = test_mm(FRAMES, &[(1, 8 * P)], RecordingHooks::default());
+    let before = Snapshot::take(&mm);
+    mm.set_watermarks(0, 0);
+    let residue = before.residue(&Snapshot::take(&mm));
+    assert_eq!(
+        residue[0].to_string(),
+        "left 1 changed reclaim watermarks: low/high 0/0, were 8/16"
+    );
+    mm.set_watermarks(8, 16);
+    assert_eq!(before.residue(&Snapshot::take(&mm)), []);
+}
+
+#[test]
 fn long_lists_name_four_and_count_the_rest() {
     let residue = Residue {
         count: 6,
