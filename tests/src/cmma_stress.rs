@@ -303,15 +303,17 @@ impl<'s> Stress<'s> {
         match self.rng.below(100) {
             0..=9 => self.mmap(),
             10..=15 => self.munmap(),
-            16..=35 => self.user_read(),
-            36..=55 => self.user_write(),
-            56..=63 => self.read_file(),
-            64..=71 => self.write_file(),
-            72..=73 => self.mlock(),
-            74..=76 => self.munlock(),
-            77..=79 => self.truncate(),
-            80..=84 => self.reclaim(),
-            85..=91 => self.host_discard(),
+            16..=40 => self.user_read(),
+            41..=60 => self.user_write(),
+            61..=68 => self.read_file(),
+            69..=76 => self.write_file(),
+            77..=78 => self.mlock(),
+            79..=81 => self.munlock(),
+            82..=84 => self.truncate(),
+            85..=89 => self.reclaim(),
+            // Discards on request; the schedule (`ktest.discard_rate=`) is the host's
+            // main pressure.
+            90..=91 => self.host_discard(),
             92..=95 => self.sync(),
             _ => self.checkpoint(),
         }
