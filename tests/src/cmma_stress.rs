@@ -6,7 +6,9 @@
 //! (`kernel::mm::debug`) are checked after every operation. The seed is printed; replay a
 //! failure with `ktest.seed=`. `ktest.stress_ops=` scales the run.
 
-use crate::support::{Rng, cached, host_reclaim, model_counters, needs_mm, state_counters};
+use crate::support::{
+    Rng, cached, heap_free, host_reclaim, model_counters, needs_mm, state_counters,
+};
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
@@ -49,6 +51,12 @@ const MAX_REGION_PAGES: u64 = 16;
 /// Largest single read or write (each seed draws its own limit up to this).
 const MAX_IO: u64 = 3 * PAGE_SIZE;
 
+/// Largest buffer a file check reads into at once.
+const VERIFY_CHUNK: usize = 16 << 10;
+
+/// Heap the run needs besides its oracle and regions (buffers, the memory manager's maps).
+const HEAP_SLACK: usize = 256 << 10;
+
 /// The workload's shape, drawn from the seed (its own stream, so the operations of a
 /// seed change only with it): few large regions and long I/O, or many small ones.
 #[derive(Clone, Copy, Debug)]
@@ -59,6 +67,29 @@ struct Shape {
 }
 
 impl Shape {
+    /// Heap the oracle needs at most with this shape: the files' bytes, the anonymous
+    /// regions' bytes, a private copy of every region page, a region read and its
+    /// expected bytes.
+    fn heap_needed(&self) -> usize {
+        let page = PAGE_SIZE as usize;
+        FILE_COUNT as usize * FILE_BYTES as usize
+            + MAX_ANON_PAGES as usize * page
+            + self.regions * self.region_pages as usize * page
+            + 2 * self.region_pages as usize * page
+    }
+
+    /// The shape with fewer and smaller regions until it needs at most `heap` bytes; `None`
+    /// when even the smallest does not fit.
+    fn fitted(mut self, heap: usize) -> Option<Self> {
+        while self.heap_needed() > heap && self.regions > 2 {
+            self.regions -= 1;
+        }
+        while self.heap_needed() > heap && self.region_pages > 2 {
+            self.region_pages -= 1;
+        }
+        (self.heap_needed() <= heap).then_some(self)
+    }
+
     fn draw(seed: u64) -> Self {
         let mut rng = Rng::new(seed, 1);
         Shape {
@@ -273,7 +304,7 @@ fn compare(
 }
 
 impl<'s> Stress<'s> {
-    fn new(space: &'s UserSpace, seed: u64) -> Result<Self, Failure> {
+    fn new(space: &'s UserSpace, seed: u64, shape: Shape) -> Result<Self, Failure> {
         let mut files = Vec::new();
         for n in 0..FILE_COUNT {
             let id = FIRST_FILE + n;
@@ -290,7 +321,7 @@ impl<'s> Stress<'s> {
             files,
             regions: Vec::new(),
             rng: Rng::new(seed, 0),
-            shape: Shape::draw(seed),
+            shape,
             totals: Totals::default(),
             mm_debug: options.mm_debug,
             model: backend::current() == Backend::Model,
@@ -454,23 +485,33 @@ impl<'s> Stress<'s> {
         self.verify_file_range(file, offset, n)
     }
 
+    /// Reads `n` bytes of `file` at `offset` with `read_file`, in pieces of at most
+    /// [`VERIFY_CHUNK`] bytes (so a whole-file check needs no file-sized buffer), and
+    /// compares them with the oracle.
     fn verify_file_range(&mut self, file: usize, offset: u64, n: usize) -> Step {
         let mapping = self.files[file].mapping;
-        let mut got = vec![0; n];
-        let read = vm::with(|mm| mm.read_file(mapping, offset, &mut got))
-            .map_err(|e| Failure::Mm("read_file", e))?;
-        if read != n {
-            return Err(Failure::Mm("read_file (short read)", MmError::BeyondEof));
+        let mut got = vec![0; n.min(VERIFY_CHUNK)];
+        let mut done = 0;
+        while done < n {
+            let piece = &mut got[..(n - done).min(VERIFY_CHUNK)];
+            let at = offset + done as u64;
+            let read = vm::with(|mm| mm.read_file(mapping, at, piece))
+                .map_err(|e| Failure::Mm("read_file", e))?;
+            if read != piece.len() {
+                return Err(Failure::Mm("read_file (short read)", MmError::BeyondEof));
+            }
+            self.totals.bytes_verified += read as u64;
+            let want = &self.files[file].bytes[at as usize..at as usize + read];
+            compare(
+                |_| "read_file of file".into(),
+                u64::from(self.files[file].id),
+                at,
+                piece,
+                want,
+            )?;
+            done += read;
         }
-        self.totals.bytes_verified += n as u64;
-        let want = &self.files[file].bytes[offset as usize..offset as usize + n];
-        compare(
-            |_| "read_file of file".into(),
-            u64::from(self.files[file].id),
-            offset,
-            &got,
-            want,
-        )
+        Ok(())
     }
 
     fn write_file(&mut self) -> Step {
@@ -691,12 +732,21 @@ ktest! {
             "seed {seed:#x} (replay: ktest.seed={seed:#x}), {ops} operations, host discard rate {rate}/1000 ESSAs, mm.debug={}",
             u8::from(options.mm_debug)
         ));
+        // A small heap (small storage, see `kernel::layout`) gets a smaller workload.
+        let heap = heap_free().saturating_sub(HEAP_SLACK);
+        let drawn = Shape::draw(seed);
+        let Some(shape) = drawn.fitted(heap) else {
+            t.skip("the heap is too small for the oracle of the smallest workload");
+            return;
+        };
+        if shape.regions != drawn.regions || shape.region_pages != drawn.region_pages {
+            t.diag(format_args!("workload shape reduced to fit {} KiB of free heap", heap >> 10));
+        }
         let space = UserSpace::new().expect("user space");
-        let mut stress = match Stress::new(&space, seed) {
+        let mut stress = match Stress::new(&space, seed, shape) {
             Ok(s) => s,
             Err(e) => { check!(t, false, "{e}"); return; }
         };
-        let shape = stress.shape;
         t.diag(format_args!(
             "workload shape: at most {} regions of at most {} pages, I/O up to {} bytes",
             shape.regions, shape.region_pages, shape.io

@@ -4,7 +4,7 @@
 //! (0x11 page, 0x10 segment, 0x3b region third), address spaces are independent, and no
 //! stale TLB entry survives an unmap or a write-protect (IPTE).
 
-use crate::support::{RW, map_anon, map_file, needs_mm, page_va};
+use crate::support::{RW, ensure_free, map_anon, map_file, needs_mm, page_va};
 use kernel::arch::{kspace, uaccess};
 use kernel::mm::addr::{PAGE_SIZE, VirtAddr};
 use kernel::mm::backing::{files, pattern, pattern_byte};
@@ -142,6 +142,10 @@ ktest! {
     /// over every space.
     fn address_spaces_are_independent(t) {
         if !needs_mm(t) { return; }
+        // Two spaces' tables (6 frames each), two anonymous pages and the file page: no
+        // allocation of the test may evict the file page between the two reads, so the
+        // spaces get their tables (anonymous pages first) before the file page is read.
+        vm::with(|mm| ensure_free(mm, 16));
         let a = UserSpace::new().expect("space a");
         let b = UserSpace::new().expect("space b");
         let va_a = map_anon(&a, 1);
@@ -151,12 +155,16 @@ ktest! {
         let (_, file_b) = map_file(&b, files::SMALL, 5, 1, VmFlags::READ);
         a.enter();
         uaccess::write_u64(va_a, 0xaaaa);
-        let word_a = uaccess::read_u64(file_a);
-        let pte_a = kspace::current_user_pte(file_a);
         a.leave();
         b.enter();
         let zero_b = uaccess::read_u64(va_b);
         uaccess::write_u64(va_b, 0xbbbb);
+        b.leave();
+        a.enter();
+        let word_a = uaccess::read_u64(file_a);
+        let pte_a = kspace::current_user_pte(file_a);
+        a.leave();
+        b.enter();
         let word_b = uaccess::read_u64(file_b);
         let pte_b = kspace::current_user_pte(file_b);
         b.leave();

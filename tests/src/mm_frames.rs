@@ -2,7 +2,7 @@
 //! frame handed out once, freed frames reused, frame contents kept while allocated, and
 //! (under the host model) allocated frames stable, freed frames unused.
 
-use crate::support::{Rng, host_reclaim, needs_mm, needs_model};
+use crate::support::{Rng, ensure_free, host_reclaim, needs_mm, needs_model};
 use alloc::collections::BTreeSet;
 use alloc::vec::Vec;
 use kernel::cmma::backend::with_model;
@@ -26,11 +26,7 @@ const FRAME_PATTERN_ID: u32 = 0xf4a3;
 /// Makes sure `BATCH` allocations stay above the low watermark, so the counts a test
 /// sees change only by what the test itself allocates and frees.
 fn ensure_headroom(mm: &mut vm::KernelMm) {
-    let needed = mm.config().high_watermark + 2 * BATCH;
-    let free = mm.frames().free_count();
-    if free < needed {
-        mm.reclaim(needed - free);
-    }
+    ensure_free(mm, 2 * BATCH);
 }
 
 /// Allocates `n` data frames through the memory manager.

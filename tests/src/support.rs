@@ -96,6 +96,23 @@ pub(crate) fn needs_mm_with_model(t: &mut Test<'_>) -> bool {
         )
 }
 
+/// Free bytes of the kernel heap (sized from storage, `kernel::layout`): tests whose data
+/// must fit in it size themselves or skip.
+pub(crate) fn heap_free() -> usize {
+    kernel::arch::heap::usage().1
+}
+
+/// Reclaims until `frames` allocations cannot trigger watermark reclaim, so what a test
+/// maps stays mapped while it looks (in a small pool, any allocation may otherwise evict
+/// the page the test just touched).
+pub(crate) fn ensure_free(mm: &mut KernelMm, frames: usize) {
+    let needed = mm.config().high_watermark + frames;
+    let free = mm.frames().free_count();
+    if free < needed {
+        mm.reclaim(needed - free);
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // User mappings.
 

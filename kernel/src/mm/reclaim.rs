@@ -150,9 +150,9 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
     /// `isolate_lru_pages` with `order > 0`: take the whole order-aligned block
     /// around a page), reference bits ignored as in lumpy mode
     /// (`page_check_references` returns `PAGEREF_RECLAIM`): blocks whose frames
-    /// are all free or reclaimable page-cache pages are tried, fewest busy frames
-    /// first. Pinned, locked, anonymous, table and discarded frames make a block
-    /// unusable.
+    /// are all free or reclaimable page-cache pages are tried, those with the fewest
+    /// mapped pages (a process's working set) and then the fewest busy frames first.
+    /// Pinned, locked, anonymous, table and discarded frames make a block unusable.
     pub fn reclaim_block(&mut self, count: usize) -> bool {
         let align = count as u64;
         if self.frames.has_free_block(count, align) {
@@ -161,26 +161,29 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
         let pages = self.frames.pages();
         let base = pages.base().as_u64();
         let end = base + pages.len() as u64;
-        let mut candidates: Vec<(usize, u64)> = Vec::new();
+        // (mapped pages, busy frames, first frame): blocks of unmapped cache go first, so
+        // that a process's working set is taken only when nothing else frees a block.
+        let mut candidates: Vec<(usize, usize, u64)> = Vec::new();
         let mut start = base.next_multiple_of(align);
         while start + align <= end {
             let block = (start..start + align).map(Pfn::new);
-            let mut busy = 0;
+            let (mut busy, mut mapped) = (0, 0);
             let usable = block.clone().all(|pfn| {
                 let page = &pages[pfn];
                 if page.test(PageFlags::FREE) {
                     return true;
                 }
                 busy += 1;
+                mapped += usize::from(page.mapcount() > 0);
                 is_lumpy_candidate(page)
             });
             if usable {
-                candidates.push((busy, start));
+                candidates.push((mapped, busy, start));
             }
             start += align;
         }
         candidates.sort_unstable();
-        for (_, start) in candidates {
+        for (_, _, start) in candidates {
             let mut freed = 0;
             for n in start..start + align {
                 let pfn = Pfn::new(n);

@@ -257,6 +257,63 @@ fn segment_tables_come_from_lumpy_reclaim_when_free_frames_are_scattered() {
     assert!(crate::mm::debug::violations(&mm).is_empty());
 }
 
+/// Of two blocks lumpy reclaim could free, each holding one page-cache page, it takes the
+/// one whose page no process maps, even when the mapped one comes first.
+#[test]
+fn lumpy_reclaim_spares_mapped_pages_when_it_can() {
+    let mut mm = test_mm(FRAMES, &[(1, 8 * P)], RecordingHooks::default());
+    let mapping = mm.open_file(1).unwrap();
+    let space = mm.create_space().unwrap();
+    let va = mmap_file(&mut mm, space, mapping, 8 * P, VmFlags::READ);
+    let mut buf = vec![0u8; P as usize];
+    // The space's tables exist before the pool is taken.
+    user_read(&mut mm, space, page_at(va, 7), &mut buf).unwrap();
+    mm.set_watermarks(0, 0);
+    let mut taken = Vec::new();
+    while mm.frames().free_count() > 0 {
+        taken.push(mm.alloc_page().unwrap());
+    }
+    let mut whole: Vec<u64> = taken
+        .iter()
+        .map(|p| p.as_u64())
+        .filter(|n| n % 4 == 0 && (1..4).all(|k| taken.contains(&Pfn::new(n + k))))
+        .collect();
+    whole.sort_unstable();
+    // The mapped page goes into the lower block, which a cheapest-first choice would take.
+    let (first, second) = (whole[0], whole[1]);
+    // The free list is LIFO: the frame given back last is the next one allocated.
+    mm.put_page(Pfn::new(first));
+    user_read(&mut mm, space, page_at(va, 0), &mut buf).unwrap();
+    assert_eq!(
+        mm.mapping(mapping).unwrap().lookup(0),
+        Some(Pfn::new(first))
+    );
+    mm.put_page(Pfn::new(second));
+    mm.read_file(mapping, 5 * P, &mut buf).unwrap();
+    assert_eq!(
+        mm.mapping(mapping).unwrap().lookup(5),
+        Some(Pfn::new(second))
+    );
+    for block in [first, second] {
+        for n in block + 1..block + 4 {
+            mm.put_page(Pfn::new(n));
+        }
+    }
+    taken.retain(|p| ![first, second].contains(&(p.as_u64() & !3)));
+    assert!(!mm.frames().has_free_block(4, 4));
+    assert!(mm.reclaim_block(4));
+    assert_eq!(
+        mm.mapping(mapping).unwrap().lookup(0),
+        Some(Pfn::new(first)),
+        "the mapped page was taken"
+    );
+    assert_eq!(mm.mapping(mapping).unwrap().lookup(5), None);
+    for pfn in taken {
+        mm.put_page(pfn);
+    }
+    mm.destroy_space(space).unwrap();
+}
+
 #[test]
 fn lumpy_reclaim_never_frees_pinned_frames() {
     let mut mm = test_mm(FRAMES, &[(1, 3 * FRAMES * P)], RecordingHooks::default());
