@@ -38,9 +38,11 @@ pub mod psw_mask {
 /// Reads the current PSW mask with EXTRACT PSW (the address half is not meaningful).
 pub fn current_psw_mask() -> u64 {
     let (hi, lo): (u64, u64);
-    // SAFETY: EPSW only reads PSW bits into two registers.
+    // SAFETY: EPSW only reads PSW bits into two registers. Both must avoid r0: an R2
+    // field of 0 means "no second register" and leaves bits 32-63 unstored
+    // (`reg_addr` is the class without r0).
     unsafe {
-        asm!("epsw {hi}, {lo}", hi = out(reg) hi, lo = out(reg) lo, options(nomem, nostack));
+        asm!("epsw {hi}, {lo}", hi = out(reg_addr) hi, lo = out(reg_addr) lo, options(nomem, nostack));
     }
     ((hi & 0xffff_ffff) << 32) | (lo & 0xffff_ffff)
 }
