@@ -159,7 +159,7 @@ ktest! {
     /// (the page, hinted volatile after readpage, is taken by the host while the fault
     /// allocates the new space's page tables): the access through the new PTE still
     /// raises the discard fault and the page is reloaded, so the load reads the file,
-    /// never the discarded frame's contents. Guards `PhysMem::establish` (a mapping made
+    /// never the discarded frame's contents. Guards `PhysMem::write_pte` (a mapping made
     /// after the discard is revoked like the kernel's own), without which the load reads
     /// the host model's poison (found by `cargo xtask stress --discard-rate 1000`).
     fn page_discarded_before_it_is_mapped_still_faults(t) [NEEDS_ESSA] {

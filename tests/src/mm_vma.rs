@@ -125,7 +125,7 @@ ktest! {
         let split = layout(&space, va, 8);
         space.enter();
         let present: Vec<bool> = (0..8)
-            .map(|i| kspace::current_user_pte(page_va(va, i)).is_some_and(|(_, pte)| pte.is_present()))
+            .map(|i| kspace::current_user_pte(page_va(va, i)).is_some_and(|(_, pte)| pte.is_valid()))
             .collect();
         space.leave();
         let unlocked = vm::with(|mm| mm.munlock(space.id(), page_va(va, 2), 3 * PAGE_SIZE));

@@ -174,6 +174,30 @@ pub unsafe fn continue_with_mask(mask: u64) {
     }
 }
 
+/// Whether DAT is on (PSW bit 5): off inside interruption handlers and before the
+/// kernel's identity map exists.
+pub fn dat_enabled() -> bool {
+    current_psw_mask() & psw_mask::DAT != 0
+}
+
+/// Runs `f` with DAT off, as the interruption handlers run: every access then goes to
+/// absolute storage directly, so nothing `f` touches can raise a translation
+/// exception. The host model's glue uses it to reach guest memory as a host would,
+/// past the guest's own page tables.
+pub fn with_dat_off<R>(f: impl FnOnce() -> R) -> R {
+    let mask = current_psw_mask();
+    if mask & psw_mask::DAT == 0 {
+        return f();
+    }
+    // SAFETY: the kernel's address space maps all storage one to one (`dat_on`), so
+    // with DAT off every address the code and its stack use stays the same.
+    unsafe { continue_with_mask(mask & !psw_mask::DAT) };
+    let result = f();
+    // SAFETY: puts back the mask that was in force on entry.
+    unsafe { continue_with_mask(mask) };
+    result
+}
+
 /// STORE FACILITY LIST EXTENDED: facility bits 0..256.
 pub fn facilities() -> [u64; 4] {
     let mut list = [0u64; 4];

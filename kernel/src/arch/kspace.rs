@@ -1,13 +1,12 @@
 //! The kernel address space: all of storage mapped one to one with 4 KiB pages, so that
 //! the host model can revoke a single frame (make every kernel access to it fault, as a
-//! host-discarded frame does) by invalidating its page-table entry.
+//! host-discarded frame does) through its page-table entry (see [`super::revoke`]).
 
 use super::storage::{self, Machine};
 use crate::mm::addr::{PAGE_SIZE, Pfn, PhysAddr, VirtAddr};
 use crate::mm::dat::{Asce, DatSpace, Pte, TableAlloc};
-use crate::mm::machine::{PhysMem, Tlb};
-use crate::mm::manager::{USER_END, USER_START};
-use alloc::vec::Vec;
+use crate::mm::machine::PhysMem;
+use crate::mm::manager::USER_START;
 use spin::Mutex;
 
 /// Hands out table frames from a region reserved at boot.
@@ -33,11 +32,6 @@ impl TableAlloc for BootTables {
 }
 
 static KERNEL: Mutex<Option<DatSpace>> = Mutex::new(None);
-
-/// User address spaces the host model must search when it revokes a frame (a real host
-/// needs no such list: it drops the frame from the guest's absolute storage, which every
-/// guest translation reaches; the model has to find the guest's PTEs instead).
-static USER_SPACES: Mutex<Vec<u64>> = Mutex::new(Vec::new());
 
 /// The ASCE currently in CR1.
 static CURRENT: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
@@ -147,14 +141,14 @@ pub fn kernel_asce() -> Option<Asce> {
     KERNEL.lock().as_ref().map(DatSpace::asce)
 }
 
-/// Announces a user address space (so the host model finds its PTEs).
+/// Announces a user address space (the host model revokes its entries with a frame).
 pub fn register_space(asce: Asce) {
-    USER_SPACES.lock().push(asce.bits());
+    super::revoke::register_space(asce);
 }
 
 /// Withdraws a user address space; if it is current, the kernel's becomes current.
 pub fn unregister_space(asce: Asce) {
-    USER_SPACES.lock().retain(|&a| a != asce.bits());
+    super::revoke::unregister_space(asce);
     if current() == asce.bits() {
         leave();
     }
@@ -169,7 +163,7 @@ pub fn current() -> u64 {
 /// unless it is registered and shares the kernel's region-third entries, so the kernel
 /// stays mapped one to one after the switch.
 pub fn enter(asce: Asce) -> bool {
-    if !USER_SPACES.lock().contains(&asce.bits()) {
+    if !super::revoke::is_registered(asce) {
         return false;
     }
     let Some(kernel) = kernel_asce() else {
@@ -202,7 +196,8 @@ fn load(asce: u64) {
     CURRENT.store(asce, core::sync::atomic::Ordering::Relaxed);
 }
 
-/// The PTE that maps user address `va` in the current address space, if any.
+/// The PTE that maps user address `va` in the current address space, if any, as the
+/// memory manager wrote it.
 pub fn current_user_pte(va: VirtAddr) -> Option<(PhysAddr, Pte)> {
     let asce = current();
     if kernel_asce().is_some_and(|k| k.bits() == asce) {
@@ -215,74 +210,9 @@ pub fn current_user_pte(va: VirtAddr) -> Option<(PhysAddr, Pte)> {
     }
 }
 
-/// Revokes every user mapping of `pfn` (see [`Pte::host_revoked`]).
-fn revoke_user(pfn: u64) {
-    let spaces = USER_SPACES.lock().clone();
-    let mut machine = Machine;
-    for asce in spaces {
-        let space = DatSpace::from_asce(Asce::region_third(PhysAddr::new(asce & !0xfff)));
-        let mut hits = Vec::new();
-        space.for_each_pte(&machine, USER_START..USER_END, |va, addr, pte| {
-            if pte.pfn().as_u64() == pfn && pte.is_valid() {
-                hits.push((va, addr, pte));
-            }
-        });
-        for (va, addr, pte) in hits {
-            machine.invalidate_page(addr, va);
-            machine.write_u64(addr, pte.host_revoked().bits());
-        }
-    }
-}
-
-/// Makes a user PTE the host model revoked valid again (the model handed the frame
-/// back).
-pub fn restore_user_pte(addr: PhysAddr) {
-    let pte = Pte::from_bits(Machine.read_u64(addr));
-    if pte.is_host_revoked() {
-        Machine.write_u64(addr, pte.host_restored().bits());
-    }
-}
-
 /// True once DAT is on.
 pub fn active() -> bool {
     KERNEL.lock().is_some()
-}
-
-fn pte_of(pfn: u64) -> Option<(PhysAddr, Pte)> {
-    let guard = KERNEL.lock();
-    let space = guard.as_ref()?;
-    match space.walk(&Machine, VirtAddr::new(pfn * PAGE_SIZE)) {
-        crate::mm::dat::Walk::Pte { addr, pte } => Some((addr, pte)),
-        _ => None,
-    }
-}
-
-/// Makes every access to frame `pfn` fault (page-translation exception): through the
-/// kernel's identity map and through every user mapping.
-pub fn revoke(pfn: u64) {
-    revoke_user(pfn);
-    if let Some((addr, pte)) = pte_of(pfn) {
-        let mut machine = Machine;
-        if pte.is_valid() {
-            machine.invalidate_page(addr, VirtAddr::new(pfn * PAGE_SIZE));
-            machine.write_u64(addr, pte.host_revoked().bits());
-        }
-    }
-}
-
-/// Undoes [`revoke`] for the kernel's identity map.
-pub fn restore(pfn: u64) {
-    if let Some((addr, pte)) = pte_of(pfn)
-        && pte.is_host_revoked()
-    {
-        Machine.write_u64(addr, pte.host_restored().bits());
-    }
-}
-
-/// True if the host model revoked the kernel's mapping of `pfn` (pages the kernel never
-/// maps, such as the lowcore and guard pages, are not revoked: they are unmapped).
-pub fn is_revoked(pfn: u64) -> bool {
-    pte_of(pfn).is_some_and(|(_, pte)| pte.is_host_revoked())
 }
 
 /// Issues one storage-key instruction so that QEMU TCG starts emulating reference and

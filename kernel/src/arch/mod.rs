@@ -18,6 +18,7 @@ pub mod interrupts;
 pub mod kspace;
 pub mod lowcore;
 pub mod probe;
+pub mod revoke;
 pub mod sclp;
 pub mod storage;
 pub mod sync;

@@ -3,7 +3,6 @@
 //! address = kernel virtual address for every frame.
 
 use crate::mm::addr::{PAGE_BYTES, Pfn, PhysAddr, VirtAddr};
-use crate::mm::dat::Pte;
 use crate::mm::machine::{PhysMem, StorageKeys, Tlb};
 use core::arch::asm;
 
@@ -43,11 +42,19 @@ pub fn rrbe(addr: u64) -> bool {
     cc & 2 != 0
 }
 
-/// The machine as the memory manager sees it.
+/// The machine as the memory manager (the guest) sees it: storage as the guest reaches
+/// it, with the host's revocations in force (see [`super::revoke`]): page-table entries
+/// read back as the guest stored them, and an access with DAT off to a frame the host
+/// took away goes to the host first, as the page tables would send it with DAT on.
 #[derive(Debug, Default)]
 pub struct Machine;
 
-impl PhysMem for Machine {
+/// Absolute storage as a host reaches it: no revocation applies. For the host model's
+/// glue (walking the guest's tables, poisoning and zeroing frames), never for the guest.
+#[derive(Debug, Default)]
+pub struct Absolute;
+
+impl PhysMem for Absolute {
     fn read_u64(&self, pa: PhysAddr) -> u64 {
         // SAFETY: every absolute address below the end of storage is identity-mapped and
         // aligned as the trait requires; DAT tables are read this way.
@@ -55,7 +62,7 @@ impl PhysMem for Machine {
     }
 
     fn write_u64(&mut self, pa: PhysAddr, value: u64) {
-        // SAFETY: as for `read_u64`; the memory manager writes only memory it owns.
+        // SAFETY: as for `read_u64`; callers write only DAT tables and frames they own.
         unsafe { (pa.as_u64() as *mut u64).write_volatile(value) }
     }
 
@@ -69,32 +76,78 @@ impl PhysMem for Machine {
         // SAFETY: as for `frame`, shared.
         unsafe { &*(pfn.addr().as_u64() as *const [u8; PAGE_BYTES]) }
     }
+}
 
-    fn establish(&self, pte: Pte) -> Pte {
-        // The kernel's identity entry of a frame the host model discarded is revoked
-        // (`kspace::revoke`); a new user mapping of it must fault too.
-        if super::kspace::is_revoked(pte.pfn().as_u64()) {
-            pte.host_revoked()
-        } else {
-            pte
-        }
+impl PhysMem for Machine {
+    fn read_u64(&self, pa: PhysAddr) -> u64 {
+        super::revoke::touched(pa.pfn().as_u64());
+        Absolute.read_u64(pa)
+    }
+
+    fn write_u64(&mut self, pa: PhysAddr, value: u64) {
+        super::revoke::touched(pa.pfn().as_u64());
+        Absolute.write_u64(pa, value);
+    }
+
+    fn frame(&mut self, pfn: Pfn) -> &mut [u8; PAGE_BYTES] {
+        super::revoke::touched(pfn.as_u64());
+        // SAFETY: as for `Absolute::frame`.
+        unsafe { &mut *(pfn.addr().as_u64() as *mut [u8; PAGE_BYTES]) }
+    }
+
+    fn frame_ref(&self, pfn: Pfn) -> &[u8; PAGE_BYTES] {
+        super::revoke::touched(pfn.as_u64());
+        // SAFETY: as for `Absolute::frame`, shared.
+        unsafe { &*(pfn.addr().as_u64() as *const [u8; PAGE_BYTES]) }
+    }
+
+    fn read_pte(&self, pa: PhysAddr) -> u64 {
+        super::revoke::guest_view(self.read_u64(pa))
+    }
+
+    fn write_pte(&mut self, pa: PhysAddr, value: u64) {
+        self.write_u64(pa, super::revoke::hardware_entry(value));
+    }
+}
+
+/// Fills frame `pfn` with `byte` as the host does (poison, zero): with DAT off, past
+/// any revocation.
+pub fn fill_frame(pfn: Pfn, byte: u8) {
+    super::cpu::with_dat_off(|| Absolute.frame(pfn).fill(byte));
+}
+
+fn invalidate_page(pte: PhysAddr, va: VirtAddr) {
+    // The page-table origin is the PTE address rounded down to the 2 KiB table.
+    let origin = pte.as_u64() & !0x7ff;
+    // SAFETY: IPTE sets the invalid bit of the PTE for `va` in the table at `origin`
+    // and purges it from every TLB; the caller is about to replace that entry.
+    unsafe {
+        asm!("ipte {o}, {v}", o = in(reg_addr) origin, v = in(reg_addr) va.as_u64(), options(nostack))
+    };
+}
+
+fn flush_all() {
+    // SAFETY: PTLB only drops cached translations.
+    unsafe { asm!("ptlb", options(nostack, nomem)) };
+}
+
+impl Tlb for Absolute {
+    fn invalidate_page(&mut self, pte: PhysAddr, va: VirtAddr) {
+        invalidate_page(pte, va);
+    }
+
+    fn flush_all(&mut self) {
+        flush_all();
     }
 }
 
 impl Tlb for Machine {
     fn invalidate_page(&mut self, pte: PhysAddr, va: VirtAddr) {
-        // The page-table origin is the PTE address rounded down to the 2 KiB table.
-        let origin = pte.as_u64() & !0x7ff;
-        // SAFETY: IPTE sets the invalid bit of the PTE for `va` in the table at `origin`
-        // and purges it from every TLB; the caller is about to replace that entry.
-        unsafe {
-            asm!("ipte {o}, {v}", o = in(reg_addr) origin, v = in(reg_addr) va.as_u64(), options(nostack))
-        };
+        invalidate_page(pte, va);
     }
 
     fn flush_all(&mut self) {
-        // SAFETY: PTLB only drops cached translations.
-        unsafe { asm!("ptlb", options(nostack, nomem)) };
+        flush_all();
     }
 }
 
@@ -103,13 +156,16 @@ impl StorageKeys for Machine {
         rrbe(pfn.addr().as_u64())
     }
 
-    fn test_and_clear_change(&mut self, pfn: Pfn) -> bool {
+    fn change_bit(&mut self, pfn: Pfn) -> bool {
+        iske(pfn.addr().as_u64()) & key::CHANGE != 0
+    }
+
+    fn clear_change(&mut self, pfn: Pfn) {
         let addr = pfn.addr().as_u64();
         let k = iske(addr);
         if k & key::CHANGE != 0 {
             sske(addr, k & !key::CHANGE);
         }
-        k & key::CHANGE != 0
     }
 }
 

@@ -4,20 +4,22 @@
 //! handler emulates it here, against [`HostModel`].
 //!
 //! The model's machine side ([`HostMemory`]) is real: the change bit is the storage
-//! key's (TCG emulates R/C), and a discarded frame is poisoned and its kernel mapping
-//! revoked through DAT, so any access faults and [`on_translation_fault`] turns it into
-//! the block-volatility exception (0x1A) z/VM would deliver.
+//! key's (TCG emulates R/C); a frame that is not resident (paged out or discarded) is
+//! revoked through DAT ([`crate::arch::revoke`]), so any access faults and
+//! [`on_translation_fault`] hands it to the model, which brings a paged-out or zero
+//! frame back or answers with the block-volatility exception (0x1A) z/VM would deliver.
+//! A discarded frame is also poisoned, so a stale read is recognizable.
 
 use super::essa::ProgramException;
 use super::model::{AccessVerdict, EssaContext, HostMemory, HostModel, ModelOptions};
 use crate::arch::cpu::psw_mask;
 use crate::arch::interrupts::{InterruptFrame, PgmInfo, catch_pgm};
-use crate::arch::storage::{Machine, iske, key, sske};
+use crate::arch::revoke::{self, Kind};
+use crate::arch::storage::{fill_frame, iske, key, sske};
 use crate::arch::{essa, kspace};
 use crate::cmdline::CmmaMode;
 use crate::machine::{Facilities, facility};
 use crate::mm::addr::{PAGE_SIZE, Pfn};
-use crate::mm::machine::PhysMem;
 use core::fmt;
 use core::sync::atomic::{AtomicU8, Ordering};
 use spin::Mutex;
@@ -92,11 +94,12 @@ pub fn select(mode: CmmaMode, native: bool, memory: u64) -> Backend {
     if backend == Backend::Model || !native {
         // QEMU TCG emulates reference and change bits only after a first key instruction.
         kspace::enable_storage_keys(0);
-        let options = ModelOptions {
-            preserve_change_bit: true,
-            ..ModelOptions::default()
-        };
-        *MODEL.lock() = Some(HostModel::new(memory / PAGE_SIZE, options));
+        let frames = memory / PAGE_SIZE;
+        if let Some(kernel) = kspace::kernel_asce() {
+            revoke::init(frames, kernel);
+        }
+        revoke::set_dat_off_touch(touch_with_dat_off);
+        *MODEL.lock() = Some(HostModel::new(frames, ModelOptions::default()));
     }
     BACKEND.store(backend as u8, Ordering::Relaxed);
     backend
@@ -126,20 +129,39 @@ impl HostMemory for MachineHost {
     }
 
     fn discard_frame(&mut self, pfn: u64) {
-        Machine.frame(Pfn::new(pfn)).fill(POISON);
-        let addr = pfn * PAGE_SIZE;
-        sske(addr, iske(addr) & !(key::CHANGE | key::REFERENCE));
-        kspace::revoke(pfn);
+        fill_frame(Pfn::new(pfn), POISON);
+        clear_reference_and_change(pfn);
+        revoke::revoke(pfn, Kind::Discarded);
     }
 
     fn restore_zeroed(&mut self, pfn: u64) {
-        kspace::restore(pfn);
-        Machine.frame(Pfn::new(pfn)).fill(0);
+        // A fresh zero frame, as a host maps a zero page on the first touch.
+        fill_frame(Pfn::new(pfn), 0);
+        clear_reference_and_change(pfn);
+        revoke::restore(pfn);
+    }
+
+    fn page_out(&mut self, pfn: u64) {
+        revoke::revoke(pfn, Kind::PagedOut);
+    }
+
+    fn page_in(&mut self, pfn: u64) {
+        revoke::restore(pfn);
+    }
+
+    fn still_paged_out(&mut self, pfn: u64) -> bool {
+        revoke::kind(pfn) == Some(Kind::PagedOut)
     }
 
     fn frames(&self) -> u64 {
         self.frames
     }
+}
+
+/// §1.4: after a discard, and on a fresh zero frame, the reference and change bits are 0.
+fn clear_reference_and_change(pfn: u64) {
+    let addr = pfn * PAGE_SIZE;
+    sske(addr, iske(addr) & !(key::CHANGE | key::REFERENCE));
 }
 
 /// Whether the model's lock is held.
@@ -212,26 +234,47 @@ pub fn emulate(frame: &mut InterruptFrame, info: &PgmInfo) -> Emulation {
 /// A translation exception at a frame the model revoked: the model decides whether the
 /// access proceeds (retried) or becomes a block-volatility or addressing exception.
 /// `None` when the fault has nothing to do with the model. The frame is found through
-/// the kernel's identity map or, for a user address, the current address space's PTE.
+/// the faulting entry (the kernel's identity map, or the current user space's).
+///
+/// The model's lock may be held by the interrupted code (a host reclaim a test asked
+/// for touches a frame the model just paged out): a paged-out frame is then brought
+/// back without the model, which catches up later
+/// ([`HostMemory::still_paged_out`]); a discarded one cannot be decided and panics.
 pub fn on_translation_fault(info: &PgmInfo) -> Option<Option<PgmInfo>> {
     if !matches!(info.code, 0x10 | 0x11) {
         return None;
     }
     let va = crate::mm::addr::VirtAddr::new(info.teid & !0xfff);
-    let (pfn, user_pte) = match kspace::current_user_pte(va) {
-        Some((addr, pte)) if pte.is_host_revoked() => (pte.pfn().as_u64(), Some(addr)),
-        Some(_) => return None,
-        // Not a user mapping: the kernel's identity map, where address = frame.
-        None if kspace::is_revoked(va.as_u64() / PAGE_SIZE) => (va.as_u64() / PAGE_SIZE, None),
-        None => return None,
+    let fault = revoke::fault_at(kspace::current(), va)?;
+    let restore_entry = || {
+        if let Some(entry) = fault.entry {
+            revoke::unrevoke_entry(entry);
+        }
     };
-    let verdict = with_model(|model, host| model.on_access(host, pfn))?;
+    let Some(kind) = fault.kind else {
+        // The frame came back since this entry was revoked: make it valid, retry.
+        restore_entry();
+        return Some(None);
+    };
+    let verdict = match MODEL.try_lock() {
+        Some(mut model) => {
+            let model = model.as_mut()?;
+            let mut host = MachineHost::new(model.frames());
+            model.on_access(&mut host, fault.pfn)
+        }
+        None if kind == Kind::PagedOut => {
+            revoke::restore(fault.pfn);
+            AccessVerdict::Ok
+        }
+        None => panic!(
+            "touch of host-discarded frame {:#x} while the host model is busy",
+            fault.pfn
+        ),
+    };
     Some(match verdict {
         AccessVerdict::Ok => {
             // The model handed the frame back: make this mapping valid again, retry.
-            if let Some(addr) = user_pte {
-                kspace::restore_user_pte(addr);
-            }
+            restore_entry();
             None
         }
         AccessVerdict::BlockVolatility { absolute_addr } => Some(PgmInfo {
@@ -250,4 +293,22 @@ pub fn on_translation_fault(info: &PgmInfo) -> Option<Option<PgmInfo>> {
             ..*info
         }),
     })
+}
+
+/// The host's answer to an access with DAT off to a frame it revoked (see
+/// [`revoke::touched`]): whether the access may go on. A paged-out or zero frame is
+/// handed back, as on a touch through DAT; a discarded volatile frame may not be
+/// touched. With the model busy, only a paged-out frame can be handed back.
+fn touch_with_dat_off(pfn: u64) -> bool {
+    match MODEL.try_lock() {
+        Some(mut model) => model.as_mut().is_some_and(|model| {
+            let mut host = MachineHost::new(model.frames());
+            model.on_access(&mut host, pfn) == AccessVerdict::Ok
+        }),
+        None if revoke::kind(pfn) == Some(Kind::PagedOut) => {
+            revoke::restore(pfn);
+            true
+        }
+        None => false,
+    }
 }

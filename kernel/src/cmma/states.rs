@@ -4,13 +4,18 @@
 //!
 //! - Allocated frames are stable, freed frames unused (`arch_alloc_page`/`arch_free_page`).
 //! - `try_make_volatile` applies [`volatile_verdict`] under the page's state-change lock:
-//!   ORC 3 for pages mapped read-only, ORC 4 for pages mapped writable (patch 4/6).
+//!   ORC 3 for pages mapped read-only, ORC 4 for pages mapped writable (patch 4/6); a page
+//!   that just got a writable PTE and may not be potentially volatile is made stable
+//!   (4/6 `page_check_writable`).
 //! - `make_stable` issues ORC 6 (stable if resident) and reports a discard, so the memory
-//!   manager runs `page_discard` and retries.
+//!   manager runs `page_discard` and retries. A discarded page keeps the record of the
+//!   state the layer last set.
 //! - The seed (patch 3/6): pages of an ever-mlocked mapping never become volatile (the
 //!   `mapping_mlocked` fact), and `try_to_unmap` may unmap discarded pages even in a
 //!   `VM_LOCKED` VMA.
-//! - The last state set is kept per frame, so a hit on a stable page issues no ESSA.
+//! - The last state set is kept per frame, so a hit on a stable page issues no ESSA, and
+//!   no ORC sets a state the frame already has (`cmma::economy` counts them on the
+//!   machine).
 
 use super::essa::{Orc, PageStateByte};
 use super::rules::{Forbidden, PageFacts, VolatileKind, volatile_verdict};
@@ -103,6 +108,26 @@ impl<E: Essa> PageStates<E> {
         &mut self.essa
     }
 
+    /// ORC 6 (stable if resident) unless the layer set the page stable last: a stable
+    /// page cannot have been discarded. A discarded page stays as the host left it
+    /// (V, zero), and its record stays what the layer last set.
+    fn stabilize(&mut self, pfn: Pfn, page: &mut Page) -> Stability {
+        if page.last_state() == last::STABLE {
+            self.counters.skipped += 1;
+            return Stability::Stable;
+        }
+        self.counters.essa += 1;
+        let old = self.essa.essa(Orc::SetStableIfResident, pfn);
+        if old.is_discarded() {
+            // ORC 6 leaves a discarded block V + zero; page_discard takes over.
+            self.counters.found_discarded += 1;
+            Stability::Discarded
+        } else {
+            page.set_last_state(last::STABLE);
+            Stability::Stable
+        }
+    }
+
     /// Sets `state` with `orc` unless the frame already has it.
     fn set(&mut self, pfn: Pfn, page: &mut Page, orc: Orc, state: u8) -> Option<PageStateByte> {
         if page.last_state() == state {
@@ -163,7 +188,7 @@ impl<E: Essa> PageStateHooks for PageStates<E> {
         pfn: Pfn,
         page: &mut Page,
         ctx: VolatileContext,
-        _at: VolatilePoint,
+        at: VolatilePoint,
     ) {
         // Check and state change are one atomic step under the state-change lock; a
         // busy lock means someone is changing the state: give up, as the series does.
@@ -185,28 +210,20 @@ impl<E: Essa> PageStateHooks for PageStates<E> {
                 if reason == Forbidden::MappingMlocked {
                     self.counters.refused_mlocked += 1;
                 }
+                if at == VolatilePoint::WritableRmapAdd {
+                    // 4/6 `page_check_writable`: a page that may not be potentially
+                    // volatile must not stay volatile under a writable PTE (stores
+                    // would reach a page the host may discard): make it stable. A
+                    // discarded one stays discarded, and its access faults.
+                    self.stabilize(pfn, page);
+                }
             }
         }
         page.unlock_state_change();
     }
 
     fn make_stable(&mut self, pfn: Pfn, page: &mut Page, _at: StablePoint) -> Stability {
-        if page.last_state() == last::STABLE {
-            // A stable page cannot have been discarded: no ESSA needed.
-            self.counters.skipped += 1;
-            return Stability::Stable;
-        }
-        self.counters.essa += 1;
-        let old = self.essa.essa(Orc::SetStableIfResident, pfn);
-        if old.is_discarded() {
-            // ORC 6 leaves a discarded block V + zero; page_discard takes over.
-            self.counters.found_discarded += 1;
-            page.set_last_state(last::VOLATILE);
-            Stability::Discarded
-        } else {
-            page.set_last_state(last::STABLE);
-            Stability::Stable
-        }
+        self.stabilize(pfn, page)
     }
 
     fn may_unmap_in_locked_vma(&mut self, _pfn: Pfn, page: &Page) -> bool {
@@ -255,10 +272,7 @@ mod tests {
     }
 
     fn layer() -> PageStates<ModelEssa> {
-        let options = ModelOptions {
-            preserve_change_bit: true,
-            ..ModelOptions::default()
-        };
+        let options = ModelOptions::default();
         PageStates::new(ModelEssa {
             model: HostModel::new(16, options),
             mem: FakeMemory::new(16),
@@ -344,6 +358,27 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_page_under_a_new_writable_pte_is_made_stable() {
+        // 4/6 page_check_writable: volatile, then mapped writable while someone holds an
+        // unknown reference: it may not be P, so it must not stay V.
+        let mut l = layer();
+        let mut page = cache_page();
+        l.try_make_volatile(Pfn::new(10), &mut page, CTX, VolatilePoint::Unlock);
+        assert_eq!(usage(&l, 10), UsageState::Volatile);
+        page.set(PageFlags::WRITABLE);
+        page.get();
+        l.try_make_volatile(Pfn::new(10), &mut page, CTX, VolatilePoint::WritableRmapAdd);
+        assert_eq!(usage(&l, 10), UsageState::Stable);
+        assert_eq!(page.last_state(), last::STABLE);
+        // A read-only PTE added under the same refusal leaves the state alone.
+        let mut other = cache_page();
+        l.try_make_volatile(Pfn::new(11), &mut other, CTX, VolatilePoint::Unlock);
+        other.get();
+        l.try_make_volatile(Pfn::new(11), &mut other, CTX, VolatilePoint::RmapAdd);
+        assert_eq!(usage(&l, 11), UsageState::Volatile);
+    }
+
+    #[test]
     fn busy_state_change_lock_gives_up() {
         let mut l = layer();
         let mut page = cache_page();
@@ -395,10 +430,7 @@ mod tests {
         use crate::mm::testing::{test_mm, user_read, user_write};
         use crate::mm::vma::VmFlags;
         const FRAMES: u64 = 256;
-        let options = ModelOptions {
-            preserve_change_bit: true,
-            ..ModelOptions::default()
-        };
+        let options = ModelOptions::default();
         let hooks = PageStates::new(ModelEssa {
             model: HostModel::new(FRAMES, options),
             mem: FakeMemory::new(FRAMES),
@@ -469,10 +501,7 @@ mod tests {
     /// tables plain stable (ORC 1), whatever the frame was before.
     #[test]
     fn nodat_for_data_frames_never_for_dat_tables() {
-        let options = ModelOptions {
-            preserve_change_bit: true,
-            ..ModelOptions::default()
-        };
+        let options = ModelOptions::default();
         let mut l = PageStates::with_nodat(
             ModelEssa {
                 model: HostModel::new(16, options),

@@ -58,11 +58,14 @@ pub enum Rule {
     /// The host holds a page the kernel knows as dirty, anonymous or stable in a
     /// discardable state (the recorded state drifted from the host's).
     HostState,
+    /// No `VM_BUG_ON` of the series fired: `page_discard` met no dirty, under-writeback,
+    /// private or unmappable page, no changed page was found discarded ([`Mm::bugs`]).
+    SeriesBug,
 }
 
 impl Rule {
     /// Every rule, for tests and reports.
-    pub const ALL: [Rule; 15] = [
+    pub const ALL: [Rule; 16] = [
         Rule::DirtyVolatile,
         Rule::AnonVolatile,
         Rule::LockedVolatile,
@@ -78,6 +81,7 @@ impl Rule {
         Rule::PrivateWritable,
         Rule::TransientFlag,
         Rule::HostState,
+        Rule::SeriesBug,
     ];
 
     /// What the rule demands, in words.
@@ -98,6 +102,7 @@ impl Rule {
             Rule::PrivateWritable => "file pages are writable only in shared VMAs",
             Rule::TransientFlag => "no page stays locked, under writeback or in a state change",
             Rule::HostState => "the host's page state agrees with the kernel's",
+            Rule::SeriesBug => "no rule of the series found broken at run time",
         }
     }
 }
@@ -165,6 +170,14 @@ pub fn violations<M: Machine, D: BlockDevice, H: PageStateHooks>(
     }
     check_lru_lists(mm, &mut out);
     check_page_caches(mm, &mut out);
+    for bug in mm.bugs() {
+        out.push(violation(
+            Rule::SeriesBug,
+            bug.pfn(),
+            None,
+            format!("{bug}"),
+        ));
+    }
     out
 }
 

@@ -2,6 +2,7 @@
 
 use core::fmt;
 
+use super::addr::Pfn;
 use super::backing::IoError;
 
 /// Why a memory-management operation failed. Bad arguments are errors, never panics.
@@ -33,6 +34,56 @@ pub enum MmError {
     PermissionDenied,
     /// The backing store failed.
     Io(IoError),
+    /// A rule of the page-hinting series found broken (see [`Bug`]).
+    Bug(Bug),
+}
+
+/// A rule of the page-hinting series found broken at run time, where the series has a
+/// `VM_BUG_ON`: the memory manager refuses the operation (so the breach loses nothing
+/// more), records it (`Mm::bugs`, the invariant checker reports it) and the test that
+/// ran fails.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Bug {
+    /// `page_discard` met a dirty page: the host would have thrown away data not yet
+    /// written back (1/6: `VM_BUG_ON(PageDirty(page))`).
+    DiscardDirty(Pfn),
+    /// `page_discard` met a page under writeback (1/6: `VM_BUG_ON(PageWriteback(page))`).
+    DiscardWriteback(Pfn),
+    /// `page_discard` met a page with private data (1/6: `VM_BUG_ON(PagePrivate(page))`).
+    DiscardPrivate(Pfn),
+    /// `page_discard` could not unmap the page everywhere (1/6: `VM_BUG_ON(page_mapped(page))`
+    /// after `page_unmap_all`; the seed's exception in `try_to_unmap_one` is what lets a
+    /// discarded page leave a `VM_LOCKED` VMA).
+    DiscardStillMapped(Pfn),
+    /// The storage-key change bit was set, yet making the page stable found it discarded
+    /// (6/6 `page_remove_rmap`: `VM_BUG_ON(!stable)`).
+    ChangedPageDiscarded(Pfn),
+}
+
+impl Bug {
+    /// The frame concerned.
+    pub fn pfn(self) -> Pfn {
+        match self {
+            Self::DiscardDirty(p)
+            | Self::DiscardWriteback(p)
+            | Self::DiscardPrivate(p)
+            | Self::DiscardStillMapped(p)
+            | Self::ChangedPageDiscarded(p) => p,
+        }
+    }
+}
+
+impl fmt::Display for Bug {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (what, pfn) = match self {
+            Self::DiscardDirty(p) => ("page_discard of a dirty page", p),
+            Self::DiscardWriteback(p) => ("page_discard of a page under writeback", p),
+            Self::DiscardPrivate(p) => ("page_discard of a page with private data", p),
+            Self::DiscardStillMapped(p) => ("page_discard left the page mapped", p),
+            Self::ChangedPageDiscarded(p) => ("a page with its change bit set was discarded", p),
+        };
+        write!(f, "{what} (frame {:#x})", pfn.as_u64())
+    }
 }
 
 impl From<IoError> for MmError {
@@ -57,6 +108,7 @@ impl fmt::Display for MmError {
             Self::NoSuchObject => f.write_str("no such address space, mapping or file"),
             Self::PermissionDenied => f.write_str("permission denied"),
             Self::Io(e) => write!(f, "backing store: {e}"),
+            Self::Bug(b) => write!(f, "series rule broken: {b}"),
         }
     }
 }

@@ -88,7 +88,11 @@ impl StorageKeys for FakeMachine {
         self.referenced.remove(&pfn.as_u64())
     }
 
-    fn test_and_clear_change(&mut self, pfn: Pfn) -> bool {
-        self.changed.remove(&pfn.as_u64())
+    fn change_bit(&mut self, pfn: Pfn) -> bool {
+        self.changed.contains(&pfn.as_u64())
+    }
+
+    fn clear_change(&mut self, pfn: Pfn) {
+        self.changed.remove(&pfn.as_u64());
     }
 }

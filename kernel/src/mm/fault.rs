@@ -1,8 +1,8 @@
 //! Demand paging (Linux `mm/memory.c`): translation faults map the page
 //! (file: from the page cache, reading it on a miss; anonymous: a zeroed
 //! frame), protection faults on writable VMAs copy on write (private) or
-//! dirty the cache page (shared). Also `follow_page`, `get_user_pages`,
-//! `make_pages_present`.
+//! dirty the cache page (shared, after `mprotect` gave write permission back).
+//! Also `follow_page`, `get_user_pages`, `make_pages_present`.
 
 use alloc::vec::Vec;
 
@@ -60,7 +60,7 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
             return Err(MmError::AccessViolation);
         }
         match s.dat.walk(&self.machine, va) {
-            Walk::Pte { pte, .. } if pte.is_present() => {
+            Walk::Pte { pte, .. } if pte.is_valid() => {
                 if access == Access::Write && pte.is_protected() {
                     self.do_wp_page(space, &vma, va, pte.pfn())
                 } else {
@@ -96,9 +96,16 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
         Ok(())
     }
 
-    /// A file page (`do_no_page` / `filemap_nopage`): read faults map the cache
-    /// page read-only (so the first store is seen); write faults on private
-    /// VMAs copy at once, on shared VMAs map writable and dirty.
+    /// A file page (`do_no_page` / `filemap_nopage`). The cached page is looked up
+    /// without a state change (series 5/6, `find_get_page_nodiscard`): a minor fault
+    /// only maps it, and if the host discarded it the first access through the new
+    /// mapping takes the discard fault. A miss reads the page, which may then become
+    /// volatile (`filemap_nopage` after `readpage`). Write faults on private VMAs copy
+    /// at once (the source made stable first); on shared VMAs they make the page
+    /// stable and dirty before mapping it writable. Read faults on shared writable
+    /// VMAs map writable at once, as s390 does without write notification: stores
+    /// then mark only the storage key, and the page is potentially volatile or stable
+    /// (4/6); other read faults map read-only.
     fn do_file_page(
         &mut self,
         space: SpaceId,
@@ -109,31 +116,36 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
         let (Some(mapping), Some(index)) = (vma.mapping(), vma.file_index(va)) else {
             return Err(MmError::NoSuchObject);
         };
-        let (pfn, major) = self.read_cache_page(mapping, index)?;
-        if major {
-            self.stats.major_faults += 1;
-            // `filemap_nopage` after readpage: the contents are in and nothing here
-            // reads them, so the page may go volatile with our reference counted.
-            self.try_volatile(pfn, VolatilePoint::AfterReadpage, 1);
-        } else {
-            self.stats.minor_faults += 1;
-        }
-        if access == Access::Write && !vma.flags().contains(VmFlags::SHARED) {
+        self.check_index(mapping, index)?;
+        let pfn = match self.find_get_page_nodiscard(mapping, index) {
+            Some(pfn) => {
+                self.stats.minor_faults += 1;
+                pfn
+            }
+            None => {
+                let pfn = self.read_new_page(mapping, index)?;
+                self.stats.major_faults += 1;
+                self.try_volatile(pfn, VolatilePoint::AfterReadpage, 1);
+                pfn
+            }
+        };
+        let shared = vma.flags().contains(VmFlags::SHARED);
+        if access == Access::Write && !shared {
             // Early COW: the copy is all this VMA ever sees of the page.
             let result = self.cow_copy(space, va, pfn);
             self.put_page(pfn);
             return result;
         }
-        let writable = access == Access::Write;
-        if writable {
+        if access == Access::Write {
             // A page about to be dirtied must be stable first.
             if self.make_stable(pfn, StablePoint::WriteNotify) == Stability::Discarded {
                 self.put_page(pfn);
-                self.page_discard(pfn);
-                return Ok(());
+                let _ = self.page_discard(pfn);
+                return Ok(()); // the store refaults and reads the page again
             }
             self.set_page_dirty(pfn);
         }
+        let writable = shared && vma.flags().contains(VmFlags::WRITE);
         if let Err(e) = self.map_page(space, va, pfn, writable) {
             self.put_page(pfn);
             return Err(e);
@@ -146,7 +158,7 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
     /// the access will refault and reload it.
     fn cow_copy(&mut self, space: SpaceId, va: VirtAddr, src: Pfn) -> Result<(), MmError> {
         if self.make_stable(src, StablePoint::CopyOnWrite) == Stability::Discarded {
-            self.page_discard(src);
+            let _ = self.page_discard(src);
             return Ok(());
         }
         let new = self.alloc_page()?;
@@ -180,7 +192,7 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
             // Reuse: our own anonymous page, or a shared page now dirty.
             if !anon {
                 if self.make_stable(pfn, StablePoint::WriteNotify) == Stability::Discarded {
-                    self.page_discard(pfn);
+                    let _ = self.page_discard(pfn);
                     return Ok(()); // unmapped now: the store refaults
                 }
                 self.set_page_dirty(pfn);
@@ -204,15 +216,34 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
     /// made stable; if the host discarded it, it is forced out
     /// (`page_discard`) and `None` returned so the caller faults it back in.
     pub fn follow_page(&mut self, space: SpaceId, va: VirtAddr, flags: FollowFlags) -> Option<Pfn> {
+        self.follow_page_checked(space, va, flags).ok().flatten()
+    }
+
+    /// [`Mm::follow_page`], with the error of a `page_discard` that refused.
+    fn follow_page_checked(
+        &mut self,
+        space: SpaceId,
+        va: VirtAddr,
+        flags: FollowFlags,
+    ) -> Result<Option<Pfn>, MmError> {
         let va = va.align_down(PAGE_SIZE);
-        let s = self.spaces.get(&space)?;
-        let locked = s.vmas.find(va)?.is_locked();
-        let (_, pte) = s.dat.walk(&self.machine, va).valid_pte()?;
+        let Some(s) = self.spaces.get(&space) else {
+            return Ok(None);
+        };
+        let Some(vma) = s.vmas.find(va) else {
+            return Ok(None);
+        };
+        let locked = vma.is_locked();
+        let Some((_, pte)) = s.dat.walk(&self.machine, va).valid_pte() else {
+            return Ok(None);
+        };
         if flags.write && pte.is_protected() {
-            return None;
+            return Ok(None);
         }
         let pfn = pte.pfn();
-        self.page(pfn)?;
+        if self.page(pfn).is_none() {
+            return Ok(None);
+        }
         if flags.get {
             self.get_page(pfn);
         }
@@ -226,11 +257,11 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
                 if flags.get {
                     self.put_page(pfn);
                 }
-                self.page_discard(pfn);
-                return None;
+                self.page_discard(pfn)?;
+                return Ok(None);
             }
         }
-        Some(pfn)
+        Ok(Some(pfn))
     }
 
     /// `get_user_pages`: faults in `count` pages from `start` and, with
@@ -251,7 +282,14 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
             let va = VirtAddr::new(start.as_u64() + i * PAGE_SIZE);
             let mut tries = 0;
             loop {
-                if let Some(pfn) = self.follow_page(space, va, flags) {
+                let followed = match self.follow_page_checked(space, va, flags) {
+                    Ok(followed) => followed,
+                    Err(e) => {
+                        self.release_pages(&pinned);
+                        return Err(e);
+                    }
+                };
+                if let Some(pfn) = followed {
                     if pin {
                         pinned.push(pfn);
                     }

@@ -38,8 +38,12 @@ pub enum VolatilePoint {
     CacheRelease,
     /// `lru_cache_add`, and active -> inactive moves.
     LruAdd,
-    /// `page_add_file_rmap`: a PTE now maps the page.
+    /// `page_add_file_rmap`: a read-only PTE now maps the page.
     RmapAdd,
+    /// `page_add_file_rmap` of a writable PTE (`page_check_writable`, 4/6): the page
+    /// must become potentially volatile or, if it may not, stable, because stores
+    /// through the PTE reach it without the kernel knowing.
+    WritableRmapAdd,
     /// After `readpage` brought the contents in (`filemap_nopage`).
     AfterReadpage,
 }
@@ -55,10 +59,12 @@ pub enum StablePoint {
     FollowLocked,
     /// Copy-on-write reads the source page (`do_wp_page`, early COW in `do_no_page`).
     CopyOnWrite,
-    /// A store fault on a shared file page is about to mark it dirty.
+    /// The page is about to be dirtied: a store fault on a shared file page, or
+    /// `write_file` copying into it.
     WriteNotify,
-    /// Before the storage-key change bit is transferred to the dirty flag and
-    /// cleared (`page_remove_rmap`, writeback; series patch 6/6, hazard 1).
+    /// The storage-key change bit is set and is about to be transferred to the dirty
+    /// flag and cleared (`page_remove_rmap`, `clear_page_dirty_for_io`; series patch
+    /// 6/6, hazard 1).
     DirtyTransfer,
 }
 
@@ -67,9 +73,10 @@ pub enum StablePoint {
 pub struct VolatileContext {
     /// The page's mapping exists and was ever mlocked (seed, patch 3/6).
     pub mapping_mlocked: bool,
-    /// References accounted for besides the mappers: the page cache's own and those
-    /// the caller holds (`offset` in `page_make_volatile(page, offset)`, plus one for
-    /// the cache). `mapcount + caller_refs != refcount` means an unknown reference.
+    /// References accounted for besides the mappers: the page cache's own (always
+    /// counted, also for a page no longer in the cache) and those the caller holds
+    /// (`offset` in `page_make_volatile(page, offset)`). `mapcount + caller_refs !=
+    /// refcount` means an unknown reference.
     pub caller_refs: u32,
 }
 

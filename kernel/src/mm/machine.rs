@@ -4,7 +4,6 @@
 //! ISKE/RRBE/SSKE); host tests use the fakes in `mm::fake` (test builds only).
 
 use super::addr::{PAGE_BYTES, Pfn, PhysAddr, VirtAddr};
-use super::dat::Pte;
 
 /// Access to physical (absolute) storage. Values are big-endian as on s390x,
 /// so the byte view of a frame and the `u64` view agree on every host.
@@ -17,13 +16,20 @@ pub trait PhysMem {
     fn frame(&mut self, pfn: Pfn) -> &mut [u8; PAGE_BYTES];
     /// The bytes of frame `pfn`, read-only.
     fn frame_ref(&self, pfn: Pfn) -> &[u8; PAGE_BYTES];
-    /// The entry to store for a new mapping `pte`. Where the host model revokes
-    /// discarded frames (`cmma::backend`), a frame revoked now gets a revoked entry,
-    /// so that a mapping made after a discard faults like the ones made before it:
-    /// on a real host every translation to a discarded frame raises the
-    /// block-volatility exception, however new. Default: `pte` itself.
-    fn establish(&self, pte: Pte) -> Pte {
-        pte
+
+    /// Reads the page-table entry at `pa` as the memory manager last stored it
+    /// (Linux `ptep_get`). A host may keep bits of its own in the entry the CPU
+    /// translates through (KVM keeps its PGSTE beside it; the host model sets the
+    /// invalid bit of entries that map a frame it took away); the memory manager
+    /// never sees them.
+    fn read_pte(&self, pa: PhysAddr) -> u64 {
+        self.read_u64(pa)
+    }
+
+    /// Stores a page-table entry (Linux `set_pte_at`); the counterpart of
+    /// [`PhysMem::read_pte`].
+    fn write_pte(&mut self, pa: PhysAddr, value: u64) {
+        self.write_u64(pa, value);
     }
 }
 
@@ -41,8 +47,10 @@ pub trait Tlb {
 pub trait StorageKeys {
     /// Returns the reference bit of `pfn` and clears it.
     fn test_and_clear_reference(&mut self, pfn: Pfn) -> bool;
-    /// Returns the change bit of `pfn` and clears it.
-    fn test_and_clear_change(&mut self, pfn: Pfn) -> bool;
+    /// The change bit of `pfn` (`page_test_dirty`: ISKE on s390x).
+    fn change_bit(&mut self, pfn: Pfn) -> bool;
+    /// Clears the change bit of `pfn` (`page_clear_dirty`: SSKE on s390x).
+    fn clear_change(&mut self, pfn: Pfn);
 }
 
 /// Everything the memory manager needs from the machine, in one type.

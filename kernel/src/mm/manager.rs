@@ -13,7 +13,7 @@ use super::addr::{Pfn, PhysAddr, VirtAddr};
 use super::backing::{BlockDevice, Image};
 use super::dat::entry::SEGMENT_TABLE_FRAMES;
 use super::dat::{Asce, DatSpace, TableAlloc};
-use super::error::MmError;
+use super::error::{Bug, MmError};
 use super::frames::FrameAllocator;
 use super::hooks::{FrameUse, PageStateHooks, VolatileContext, VolatilePoint};
 use super::ids::{MappingId, SpaceId};
@@ -95,7 +95,12 @@ pub struct MmStats {
     pub watermark_reclaims: u64,
     /// Blocks lumpy reclaim worked on to free room for a multi-frame DAT table.
     pub lumpy_reclaims: u64,
+    /// Rules of the series found broken ([`Bug`]); each also kept in [`Mm::bugs`].
+    pub bugs: u64,
 }
+
+/// How many [`Bug`]s the memory manager keeps until someone takes them.
+const KEPT_BUGS: usize = 16;
 
 /// One user address space (Linux: `mm_struct`): DAT tables and VMAs.
 #[derive(Debug)]
@@ -130,6 +135,7 @@ pub struct Mm<M: Machine, D: BlockDevice, H: PageStateHooks> {
     pub(crate) kernel: Option<DatSpace>,
     pub(crate) config: MmConfig,
     pub(crate) stats: MmStats,
+    pub(crate) bugs: alloc::vec::Vec<Bug>,
     next_space: u32,
     next_mapping: u32,
 }
@@ -183,6 +189,7 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
             kernel: None,
             config,
             stats: MmStats::default(),
+            bugs: alloc::vec::Vec::new(),
             next_space: 1,
             next_mapping: 1,
         })
@@ -231,6 +238,27 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
     /// Event counters.
     pub fn stats(&self) -> MmStats {
         self.stats
+    }
+
+    /// Rules of the series found broken since the last [`Mm::take_bugs`] (the first
+    /// few; [`MmStats::bugs`] counts them all).
+    pub fn bugs(&self) -> &[Bug] {
+        &self.bugs
+    }
+
+    /// Hands over the recorded [`Bug`]s (the kernel's test runner fails the test during
+    /// which they were found).
+    pub fn take_bugs(&mut self) -> alloc::vec::Vec<Bug> {
+        core::mem::take(&mut self.bugs)
+    }
+
+    /// Records a broken rule and returns it as the operation's error.
+    pub(crate) fn bug(&mut self, bug: Bug) -> MmError {
+        self.stats.bugs += 1;
+        if self.bugs.len() < KEPT_BUGS {
+            self.bugs.push(bug);
+        }
+        MmError::Bug(bug)
     }
 
     /// The configuration.
@@ -424,11 +452,13 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
             .mapping()
             .and_then(|m| self.mappings.get(&m))
             .is_some_and(Mapping::is_mlocked);
-        // The page cache's own reference is part of the expected count.
-        let in_cache = u32::from(page.mapping().is_some());
+        // The expected count always includes the page cache's reference, as the
+        // series' `offset` does: a page truncated from the cache while someone else
+        // still holds it then passes the count check, and only its missing mapping
+        // (1/6 `check_bits`: `page_mapping() == NULL`) keeps it stable.
         let ctx = VolatileContext {
             mapping_mlocked,
-            caller_refs: caller_refs + in_cache,
+            caller_refs: caller_refs + 1,
         };
         let page = &mut self.frames.pages_mut()[pfn];
         self.hooks.try_make_volatile(pfn, page, ctx, at);

@@ -17,26 +17,29 @@
 //! | [`backing`] | block layer | [`backing::BlockDevice`], [`backing::MemDisk`], the image format, [`backing::pattern`] |
 //! | [`manager`] | `mm_struct`, zones | [`manager::Mm`]: owns everything; frame allocation with watermarks, `put_page` |
 //! | [`page_cache`] | `filemap.c` | [`page_cache::Mapping`]; `find_get_page`, `readpage`, writeback, `truncate_inode_pages` |
-//! | [`rmap`] | `rmap.c` | reverse map, `try_to_unmap`, `page_mkclean`, `page_remove_rmap` |
+//! | [`rmap`] | `rmap.c` | reverse map, `try_to_unmap`, `page_remove_rmap` |
 //! | [`lru`] | `swap.c` | active/inactive lists, `lru_cache_add`, `mark_page_accessed` |
 //! | [`reclaim`] | `vmscan.c` | `reclaim`, `shrink_active_list`, `shrink_page`, lumpy `reclaim_block` for multi-frame DAT tables |
 //! | [`residue`] | `CONFIG_DEBUG_VM`, KUnit resources | [`residue::Snapshot`]: what a test left behind (checked after every test) |
 //! | [`fault`] | `memory.c` | `handle_fault`, COW, `follow_page`, `get_user_pages`, `make_pages_present` |
 //! | [`mlock`] | `mlock.c` | `mlock`, `munlock`, `mlock_fixup` (sets the mapping's `mlocked`) |
 //! | [`mmap`] | `mmap.c` | `mmap`, `munmap`, `mprotect` with the page tables kept in line |
-//! | [`discard`] | `page-states.c` | `page_discard`, `discard_fault` (0x1A) |
+//! | [`discard`] | `page-states.c` | `page_discard` (unmaps through `try_to_unmap`), `discard_fault` (0x1A) |
 //! | [`hooks`] | `page-states.h` | [`hooks::PageStateHooks`]: where the ESSA layer (issue 5) plugs in |
-//! | [`error`] | errno | [`error::MmError`] |
+//! | [`error`] | errno, `VM_BUG_ON` | [`error::MmError`], [`error::Bug`] (a series rule found broken) |
 //!
 //! # Rules the code keeps
 //!
 //! - References: the page cache holds one per cached page, each PTE one, each
 //!   pin one; the last `put_page` takes the page off the LRU and frees it.
-//! - Dirty tracking: shared file pages are mapped read-only until the first
-//!   store (write notify), and `page_mkclean` write-protects them at writeback;
-//!   the storage-key change bit of pages mapped writable is moved into the
-//!   dirty flag when the last PTE goes and before writeback, after making the
-//!   page stable (series patch 6/6, hazard 1). `readpage` clears the change bit.
+//! - Dirty tracking as on s390 without write notification: shared writable file
+//!   pages are mapped writable on any fault, and a store marks only the
+//!   storage-key change bit; the bit is moved into the dirty flag when the last
+//!   PTE goes and before writeback, only when it is set and after making the
+//!   page stable (series patch 6/6, hazard 1). Write faults (and `write_file`)
+//!   make the page stable and dirty at once. `readpage` clears the change bit.
+//!   Page-table entries are read and written only through
+//!   [`machine::PhysMem::read_pte`]/[`machine::PhysMem::write_pte`].
 //! - Reclaim never frees locked, under-writeback, pinned, anonymous (no swap)
 //!   or `VM_LOCKED`-mapped pages; `try_to_unmap` asks
 //!   [`hooks::PageStateHooks::may_unmap_in_locked_vma`] (the seed's discarded-page exception).

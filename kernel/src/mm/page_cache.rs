@@ -11,7 +11,7 @@ use alloc::vec::Vec;
 
 use super::addr::{PAGE_BYTES, PAGE_SIZE, Pfn};
 use super::backing::{BlockDevice, FileEntry};
-use super::error::MmError;
+use super::error::{Bug, MmError};
 use super::hooks::{PageStateHooks, Stability, StablePoint, VolatilePoint};
 use super::ids::MappingId;
 use super::machine::Machine;
@@ -83,9 +83,23 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
         self.get_page(pfn);
         if self.make_stable(pfn, StablePoint::Lookup) == Stability::Discarded {
             self.put_page(pfn);
-            self.page_discard(pfn);
+            // A refusal is recorded as a bug; either way there is no page to hand out.
+            let _ = self.page_discard(pfn);
             return None;
         }
+        Some(pfn)
+    }
+
+    /// `find_get_page_nodiscard` (series 5/6): the cached page with a reference and
+    /// no state change, for a minor fault that only maps it. The page may be volatile,
+    /// even discarded: the first access through the new mapping then takes the
+    /// discard fault. A page `page_discard` has claimed is not handed out.
+    pub fn find_get_page_nodiscard(&mut self, mapping: MappingId, index: u64) -> Option<Pfn> {
+        let pfn = self.mappings.get(&mapping)?.lookup(index)?;
+        if self.frames.pages()[pfn].test(PageFlags::DISCARDED) {
+            return None;
+        }
+        self.get_page(pfn);
         Some(pfn)
     }
 
@@ -177,24 +191,37 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
     /// which the read itself set, so the page does not look dirty.
     pub(crate) fn set_page_uptodate(&mut self, pfn: Pfn) {
         if !self.page_mut(pfn).test_and_set(PageFlags::UPTODATE) {
-            self.machine.test_and_clear_change(pfn);
+            self.machine.clear_change(pfn);
         }
     }
 
     /// The page at `index` with a reference, read from the backing store on a
-    /// miss (`read_cache_page`). The flag says whether it was a miss.
+    /// miss (`read_cache_page`), stable: the caller may copy its contents. The
+    /// flag says whether it was a miss.
     pub fn read_cache_page(
         &mut self,
         mapping: MappingId,
         index: u64,
     ) -> Result<(Pfn, bool), MmError> {
-        let pages = self.mapping_ref(mapping)?.file.pages();
-        if index >= pages {
-            return Err(MmError::BeyondEof);
-        }
+        self.check_index(mapping, index)?;
         if let Some(pfn) = self.find_get_page(mapping, index) {
             return Ok((pfn, false));
         }
+        self.read_new_page(mapping, index).map(|pfn| (pfn, true))
+    }
+
+    /// Fails for a page beyond the end of the file.
+    pub(crate) fn check_index(&self, mapping: MappingId, index: u64) -> Result<(), MmError> {
+        if index >= self.mapping_ref(mapping)?.file.pages() {
+            return Err(MmError::BeyondEof);
+        }
+        Ok(())
+    }
+
+    /// A page-cache miss: a new page at `index`, read from the backing store, with
+    /// the caller's reference. It is stable (fresh from the allocator, and the
+    /// caller's reference keeps `unlock_page` from making it volatile).
+    pub(crate) fn read_new_page(&mut self, mapping: MappingId, index: u64) -> Result<Pfn, MmError> {
         let pfn = self.alloc_page()?;
         if let Err(e) = self.add_to_page_cache(pfn, mapping, index) {
             self.put_page(pfn);
@@ -209,11 +236,10 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
         }
         self.unlock_page(pfn);
         // No volatile attempt with the caller's reference counted as expected here:
-        // `read_file` copies the contents next, and a page the host may discard under
-        // that copy would fault inside the memory manager. Only the fault path, which
-        // maps the page without touching it, offers it (`filemap_nopage`); the others
-        // offer it when they drop their reference (`page_cache_release`).
-        Ok((pfn, true))
+        // `read_file` copies the contents next. Only the fault path, which maps the
+        // page without touching it, offers it (`filemap_nopage`); the others offer it
+        // when they drop their reference (`page_cache_release`).
+        Ok(pfn)
     }
 
     /// `set_page_dirty`: the page's contents are newer than the backing store.
@@ -221,28 +247,48 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
         self.page_mut(pfn).set(PageFlags::DIRTY);
     }
 
-    /// `clear_page_dirty_for_io`: write-protects every PTE mapping the page,
-    /// moves the storage-key change bit into the dirty flag (after making the
-    /// page stable: hazard 1 of series patch 6/6), and clears the dirty flag.
-    /// Returns whether the page was dirty.
-    pub(crate) fn clear_page_dirty_for_io(&mut self, pfn: Pfn) -> bool {
-        self.page_mkclean(pfn);
-        if self.frames.pages()[pfn].test(PageFlags::WRITABLE) {
-            self.make_stable(pfn, StablePoint::DirtyTransfer);
-            if self.machine.test_and_clear_change(pfn) {
-                self.set_page_dirty(pfn);
-            }
+    /// Moves the storage-key change bit into the dirty flag (`page_test_dirty`,
+    /// `page_clear_dirty`, `set_page_dirty`), as on s390 where stores through a
+    /// writable mapping mark only the storage key. Hazard 1 of series patch 6/6: if
+    /// the bit is set, the page is made stable *before* it is cleared; a potentially
+    /// volatile page with a clear change bit looks clean to the host, which may then
+    /// discard the data the kernel has just declared dirty. A clear bit needs nothing.
+    pub(crate) fn transfer_dirty(&mut self, pfn: Pfn) {
+        if !self.machine.change_bit(pfn) {
+            return;
         }
+        if self.make_stable(pfn, StablePoint::DirtyTransfer) == Stability::Discarded {
+            // 6/6: VM_BUG_ON(!stable). The host never discards a changed P page.
+            let _ = self.bug(Bug::ChangedPageDiscarded(pfn));
+            return;
+        }
+        self.machine.clear_change(pfn);
+        self.set_page_dirty(pfn);
+    }
+
+    /// `clear_page_dirty_for_io`: moves stores through writable mappings into the
+    /// dirty flag ([`Mm::transfer_dirty`]) and clears it. Returns whether the page was
+    /// dirty. The page stays mapped writable: later stores set the change bit again.
+    pub fn clear_page_dirty_for_io(&mut self, pfn: Pfn) -> bool {
+        self.transfer_dirty(pfn);
         self.page_mut(pfn).test_and_clear(PageFlags::DIRTY)
     }
 
-    /// `write_one_page`: writes a locked, dirty page back and leaves it clean
-    /// (and locked). Writeback ends with a chance to go volatile.
-    pub fn write_one_page(&mut self, pfn: Pfn) -> Result<(), MmError> {
-        debug_assert!(self.frames.pages()[pfn].test(PageFlags::LOCKED));
-        if !self.clear_page_dirty_for_io(pfn) {
-            return Ok(());
-        }
+    /// `set_page_writeback`: the page's contents are on their way to the backing
+    /// store. Under writeback the page stays stable (1/6 `check_bits`).
+    pub fn set_page_writeback(&mut self, pfn: Pfn) {
+        self.page_mut(pfn).set(PageFlags::WRITEBACK);
+    }
+
+    /// `end_page_writeback` (`test_clear_page_writeback`): the write finished; the page
+    /// may become volatile.
+    pub fn end_page_writeback(&mut self, pfn: Pfn) {
+        self.page_mut(pfn).clear(PageFlags::WRITEBACK);
+        self.try_volatile(pfn, VolatilePoint::EndWriteback, 0);
+    }
+
+    /// The I/O of a writeback: copies the page to its block of the backing store.
+    pub fn write_page_to_disk(&mut self, pfn: Pfn) -> Result<(), MmError> {
         let page = &self.frames.pages()[pfn];
         let mapping = page.mapping().ok_or(MmError::NoSuchObject)?;
         let index = page.index();
@@ -251,16 +297,29 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
             .file
             .block_of(index)
             .ok_or(MmError::BeyondEof)?;
-        self.page_mut(pfn).set(PageFlags::WRITEBACK);
-        let result = self.device.write_page(block, self.machine.frame_ref(pfn));
-        self.page_mut(pfn).clear(PageFlags::WRITEBACK);
-        if let Err(e) = result {
-            self.set_page_dirty(pfn);
-            return Err(e.into());
-        }
-        self.stats.writebacks += 1;
-        self.try_volatile(pfn, VolatilePoint::EndWriteback, 0);
+        self.device.write_page(block, self.machine.frame_ref(pfn))?;
         Ok(())
+    }
+
+    /// `write_one_page`: writes a locked, dirty page back and leaves it clean and
+    /// locked. As `writepage` does, the page is unlocked while the write is in flight
+    /// (only `PG_writeback` keeps it stable then) and locked again afterwards.
+    pub fn write_one_page(&mut self, pfn: Pfn) -> Result<(), MmError> {
+        debug_assert!(self.frames.pages()[pfn].test(PageFlags::LOCKED));
+        if !self.clear_page_dirty_for_io(pfn) {
+            return Ok(());
+        }
+        self.set_page_writeback(pfn);
+        self.unlock_page(pfn);
+        let result = self.write_page_to_disk(pfn);
+        if result.is_err() {
+            self.set_page_dirty(pfn);
+        } else {
+            self.stats.writebacks += 1;
+        }
+        self.end_page_writeback(pfn);
+        self.lock_page(pfn);
+        result
     }
 
     /// Writes back every dirty page of `mapping` (`filemap_write_and_wait`).
@@ -268,6 +327,7 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
         let pages: Vec<Pfn> = self.mapping_ref(mapping)?.pages.values().copied().collect();
         for pfn in pages {
             let page = &self.frames.pages()[pfn];
+            // A page mapped writable may have been stored to: its change bit says.
             if !page.test(PageFlags::DIRTY) && !page.test(PageFlags::WRITABLE) {
                 continue;
             }
@@ -349,11 +409,13 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
                 break;
             };
             let (pfn, _) = self.read_cache_page(mapping, index)?;
-            // The page may have gone volatile after readpage: it must be stable before
-            // it is dirtied; if the host discarded it meanwhile, read it again.
+            // The page must be stable before it is dirtied; `read_cache_page` made it
+            // so, and this says so again where the rule is needed (no ESSA when the
+            // layer knows the page is stable). If the host discarded it meanwhile,
+            // read it again.
             if self.make_stable(pfn, StablePoint::WriteNotify) == Stability::Discarded {
                 self.put_page(pfn);
-                self.page_discard(pfn);
+                let _ = self.page_discard(pfn);
                 continue;
             }
             self.lock_page(pfn);

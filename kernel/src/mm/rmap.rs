@@ -10,7 +10,7 @@ use alloc::vec::Vec;
 use super::addr::{PAGE_SIZE, Pfn, VirtAddr};
 use super::backing::BlockDevice;
 use super::error::MmError;
-use super::hooks::{PageStateHooks, StablePoint, VolatilePoint};
+use super::hooks::{PageStateHooks, VolatilePoint};
 use super::ids::SpaceId;
 use super::machine::Machine;
 use super::manager::Mm;
@@ -78,7 +78,9 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
 
     /// Establishes a PTE for `pfn` at `va` (`page_add_file_rmap` /
     /// `page_add_anon_rmap` with `set_pte_at`). The caller's reference on the
-    /// page becomes the mapping's reference.
+    /// page becomes the mapping's reference. A file page may then become volatile;
+    /// mapped writable it becomes potentially volatile or, if it may not, stable
+    /// (series patch 4/6, `page_check_writable`).
     pub(crate) fn map_page(
         &mut self,
         space: SpaceId,
@@ -100,24 +102,25 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
             page.set(PageFlags::WRITABLE);
         }
         if !page.test(PageFlags::ANON) {
-            self.try_volatile(pfn, VolatilePoint::RmapAdd, 0);
+            let at = if writable {
+                VolatilePoint::WritableRmapAdd
+            } else {
+                VolatilePoint::RmapAdd
+            };
+            self.try_volatile(pfn, at, 0);
         }
         Ok(())
     }
 
-    /// `page_remove_rmap`: one PTE less. When the last one goes, the change bit
-    /// of a page that was mapped writable is moved into the dirty flag, the
-    /// page made stable first (series patch 6/6, hazard 1).
+    /// `page_remove_rmap`: one PTE less. When the last one goes the page is no
+    /// longer mapped writable (4/6), and a storage-key change bit stores left on it
+    /// moves into the dirty flag, the page made stable first ([`Mm::transfer_dirty`]).
     pub(crate) fn page_remove_rmap(&mut self, pfn: Pfn) {
         if self.page_mut(pfn).dec_mapcount() > 0 {
             return;
         }
-        if self.page_mut(pfn).test_and_clear(PageFlags::WRITABLE) {
-            self.make_stable(pfn, StablePoint::DirtyTransfer);
-            if self.machine.test_and_clear_change(pfn) {
-                self.set_page_dirty(pfn);
-            }
-        }
+        self.page_mut(pfn).clear(PageFlags::WRITABLE);
+        self.transfer_dirty(pfn);
     }
 
     /// Removes the PTE at `va` if it maps a page with metadata, releasing the
@@ -153,20 +156,11 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
         Ok(())
     }
 
-    /// Removes every PTE mapping the page, locked VMAs included (truncate, discard).
+    /// Removes every PTE mapping the page, locked VMAs included (truncation; a
+    /// discard goes through [`Mm::try_to_unmap`] and the seed's exception).
     pub(crate) fn unmap_everywhere(&mut self, pfn: Pfn) {
         for e in self.rmap(pfn) {
             self.zap_pte(e.space, e.va);
-        }
-    }
-
-    /// `page_mkclean`: write-protects every PTE mapping the page, so the next
-    /// store faults and dirties it again.
-    pub(crate) fn page_mkclean(&mut self, pfn: Pfn) {
-        for e in self.rmap(pfn) {
-            if let Some(s) = self.spaces.get_mut(&e.space) {
-                s.dat.protect(&mut self.machine, e.va, false);
-            }
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Block-usage and block-content states and the ESSA result byte (reference §1.3, §1.4).
 
+use super::Orc;
 use core::fmt;
 
 /// Block-usage state, set by the guest (reference §1.4).
@@ -124,9 +125,14 @@ impl PageStateByte {
         PageStateByte(nodat_bit | (usage.code() << 2) | content.code())
     }
 
-    /// The byte of an ESSA that could not process the block (2026 KVM, reference §5.1).
-    pub const fn exception_indication() -> PageStateByte {
-        PageStateByte(Self::EXCEPTION)
+    /// The byte of an ESSA that could not process the block, as Linux 6.x KVM's
+    /// `__do_essa` writes it: `res = orc ? 0x10 : 0; /* Exception Indication */`, so
+    /// ORC 0 (extract) reports 0x00 and every other ORC 0x10.
+    pub const fn exception_indication(orc: Orc) -> PageStateByte {
+        match orc {
+            Orc::GetState => PageStateByte(0),
+            _ => PageStateByte(Self::EXCEPTION),
+        }
     }
 
     /// The raw byte.
@@ -222,7 +228,14 @@ mod tests {
             0x03
         );
         assert_eq!(PageStateByte::encode(s, r, true).raw(), 0x20);
-        assert_eq!(PageStateByte::exception_indication().raw(), 0x10);
+        assert_eq!(
+            PageStateByte::exception_indication(Orc::SetVolatile).raw(),
+            0x10
+        );
+        assert_eq!(
+            PageStateByte::exception_indication(Orc::GetState).raw(),
+            0x00
+        );
     }
 
     #[test]

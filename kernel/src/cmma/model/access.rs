@@ -27,20 +27,17 @@ impl HostModel {
     ///
     /// - Vz: block-volatility exception; the state stays Vz until the guest
     ///   changes it (§1.4: "any access -> discard fault").
-    /// - Uz: a fresh zero frame (Ur), as KVM does (§5.1); or, with
-    ///   [`ModelOptions::strict_unused`](super::ModelOptions::strict_unused),
-    ///   an addressing exception (§1.4: "might be recognized").
-    /// - Sp: silently brought back (Sr) (§1.4 host transition Sp -> Sr).
+    /// - Uz, Sz: a fresh zero frame (Ur, Sr), as KVM maps a zero page on the first
+    ///   touch (`set_pte_at` clears `_PGSTE_GPS_ZERO`, §5.1); for Uz with
+    ///   [`ModelOptions::strict_unused`](super::ModelOptions::strict_unused), an
+    ///   addressing exception instead (§1.4: "might be recognized").
+    /// - Sp: brought back (Sr) (§1.4 host transition Sp -> Sr).
     /// - Resident frames: no change.
     /// - Beyond the configuration: addressing exception.
     pub fn on_access(&mut self, mem: &mut impl HostMemory, pfn: u64) -> AccessVerdict {
-        let Some(old) = self.frame_state(pfn) else {
+        let Some(old) = self.settle(mem, pfn) else {
             self.counters.addressing_faults += 1;
             return AccessVerdict::Addressing;
-        };
-        let refill = |usage| Transition {
-            state: FrameState::new(usage, ContentState::Resident, old.nodat),
-            effect: Effect::RestoreZeroed,
         };
         let transition = match (old.usage, old.content) {
             (UsageState::Volatile, ContentState::Zero) => {
@@ -53,9 +50,11 @@ impl HostModel {
                 self.counters.addressing_faults += 1;
                 return AccessVerdict::Addressing;
             }
-            // Pz cannot exist; Sz does not exist in this model; both would be
-            // backed by a zero frame on touch like Uz.
-            (usage, ContentState::Zero) => refill(usage),
+            // Pz cannot exist (ORC 4 on a zero block gives Vz).
+            (usage, ContentState::Zero) => Transition {
+                state: FrameState::new(usage, ContentState::Resident, old.nodat),
+                effect: Effect::RestoreZeroed,
+            },
             (usage, ContentState::Preserved) => Transition {
                 state: FrameState::new(usage, ContentState::Resident, old.nodat),
                 effect: Effect::PageIn,
@@ -133,6 +132,7 @@ mod tests {
             (UsageState::Unused, ContentState::Resident, false)
         );
         assert!(!model.is_revoked(1));
+        assert!(!mem.is_revoked(1));
         assert_eq!(model.counters().zero_restores, 1);
     }
 
@@ -146,17 +146,51 @@ mod tests {
     }
 
     #[test]
-    fn paged_out_frame_comes_back_silently() {
+    fn paged_out_frame_comes_back_when_touched() {
         let (mut model, mut mem) = discarded(1, 2, false);
         assert_eq!(model.state(2).1, ContentState::Preserved);
-        assert!(!model.is_revoked(2), "a page-out is invisible to the guest");
+        assert!(model.is_revoked(2), "the next touch must reach the host");
         assert_eq!(model.on_access(&mut mem, 2), AccessVerdict::Ok);
         assert_eq!(
             model.state(2),
             (UsageState::Stable, ContentState::Resident, false)
         );
+        assert_eq!(mem.calls, [Call::PageIn(2)]);
+        assert_eq!(model.counters().page_ins, 1);
+    }
+
+    #[test]
+    fn a_touch_the_backend_handled_alone_is_caught_up_with() {
+        // The glue hands a paged-out frame back itself when the model is busy; the
+        // model's next look at the frame finds it resident.
+        let (mut model, mut mem) = discarded(1, 2, false);
+        mem.touch_behind_the_models_back(2);
+        essa(&mut model, &mut mem, 3, 2);
+        assert_eq!(
+            model.state(2),
+            (UsageState::Volatile, ContentState::Resident, false),
+            "ORC 3 on a resident block keeps its bytes"
+        );
         assert!(mem.calls.is_empty());
         assert_eq!(model.counters().page_ins, 1);
+    }
+
+    #[test]
+    fn a_stable_zero_frame_gets_a_zero_frame_when_touched() {
+        // KVM: ORC 1 on a discarded block leaves it Sz; the first touch maps a zero page.
+        let (mut model, mut mem) = discarded(2, 1, true);
+        essa(&mut model, &mut mem, 1, 1);
+        assert_eq!(
+            model.state(1),
+            (UsageState::Stable, ContentState::Zero, false)
+        );
+        assert!(mem.calls.is_empty());
+        assert_eq!(model.on_access(&mut mem, 1), AccessVerdict::Ok);
+        assert_eq!(mem.calls, [Call::RestoreZeroed(1)]);
+        assert_eq!(
+            model.state(1),
+            (UsageState::Stable, ContentState::Resident, false)
+        );
     }
 
     #[test]

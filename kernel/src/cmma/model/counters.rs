@@ -16,9 +16,10 @@ pub struct Counters {
     pub addressing_faults: u64,
     /// Host page-outs: Sr or dirty Pr became Sp.
     pub page_outs: u64,
-    /// Paged-out frames brought back by a touch or ORC 5.
+    /// Paged-out frames brought back by a guest touch.
     pub page_ins: u64,
-    /// Discarded frames handed back zero-filled (each one a `restore_zeroed` call).
+    /// Zero frames (Uz, Sz) handed back zero-filled on a guest touch (each one a
+    /// `restore_zeroed` call).
     pub zero_restores: u64,
     /// Strikes the discard schedule called for (its requested rate).
     pub scheduled_strikes: u64,

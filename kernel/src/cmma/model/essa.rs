@@ -21,11 +21,15 @@ pub struct EssaContext {
 /// What ESSA does with an address beyond the configuration (§1.1, §5.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BadAddress {
-    /// Addressing exception 0x05, as KVM does up to Linux 6.x.
+    /// Addressing exception 0x05, as Linux 6.x KVM does for a guest frame outside
+    /// every memory slot (`__do_essa`: `kvm_is_error_hva` -> `PGM_ADDRESSING`).
     #[default]
     Addressing,
-    /// Result byte 0x10 (exception indication), block untouched, as the 2026
-    /// KVM rewrite (`dat_perform_essa`) does.
+    /// The exception indication in the result, block untouched, as Linux 6.x KVM
+    /// answers when `pgste_perform_essa` cannot process the block
+    /// (`res = orc ? 0x10 : 0; /* Exception Indication */`): 0x10 for ORC 1-7, and
+    /// 0x00 for ORC 0. (The 2026 KVM rewrite, `dat_perform_essa`, reports bad
+    /// addresses this way too.)
     ExceptionIndication,
 }
 
@@ -46,40 +50,46 @@ impl HostModel {
             self.frames(),
             "model and backend disagree on memory size"
         );
-        let result = self.checked_essa(mem, ctx);
-        match result {
-            Ok(byte) if !byte.exception() => {}
-            _ => self.counters.exceptions += 1,
+        let (result, processed) = self.checked_essa(mem, ctx);
+        if !processed {
+            self.counters.exceptions += 1;
         }
         result
     }
 
+    /// The result, and whether the block was processed (no program exception, no
+    /// exception indication).
     fn checked_essa(
         &mut self,
         mem: &mut impl HostMemory,
         ctx: EssaContext,
-    ) -> Result<PageStateByte, ProgramException> {
+    ) -> (Result<PageStateByte, ProgramException>, bool) {
         if ctx.problem_state {
-            return Err(ProgramException::Privileged);
+            return (Err(ProgramException::Privileged), false);
         }
-        let orc = Orc::try_from(ctx.orc_raw).map_err(|_| ProgramException::Specification)?;
+        let Ok(orc) = Orc::try_from(ctx.orc_raw) else {
+            return (Err(ProgramException::Specification), false);
+        };
         if orc.needs_facility_147() && !ctx.facility_147 {
-            return Err(ProgramException::Specification);
+            return (Err(ProgramException::Specification), false);
         }
         let pfn = ctx.addr >> FRAME_SHIFT;
-        let Some(old) = self.frame_state(pfn) else {
-            return match self.options.bad_address {
+        let Some(old) = self.settle(mem, pfn) else {
+            let result = match self.options.bad_address {
                 BadAddress::Addressing => Err(ProgramException::Addressing),
-                BadAddress::ExceptionIndication => Ok(PageStateByte::exception_indication()),
+                BadAddress::ExceptionIndication => Ok(PageStateByte::exception_indication(orc)),
             };
+            return (result, false);
         };
         let mut transition = essa_transition(old, orc, || mem.change_bit(pfn));
-        if self.options.preserve_change_bit && transition.effect == Effect::ClearChangeBit {
+        if !self.options.clear_change_bit_on_pot_volatile
+            && transition.effect == Effect::ClearChangeBit
+        {
             transition.effect = Effect::None;
         }
         self.counters.essa_by_orc[usize::from(orc.code())] += 1;
         self.commit(mem, pfn, transition);
-        Ok(old.to_byte())
+        (Ok(old.to_byte()), true)
     }
 }
 
@@ -130,13 +140,19 @@ mod tests {
     fn reach(target: FrameState) -> (HostModel, FakeMemory) {
         let mut model = HostModel::new(FRAMES, ModelOptions::default());
         let mut mem = FakeMemory::new(FRAMES);
-        run(&mut model, &mut mem, if target.nodat { 7 } else { 1 });
+        let stable = if target.nodat { 7 } else { 1 };
+        run(&mut model, &mut mem, stable);
         let reclaim = |model: &mut HostModel, mem: &mut FakeMemory| {
             model.reclaim(mem, PFN);
         };
         match (target.usage, target.content) {
             (UsageState::Stable, ContentState::Resident) => {}
             (UsageState::Stable, ContentState::Preserved) => reclaim(&mut model, &mut mem),
+            (UsageState::Stable, ContentState::Zero) => {
+                run(&mut model, &mut mem, 2);
+                reclaim(&mut model, &mut mem);
+                run(&mut model, &mut mem, stable);
+            }
             (UsageState::Unused, ContentState::Resident) => drop(run(&mut model, &mut mem, 2)),
             (UsageState::Unused, ContentState::Zero) => {
                 run(&mut model, &mut mem, 2);
@@ -155,117 +171,154 @@ mod tests {
         (model, mem)
     }
 
-    /// One row of the ORC table: from a state, with the change bit, an ORC gives
-    /// a new state (nodat written separately) and the backend calls.
+    /// One row of the ORC table: from a state, with the guest change bit, an ORC
+    /// gives a new state (no-DAT written separately) and the backend calls; `kvm`
+    /// names the branch of Linux 6.x `pgste_perform_essa` (`arch/s390/mm/pgtable.c`)
+    /// the row follows.
     struct Row {
         from: &'static str,
         changed: bool,
         orc: u8,
         to: &'static str,
         calls: &'static [Call],
+        kvm: &'static str,
     }
 
-    const fn row(from: &'static str, orc: u8, to: &'static str, calls: &'static [Call]) -> Row {
+    const fn row(
+        from: &'static str,
+        orc: u8,
+        to: &'static str,
+        calls: &'static [Call],
+        kvm: &'static str,
+    ) -> Row {
         Row {
             from,
             changed: false,
             orc,
             to,
             calls,
+            kvm,
         }
     }
 
-    const fn dirty(from: &'static str, orc: u8, to: &'static str, calls: &'static [Call]) -> Row {
+    const fn dirty(
+        from: &'static str,
+        orc: u8,
+        to: &'static str,
+        calls: &'static [Call],
+        kvm: &'static str,
+    ) -> Row {
         Row {
             from,
             changed: true,
             orc,
             to,
             calls,
+            kvm,
         }
     }
 
     const D: &[Call] = &[Call::Discard(PFN)];
-    const Z: &[Call] = &[Call::RestoreZeroed(PFN)];
-    const C: &[Call] = &[Call::ClearChangeBit(PFN)];
     const N: &[Call] = &[];
 
-    /// Every ORC 0-7 from every reachable state. Sources: §1.2 (ORC effects,
-    /// KVM's ORC 4 detail), §1.4 (guest transitions: "any resident state changes
-    /// usage in place; Uz, Sz and Vz change usage in place, except that setting
-    /// P on a z page yields Vz; Sp becomes Uz or Vz when the guest sets U or V"),
-    /// §6.3 item 2, §6.3 item 4 (clear C on entering P), and the module rule
-    /// that a zero frame made stable gets a zero-filled frame (HPMA, §5.2).
+    // The KVM branches, as `pgste_perform_essa` spells them. The content letter is
+    // `__do_essa`'s: PTE valid -> r, invalid -> p, invalid + _PGSTE_GPS_ZERO -> z.
+    const GET: &str = "ESSA_GET_STATE: break";
+    const STABLE: &str = "ESSA_SET_STABLE: usage = STABLE, NODAT cleared; PTE and ZERO untouched";
+    const UNUSED_VALID: &str = "ESSA_SET_UNUSED: usage = UNUSED; PTE valid: res 0";
+    const UNUSED_INVALID: &str =
+        "ESSA_SET_UNUSED: usage = UNUSED; PTE invalid: res 1 -> ZERO set, CBRL drops the copy";
+    const VOLATILE_VALID: &str = "ESSA_SET_VOLATILE: usage = VOLATILE; PTE valid: res 0";
+    const VOLATILE_INVALID: &str =
+        "ESSA_SET_VOLATILE: usage = VOLATILE; PTE invalid: res 1 -> ZERO set, CBRL drops the copy";
+    const POT_VALID: &str = "ESSA_SET_POT_VOLATILE: PTE valid -> POT_VOLATILE";
+    const POT_ZERO: &str = "ESSA_SET_POT_VOLATILE: PTE invalid, ZERO -> VOLATILE";
+    const POT_CLEAN: &str =
+        "ESSA_SET_POT_VOLATILE: PTE invalid, !PGSTE_GC_BIT -> VOLATILE, res 1 (ZERO)";
+    const POT_DIRTY: &str =
+        "ESSA_SET_POT_VOLATILE: PTE invalid, PGSTE_GC_BIT -> usage cleared (STABLE)";
+    const RESIDENT: &str = "ESSA_SET_STABLE_RESIDENT: usage = STABLE, NODAT kept; \"we will not make this page resident\"";
+    const IF_VALID: &str = "ESSA_SET_STABLE_IF_RESIDENT: PTE valid -> usage = STABLE";
+    const IF_INVALID: &str = "ESSA_SET_STABLE_IF_RESIDENT: PTE invalid -> unchanged";
+    const NODAT: &str = "ESSA_SET_STABLE_NODAT: usage = STABLE | NODAT";
+
+    /// Every ORC 0-7 from every reachable state (the eight legal combinations of the
+    /// 2007 6/6 table), compared with Linux 6.x KVM pair by pair. The ESSA side of
+    /// the model never touches the backend except to drop a preserved copy (D): no
+    /// ORC makes a block resident, only a guest touch does (`on_access`).
     const TABLE: &[Row] = &[
-        // ORC 0: extract only.
-        row("Sr", 0, "Sr", N),
-        row("Sp", 0, "Sp", N),
-        row("Ur", 0, "Ur", N),
-        row("Uz", 0, "Uz", N),
-        row("Vr", 0, "Vr", N),
-        row("Vz", 0, "Vz", N),
-        row("Pr", 0, "Pr", N),
-        // ORC 1: usage := S.
-        row("Sr", 1, "Sr", N),
-        row("Sp", 1, "Sp", N),
-        row("Ur", 1, "Sr", N),
-        row("Uz", 1, "Sr", Z),
-        row("Vr", 1, "Sr", N),
-        row("Vz", 1, "Sr", Z),
-        row("Pr", 1, "Sr", N),
-        // ORC 2: usage := U; a preserved copy is dropped now.
-        row("Sr", 2, "Ur", N),
-        row("Sp", 2, "Uz", D),
-        row("Ur", 2, "Ur", N),
-        row("Uz", 2, "Uz", N),
-        row("Vr", 2, "Ur", N),
-        row("Vz", 2, "Uz", N),
-        row("Pr", 2, "Ur", N),
-        // ORC 3: usage := V; a preserved copy is dropped now.
-        row("Sr", 3, "Vr", N),
-        row("Sp", 3, "Vz", D),
-        row("Ur", 3, "Vr", N),
-        row("Uz", 3, "Vz", N),
-        row("Vr", 3, "Vr", N),
-        row("Vz", 3, "Vz", N),
-        row("Pr", 3, "Vr", N),
-        // ORC 4: resident -> P (clear C), zero -> V, preserved -> C ? S : Vz.
-        row("Sr", 4, "Pr", C),
-        row("Sp", 4, "Vz", D),
-        dirty("Sp", 4, "Sp", N),
-        row("Ur", 4, "Pr", C),
-        row("Uz", 4, "Vz", N),
-        row("Vr", 4, "Pr", C),
-        row("Vz", 4, "Vz", N),
-        row("Pr", 4, "Pr", C),
-        // ORC 5: usage := S and make resident.
-        row("Sr", 5, "Sr", N),
-        row("Sp", 5, "Sr", N),
-        row("Ur", 5, "Sr", N),
-        row("Uz", 5, "Sr", Z),
-        row("Vr", 5, "Sr", N),
-        row("Vz", 5, "Sr", Z),
-        row("Pr", 5, "Sr", N),
-        // ORC 6: usage := S only if resident.
-        row("Sr", 6, "Sr", N),
-        row("Sp", 6, "Sp", N),
-        row("Ur", 6, "Sr", N),
-        row("Uz", 6, "Uz", N),
-        row("Vr", 6, "Sr", N),
-        row("Vz", 6, "Vz", N),
-        row("Pr", 6, "Sr", N),
-        // ORC 7: usage := S, no-DAT := 1.
-        row("Sr", 7, "Sr", N),
-        row("Sp", 7, "Sp", N),
-        row("Ur", 7, "Sr", N),
-        row("Uz", 7, "Sr", Z),
-        row("Vr", 7, "Sr", N),
-        row("Vz", 7, "Sr", Z),
-        row("Pr", 7, "Sr", N),
+        row("Sr", 0, "Sr", N, GET),
+        row("Sp", 0, "Sp", N, GET),
+        row("Sz", 0, "Sz", N, GET),
+        row("Ur", 0, "Ur", N, GET),
+        row("Uz", 0, "Uz", N, GET),
+        row("Vr", 0, "Vr", N, GET),
+        row("Vz", 0, "Vz", N, GET),
+        row("Pr", 0, "Pr", N, GET),
+        row("Sr", 1, "Sr", N, STABLE),
+        row("Sp", 1, "Sp", N, STABLE),
+        row("Sz", 1, "Sz", N, STABLE),
+        row("Ur", 1, "Sr", N, STABLE),
+        row("Uz", 1, "Sz", N, STABLE),
+        row("Vr", 1, "Sr", N, STABLE),
+        row("Vz", 1, "Sz", N, STABLE),
+        row("Pr", 1, "Sr", N, STABLE),
+        row("Sr", 2, "Ur", N, UNUSED_VALID),
+        row("Sp", 2, "Uz", D, UNUSED_INVALID),
+        row("Sz", 2, "Uz", N, UNUSED_INVALID),
+        row("Ur", 2, "Ur", N, UNUSED_VALID),
+        row("Uz", 2, "Uz", N, UNUSED_INVALID),
+        row("Vr", 2, "Ur", N, UNUSED_VALID),
+        row("Vz", 2, "Uz", N, UNUSED_INVALID),
+        row("Pr", 2, "Ur", N, UNUSED_VALID),
+        row("Sr", 3, "Vr", N, VOLATILE_VALID),
+        row("Sp", 3, "Vz", D, VOLATILE_INVALID),
+        row("Sz", 3, "Vz", N, VOLATILE_INVALID),
+        row("Ur", 3, "Vr", N, VOLATILE_VALID),
+        row("Uz", 3, "Vz", N, VOLATILE_INVALID),
+        row("Vr", 3, "Vr", N, VOLATILE_VALID),
+        row("Vz", 3, "Vz", N, VOLATILE_INVALID),
+        row("Pr", 3, "Vr", N, VOLATILE_VALID),
+        row("Sr", 4, "Pr", N, POT_VALID),
+        row("Sp", 4, "Vz", D, POT_CLEAN),
+        dirty("Sp", 4, "Sp", N, POT_DIRTY),
+        row("Sz", 4, "Vz", N, POT_ZERO),
+        row("Ur", 4, "Pr", N, POT_VALID),
+        row("Uz", 4, "Vz", N, POT_ZERO),
+        row("Vr", 4, "Pr", N, POT_VALID),
+        row("Vz", 4, "Vz", N, POT_ZERO),
+        row("Pr", 4, "Pr", N, POT_VALID),
+        row("Sr", 5, "Sr", N, RESIDENT),
+        row("Sp", 5, "Sp", N, RESIDENT),
+        row("Sz", 5, "Sz", N, RESIDENT),
+        row("Ur", 5, "Sr", N, RESIDENT),
+        row("Uz", 5, "Sz", N, RESIDENT),
+        row("Vr", 5, "Sr", N, RESIDENT),
+        row("Vz", 5, "Sz", N, RESIDENT),
+        row("Pr", 5, "Sr", N, RESIDENT),
+        row("Sr", 6, "Sr", N, IF_VALID),
+        row("Sp", 6, "Sp", N, IF_INVALID),
+        row("Sz", 6, "Sz", N, IF_INVALID),
+        row("Ur", 6, "Sr", N, IF_VALID),
+        row("Uz", 6, "Uz", N, IF_INVALID),
+        row("Vr", 6, "Sr", N, IF_VALID),
+        row("Vz", 6, "Vz", N, IF_INVALID),
+        row("Pr", 6, "Sr", N, IF_VALID),
+        row("Sr", 7, "Sr", N, NODAT),
+        row("Sp", 7, "Sp", N, NODAT),
+        row("Sz", 7, "Sz", N, NODAT),
+        row("Ur", 7, "Sr", N, NODAT),
+        row("Uz", 7, "Sz", N, NODAT),
+        row("Vr", 7, "Sr", N, NODAT),
+        row("Vz", 7, "Sz", N, NODAT),
+        row("Pr", 7, "Sr", N, NODAT),
     ];
 
+    /// Every legal combination of the 2007 6/6 table (Up, Vp, Pp, Pz are impossible).
+    const STATES: [&str; 8] = ["Sr", "Sp", "Sz", "Ur", "Uz", "Vr", "Vz", "Pr"];
+
     /// No-DAT after the ORC: ORC 1 clears it, ORC 7 sets it, everything else
-    /// keeps it (§1.2; KVM touches the bit only for these two).
+    /// keeps it (`pgste_perform_essa` touches `_PGSTE_GPS_NODAT` only for these two).
     fn nodat_after(orc: u8, before: bool) -> bool {
         match orc {
             1 => false,
@@ -276,8 +329,7 @@ mod tests {
 
     #[test]
     fn table_covers_every_reachable_state_and_orc() {
-        let states = ["Sr", "Sp", "Ur", "Uz", "Vr", "Vz", "Pr"];
-        for from in states {
+        for from in STATES {
             for orc in 0..=7 {
                 let rows = TABLE
                     .iter()
@@ -289,7 +341,7 @@ mod tests {
     }
 
     #[test]
-    fn every_orc_from_every_reachable_state() {
+    fn every_orc_from_every_reachable_state_as_kvm() {
         for row in TABLE {
             for nodat in [false, true] {
                 let from = FrameState {
@@ -305,10 +357,12 @@ mod tests {
                     ..parse(row.to)
                 };
                 let what = format!(
-                    "{from:?} --ORC {}{}-->",
+                    "{from:?} --ORC {}{}--> (KVM: {})",
                     row.orc,
-                    if row.changed { " dirty" } else { "" }
+                    if row.changed { " dirty" } else { "" },
+                    row.kvm
                 );
+                // __do_essa: res = usage | 2 if PTE invalid | 1 if ZERO | 0x20 if NODAT.
                 assert_eq!(old, from.to_byte(), "{what} returned byte");
                 assert_eq!(model.frame_state(PFN), Some(to), "{what} new state");
                 assert_eq!(mem.calls, row.calls, "{what} backend calls");
@@ -319,13 +373,19 @@ mod tests {
                     expected,
                     "{what} counted by ORC"
                 );
+                // A later extract says what the ORC left (and changes nothing).
+                assert_eq!(
+                    run(&mut model, &mut mem, 0),
+                    to.to_byte(),
+                    "{what} then ORC 0"
+                );
             }
         }
     }
 
     #[test]
     fn orc_eight_from_every_reachable_state_changes_nothing() {
-        for from in ["Sr", "Sp", "Ur", "Uz", "Vr", "Vz", "Pr"] {
+        for from in STATES {
             for nodat in [false, true] {
                 let from = FrameState {
                     nodat,
@@ -352,15 +412,64 @@ mod tests {
         assert_eq!(run(&mut model, &mut mem, 0).raw(), 0x08);
         let (mut model, mut mem) = reach(parse("Sp"));
         assert_eq!(run(&mut model, &mut mem, 0).raw(), 0x02);
+        let (mut model, mut mem) = reach(parse("Sz"));
+        assert_eq!(run(&mut model, &mut mem, 0).raw(), 0x03);
     }
 
     #[test]
-    fn change_bit_can_be_left_to_the_guest() {
+    fn a_stable_zero_block_stays_zero_until_touched() {
+        let (mut model, mut mem) = reach(parse("Sz"));
+        for orc in [0, 5, 6, 7, 1, 0] {
+            run(&mut model, &mut mem, orc);
+            assert_eq!(model.state(PFN).1, ContentState::Zero, "after ORC {orc}");
+        }
+        assert!(mem.calls.is_empty(), "no zero frame before the touch");
+        assert_eq!(
+            model.on_access(&mut mem, PFN),
+            super::super::AccessVerdict::Ok
+        );
+        assert_eq!(run(&mut model, &mut mem, 0), parse("Sr").to_byte());
+    }
+
+    #[test]
+    fn a_touched_paged_out_block_is_resident_for_every_later_orc() {
+        // Touched, the block is Sr: ORC 2 and 3 then keep its bytes (no discard), as on
+        // any resident block.
+        for (orc, after) in [(2, "Ur"), (3, "Vr"), (4, "Pr")] {
+            let (mut model, mut mem) = reach(parse("Sp"));
+            assert_eq!(
+                model.on_access(&mut mem, PFN),
+                super::super::AccessVerdict::Ok
+            );
+            assert_eq!(run(&mut model, &mut mem, 0), parse("Sr").to_byte());
+            mem.calls.clear();
+            run(&mut model, &mut mem, orc);
+            assert_eq!(model.frame_state(PFN), Some(parse(after)), "ORC {orc}");
+            assert!(mem.calls.is_empty(), "ORC {orc}: {:?}", mem.calls);
+        }
+    }
+
+    #[test]
+    fn entering_p_can_clear_the_change_bit() {
+        // Not KVM: with the option, a store before ORC 4 no longer saves the frame.
         let options = ModelOptions {
-            preserve_change_bit: true,
+            clear_change_bit_on_pot_volatile: true,
             ..ModelOptions::default()
         };
         let mut model = HostModel::new(FRAMES, options);
+        let mut mem = FakeMemory::new(FRAMES);
+        mem.store(PFN);
+        run(&mut model, &mut mem, 4);
+        assert_eq!(mem.calls, [Call::ClearChangeBit(PFN)]);
+        assert_eq!(
+            model.reclaim(&mut mem, PFN),
+            super::super::ReclaimOutcome::Discarded
+        );
+    }
+
+    #[test]
+    fn the_change_bit_is_left_to_the_guest_as_kvm_does() {
+        let mut model = HostModel::new(FRAMES, ModelOptions::default());
         let mut mem = FakeMemory::new(FRAMES);
         // A store before ORC 4 still counts at reclaim: the frame is paged out, not discarded.
         mem.store(PFN);
@@ -486,12 +595,19 @@ mod tests {
         };
         let mut model = HostModel::new(FRAMES, options);
         let mut mem = FakeMemory::new(FRAMES);
-        let byte = model
-            .essa(&mut mem, exception_case(3, false, true, FRAMES))
+        // Linux 6.x __do_essa: `res = orc ? 0x10 : 0; /* Exception Indication */`.
+        for orc_raw in 1..=7 {
+            let byte = model
+                .essa(&mut mem, exception_case(orc_raw, false, true, FRAMES))
+                .expect("no program exception");
+            assert_eq!(byte.raw(), 0x10, "ORC {orc_raw}");
+            assert!(byte.exception());
+        }
+        let extract = model
+            .essa(&mut mem, exception_case(0, false, true, FRAMES))
             .expect("no program exception");
-        assert_eq!(byte.raw(), 0x10);
-        assert!(byte.exception());
-        assert_eq!(model.counters().exceptions, 1);
+        assert_eq!(extract.raw(), 0x00, "ORC 0");
+        assert_eq!(model.counters().exceptions, 8);
         // Ordering still holds: the ORC is checked before the address.
         let spec = model.essa(&mut mem, exception_case(9, false, true, FRAMES));
         assert_eq!(spec, Err(ProgramException::Specification));

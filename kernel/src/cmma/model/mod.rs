@@ -7,13 +7,19 @@
 //! memory backend ([`HostMemory`]). The model never holds an impossible state
 //! (Up, Vp, Pp, Pz; §1.4); debug builds assert it on every change.
 //!
-//! Invariant shared with the backend: a frame's content is zero exactly while
-//! the backend has it revoked (between [`HostMemory::discard_frame`] and
-//! [`HostMemory::restore_zeroed`]). Consequently the model never holds Sz:
-//! when a zero frame becomes stable (ORC 1, 5, 7, reset) it gets a zero-filled
-//! frame at once, as z/VM's host page-management assist supplies one (§5.2),
-//! instead of on first touch. A GET after that reports Sr where KVM would
-//! report Sz until the first touch.
+//! ESSA behaves as Linux 6.x KVM (`pgste_perform_essa`, `__do_essa`; see
+//! `transition.rs`): no ORC makes a block resident, so a block set stable from the
+//! zero state stays "stable, zero" (Sz) until the guest touches it, and ORC 5 leaves
+//! a paged-out block paged out. Host reclaim discards U, V and clean P blocks as
+//! z/VM does (the 2007 series' 6/6 table); KVM would swap V and P blocks instead.
+//!
+//! Invariant shared with the backend: a frame is revoked (every DAT mapping of it
+//! faults) exactly while its content is not resident, so every guest touch of a
+//! paged-out or zero frame reaches [`HostModel::on_access`]: a touch of Sp or Sz/Uz
+//! makes the frame resident, a touch of Vz is a block-volatility exception. The one
+//! exception: the backend may hand a paged-out frame back on its own when the guest
+//! touches it while the model is busy; the model then learns it on its next look at
+//! the frame ([`HostMemory::still_paged_out`]).
 
 mod access;
 mod counters;
@@ -54,12 +60,12 @@ pub struct ModelOptions {
     /// (0x05), which the architecture allows ("might be recognized", §1.4),
     /// instead of quietly supplying a zero frame as KVM does (§5.1).
     pub strict_unused: bool,
-    /// Leave the change bit alone when a frame enters P, as KVM (guest change
-    /// bit in the PGSTE) and z/VM do. By default the model clears it on entry
-    /// (§6.3 item 4), so that reclaim sees only stores made while the frame was
-    /// P; that is safe only if the kernel has moved any earlier hardware
-    /// dirtiness into its own dirty flag before issuing ORC 4.
-    pub preserve_change_bit: bool,
+    /// Clear the change bit when a frame enters P (§6.3 item 4), so that reclaim
+    /// sees only stores made while the frame was P. KVM does not (it keeps the guest
+    /// change bit in the PGSTE) and neither does z/VM, so the default leaves the bit
+    /// alone, and the kernel must move hardware dirtiness into its own dirty flag
+    /// only after making the page stable (hazard 1 of the series' 6/6).
+    pub clear_change_bit_on_pot_volatile: bool,
 }
 
 /// The state byte of every frame, in a heap vector or in memory the caller set aside.
@@ -154,36 +160,48 @@ impl HostModel {
         (state.usage, state.content, state.nodat)
     }
 
-    /// Whether the backend has the frame revoked (its content is zero), so a
-    /// DAT fault on it is the model's business. `false` beyond the configuration.
+    /// Whether the model holds the frame as not resident (paged out or zero), so the
+    /// backend has it revoked and a DAT fault on it is the model's business. `false`
+    /// beyond the configuration.
     pub fn is_revoked(&self, pfn: u64) -> bool {
         self.frame_state(pfn)
-            .is_some_and(|state| state.content == ContentState::Zero)
+            .is_some_and(|state| state.content != ContentState::Resident)
     }
 
     /// IPL / diag 308 reset: every frame stable with DAT (§5.1 reset, §6.3 item 1).
     ///
-    /// Paged-out frames stay paged out (Sp is legal); discarded frames get
-    /// zero-filled frames, keeping the model free of Sz.
+    /// As KVM's `s390_reset_cmma`, only the usage and no-DAT bits change: paged-out
+    /// frames stay paged out and zero frames stay zero (Sz) until touched.
     pub fn reset(&mut self, mem: &mut impl HostMemory) {
         for pfn in 0..self.frames() {
-            let old = self.frame_state_unchecked(pfn);
-            let transition = match old.content {
-                ContentState::Zero => Transition {
-                    state: FrameState::INITIAL,
-                    effect: Effect::RestoreZeroed,
-                },
-                ContentState::Resident | ContentState::Preserved => Transition {
-                    state: FrameState::new(UsageState::Stable, old.content, false),
-                    effect: Effect::None,
-                },
+            let old = self.settle(mem, pfn).expect("pfn within the configuration");
+            let transition = Transition {
+                state: FrameState::new(UsageState::Stable, old.content, false),
+                effect: Effect::None,
             };
             self.commit(mem, pfn, transition);
         }
     }
 
-    fn frame_state_unchecked(&self, pfn: u64) -> FrameState {
-        self.frame_state(pfn).expect("caller checked the pfn")
+    /// The frame's state after catching up with a touch the backend handled alone:
+    /// a paged-out frame the backend no longer holds out is resident again.
+    /// `None` beyond the configuration.
+    fn settle(&mut self, mem: &mut impl HostMemory, pfn: u64) -> Option<FrameState> {
+        let state = self.frame_state(pfn)?;
+        if state.content != ContentState::Preserved || mem.still_paged_out(pfn) {
+            return Some(state);
+        }
+        let resident = FrameState::new(state.usage, ContentState::Resident, state.nodat);
+        self.counters.page_ins += 1;
+        self.commit(
+            mem,
+            pfn,
+            Transition {
+                state: resident,
+                effect: Effect::None,
+            },
+        );
+        Some(resident)
     }
 
     /// Stores the new state and carries out its effect on the backend and counters.
@@ -209,8 +227,14 @@ impl HostModel {
                 mem.restore_zeroed(pfn);
             }
             Effect::ClearChangeBit => mem.clear_change_bit(pfn),
-            Effect::PageOut => self.counters.page_outs += 1,
-            Effect::PageIn => self.counters.page_ins += 1,
+            Effect::PageOut => {
+                self.counters.page_outs += 1;
+                mem.page_out(pfn);
+            }
+            Effect::PageIn => {
+                self.counters.page_ins += 1;
+                mem.page_in(pfn);
+            }
         }
     }
 }

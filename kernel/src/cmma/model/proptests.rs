@@ -1,11 +1,11 @@
 //! Property tests of the host model over random ESSA / reclaim / access sequences.
 
-use super::fake::FakeMemory;
+use super::fake::{FakeMemory, Revoked};
 use super::{
     AccessVerdict, BadAddress, DiscardRate, DiscardSchedule, EssaContext, FRAME_SHIFT, FrameState,
     HostModel, ModelOptions,
 };
-use crate::cmma::essa::{ContentState, PageStateByte, UsageState};
+use crate::cmma::essa::{ContentState, Orc, PageStateByte, UsageState};
 use proptest::prelude::*;
 
 const FRAMES: u64 = 6;
@@ -21,6 +21,9 @@ enum Op {
     Reclaim(u64),
     MaybeReclaim,
     Access(u64),
+    /// The backend hands a paged-out frame back without the model (a touch while
+    /// the model is busy).
+    TouchBehindTheModelsBack(u64),
     Store(u64),
     Reset,
 }
@@ -35,6 +38,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => pfn.clone().prop_map(Op::Reclaim),
         2 => Just(Op::MaybeReclaim),
         2 => pfn.clone().prop_map(Op::Access),
+        1 => (0..FRAMES).prop_map(Op::TouchBehindTheModelsBack),
         2 => (0..FRAMES).prop_map(Op::Store),
         1 => Just(Op::Reset),
     ]
@@ -42,14 +46,14 @@ fn op() -> impl Strategy<Value = Op> {
 
 fn options() -> impl Strategy<Value = ModelOptions> {
     (any::<bool>(), any::<bool>(), any::<bool>()).prop_map(
-        |(exception_bit, strict_unused, preserve_change_bit)| ModelOptions {
+        |(exception_bit, strict_unused, clear_change_bit_on_pot_volatile)| ModelOptions {
             bad_address: if exception_bit {
                 BadAddress::ExceptionIndication
             } else {
                 BadAddress::Addressing
             },
             strict_unused,
-            preserve_change_bit,
+            clear_change_bit_on_pot_volatile,
         },
     )
 }
@@ -80,17 +84,23 @@ fn check_invariants(model: &HostModel, mem: &FakeMemory) -> Result<(), TestCaseE
             pfn,
             state
         );
-        prop_assert_eq!(
-            mem.revoked[pfn as usize],
-            state.content == ContentState::Zero,
-            "frame {} {:?}",
-            pfn,
-            state
-        );
+        // Not resident <=> revoked; a paged-out frame the backend handed back on its
+        // own stays Preserved in the model until its next look.
+        let revoked = mem.revoked[pfn as usize];
+        let agrees = match state.content {
+            ContentState::Resident => revoked == Revoked::No,
+            ContentState::Preserved => revoked != Revoked::Discarded,
+            ContentState::Zero => revoked == Revoked::Discarded,
+        };
+        prop_assert!(agrees, "frame {} {:?} backend {:?}", pfn, state, revoked);
     }
     let counters = model.counters();
-    let revoked = mem.revoked.iter().filter(|&&revoked| revoked).count() as u64;
-    prop_assert_eq!(counters.discards - counters.zero_restores, revoked);
+    let discarded = mem
+        .revoked
+        .iter()
+        .filter(|&&r| r == Revoked::Discarded)
+        .count() as u64;
+    prop_assert_eq!(counters.discards - counters.zero_restores, discarded);
     Ok(())
 }
 
@@ -148,12 +158,24 @@ proptest! {
             match op {
                 Op::Essa { orc_raw, pfn, problem_state, facility_147 } => {
                     let before = model.frame_state(pfn);
+                    let mem_was_out = pfn < FRAMES && mem.revoked[pfn as usize] == Revoked::PagedOut;
                     let ctx = EssaContext { orc_raw, addr: pfn << FRAME_SHIFT, problem_state, facility_147 };
                     let result = model.essa(&mut mem, ctx);
                     match (result, before) {
                         // The result byte is the state before the call (§1.3).
-                        (Ok(byte), Some(before)) => prop_assert_eq!(byte, before.to_byte()),
-                        (Ok(byte), None) => prop_assert_eq!(byte, PageStateByte::exception_indication()),
+                        (Ok(byte), Some(before)) => {
+                            // A frame touched behind the model's back reads as resident.
+                            let settled = if before.content == ContentState::Preserved && !mem_was_out {
+                                FrameState { content: ContentState::Resident, ..before }
+                            } else {
+                                before
+                            };
+                            prop_assert_eq!(byte, settled.to_byte());
+                        }
+                        (Ok(byte), None) => {
+                            let orc = Orc::try_from(orc_raw).expect("a valid ORC got past the checks");
+                            prop_assert_eq!(byte, PageStateByte::exception_indication(orc));
+                        }
                         (Err(_), Some(before)) => prop_assert_eq!(model.frame_state(pfn), Some(before)),
                         (Err(_), None) => {}
                     }
@@ -178,11 +200,17 @@ proptest! {
                     prop_assert_eq!(matches!(verdict, AccessVerdict::BlockVolatility { .. }), discarded);
                     if verdict == AccessVerdict::Ok {
                         prop_assert!(!model.is_revoked(pfn));
+                        prop_assert!(pfn >= FRAMES || !mem.is_revoked(pfn));
+                    }
+                }
+                Op::TouchBehindTheModelsBack(pfn) => {
+                    if mem.revoked[pfn as usize] == Revoked::PagedOut {
+                        mem.touch_behind_the_models_back(pfn);
                     }
                 }
                 Op::Store(pfn) => {
                     // Only a frame the guest can reach takes a store.
-                    if !model.is_revoked(pfn) {
+                    if !mem.is_revoked(pfn) {
                         mem.store(pfn);
                     }
                 }

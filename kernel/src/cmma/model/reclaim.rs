@@ -303,7 +303,11 @@ mod tests {
             state(&model, 1),
             (UsageState::Stable, ContentState::Preserved)
         );
-        assert!(mem.calls.is_empty(), "a page-out is invisible to the guest");
+        assert_eq!(
+            mem.calls,
+            [Call::PageOut(1)],
+            "revoked so the next touch is seen"
+        );
         assert_eq!(model.counters().page_outs, 1);
     }
 
@@ -322,7 +326,6 @@ mod tests {
     #[test]
     fn clean_pot_volatile_frames_are_discarded_as_volatile() {
         let (mut model, mut mem) = setup();
-        mem.change[1] = true;
         essa(&mut model, &mut mem, 4, 1);
         assert_eq!(model.reclaim(&mut mem, 1), ReclaimOutcome::Discarded);
         assert_eq!(state(&model, 1), (UsageState::Volatile, ContentState::Zero));
@@ -344,7 +347,14 @@ mod tests {
     #[test]
     fn entering_p_clears_a_stale_change_bit() {
         // §6.3 item 4: a store *before* ORC 4 must not save the frame from discard.
-        let (mut model, mut mem) = setup();
+        let mut model = HostModel::new(
+            FRAMES,
+            ModelOptions {
+                clear_change_bit_on_pot_volatile: true,
+                ..ModelOptions::default()
+            },
+        );
+        let mut mem = FakeMemory::new(FRAMES);
         mem.store(1);
         essa(&mut model, &mut mem, 4, 1);
         assert_eq!(model.reclaim(&mut mem, 1), ReclaimOutcome::Discarded);

@@ -25,8 +25,8 @@ pub struct HostSnapshot {
 }
 
 impl HostModel {
-    /// The schedule and every frame of `frames` that is not plain stable (stable,
-    /// resident or paged out). O(frames), reads only; it runs twice per test, so
+    /// The schedule and every frame of `frames` that is not plain stable (stable:
+    /// resident, paged out or zero). O(frames), reads only; it runs twice per test, so
     /// whole words of stable resident frames are passed over at once.
     pub fn snapshot(&self, frames: Range<u64>) -> HostSnapshot {
         const WORD: usize = 8;
@@ -34,7 +34,12 @@ impl HostModel {
         let paged_out = FrameState::new(UsageState::Stable, ContentState::Preserved, false)
             .to_byte()
             .raw();
-        let plain = |byte: u8| byte == stable || byte == paged_out;
+        // Stable and zero (Sz) is what ORC 1 leaves on a discarded block under KVM
+        // (`pgste_perform_essa`): the host will not throw it away again.
+        let zero = FrameState::new(UsageState::Stable, ContentState::Zero, false)
+            .to_byte()
+            .raw();
+        let plain = |byte: u8| byte == stable || byte == paged_out || byte == zero;
         let all_stable = u64::from_ne_bytes([stable; WORD]);
         let mut hinted = BTreeMap::new();
         let table = self.table.bytes();

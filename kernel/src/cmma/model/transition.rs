@@ -1,5 +1,14 @@
 //! Pure state transitions of the host model: what an ORC or a host reclaim does
 //! to one frame, and which side effect the backend must carry out.
+//!
+//! ESSA follows Linux 6.x KVM: `pgste_perform_essa` (`arch/s390/mm/pgtable.c`)
+//! changes the usage (and no-DAT) bits of the PGSTE and sets `_PGSTE_GPS_ZERO`
+//! when it returns 1 (the block goes to the CBRL and its preserved copy is
+//! dropped); `__do_essa` (`arch/s390/kvm/priv.c`) derives the content state from
+//! the host PTE: valid -> resident, invalid -> preserved, invalid + ZERO ->
+//! logically zero. No ORC ever makes a block resident; only a guest touch does.
+//! Host reclaim follows the z/VM behaviour of the 2007 series (6/6 table), which
+//! KVM never shows for V and P blocks (it swaps them like stable ones).
 
 use super::frame::FrameState;
 use crate::cmma::essa::{ContentState, Orc, UsageState};
@@ -11,13 +20,13 @@ pub(super) enum Effect {
     None,
     /// Content became zero: poison and revoke the frame.
     Discard,
-    /// A zero frame became stable: zero-fill it and map it again.
+    /// A zero frame was touched: zero-fill it and map it again.
     RestoreZeroed,
     /// The frame entered P: clear its change bit so reclaim can judge it (§6.3 item 4).
     ClearChangeBit,
-    /// The host paged the frame out, keeping its bytes.
+    /// The host paged the frame out: revoke it, keeping its bytes.
     PageOut,
-    /// The host brought a paged-out frame back.
+    /// A paged-out frame was touched: the host brings it back.
     PageIn,
 }
 
@@ -34,10 +43,11 @@ impl Transition {
     }
 }
 
-/// Applies `orc` to a frame in state `old` (reference §1.2, §6.3 item 2).
+/// Applies `orc` to a frame in state `old`, as KVM's `pgste_perform_essa` does
+/// (reference §1.2, §5.1).
 ///
 /// `changed` reads the change bit; it is consulted only by ORC 4 on a
-/// preserved frame, the one case where the architecture looks at it.
+/// preserved frame, the one case where KVM looks at it (`PGSTE_GC_BIT`).
 pub(super) fn essa_transition(
     old: FrameState,
     orc: Orc,
@@ -45,56 +55,40 @@ pub(super) fn essa_transition(
 ) -> Transition {
     use ContentState::{Preserved, Resident, Zero};
     let with_usage = |usage| FrameState { usage, ..old };
+    let keep = |state| Transition::to(state, Effect::None);
     match orc {
-        Orc::GetState => Transition::to(old, Effect::None),
-        // §1.2: ORC 1 sets S and (KVM) clears no-DAT.
-        Orc::SetStable => make_stable(old, false),
-        // §1.2: ORC 7 sets S and no-DAT.
-        Orc::SetStableNodat => make_stable(old, true),
-        // §1.2: ORC 5 sets S and makes the block resident (architected, z/VM);
-        // KVM only sets S, but under this model a paged-out frame is still in
-        // place, so bringing it back costs nothing.
-        Orc::SetStableResident => match old.content {
-            Preserved => Transition::to(
-                FrameState::new(UsageState::Stable, Resident, old.nodat),
-                Effect::PageIn,
-            ),
-            Resident | Zero => make_stable(old, old.nodat),
-        },
-        // §1.2: ORC 6 sets S only if resident; a discarded Vz stays Vz, and
-        // that old state is how the guest learns of the discard (§2).
+        // ESSA_GET_STATE: nothing changes.
+        Orc::GetState => keep(old),
+        // ESSA_SET_STABLE: usage S, NODAT cleared; the content stays what it is
+        // (a zero block stays Sz until the guest touches it).
+        Orc::SetStable => keep(FrameState::new(UsageState::Stable, old.content, false)),
+        // ESSA_SET_STABLE_NODAT: usage S and NODAT.
+        Orc::SetStableNodat => keep(FrameState::new(UsageState::Stable, old.content, true)),
+        // ESSA_SET_STABLE_RESIDENT: usage S only ("we will not make this page
+        // resident"); NODAT kept.
+        Orc::SetStableResident => keep(with_usage(UsageState::Stable)),
+        // ESSA_SET_STABLE_IF_RESIDENT: usage S only if the host PTE is valid; a
+        // discarded Vz stays Vz, and that old state is how the guest learns of the
+        // discard (§2).
         Orc::SetStableIfResident => match old.content {
-            Resident => Transition::to(with_usage(UsageState::Stable), Effect::None),
-            Preserved | Zero => Transition::to(old, Effect::None),
+            Resident => keep(with_usage(UsageState::Stable)),
+            Preserved | Zero => keep(old),
         },
-        // §1.2 / §1.4: ORC 2 and 3 on a preserved frame drop the copy at once.
+        // ESSA_SET_UNUSED / ESSA_SET_VOLATILE: the usage; an invalid host PTE puts
+        // the block on the CBRL (res = 1, ZERO): a preserved copy is dropped now.
         Orc::SetUnused => set_discardable(old, UsageState::Unused),
         Orc::SetVolatile => set_discardable(old, UsageState::Volatile),
-        // §1.2 ORC 4: resident -> P, zero -> V, preserved -> change bit ? S : Vz.
+        // ESSA_SET_POT_VOLATILE: valid PTE -> P; ZERO -> V; else guest change bit
+        // clear -> V and res = 1 (Vz); else S (Sp).
         Orc::SetPotVolatile => match old.content {
             Resident => Transition::to(with_usage(UsageState::PotVolatile), Effect::ClearChangeBit),
-            Zero => Transition::to(with_usage(UsageState::Volatile), Effect::None),
-            Preserved if changed() => Transition::to(with_usage(UsageState::Stable), Effect::None),
+            Zero => keep(with_usage(UsageState::Volatile)),
+            Preserved if changed() => keep(with_usage(UsageState::Stable)),
             Preserved => Transition::to(
                 FrameState::new(UsageState::Volatile, Zero, old.nodat),
                 Effect::Discard,
             ),
         },
-    }
-}
-
-/// Usage := S. A zero frame gets a zero-filled frame at once, as z/VM's host
-/// page-management assist supplies one (§5.2), so the model never holds Sz.
-fn make_stable(old: FrameState, nodat: bool) -> Transition {
-    match old.content {
-        ContentState::Zero => Transition::to(
-            FrameState::new(UsageState::Stable, ContentState::Resident, nodat),
-            Effect::RestoreZeroed,
-        ),
-        ContentState::Resident | ContentState::Preserved => Transition::to(
-            FrameState::new(UsageState::Stable, old.content, nodat),
-            Effect::None,
-        ),
     }
 }
 
@@ -172,8 +166,9 @@ mod tests {
 
     #[test]
     fn effects_match_content_changes() {
-        // Discard exactly when content becomes zero; restore exactly when it stops being zero
-        // (the invariant the memory backend relies on: zero <=> revoked).
+        // Discard exactly when content becomes zero, restore exactly when it stops being
+        // zero, page out exactly when a resident frame becomes preserved (the invariant
+        // the memory backend relies on: not resident <=> revoked).
         for old in every_legal_state() {
             for changed in [false, true] {
                 let mut transitions: Vec<Transition> = Orc::ALL
@@ -191,6 +186,34 @@ mod tests {
                         t.effect == Effect::RestoreZeroed,
                         left_zero,
                         "{old:?} -> {t:?}"
+                    );
+                    let paged_out = old.content == ContentState::Resident
+                        && t.state.content == ContentState::Preserved;
+                    assert_eq!(t.effect == Effect::PageOut, paged_out, "{old:?} -> {t:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn no_orc_makes_a_block_resident() {
+        // KVM: the content state comes from the host PTE, which only a guest touch
+        // makes valid again (ESSA_SET_STABLE_RESIDENT: "we will not make this page
+        // resident").
+        for old in every_legal_state().filter(|s| s.content != ContentState::Resident) {
+            for orc in Orc::ALL {
+                for changed in [false, true] {
+                    let t = essa_transition(old, orc, || changed);
+                    assert_ne!(
+                        t.state.content,
+                        ContentState::Resident,
+                        "{old:?} ORC {}",
+                        orc.code()
+                    );
+                    assert!(
+                        !matches!(t.effect, Effect::RestoreZeroed | Effect::PageIn),
+                        "{old:?} ORC {}",
+                        orc.code()
                     );
                 }
             }

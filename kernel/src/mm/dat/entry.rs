@@ -49,10 +49,6 @@ const PAGE_PROTECT: u64 = 0x200;
 const PAGE_NO_EXEC: u64 = 0x100;
 /// Bit 52 must be zero in a PTE (translation-specification exception otherwise).
 const PAGE_MUST_BE_ZERO: u64 = 0x800;
-/// Bit 56 (ignored by the CPU, free for software): the entry is valid for the memory
-/// manager, but the host model has set the invalid bit because it discarded the frame,
-/// so every access faults as on a host that dropped it (see `cmma::backend`).
-const PAGE_HOST_REVOKED: u64 = 0x080;
 
 /// Entries in a region-third table with TL = 0 (one 4 KiB frame).
 pub const REGION3_ENTRIES: usize = 512;
@@ -250,27 +246,6 @@ impl Pte {
     /// Whether the invalid bit is off (the CPU translates through it).
     pub const fn is_valid(self) -> bool {
         self.0 & PAGE_INVALID == 0
-    }
-
-    /// Whether the entry maps a page as far as the memory manager is concerned: valid,
-    /// or valid but revoked by the host model.
-    pub const fn is_present(self) -> bool {
-        self.is_valid() || self.is_host_revoked()
-    }
-
-    /// Whether the host model revoked this (otherwise valid) entry.
-    pub const fn is_host_revoked(self) -> bool {
-        self.0 & PAGE_HOST_REVOKED != 0
-    }
-
-    /// The entry with the invalid bit set by the host model (accesses fault).
-    pub const fn host_revoked(self) -> Self {
-        Self(self.0 | PAGE_INVALID | PAGE_HOST_REVOKED)
-    }
-
-    /// The entry the host model revoked, valid again.
-    pub const fn host_restored(self) -> Self {
-        Self(self.0 & !(PAGE_INVALID | PAGE_HOST_REVOKED))
     }
 
     /// Whether stores through this entry raise a protection exception.

@@ -53,11 +53,10 @@ pub enum Walk {
 }
 
 impl Walk {
-    /// The PTE, if it maps a page (valid, or revoked by the host model: see
-    /// [`Pte::is_present`]).
+    /// The PTE, if it maps a page.
     pub fn valid_pte(self) -> Option<(PhysAddr, Pte)> {
         match self {
-            Self::Pte { addr, pte } if pte.is_present() => Some((addr, pte)),
+            Self::Pte { addr, pte } if pte.is_valid() => Some((addr, pte)),
             _ => None,
         }
     }
@@ -124,7 +123,7 @@ impl DatSpace {
         let addr = entry_addr(seg.origin(), page_index(va));
         Walk::Pte {
             addr,
-            pte: Pte::from_bits(mem.read_u64(addr)),
+            pte: Pte::from_bits(mem.read_pte(addr)),
         }
     }
 
@@ -181,22 +180,19 @@ impl DatSpace {
     ) -> Result<PhysAddr, MmError> {
         Self::check(va)?;
         let slot = self.pte_slot(mem, tables, va)?;
-        if Pte::from_bits(mem.read_u64(slot)).is_present() {
+        if Pte::from_bits(mem.read_pte(slot)).is_valid() {
             return Err(MmError::AlreadyMapped);
         }
-        let pte = mem.establish(pte);
-        mem.write_u64(slot, pte.bits());
+        mem.write_pte(slot, pte.bits());
         Ok(slot)
     }
 
     /// Removes the mapping of `va` and returns the old PTE, if one was valid.
     pub fn unmap<M: PhysMem + Tlb + ?Sized>(&mut self, mem: &mut M, va: VirtAddr) -> Option<Pte> {
         let (addr, pte) = self.walk(mem, va).valid_pte()?;
-        if pte.is_valid() {
-            mem.invalidate_page(addr, va);
-        }
-        mem.write_u64(addr, Pte::EMPTY.bits());
-        Some(pte.host_restored())
+        mem.invalidate_page(addr, va);
+        mem.write_pte(addr, Pte::EMPTY.bits());
+        Some(pte)
     }
 
     /// Sets or clears write permission of a mapped `va`; returns the old PTE.
@@ -209,15 +205,13 @@ impl DatSpace {
         let (addr, pte) = self.walk(mem, va).valid_pte()?;
         let new = pte.with_writable(writable);
         if new != pte {
-            if pte.is_valid() {
-                mem.invalidate_page(addr, va);
-            }
-            mem.write_u64(addr, new.bits());
+            mem.invalidate_page(addr, va);
+            mem.write_pte(addr, new.bits());
         }
-        Some(pte.host_restored())
+        Some(pte)
     }
 
-    /// Calls `f(va, pte address, pte)` for every present PTE in `range` (2 GiB aligned
+    /// Calls `f(va, pte address, pte)` for every valid PTE in `range` (2 GiB aligned
     /// region indices are walked; invalid tables are skipped).
     pub fn for_each_pte<M: PhysMem + ?Sized>(
         &self,
@@ -239,11 +233,11 @@ impl DatSpace {
                 }
                 for px in 0..PAGE_ENTRIES {
                     let addr = entry_addr(seg.origin(), px);
-                    let pte = Pte::from_bits(mem.read_u64(addr));
+                    let pte = Pte::from_bits(mem.read_pte(addr));
                     let va = VirtAddr::new(
                         r as u64 * REGION3_SIZE + sx as u64 * (1 << 20) + px as u64 * PAGE_SIZE,
                     );
-                    if pte.is_present() && range.contains(&va) {
+                    if pte.is_valid() && range.contains(&va) {
                         f(va, addr, pte);
                     }
                 }
@@ -294,12 +288,12 @@ impl DatSpace {
             let mut entry = slot.as_u64();
             while pa < range.end.as_u64() && pa < table_end {
                 let entry_addr = PhysAddr::new(entry);
-                if Pte::from_bits(mem.read_u64(entry_addr)).is_present() {
+                if Pte::from_bits(mem.read_pte(entry_addr)).is_valid() {
                     return Err(MmError::AlreadyMapped);
                 }
                 let pte = Pte::new(PhysAddr::new(pa).pfn(), writable);
                 let pte = if no_exec { pte.with_no_exec() } else { pte };
-                mem.write_u64(entry_addr, pte.bits());
+                mem.write_pte(entry_addr, pte.bits());
                 pa += PAGE_SIZE;
                 entry += 8;
             }

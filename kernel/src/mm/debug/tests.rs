@@ -284,6 +284,23 @@ fn host_state_disagreeing_fires_only_for_pages_that_must_be_stable() {
 }
 
 #[test]
+fn a_series_bug_fires() {
+    let mut w = World::new();
+    let pfn = w.cached(5);
+    w.page(pfn).set(PageFlags::DIRTY);
+    assert!(w.mm.page_discard(pfn).is_err());
+    w.page(pfn).clear(PageFlags::DIRTY);
+    let found = w.assert_fires(Rule::SeriesBug);
+    assert!(
+        found
+            .iter()
+            .any(|v| v.pfn == pfn && v.detail.contains("dirty"))
+    );
+    w.mm.take_bugs();
+    assert_eq!(violations(&w.mm), []);
+}
+
+#[test]
 fn rule_texts_are_distinct() {
     let texts: alloc::collections::BTreeSet<_> = Rule::ALL.iter().map(|r| r.text()).collect();
     assert_eq!(texts.len(), Rule::ALL.len(), "rule texts are distinct");
@@ -376,7 +393,7 @@ fn random_operations_keep_every_rule() {
             7 => {
                 let m = maps[next(2) as usize];
                 if let Some(pfn) = mm.mapping(m).unwrap().lookup(next(16)) {
-                    mm.page_discard(pfn);
+                    let _ = mm.page_discard(pfn);
                 }
             }
             _ => {

@@ -1,6 +1,7 @@
 use super::*;
 use crate::mm::addr::PAGE_SIZE;
 use crate::mm::backing::check_pattern;
+use crate::mm::error::Bug;
 use crate::mm::mmap::MapSource;
 use crate::mm::testing::{
     HookEvent, RecordingHooks, mm_with_file, mmap_file, page_at, test_mm, user_read,
@@ -16,6 +17,7 @@ fn page_discard_removes_every_trace_once_and_the_access_reloads() {
         &[(1, 2 * P)],
         RecordingHooks {
             record_frames: true,
+            seed_unmap_rule: true,
             ..Default::default()
         },
     );
@@ -55,9 +57,12 @@ fn page_discard_removes_every_trace_once_and_the_access_reloads() {
     assert!(mm.hooks().events.contains(&HookEvent::Freed(pfn)));
     assert_eq!(mm.stats().discards, 1);
     // A second discard of the (now free) frame does nothing.
-    mm.page_discard(pfn);
+    assert_eq!(mm.page_discard(pfn), Ok(()));
     assert_eq!(mm.stats().discards, 1);
-    assert_eq!(mm.discard_fault(pfn.addr()), Err(MmError::NoSuchObject));
+    // 6/6: a discard fault on a page nobody references is retried, nothing more.
+    assert_eq!(mm.discard_fault(pfn.addr()), Ok(()));
+    assert_eq!(mm.stats().discards, 1);
+    assert!(mm.frames().is_free(pfn));
     // Both accesses refault and see the file contents again.
     user_read(&mut mm, a, page_at(va_a, 1), &mut buf).unwrap();
     assert_eq!(check_pattern(1, P, &buf), Ok(()));
@@ -69,8 +74,8 @@ fn page_discard_removes_every_trace_once_and_the_access_reloads() {
 fn a_pinned_page_keeps_its_frame_until_released() {
     let (mut mm, m) = mm_with_file(64, 1, P);
     let (pfn, _) = mm.read_cache_page(m, 0).unwrap();
-    mm.page_discard(pfn);
-    mm.page_discard(pfn);
+    assert_eq!(mm.page_discard(pfn), Ok(()));
+    assert_eq!(mm.page_discard(pfn), Ok(()));
     assert_eq!(mm.stats().discards, 1, "once per page");
     assert!(!mm.frames().is_free(pfn), "still referenced");
     assert_eq!(mm.page(pfn).unwrap().mapping(), None);
@@ -80,4 +85,32 @@ fn a_pinned_page_keeps_its_frame_until_released() {
     assert!(!mm.page(pfn).unwrap().test(PageFlags::LRU));
     mm.put_page(pfn);
     assert!(mm.frames().is_free(pfn));
+}
+
+#[test]
+fn dirty_writeback_and_private_pages_are_never_discarded() {
+    // 1/6: VM_BUG_ON(PageDirty || PageWriteback || PagePrivate). The breach is
+    // refused and recorded; the page keeps its data, flags and place in the cache.
+    let cases = [
+        (PageFlags::DIRTY, Bug::DiscardDirty as fn(Pfn) -> Bug),
+        (PageFlags::WRITEBACK, Bug::DiscardWriteback),
+        (PageFlags::PRIVATE, Bug::DiscardPrivate),
+    ];
+    for (flag, bug) in cases {
+        let (mut mm, m) = mm_with_file(64, 1, P);
+        let (pfn, _) = mm.read_cache_page(m, 0).unwrap();
+        mm.frames.pages_mut()[pfn].set(flag);
+        assert_eq!(mm.page_discard(pfn), Err(MmError::Bug(bug(pfn))));
+        assert_eq!(mm.bugs(), [bug(pfn)]);
+        assert_eq!(mm.stats().bugs, 1);
+        assert_eq!(mm.stats().discards, 0);
+        let page = mm.page(pfn).unwrap();
+        assert!(page.test(flag));
+        assert!(!page.test(PageFlags::DISCARDED));
+        assert_eq!(mm.mapping(m).unwrap().lookup(0), Some(pfn));
+        // The discard fault reports it (the test that took it fails).
+        assert_eq!(mm.discard_fault(pfn.addr()), Err(MmError::Bug(bug(pfn))));
+        assert_eq!(mm.take_bugs().len(), 2);
+        assert!(mm.bugs().is_empty());
+    }
 }

@@ -1,6 +1,7 @@
 use super::*;
 use crate::mm::addr::PAGE_SIZE;
 use crate::mm::backing::check_pattern;
+use crate::mm::error::Bug;
 use crate::mm::hooks::{StablePoint, VolatilePoint};
 use crate::mm::machine::PhysMem;
 use crate::mm::page::PageFlags;
@@ -58,10 +59,35 @@ fn mlock_sets_the_flags_and_makes_every_page_present_and_stable() {
 }
 
 #[test]
-fn pages_discarded_before_mlock_are_forced_out_and_reloaded() {
+fn without_the_seeds_unmap_exception_mlock_cannot_reload_a_discarded_page() {
+    // The seed's reason for the exception: make_pages_present runs after VM_LOCKED is
+    // set, so page_discard must unmap the discarded page from a locked VMA.
     let MappedFile {
         mut mm, space, va, ..
     } = map_whole_file(128, 3, 4, VmFlags::READ, RecordingHooks::default());
+    let mut buf = alloc::vec![0u8; 4 * P as usize];
+    user_read(&mut mm, space, va, &mut buf).unwrap();
+    let old = mapped_pfn(&mm, space, page_at(va, 2)).unwrap();
+    mm.hooks_mut().discarded.insert(old);
+    assert_eq!(
+        mm.mlock(space, va, 4 * P),
+        Err(MmError::Bug(Bug::DiscardStillMapped(old)))
+    );
+    assert_eq!(mm.bugs(), [Bug::DiscardStillMapped(old)]);
+    // Refused cleanly: still mapped, cached, and not marked discarded.
+    assert_eq!(mapped_pfn(&mm, space, page_at(va, 2)), Some(old));
+    assert!(!mm.page(old).unwrap().test(PageFlags::DISCARDED));
+}
+
+#[test]
+fn pages_discarded_before_mlock_are_forced_out_and_reloaded() {
+    let hooks = RecordingHooks {
+        seed_unmap_rule: true,
+        ..RecordingHooks::default()
+    };
+    let MappedFile {
+        mut mm, space, va, ..
+    } = map_whole_file(128, 3, 4, VmFlags::READ, hooks);
     let mut buf = alloc::vec![0u8; 4 * P as usize];
     user_read(&mut mm, space, va, &mut buf).unwrap();
     let old = mapped_pfn(&mm, space, page_at(va, 2)).unwrap();

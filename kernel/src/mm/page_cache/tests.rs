@@ -49,8 +49,8 @@ fn lookups_take_references_and_make_pages_stable() {
     let (mut mm, m) = mm_with_file(64, 1, 3 * 4096);
     assert_eq!(mm.find_get_page(m, 0), None);
     let (pfn, _) = mm.read_cache_page(m, 0).unwrap();
-    // A miss: LRU add and unlock are volatile points, but not "after readpage" (the
-    // caller may still read the contents: only the fault path offers that one).
+    // A miss: LRU add and unlock are volatile points (refused for the reference we
+    // hold: the page is stable for our copy); after readpage is the fault path's.
     let points = mm.hooks().volatile_points(pfn);
     assert_eq!(points, [VolatilePoint::LruAdd, VolatilePoint::Unlock]);
     mm.put_page(pfn);

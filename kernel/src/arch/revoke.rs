@@ -1,0 +1,285 @@
+//! Taking frames away from the guest the way a host does, for the host model under QEMU
+//! TCG: every DAT mapping of a revoked frame faults, while the guest's own view of its
+//! page tables stays as the guest wrote it.
+//!
+//! A real host drops the frame from the guest's absolute storage, which every guest
+//! translation reaches. QEMU TCG has no such hook and does not enforce storage-key
+//! protection, so a revoked frame is made unreachable through the guest's page tables
+//! instead: the entry the CPU translates through gets the invalid bit plus [`HOST_BIT`]
+//! (bit 56, ignored by the CPU), beside the guest's value, as KVM keeps its PGSTE beside
+//! the PTE. The memory manager reads and writes page-table entries only through
+//! `PhysMem::read_pte`/`write_pte`, which [`guest_view`] and [`hardware_entry`]
+//! implement: it reads back exactly what it stored, and an entry it stores for a
+//! revoked frame is revoked on the way. Where this still leaks: a raw doubleword read
+//! of a page table (`read_u64` instead of `read_pte`) sees the host's bits; the memory
+//! manager does not make one, and `mm::dat` is the only code that reads page tables.
+//!
+//! Accesses with DAT off (interruption handlers) bypass page tables altogether; the
+//! memory manager's frame accessors check [`kind`] for them (`arch::storage`).
+//!
+//! Everything here runs without locks the interrupted code may hold and without heap
+//! allocation, because a touch of a revoked frame can interrupt any code, including the
+//! allocator, and is resolved on this path.
+
+use super::cpu::{dat_enabled, with_dat_off};
+use super::storage::Absolute;
+use crate::mm::addr::{PAGE_SIZE, PhysAddr, VirtAddr};
+use crate::mm::dat::{Asce, DatSpace, Pte};
+use crate::mm::machine::{PhysMem, Tlb};
+use crate::mm::manager::{USER_END, USER_START};
+use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use spin::{Mutex, Once};
+
+/// Bit 56 of a page-table entry, ignored by the CPU: the host set the invalid bit of
+/// this entry because it took the frame away; the guest's entry is valid.
+pub const HOST_BIT: u64 = 0x080;
+
+/// The invalid bit of a page-table entry (an empty entry is the invalid bit alone).
+const INVALID: u64 = Pte::EMPTY.bits();
+
+/// Why the host took a frame away.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Paged out: the bytes stay where they are; a touch brings the frame back.
+    PagedOut = 1,
+    /// Discarded: the content is logically zero.
+    Discarded = 2,
+}
+
+/// One byte per frame of storage: 0, or the [`Kind`] the frame is revoked for. Lock-free,
+/// so the fault path and the DAT-off checks can read it whatever the CPU was doing.
+static KINDS: Once<&'static [AtomicU8]> = Once::new();
+
+/// The kernel's ASCE, for walks that must not take the address-space lock.
+static KERNEL_ASCE: AtomicU64 = AtomicU64::new(0);
+
+/// User address spaces (ASCE values) whose entries must be revoked with a frame. A real
+/// host needs no such list; the model has to find the guest's entries.
+static USER_SPACES: Mutex<[u64; MAX_USER_SPACES]> = Mutex::new([0; MAX_USER_SPACES]);
+
+/// Most user address spaces alive at once (the suites use a handful).
+pub const MAX_USER_SPACES: usize = 64;
+
+/// Sets up the per-frame table for `frames` frames of storage (once, at boot, when the
+/// host model starts) and records the kernel's address space.
+pub fn init(frames: u64, kernel: Asce) {
+    KERNEL_ASCE.store(kernel.bits(), Ordering::Relaxed);
+    KINDS.call_once(|| {
+        let len = usize::try_from(frames).expect("frame count fits in usize");
+        let table: alloc::vec::Vec<AtomicU8> = (0..len).map(|_| AtomicU8::new(0)).collect();
+        alloc::boxed::Box::leak(table.into_boxed_slice())
+    });
+}
+
+/// The host's answer to a touch of a revoked frame with DAT off: whether the access may
+/// go on (the frame was handed back). Installed by the host model at boot.
+static DAT_OFF_TOUCH: Once<fn(u64) -> bool> = Once::new();
+
+/// Installs what decides about touches of revoked frames with DAT off ([`touched`]).
+pub fn set_dat_off_touch(handler: fn(u64) -> bool) {
+    DAT_OFF_TOUCH.call_once(|| handler);
+}
+
+/// The kernel is about to access frame `pfn` through the memory manager's accessors.
+/// With DAT on the page tables take care of a revoked frame (the access faults); with
+/// DAT off nothing would, so the host decides here, as a real host sees every access
+/// to guest storage: a paged-out or zero frame is handed back, and a discarded volatile
+/// one would be a block-volatility exception inside the interruption handler, which
+/// the kernel cannot take (only an emulated ESSA may nest), hence the panic.
+///
+/// # Panics
+/// When the host refuses the access.
+pub fn touched(pfn: u64) {
+    let Some(why) = kind(pfn) else {
+        return;
+    };
+    if dat_enabled() {
+        return;
+    }
+    let allowed = match DAT_OFF_TOUCH.get() {
+        Some(handler) => handler(pfn),
+        None if why == Kind::PagedOut => {
+            restore(pfn);
+            true
+        }
+        None => false,
+    };
+    assert!(
+        allowed,
+        "block-volatility exception with DAT off: the kernel touched frame {pfn:#x}, which the host discarded, without making it stable first"
+    );
+}
+
+/// Why frame `pfn` is revoked, if it is.
+pub fn kind(pfn: u64) -> Option<Kind> {
+    let kinds = KINDS.get()?;
+    match kinds
+        .get(usize::try_from(pfn).ok()?)?
+        .load(Ordering::Relaxed)
+    {
+        1 => Some(Kind::PagedOut),
+        2 => Some(Kind::Discarded),
+        _ => None,
+    }
+}
+
+/// The guest's value of a page-table entry read from storage: without the host's bits.
+pub const fn guest_view(raw: u64) -> u64 {
+    if raw & HOST_BIT != 0 {
+        raw & !(INVALID | HOST_BIT)
+    } else {
+        raw
+    }
+}
+
+/// What goes into storage when the guest stores the entry `value`: revoked on the way
+/// if it maps a frame the host took away.
+pub fn hardware_entry(value: u64) -> u64 {
+    let pte = Pte::from_bits(value);
+    if pte.is_valid() && kind(pte.pfn().as_u64()).is_some() {
+        value | INVALID | HOST_BIT
+    } else {
+        value
+    }
+}
+
+/// Announces a user address space, whose entries are revoked with their frames.
+///
+/// # Panics
+/// If more than [`MAX_USER_SPACES`] are registered.
+pub fn register_space(asce: Asce) {
+    let mut spaces = USER_SPACES.lock();
+    let slot = spaces
+        .iter_mut()
+        .find(|a| **a == 0)
+        .expect("more user address spaces than the host model tracks");
+    *slot = asce.bits();
+}
+
+/// Withdraws a user address space.
+pub fn unregister_space(asce: Asce) {
+    for a in USER_SPACES.lock().iter_mut().filter(|a| **a == asce.bits()) {
+        *a = 0;
+    }
+}
+
+/// Whether `asce` is a registered user address space.
+pub fn is_registered(asce: Asce) -> bool {
+    USER_SPACES.lock().contains(&asce.bits())
+}
+
+fn space(asce: u64) -> DatSpace {
+    DatSpace::from_asce(Asce::region_third(PhysAddr::new(asce & !0xfff)))
+}
+
+/// The kernel's identity-map entry of `pfn` (address and raw value), if mapped.
+fn kernel_entry(pfn: u64) -> Option<(PhysAddr, u64)> {
+    let asce = KERNEL_ASCE.load(Ordering::Relaxed);
+    if asce == 0 {
+        return None;
+    }
+    match space(asce).walk(&Absolute, VirtAddr::new(pfn * PAGE_SIZE)) {
+        crate::mm::dat::Walk::Pte { addr, .. } => Some((addr, Absolute.read_u64(addr))),
+        _ => None,
+    }
+}
+
+/// Sets the host's bits in the entry at `addr` (valid, mapping the frame at `va`).
+fn revoke_entry(addr: PhysAddr, va: VirtAddr, raw: u64) {
+    let mut machine = Absolute;
+    machine.invalidate_page(addr, va);
+    machine.write_u64(addr, raw | INVALID | HOST_BIT);
+}
+
+/// Takes frame `pfn` away: every DAT mapping of it faults from now on, the kernel's
+/// identity map and every user mapping alike. Already revoked: only the kind changes.
+pub fn revoke(pfn: u64, why: Kind) {
+    let Some(slot) = KINDS.get().and_then(|k| k.get(pfn as usize)) else {
+        return;
+    };
+    slot.store(why as u8, Ordering::Relaxed);
+    with_dat_off(|| {
+        if let Some((addr, raw)) = kernel_entry(pfn)
+            && Pte::from_bits(raw).is_valid()
+        {
+            revoke_entry(addr, VirtAddr::new(pfn * PAGE_SIZE), raw);
+        }
+        let spaces = USER_SPACES.lock();
+        for &asce in spaces.iter().filter(|&&a| a != 0) {
+            space(asce).for_each_pte(&Absolute, USER_START..USER_END, |va, addr, _| {
+                let raw = Absolute.read_u64(addr);
+                let pte = Pte::from_bits(raw);
+                if pte.is_valid() && pte.pfn().as_u64() == pfn {
+                    revoke_entry(addr, va, raw);
+                }
+            });
+        }
+    });
+}
+
+/// Gives frame `pfn` back: its kernel identity mapping is valid again at once, each
+/// user mapping on its next fault ([`unrevoke_entry`]).
+pub fn restore(pfn: u64) {
+    let Some(slot) = KINDS.get().and_then(|k| k.get(pfn as usize)) else {
+        return;
+    };
+    slot.store(0, Ordering::Relaxed);
+    with_dat_off(|| {
+        if let Some((addr, raw)) = kernel_entry(pfn)
+            && raw & HOST_BIT != 0
+        {
+            Absolute.write_u64(addr, guest_view(raw));
+        }
+    });
+}
+
+/// Makes the entry at `addr` what the guest wrote again, if the host's bits are set.
+pub fn unrevoke_entry(addr: PhysAddr) {
+    with_dat_off(|| {
+        let raw = Absolute.read_u64(addr);
+        if raw & HOST_BIT != 0 {
+            Absolute.write_u64(addr, guest_view(raw));
+        }
+    });
+}
+
+/// A translation exception at `va` that the host caused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HostFault {
+    /// The frame the faulting entry maps.
+    pub pfn: u64,
+    /// The entry, when it is a user mapping (the kernel's identity entry is restored
+    /// with the frame).
+    pub entry: Option<PhysAddr>,
+    /// Why the frame is revoked; `None` when it is no longer (the entry is stale).
+    pub kind: Option<Kind>,
+}
+
+/// Whether a translation exception at `va` in the current address space (`current`,
+/// an ASCE) hit an entry the host revoked, and which frame it maps.
+pub fn fault_at(current: u64, va: VirtAddr) -> Option<HostFault> {
+    with_dat_off(|| {
+        let user = va >= USER_START && va < USER_END;
+        let asce = if user {
+            current
+        } else {
+            KERNEL_ASCE.load(Ordering::Relaxed)
+        };
+        if asce == 0 {
+            return None;
+        }
+        let crate::mm::dat::Walk::Pte { addr, .. } = space(asce).walk(&Absolute, va) else {
+            return None;
+        };
+        let raw = Absolute.read_u64(addr);
+        if raw & HOST_BIT == 0 {
+            return None;
+        }
+        let pfn = Pte::from_bits(raw).pfn().as_u64();
+        Some(HostFault {
+            pfn,
+            entry: user.then_some(addr),
+            kind: kind(pfn),
+        })
+    })
+}
