@@ -7,7 +7,7 @@ use crate::support::Block;
 use kernel::arch::essa::essa;
 use kernel::arch::probe;
 use kernel::cmma::backend::{self, Backend};
-use kernel::cmma::essa::{PageStateByte, UsageState};
+use kernel::cmma::essa::{ContentState, PageStateByte, UsageState};
 use kernel::ktest::Test;
 use kernel::{check, check_eq, ktest};
 
@@ -54,13 +54,16 @@ ktest! {
 }
 
 ktest! {
-    /// Every usage-setting ORC from every usage state: the returned byte is the old
-    /// state and ORC 0 then shows the new one (reference §1.2; resident blocks).
+    /// Every usage-setting ORC from every usage state, on a resident block: the
+    /// returned byte is the whole old state (usage, content resident, no-DAT clear after
+    /// ORC 1, no exception) and ORC 0 then shows the whole new one (reference §1.2,
+    /// §1.3).
     fn usage_transitions(t) [NEEDS_ESSA] {
         if !needs_essa(t) { return; }
         use UsageState::*;
         let block = Block::new();
         let a = block.addr();
+        let byte = |usage| PageStateByte::encode(usage, ContentState::Resident, false).raw();
         // (from, ORC, to) for resident blocks.
         let table: [(UsageState, u8, UsageState); 20] = [
             (Stable, 1, Stable), (Stable, 2, Unused), (Stable, 3, Volatile),
@@ -76,8 +79,8 @@ ktest! {
             enter(a, from);
             let old = essa(orc, a);
             let new = essa(0, a);
-            check!(t, usage(old) == from, "ORC {orc} from {from:?}: returned {old:#04x}");
-            check!(t, usage(new) == to, "ORC {orc} from {from:?}: now {new:#04x}, want {to:?}");
+            check!(t, old == byte(from), "ORC {orc} from {from:?}: returned {old:#04x}, want {:#04x}", byte(from));
+            check!(t, new == byte(to), "ORC {orc} from {from:?}: now {new:#04x}, want {:#04x}", byte(to));
         }
         essa(1, a);
     }

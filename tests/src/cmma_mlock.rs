@@ -2,24 +2,25 @@
 //! Locked pages may not leave the page cache, so they must be stable: `mlock_fixup` marks
 //! the file's mapping `mlocked` for good, no page of such a mapping becomes volatile,
 //! `follow_page` makes the pages of a `VM_LOCKED` VMA stable without taking a reference,
-//! pages discarded before `mlock` are forced out and reloaded by `make_pages_present`,
-//! and `try_to_unmap` refuses pages of a locked VMA except discarded ones.
+//! pages discarded before `mlock` are forced out and reloaded by `make_pages_present`
+//! (which needs the seed's exception in `try_to_unmap`: `page_discard` must unmap a
+//! discarded page from a VMA that is already `VM_LOCKED`), and `try_to_unmap` refuses
+//! pages of a locked VMA.
 //!
-//! Files: `SCRATCH + 0 ..= SCRATCH + 9`, one per test (the `mlocked` flag is sticky).
+//! Files: `SCRATCH + 0 ..= SCRATCH + 7`, one per test (the `mlocked` flag is sticky;
+//! `cmma::economy` mlocks `SCRATCH + 8`).
 
 use crate::support::{
     STABLE, VOLATILE, cached, cached_state, check_is, host_reclaim, is_mlocked, lookup_and_release,
     map_file, needs_mm, needs_mm_with_model, page_state, page_va, read_pages, state_counters,
     vma_locked,
 };
-use kernel::cmma::backend::{self, Backend, with_model};
+use kernel::cmma::backend::with_model;
 use kernel::cmma::essa::ContentState;
 use kernel::cmma::model::ReclaimOutcome;
 use kernel::mm::addr::{PAGE_SIZE, Pfn, VirtAddr};
 use kernel::mm::backing::files;
 use kernel::mm::fault::FollowFlags;
-use kernel::mm::hooks::PageStateHooks;
-use kernel::mm::page::PageFlags;
 use kernel::mm::rmap::UnmapError;
 use kernel::mm::vma::VmFlags;
 use kernel::vm::{self, UserSpace};
@@ -145,7 +146,10 @@ ktest! {
     /// `make_pages_present`: after `mlock` every page is stable, resident, mapped, and
     /// holds the file's bytes; the discards were counted and the reloads were major
     /// faults, and reading the pages needs no discard fault. Guards the discard branch
-    /// of `follow_page` for locked VMAs and `make_pages_present`'s retry.
+    /// of `follow_page` for locked VMAs, `make_pages_present`'s retry, and the seed's
+    /// exception in `try_to_unmap`: `mlock_fixup` sets `VM_LOCKED` before
+    /// `make_pages_present` runs, so `page_discard` unmaps each discarded page from a
+    /// locked VMA; without the exception it refuses (a recorded bug) and `mlock` fails.
     fn pages_discarded_before_mlock_are_reloaded(t) [NEEDS_ESSA] {
         if !needs_mm_with_model(t) { return; }
         let file = files::SCRATCH + 4;
@@ -160,9 +164,11 @@ ktest! {
             check_is!(t, pfn.and_then(host_reclaim), Some(ReclaimOutcome::Discarded), "host reclaim of page {}", index);
         }
         let before = vm::with(|mm| mm.stats());
+        check_is!(t, vma_locked(&space, va), Some(false), "before mlock");
         check_eq!(t, vm::with(|mm| mm.mlock(space.id(), va, PAGES * PAGE_SIZE)), Ok(()));
         let after = vm::with(|mm| mm.stats());
         check_eq!(t, after.discards, before.discards + DISCARD.len() as u64);
+        check_is!(t, after.bugs, before.bugs, "page_discard refusals");
         check_eq!(t, after.major_faults, before.major_faults + DISCARD.len() as u64);
         for index in 0..PAGES {
             let Some(pfn) = cached(m, index) else {
@@ -183,13 +189,10 @@ ktest! {
 
 ktest! {
     /// Rule 5: `try_to_unmap` refuses a page of a locked VMA (`SWAP_FAIL`) and leaves it
-    /// mapped; the page-state layer lets a discarded page go (only a discarded one);
-    /// after `munlock` the page can be unmapped. Guards the locked check of
-    /// `try_to_unmap` (mm/rmap.rs) and `may_unmap_in_locked_vma` (cmma/states.rs).
-    /// (No public path leaves a discarded page mapped, so the exception is asked of the
-    /// layer for the real page with the discarded flag added; mm's host tests drive
-    /// `try_to_unmap` itself through it.)
-    fn try_to_unmap_refuses_locked_pages_except_discarded_ones(t) {
+    /// mapped, so reclaim cannot take it; after `munlock` the page can be unmapped.
+    /// Guards the locked check of `try_to_unmap` (mm/rmap.rs). Its exception for
+    /// discarded pages is on the path that needs it in rule 4 and the next test.
+    fn try_to_unmap_refuses_locked_pages(t) {
         if !needs_mm(t) { return; }
         let file = files::SCRATCH + 5;
         let space = UserSpace::new().expect("space");
@@ -202,16 +205,6 @@ ktest! {
         check_eq!(t, vm::with(|mm| mm.try_to_unmap(pfn)), Err(UnmapError::Locked));
         check!(t, mapped_at(&space, va, pfn), "a refused page was unmapped");
         check_eq!(t, vm::with(|mm| mm.stats()).unmap_refused_locked, refused_before + 1);
-        if backend::current() != Backend::Off {
-            let verdicts = vm::with(|mm| {
-                let page = mm.page(pfn)?.clone();
-                let mut discarded = page.clone();
-                discarded.set(PageFlags::DISCARDED);
-                let hooks = mm.hooks_mut();
-                Some((hooks.may_unmap_in_locked_vma(pfn, &page), hooks.may_unmap_in_locked_vma(pfn, &discarded)))
-            });
-            check_is!(t, verdicts, Some((false, true)), "may unmap in a locked VMA (as is, discarded)");
-        }
         check_eq!(t, vm::with(|mm| mm.munlock(space.id(), va, 2 * PAGE_SIZE)), Ok(()));
         check_eq!(t, vm::with(|mm| mm.try_to_unmap(pfn)), Ok(()));
         check!(t, !mapped_at(&space, va, pfn), "still mapped after munlock and try_to_unmap");
@@ -223,7 +216,9 @@ ktest! {
     /// The seed's sequence across address spaces: a page the host discarded while it
     /// was mapped in one space is forced out of every mapping when another space maps
     /// the file `MAP_LOCKED`, and reloaded; after the first space locks its VMA too, both
-    /// map the reloaded, stable page and read the file's bytes.
+    /// map the reloaded, stable page and read the file's bytes. The discarded page is
+    /// mapped in the second space's locked VMA when `page_discard` runs (the minor fault
+    /// maps it without a state change, series 5/6): the seed's exception lets it go.
     fn discarded_page_is_reloaded_when_another_space_locks_the_file(t) [NEEDS_ESSA] {
         if !needs_mm_with_model(t) { return; }
         let file = files::SCRATCH + 6;
@@ -236,11 +231,13 @@ ktest! {
         };
         check_is!(t, page_state(pfn), VOLATILE, "before the discard");
         check_eq!(t, host_reclaim(pfn), Some(ReclaimOutcome::Discarded));
-        let discards = vm::with(|mm| mm.stats()).discards;
+        let before = vm::with(|mm| mm.stats());
+        let discards = before.discards;
         let second = UserSpace::new().expect("space");
         let (_, va2) = map_file(&second, file, 0, 2, VmFlags::READ | VmFlags::LOCKED);
         check_eq!(t, vm::with(|mm| mm.mlock(first.id(), va, 2 * PAGE_SIZE)), Ok(()));
         check_is!(t, vm::with(|mm| mm.stats()).discards, discards + 1, "discards");
+        check_is!(t, vm::with(|mm| mm.stats()).bugs, before.bugs, "page_discard refusals");
         let Some(now) = cached(m, 1) else {
             check!(t, false, "page 1 not reloaded");
             return;

@@ -9,13 +9,12 @@
 //! Files: `SCRATCH + 15 ..= SCRATCH + 24`, one per test (the mapping flags are sticky).
 
 use crate::support::{
-    POT_VOLATILE, STABLE, VOLATILE, cached, cached_state, check_is, host_reclaim,
+    POT_VOLATILE, STABLE, VOLATILE, cached, cached_state, check_is, device_bytes, host_reclaim,
     lookup_and_release, map_file, model_counters, needs_mm_with_model, page_state, page_va,
-    read_pages, state_counters,
+    read_pages, restore_pattern, state_counters,
 };
 use kernel::arch::uaccess;
 use kernel::cmma::backend::with_model;
-use kernel::cmma::essa::ContentState;
 use kernel::cmma::model::ReclaimOutcome;
 use kernel::mm::addr::PAGE_SIZE;
 use kernel::mm::backing::files;
@@ -47,26 +46,36 @@ ktest! {
 }
 
 ktest! {
-    /// A page mapped writable goes potentially volatile (ORC 4, series 4/6) once it is
-    /// clean again: written through a shared mapping (dirty: stable), written back
-    /// (`PG_writable` still set: P); a page only read in the same mapping is V.
-    /// Guards the `writable_mapped` choice of the volatile kind.
+    /// A page mapped writable goes potentially volatile (ORC 4, series 4/6): a read
+    /// fault in a shared writable mapping maps it writable at once (s390 without write
+    /// notification), and a store then marks only the storage key. The host decides by
+    /// that change bit: the page stored to is paged out, the clean one discarded, and
+    /// both read back right. Guards the `writable_mapped` choice of the volatile kind
+    /// (`page_check_writable`).
     fn writable_mapped_clean_page_goes_potentially_volatile(t) [NEEDS_ESSA] {
         if !needs_mm_with_model(t) { return; }
         let file = files::SCRATCH + 16;
         let space = UserSpace::new().expect("space");
         let (m, va) = map_file(&space, file, 0, 2, VmFlags::READ | VmFlags::WRITE | VmFlags::SHARED);
-        // Read first, so the store takes the write-notify path of a mapped page.
         check_is!(t, read_pages(&space, va, file, 0, 2), None, "file contents");
+        for index in 0..2 {
+            check_is!(t, cached_state(m, index), Some(POT_VOLATILE), "page {} mapped writable", index);
+        }
+        let notify = vm::with(|mm| mm.stats()).write_notify_faults;
         space.enter();
         uaccess::write_u64(va, 0x5157_4154_4553_0001);
         space.leave();
-        check_is!(t, cached_state(m, 0), Some(STABLE), "dirty after the store");
-        check_eq!(t, cached_state(m, 1), Some(VOLATILE));
-        let synced = vm::with(|mm| mm.sync_mapping(m));
-        check_eq!(t, synced, Ok(()));
-        check_is!(t, cached_state(m, 0), Some(POT_VOLATILE), "written back, mapped writable");
-        check_eq!(t, cached_state(m, 1), Some(VOLATILE));
+        check_is!(t, vm::with(|mm| mm.stats()).write_notify_faults, notify, "a store through a writable PTE faults");
+        check_is!(t, cached_state(m, 0), Some(POT_VOLATILE), "stored to: the kernel does not know yet");
+        check_is!(t, cached(m, 0).and_then(host_reclaim), Some(ReclaimOutcome::PagedOut), "stored-to page 0");
+        check_is!(t, cached(m, 1).and_then(host_reclaim), Some(ReclaimOutcome::Discarded), "clean page 1");
+        space.enter();
+        let stored = uaccess::read_u64(va);
+        space.leave();
+        check_eq!(t, stored, 0x5157_4154_4553_0001);
+        check_is!(t, read_pages(&space, page_va(va, 1), file, 1, 1), None, "page 1 read again");
+        drop(space);
+        check_eq!(t, vm::with(|mm| restore_pattern(mm, m, 0, 8)), Ok(()));
     }
 }
 
@@ -341,13 +350,14 @@ ktest! {
 }
 
 ktest! {
-    /// Dirty data is never lost. Pages written through a shared mapping are stable at
-    /// once, so host reclaim pages them out instead of discarding them: pages 0-1 were
-    /// read before the store (write-notify fault), pages 2-3 are first touched by the
-    /// store (write fault on a missing page). Written back they go potentially volatile,
-    /// the host may discard them, and the data comes back from the backing store.
-    /// Guards `dirty`, stability of a page when it is dirtied, and the change-bit
-    /// transfer before writeback (series 6/6).
+    /// Dirty data is never lost. Pages 0-1 are read before the stores (mapped
+    /// writable: potentially volatile, the stores mark the change bit), pages 2-3 are
+    /// first touched by the stores (write faults: stable and dirty at once). The host
+    /// keeps all four (pages them out). Written back they are clean and potentially
+    /// volatile again, the host may discard them, and the data comes back from the
+    /// backing store. Guards `dirty`, stability of a page when it is dirtied, the
+    /// change bit's say in host reclaim of P pages, and the change-bit transfer before
+    /// writeback (series 6/6).
     fn dirty_data_is_never_lost(t) [NEEDS_ESSA] {
         if !needs_mm_with_model(t) { return; }
         let file = files::SCRATCH + 16;
@@ -371,14 +381,22 @@ ktest! {
         };
         let expected: alloc::vec::Vec<u64> = (0..PAGES).map(value).collect();
         for page in 0..PAGES {
-            check_is!(t, cached_state(m, FIRST + page), Some(STABLE), "dirty page {}", page);
+            let want = if page < 2 { POT_VOLATILE } else { STABLE };
+            check_is!(t, cached_state(m, FIRST + page), Some(want), "stored-to page {}", page);
             let outcome = cached(m, FIRST + page).and_then(host_reclaim);
-            check_is!(t, outcome, Some(ReclaimOutcome::PagedOut), "host reclaim of dirty page {}", page);
-            lookup_and_release(m, FIRST + page);
-            check_is!(t, cached_state(m, FIRST + page), Some(STABLE), "dirty page {} after a release", page);
+            check_is!(t, outcome, Some(ReclaimOutcome::PagedOut), "host reclaim of stored-to page {}", page);
         }
         check_eq!(t, read_back(&space), expected);
         check_eq!(t, vm::with(|mm| mm.sync_mapping(m)), Ok(()));
+        let device: alloc::vec::Vec<u64> = vm::with(|mm| {
+            (0..PAGES)
+                .map(|p| {
+                    let bytes = device_bytes(mm, m, (FIRST + p) * PAGE_SIZE, 8);
+                    u64::from_be_bytes(bytes.try_into().expect("8 bytes"))
+                })
+                .collect()
+        });
+        check_is!(t, device, expected, "on the backing device");
         let faults = with_model(|model, _| model.counters().discard_faults).unwrap_or(0);
         for page in 0..PAGES {
             let Some(pfn) = cached(m, FIRST + page) else {
@@ -386,15 +404,267 @@ ktest! {
                 continue;
             };
             check_is!(t, page_state(pfn).1, "potentially volatile", "written back page {}", page);
-            // A frame the host had paged out is dropped by ORC 4 already (Pp does not exist).
             let outcome = host_reclaim(pfn);
-            check!(t, matches!(outcome, Some(ReclaimOutcome::Discarded | ReclaimOutcome::NotResident)),
-                "host reclaim of clean page {}: {:?}", page, outcome);
-            let content = with_model(|model, _| model.state(pfn.as_u64()).1);
-            check_is!(t, content, Some(ContentState::Zero), "page {} discarded", page);
+            check_is!(t, outcome, Some(ReclaimOutcome::Discarded), "host reclaim of clean page {}", page);
         }
         check_eq!(t, read_back(&space), expected);
         let refaults = with_model(|model, _| model.counters().discard_faults).unwrap_or(0);
         check_is!(t, refaults, faults + PAGES, "each discarded page faulted once");
+        drop(space);
+        check_eq!(t, vm::with(|mm| restore_pattern(mm, m, FIRST * PAGE_SIZE, (PAGES * PAGE_SIZE) as usize)), Ok(()));
+    }
+}
+
+/// The file the tests below share, each at its own pages (never mlocked, so no sticky
+/// flag carries over).
+const RULES_FILE: u32 = files::SCRATCH + 17;
+
+ktest! {
+    /// A page under writeback stays stable (1/6 `check_bits`: `PageWriteback`): as
+    /// `writepage` does, the page is unlocked while the write is in flight, and its
+    /// last release then finds nothing but the writeback to refuse the volatile state.
+    /// The host may page it out, never discard it; the end of the writeback makes it
+    /// volatile. Guards the `writeback` condition.
+    fn page_under_writeback_stays_stable(t) [NEEDS_ESSA] {
+        if !needs_mm_with_model(t) { return; }
+        const PAGE: u64 = 8;
+        let data = [0xb7u8; 8];
+        let started = vm::with(|mm| {
+            let m = mm.open_file(RULES_FILE)?;
+            mm.write_file(m, PAGE * PAGE_SIZE, &data)?;
+            let pfn = mm.find_lock_page(m, PAGE).ok_or(MmError::NoSuchObject)?;
+            let dirty = mm.clear_page_dirty_for_io(pfn);
+            mm.set_page_writeback(pfn);
+            mm.unlock_page(pfn);
+            mm.put_page(pfn);
+            Ok::<_, MmError>((m, pfn, dirty))
+        });
+        let Ok((m, pfn, dirty)) = started else {
+            check!(t, false, "starting the writeback: {:?}", started);
+            return;
+        };
+        check!(t, dirty, "the written page was not dirty");
+        check_is!(t, page_state(pfn), STABLE, "under writeback, unlocked, only the cache's reference");
+        check_is!(t, host_reclaim(pfn), Some(ReclaimOutcome::PagedOut), "host reclaim during the writeback");
+        let written = vm::with(|mm| {
+            let result = mm.write_page_to_disk(pfn);
+            mm.end_page_writeback(pfn);
+            result.map(|()| device_bytes(mm, m, PAGE * PAGE_SIZE, 8))
+        });
+        check_eq!(t, written, Ok(data.to_vec()));
+        check_is!(t, page_state(pfn), VOLATILE, "written back");
+        check_eq!(t, vm::with(|mm| restore_pattern(mm, m, PAGE * PAGE_SIZE, 8)), Ok(()));
+    }
+}
+
+ktest! {
+    /// A page truncated from the page cache while someone still holds it stays stable
+    /// (1/6 `check_bits`: `page_mapping() == NULL`): the holder's reference is the only
+    /// one left and the counts agree, so only the missing mapping refuses. Guards the
+    /// `truncated` condition.
+    fn truncated_page_stays_stable(t) [NEEDS_ESSA] {
+        if !needs_mm_with_model(t) { return; }
+        const PAGE: u64 = 60;
+        let mut byte = [0u8; 1];
+        let held = vm::with(|mm| {
+            let m = mm.open_file(RULES_FILE)?;
+            mm.read_file(m, PAGE * PAGE_SIZE, &mut byte)?;
+            let pfn = mm.find_get_page(m, PAGE).ok_or(MmError::NoSuchObject)?;
+            Ok::<_, MmError>((m, pfn))
+        });
+        let Ok((m, pfn)) = held else {
+            check!(t, false, "reading the page: {:?}", held);
+            return;
+        };
+        check_eq!(t, vm::with(|mm| mm.truncate_inode_pages(m, PAGE)), Ok(()));
+        check_is!(t, cached(m, PAGE), None, "still cached");
+        check_is!(t, page_state(pfn), STABLE, "truncated, still held");
+        check_is!(t, host_reclaim(pfn), Some(ReclaimOutcome::PagedOut), "host reclaim of the held page");
+        vm::with(|mm| mm.put_page(pfn));
+        check!(t, vm::with(|mm| mm.frames().is_free(pfn)), "the last release frees the frame");
+    }
+}
+
+ktest! {
+    /// `get_user_pages` with a reference (`FOLL_GET`) makes the page stable (1/6
+    /// `follow_page`): a mapped page the host discarded is forced out and faulted in
+    /// again, and the pinned page is stable and holds the file's bytes. Guards the
+    /// `flags.get` stabilisation of `follow_page`.
+    fn pinned_page_is_stable(t) [NEEDS_ESSA] {
+        if !needs_mm_with_model(t) { return; }
+        const PAGE: u64 = 16;
+        let space = UserSpace::new().expect("space");
+        let (m, va) = map_file(&space, RULES_FILE, PAGE, 1, VmFlags::READ);
+        check_eq!(t, read_pages(&space, va, RULES_FILE, PAGE, 1), None);
+        check_is!(t, cached_state(m, PAGE), Some(VOLATILE), "precondition");
+        check_is!(t, cached(m, PAGE).and_then(host_reclaim), Some(ReclaimOutcome::Discarded), "host reclaim");
+        let discards = vm::with(|mm| mm.stats()).discards;
+        let pinned = vm::with(|mm| mm.get_user_pages(space.id(), va, 1, false, true));
+        let Ok(pinned) = pinned else {
+            check!(t, false, "get_user_pages: {:?}", pinned);
+            return;
+        };
+        check_is!(t, vm::with(|mm| mm.stats()).discards, discards + 1, "discards");
+        check_is!(t, pinned.first().map(|&p| page_state(p)), Some(STABLE), "pinned page");
+        check_eq!(t, read_pages(&space, va, RULES_FILE, PAGE, 1), None);
+        vm::with(|mm| mm.release_pages(&pinned));
+        check_is!(t, cached_state(m, PAGE), Some(VOLATILE), "released");
+    }
+}
+
+ktest! {
+    /// The source of a copy on write is made stable before it is copied (1/6: early
+    /// COW in `do_no_page`). The cached page was discarded by the host; a store into
+    /// a private mapping of it copies inside the fault handler, with DAT off, where a
+    /// read of the discarded frame would not fault: the source is found discarded,
+    /// dropped and read again, and the private copy holds the store and the file's
+    /// bytes, never the host's poison. Guards `make_stable` in `cow_copy`.
+    fn copy_on_write_source_is_made_stable(t) [NEEDS_ESSA] {
+        if !needs_mm_with_model(t) { return; }
+        const PAGE: u64 = 20;
+        let mut byte = [0u8; 1];
+        let m = vm::with(|mm| {
+            let m = mm.open_file(RULES_FILE)?;
+            mm.read_file(m, PAGE * PAGE_SIZE, &mut byte)?;
+            Ok::<_, MmError>(m)
+        });
+        let Ok(m) = m else {
+            check!(t, false, "reading the page: {:?}", m);
+            return;
+        };
+        check_is!(t, cached_state(m, PAGE), Some(VOLATILE), "precondition");
+        check_is!(t, cached(m, PAGE).and_then(host_reclaim), Some(ReclaimOutcome::Discarded), "host reclaim");
+        let before = vm::with(|mm| mm.stats());
+        let space = UserSpace::new().expect("space");
+        let (_, va) = map_file(&space, RULES_FILE, PAGE, 1, VmFlags::READ | VmFlags::WRITE);
+        space.enter();
+        uaccess::write_u64(va, 0xc0c0_c0c0_c0c0_c0c0);
+        let mut copy = alloc::vec![0u8; PAGE_SIZE as usize];
+        uaccess::read_bytes(va, &mut copy);
+        space.leave();
+        let after = vm::with(|mm| mm.stats());
+        check_is!(t, after.discards, before.discards + 1, "discards");
+        check_is!(t, after.cow_faults, before.cow_faults + 1, "copies");
+        check_eq!(t, &copy[..8], &[0xc0; 8]);
+        check_eq!(t, kernel::mm::backing::check_pattern(RULES_FILE, PAGE * PAGE_SIZE + 8, &copy[8..]), Ok(()));
+    }
+}
+
+ktest! {
+    /// `write_file` makes the page stable before it copies into it and dirties it: a
+    /// cached volatile page is stable and dirty afterwards, and the host pages it out
+    /// instead of discarding it. Guards `make_stable` in `write_file`.
+    fn write_file_makes_the_page_stable_before_dirtying_it(t) [NEEDS_ESSA] {
+        if !needs_mm_with_model(t) { return; }
+        const PAGE: u64 = 24;
+        let data = [0xe5u8; 16];
+        let mut byte = [0u8; 1];
+        let m = vm::with(|mm| {
+            let m = mm.open_file(RULES_FILE)?;
+            mm.read_file(m, PAGE * PAGE_SIZE, &mut byte)?;
+            Ok::<_, MmError>(m)
+        });
+        let Ok(m) = m else {
+            check!(t, false, "reading the page: {:?}", m);
+            return;
+        };
+        check_is!(t, cached_state(m, PAGE), Some(VOLATILE), "precondition");
+        let written = vm::with(|mm| mm.write_file(m, PAGE * PAGE_SIZE + 100, &data));
+        check_eq!(t, written, Ok(data.len()));
+        check_is!(t, cached_state(m, PAGE), Some(STABLE), "written, dirty");
+        check_is!(t, cached(m, PAGE).and_then(host_reclaim), Some(ReclaimOutcome::PagedOut), "host reclaim");
+        let mut back = [0u8; 16];
+        check_eq!(t, vm::with(|mm| mm.read_file(m, PAGE * PAGE_SIZE + 100, &mut back)), Ok(16));
+        check_eq!(t, back, data);
+        check_eq!(t, vm::with(|mm| restore_pattern(mm, m, PAGE * PAGE_SIZE + 100, 16)), Ok(()));
+    }
+}
+
+ktest! {
+    /// A page `page_discard` is removing is never hinted again (1/6 `check_bits`:
+    /// `PageDiscarded`): a potentially volatile page (mapped writable) the host
+    /// discarded is found by a lookup; the release of its last mapping is the moment
+    /// every other condition would let it go volatile, and no ORC 3 or 4 is issued.
+    /// Guards the `discarded` condition.
+    fn page_being_discarded_gets_no_hint(t) [NEEDS_ESSA] {
+        if !needs_mm_with_model(t) { return; }
+        const PAGE: u64 = 28;
+        let space = UserSpace::new().expect("space");
+        let (m, va) = map_file(&space, RULES_FILE, PAGE, 1, VmFlags::READ | VmFlags::WRITE | VmFlags::SHARED);
+        check_eq!(t, read_pages(&space, va, RULES_FILE, PAGE, 1), None);
+        check_is!(t, cached_state(m, PAGE), Some(POT_VOLATILE), "precondition");
+        check_is!(t, cached(m, PAGE).and_then(host_reclaim), Some(ReclaimOutcome::Discarded), "host reclaim");
+        let hints = || with_model(|model, _| { let o = model.counters().essa_by_orc; o[3] + o[4] }).unwrap_or(0);
+        let (hints0, discards0) = (hints(), vm::with(|mm| mm.stats()).discards);
+        check_is!(t, vm::with(|mm| mm.find_get_page(m, PAGE)), None, "lookup of the discarded page");
+        check_is!(t, vm::with(|mm| mm.stats()).discards, discards0 + 1, "discards");
+        check_is!(t, hints(), hints0, "ORC 3/4 issued while the page was discarded");
+        check_eq!(t, read_pages(&space, va, RULES_FILE, PAGE, 1), None);
+    }
+}
+
+ktest! {
+    /// Stores through a writable mapping survive its removal (series 6/6, hazard 1):
+    /// the page is potentially volatile and only its storage-key change bit knows of
+    /// the store; the last unmap moves the bit into the dirty flag and makes the page
+    /// stable *before* clearing the bit, so the host pages it out and the store reaches
+    /// the file. Guards `make_stable` in the change-bit transfer of `page_remove_rmap`.
+    fn stores_survive_the_last_unmap(t) [NEEDS_ESSA] {
+        if !needs_mm_with_model(t) { return; }
+        const PAGE: u64 = 32;
+        let space = UserSpace::new().expect("space");
+        let (m, va) = map_file(&space, RULES_FILE, PAGE, 1, VmFlags::READ | VmFlags::WRITE | VmFlags::SHARED);
+        check_eq!(t, read_pages(&space, va, RULES_FILE, PAGE, 1), None);
+        check_is!(t, cached_state(m, PAGE), Some(POT_VOLATILE), "precondition");
+        space.enter();
+        uaccess::write_u64(va, 0x6a6a_6a6a_0000_0001);
+        space.leave();
+        check_eq!(t, vm::with(|mm| mm.munmap(space.id(), va, PAGE_SIZE)), Ok(()));
+        check_is!(t, cached_state(m, PAGE), Some(STABLE), "after the last unmap");
+        check_is!(t, cached(m, PAGE).and_then(host_reclaim), Some(ReclaimOutcome::PagedOut), "host reclaim");
+        check_eq!(t, vm::with(|mm| mm.sync_mapping(m)), Ok(()));
+        let device = vm::with(|mm| device_bytes(mm, m, PAGE * PAGE_SIZE, 8));
+        check_eq!(t, device, 0x6a6a_6a6a_0000_0001u64.to_be_bytes().to_vec());
+        check_eq!(t, vm::with(|mm| restore_pattern(mm, m, PAGE * PAGE_SIZE, 8)), Ok(()));
+    }
+}
+
+ktest! {
+    /// Writeback of a page stored to through a writable mapping makes it stable before
+    /// it clears the change bit (series 6/6, hazard 1, in `clear_page_dirty_for_io`):
+    /// from then on the host keeps the page although its change bit is clear.
+    fn writeback_makes_a_stored_to_page_stable_first(t) [NEEDS_ESSA] {
+        if !needs_mm_with_model(t) { return; }
+        const PAGE: u64 = 36;
+        let space = UserSpace::new().expect("space");
+        let (m, va) = map_file(&space, RULES_FILE, PAGE, 1, VmFlags::READ | VmFlags::WRITE | VmFlags::SHARED);
+        check_eq!(t, read_pages(&space, va, RULES_FILE, PAGE, 1), None);
+        check_is!(t, cached_state(m, PAGE), Some(POT_VOLATILE), "precondition");
+        space.enter();
+        uaccess::write_u64(va, 0x7b7b_7b7b_0000_0002);
+        space.leave();
+        let Some(pfn) = cached(m, PAGE) else {
+            check!(t, false, "page not cached");
+            return;
+        };
+        let dirty = vm::with(|mm| {
+            mm.get_page(pfn);
+            mm.lock_page(pfn);
+            mm.clear_page_dirty_for_io(pfn)
+        });
+        check!(t, dirty, "the store did not make the page dirty");
+        check_is!(t, page_state(pfn), STABLE, "change bit moved into the dirty flag");
+        check_is!(t, host_reclaim(pfn), Some(ReclaimOutcome::PagedOut), "host reclaim before the write");
+        let written = vm::with(|mm| {
+            mm.set_page_writeback(pfn);
+            let result = mm.write_page_to_disk(pfn);
+            mm.end_page_writeback(pfn);
+            mm.unlock_page(pfn);
+            mm.put_page(pfn);
+            result.map(|()| device_bytes(mm, m, PAGE * PAGE_SIZE, 8))
+        });
+        check_eq!(t, written, Ok(0x7b7b_7b7b_0000_0002u64.to_be_bytes().to_vec()));
+        drop(space);
+        check_eq!(t, vm::with(|mm| restore_pattern(mm, m, PAGE * PAGE_SIZE, 8)), Ok(()));
     }
 }

@@ -16,6 +16,8 @@ mod bench_mm;
 #[cfg(target_arch = "s390x")]
 mod cmma_discard;
 #[cfg(target_arch = "s390x")]
+mod cmma_economy;
+#[cfg(target_arch = "s390x")]
 mod cmma_essa;
 #[cfg(target_arch = "s390x")]
 mod cmma_mlock;
