@@ -227,3 +227,46 @@ ktest! {
         check!(t, vm::with(|mm| mm.frames().is_free(pfn)), "the frame is no longer free");
     }
 }
+
+ktest! {
+    /// `page_discard` never makes dirty data disappear (1/6: `VM_BUG_ON(PageDirty)`): a
+    /// dirty page forced volatile behind the rules' back (raw ORC 3) and discarded by
+    /// the host reaches the discard fault; the memory manager refuses it, reports the
+    /// broken rule and keeps the page cached and dirty. (The test takes the report
+    /// itself; any other test during which one arrives fails.)
+    fn dirty_page_reaching_discard_is_refused_and_reported(t) [NEEDS_ESSA] {
+        if !needs_mm_with_model(t) { return; }
+        let file = files::SCRATCH + 23;
+        const PAGE: u64 = 12;
+        let written = vm::with(|mm| {
+            let m = mm.open_file(file)?;
+            mm.write_file(m, PAGE * PAGE_SIZE, &[0x3c; 8])?;
+            Ok::<_, MmError>(m)
+        });
+        let Ok(m) = written else {
+            check!(t, false, "write_file: {:?}", written);
+            return;
+        };
+        let Some(pfn) = cached(m, PAGE) else {
+            check!(t, false, "page not cached");
+            return;
+        };
+        essa(3, pfn.addr().as_u64());
+        check_eq!(t, host_reclaim(pfn), Some(ReclaimOutcome::Discarded));
+        let info = PgmInfo {
+            code: 0x1a,
+            ilen: 4,
+            psw: Psw { mask: 0, addr: 0 },
+            teid: pfn.addr().as_u64(),
+        };
+        let bug = kernel::mm::error::Bug::DiscardDirty(pfn);
+        check_eq!(t, vm::discard_fault(&info), FaultOutcome::Refused(MmError::Bug(bug)));
+        check_eq!(t, vm::take_bugs(), alloc::vec![bug]);
+        check_is!(t, cached(m, PAGE), Some(pfn), "still cached");
+        let dirty = vm::with(|mm| mm.page(pfn).map(|p| p.test(kernel::mm::page::PageFlags::DIRTY)));
+        check_is!(t, dirty, Some(true), "still dirty");
+        // The host lost the data already; drop the page (truncation drops dirty data)
+        // so the file on the backing device is what it was.
+        check_eq!(t, vm::with(|mm| mm.truncate_inode_pages(m, PAGE)), Ok(()));
+    }
+}

@@ -668,3 +668,43 @@ ktest! {
         check_eq!(t, vm::with(|mm| restore_pattern(mm, m, PAGE * PAGE_SIZE, 8)), Ok(()));
     }
 }
+
+ktest! {
+    /// A page that gets a writable PTE but may not be potentially volatile is made
+    /// stable (4/6 `page_check_writable`): a volatile page held by an unknown reference
+    /// is mapped writable by a read fault; a store then cannot land on a page the host
+    /// may discard whatever its change bit says. Guards the stabilisation of
+    /// `WritableRmapAdd` refusals in the page-state layer.
+    fn refused_page_under_a_writable_pte_is_stable(t) [NEEDS_ESSA] {
+        if !needs_mm_with_model(t) { return; }
+        const PAGE: u64 = 40;
+        let mut byte = [0u8; 1];
+        let held = vm::with(|mm| {
+            let m = mm.open_file(RULES_FILE)?;
+            mm.read_file(m, PAGE * PAGE_SIZE, &mut byte)?;
+            let pfn = mm.mapping(m).and_then(|c| c.lookup(PAGE)).ok_or(MmError::NoSuchObject)?;
+            mm.get_page(pfn);
+            Ok::<_, MmError>((m, pfn))
+        });
+        let Ok((m, pfn)) = held else {
+            check!(t, false, "reading the page: {:?}", held);
+            return;
+        };
+        check_is!(t, page_state(pfn), VOLATILE, "held without a state change");
+        let space = UserSpace::new().expect("space");
+        let (_, va) = map_file(&space, RULES_FILE, PAGE, 1, VmFlags::READ | VmFlags::WRITE | VmFlags::SHARED);
+        check_eq!(t, read_pages(&space, va, RULES_FILE, PAGE, 1), None);
+        check_is!(t, page_state(pfn), STABLE, "mapped writable with an unknown reference");
+        space.enter();
+        uaccess::write_u64(va, 0x4646_4646_4646_4646);
+        space.leave();
+        check_is!(t, host_reclaim(pfn), Some(ReclaimOutcome::PagedOut), "host reclaim after the store");
+        space.enter();
+        let back = uaccess::read_u64(va);
+        space.leave();
+        check_eq!(t, back, 0x4646_4646_4646_4646);
+        vm::with(|mm| mm.put_page(pfn));
+        drop(space);
+        check_eq!(t, vm::with(|mm| restore_pattern(mm, m, PAGE * PAGE_SIZE, 8)), Ok(()));
+    }
+}
