@@ -270,3 +270,36 @@ ktest! {
         check_eq!(t, vm::with(|mm| mm.truncate_inode_pages(m, PAGE)), Ok(()));
     }
 }
+
+ktest! {
+    /// A minor fault maps a cached page without a state change (series 5/6), even one
+    /// the host discarded: the entry the memory manager stores for it is revoked on the
+    /// way (the host's frame is gone), so the first access takes the discard fault, the
+    /// page is dropped and read again, and the access sees the file's bytes, never the
+    /// host's poison.
+    fn minor_fault_on_a_discarded_page_takes_the_discard_fault(t) [NEEDS_ESSA] {
+        if !needs_mm_with_model(t) { return; }
+        let file = files::SCRATCH + 23;
+        const PAGE: u64 = 16;
+        let mut byte = [0u8; 1];
+        let m = vm::with(|mm| {
+            let m = mm.open_file(file)?;
+            mm.read_file(m, PAGE * PAGE_SIZE, &mut byte)?;
+            Ok::<_, MmError>(m)
+        });
+        let Ok(m) = m else {
+            check!(t, false, "read_file: {:?}", m);
+            return;
+        };
+        check_is!(t, cached(m, PAGE).and_then(host_reclaim), Some(ReclaimOutcome::Discarded), "host reclaim");
+        let (faults, stats) = (model_counters().discard_faults, vm::with(|mm| mm.stats()));
+        let space = vm::UserSpace::new().expect("space");
+        let (_, va) = crate::support::map_file(&space, file, PAGE, 1, kernel::mm::vma::VmFlags::READ);
+        check_eq!(t, crate::support::read_pages(&space, va, file, PAGE, 1), None);
+        let after = vm::with(|mm| mm.stats());
+        check_is!(t, model_counters().discard_faults, faults + 1, "discard faults");
+        check_is!(t, after.minor_faults, stats.minor_faults + 1, "minor faults");
+        check_is!(t, after.major_faults, stats.major_faults + 1, "major faults (the reload)");
+        check_is!(t, after.discards, stats.discards + 1, "page_discard");
+    }
+}

@@ -408,11 +408,16 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
             else {
                 break;
             };
-            let (pfn, _) = self.read_cache_page(mapping, index)?;
-            // The page must be stable before it is dirtied; `read_cache_page` made it
-            // so, and this says so again where the rule is needed (no ESSA when the
-            // layer knows the page is stable). If the host discarded it meanwhile,
-            // read it again.
+            // Looked up without a state change (`__grab_cache_page`): the one that
+            // matters is the next, which makes the page stable before it is dirtied.
+            // If the host discarded it, read it again.
+            let pfn = match self.find_get_page_nodiscard(mapping, index) {
+                Some(pfn) => pfn,
+                None => {
+                    self.check_index(mapping, index)?;
+                    self.read_new_page(mapping, index)?
+                }
+            };
             if self.make_stable(pfn, StablePoint::WriteNotify) == Stability::Discarded {
                 self.put_page(pfn);
                 let _ = self.page_discard(pfn);
