@@ -62,7 +62,8 @@ pub const ESSA_MINIMUM: [EssaMinimum; 6] = [
         op: "readpage",
         minimum: 2.0,
         reason: "page-cache miss: the new frame goes unused -> stable when allocated, and \
-                 stable -> volatile once the read is done and the page clean and unlocked",
+                 stable -> volatile on the release after the copy (the reader's reference \
+                 keeps it stable while it copies)",
     },
     EssaMinimum {
         op: "lookup_hit",

@@ -206,6 +206,25 @@ fn change_bits_of_writable_pages_move_into_the_dirty_flag() {
 }
 
 #[test]
+fn a_changed_page_the_host_discarded_is_a_bug() {
+    // 6/6: VM_BUG_ON(!stable) after page_test_dirty. A host never discards a P page
+    // whose change bit is set; if one did, the transfer refuses and reports it.
+    let (mut mm, space, m) = setup(1);
+    let va = mmap_file(&mut mm, space, m, P, RW | VmFlags::SHARED);
+    let mut buf = [0u8; 1];
+    user_read(&mut mm, space, va, &mut buf).unwrap();
+    let pfn = mm.mapping(m).unwrap().lookup(0).unwrap();
+    user_write(&mut mm, space, va, b"x").unwrap();
+    mm.hooks_mut().discarded.insert(pfn);
+    mm.munmap(space, va, P).unwrap();
+    assert_eq!(
+        mm.bugs(),
+        [crate::mm::error::Bug::ChangedPageDiscarded(pfn)]
+    );
+    assert!(!mm.page(pfn).unwrap().test(PageFlags::DIRTY));
+}
+
+#[test]
 fn a_clean_page_leaves_its_last_mapping_without_a_state_change() {
     // 6/6: only a set change bit makes page_remove_rmap stabilise the page.
     let (mut mm, space, m) = setup(1);
