@@ -303,3 +303,38 @@ ktest! {
         check_is!(t, after.discards, stats.discards + 1, "page_discard");
     }
 }
+
+ktest! {
+    /// A page read into a frame the host dropped while it was free (Uz, then ORC 1 at
+    /// allocation: Sz) holds the file's bytes: the frame is handed back zero-filled
+    /// *before* the data arrives, whether the read is a copy through the kernel's
+    /// mapping (initrd) or virtio DMA past every page table (`mm.backing=virtio`), never
+    /// zero-filled after it.
+    fn read_into_a_frame_the_host_dropped_keeps_the_data(t) [NEEDS_ESSA] {
+        if !needs_mm_with_model(t) { return; }
+        let file = files::SCRATCH + 23;
+        const PAGE: u64 = 20;
+        let freed = vm::with(|mm| {
+            let m = mm.open_file(file)?;
+            if let Some(pfn) = mm.find_get_page(m, PAGE) {
+                mm.put_page(pfn);
+                mm.truncate_inode_pages(m, PAGE)?;
+            }
+            let high = mm.config().high_watermark + 16;
+            mm.reclaim(high.saturating_sub(mm.frames().free_count()));
+            let pfn = mm.alloc_page()?;
+            mm.put_page(pfn);
+            Ok::<_, MmError>((m, pfn))
+        });
+        let Ok((m, pfn)) = freed else {
+            check!(t, false, "setting up a free frame: {:?}", freed);
+            return;
+        };
+        check_eq!(t, host_reclaim(pfn), Some(ReclaimOutcome::Discarded));
+        let mut buf = [0u8; PAGE_SIZE as usize];
+        let read = vm::with(|mm| mm.read_file(m, PAGE * PAGE_SIZE, &mut buf));
+        check_eq!(t, read, Ok(PAGE_SIZE as usize));
+        check_is!(t, cached(m, PAGE), Some(pfn), "the read took the dropped frame (the free list is LIFO)");
+        check_eq!(t, check_pattern(file, PAGE * PAGE_SIZE, &buf), Ok(()));
+    }
+}

@@ -75,7 +75,8 @@ pub fn init(frames: u64, kernel: Asce) {
 /// go on (the frame was handed back). Installed by the host model at boot.
 static DAT_OFF_TOUCH: Once<fn(u64) -> bool> = Once::new();
 
-/// Installs what decides about touches of revoked frames with DAT off ([`touched`]).
+/// Installs what decides about touches of revoked frames outside DAT ([`touched`],
+/// [`touched_by_device`]).
 pub fn set_dat_off_touch(handler: fn(u64) -> bool) {
     DAT_OFF_TOUCH.call_once(|| handler);
 }
@@ -90,12 +91,28 @@ pub fn set_dat_off_touch(handler: fn(u64) -> bool) {
 /// # Panics
 /// When the host refuses the access.
 pub fn touched(pfn: u64) {
+    if kind(pfn).is_some() && !dat_enabled() {
+        host_decides(pfn, "the kernel touched");
+    }
+}
+
+/// A device is about to transfer data to or from frame `pfn` (virtio DMA reaches
+/// absolute storage, past every page table): the host sees the access, as a real host
+/// does when its device emulation writes guest memory. A paged-out or zero frame is
+/// handed back first, so the device's data is not wiped by a later zero-fill.
+///
+/// # Panics
+/// For I/O to a frame the host discarded (the kernel must make a page stable first).
+pub fn touched_by_device(pfn: u64) {
+    if kind(pfn).is_some() {
+        host_decides(pfn, "I/O reached");
+    }
+}
+
+fn host_decides(pfn: u64, what: &str) {
     let Some(why) = kind(pfn) else {
         return;
     };
-    if dat_enabled() {
-        return;
-    }
     let allowed = match DAT_OFF_TOUCH.get() {
         Some(handler) => handler(pfn),
         None if why == Kind::PagedOut => {
@@ -106,7 +123,7 @@ pub fn touched(pfn: u64) {
     };
     assert!(
         allowed,
-        "block-volatility exception with DAT off: the kernel touched frame {pfn:#x}, which the host discarded, without making it stable first"
+        "block-volatility exception outside DAT: {what} frame {pfn:#x}, which the host discarded, without making it stable first"
     );
 }
 

@@ -67,7 +67,15 @@ unsafe impl Hal for KernelHal {
     }
 
     unsafe fn share(buffer: NonNull<[u8]>, _direction: BufferDirection) -> PhysAddr {
-        identity(buffer.as_ptr().cast::<u8>() as u64, buffer.len())
+        let addr = identity(buffer.as_ptr().cast::<u8>() as u64, buffer.len());
+        // The device reaches the buffer past every page table: a frame the host model
+        // took away must be handed back first (paged out, zero), or refused (discarded).
+        let frames =
+            addr / PAGE_SIZE as u64..(addr + buffer.len() as u64).div_ceil(PAGE_SIZE as u64);
+        for pfn in frames {
+            super::revoke::touched_by_device(pfn);
+        }
+        addr
     }
 
     unsafe fn unshare(_paddr: PhysAddr, _buffer: NonNull<[u8]>, _direction: BufferDirection) {}
