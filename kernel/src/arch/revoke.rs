@@ -3,16 +3,17 @@
 //! page tables stays as the guest wrote it.
 //!
 //! A real host drops the frame from the guest's absolute storage, which every guest
-//! translation reaches. QEMU TCG has no such hook and does not enforce storage-key
-//! protection, so a revoked frame is made unreachable through the guest's page tables
-//! instead: the entry the CPU translates through gets the invalid bit plus [`HOST_BIT`]
-//! (bit 56, ignored by the CPU), beside the guest's value, as KVM keeps its PGSTE beside
-//! the PTE. The memory manager reads and writes page-table entries only through
-//! `PhysMem::read_pte`/`write_pte`, which [`guest_view`] and [`hardware_entry`]
-//! implement: it reads back exactly what it stored, and an entry it stores for a
-//! revoked frame is revoked on the way. Where this still leaks: a raw doubleword read
-//! of a page table (`read_u64` instead of `read_pte`) sees the host's bits; the memory
-//! manager does not make one, and `mm::dat` is the only code that reads page tables.
+//! translation reaches. QEMU TCG has no such hook, translates through the guest's own
+//! page tables and does not enforce storage-key protection, so a revoked frame is made
+//! unreachable through those tables instead: the entry gets the invalid bit plus
+//! [`HOST_BIT`] (bit 56, ignored by the CPU) beside the guest's value, in the guest's
+//! page-table storage, as KVM keeps its PGSTE beside the PTE. The memory manager reads
+//! and writes page-table entries only through `PhysMem::read_pte`/`write_pte`, which
+//! [`guest_view`] and [`hardware_entry`] implement: it reads back exactly what it
+//! stored, and an entry it stores for a revoked frame is revoked on the way. Where this
+//! still leaks: a raw doubleword read of an entry (`read_u64` instead of `read_pte`)
+//! sees the host's bits, and the CPU (TPROT, LRA) sees the entry invalid; `mm::dat` is
+//! the only code that reads page tables, and it reads entries with `read_pte`.
 //!
 //! Accesses with DAT off (interruption handlers) bypass page tables altogether; the
 //! memory manager's frame accessors check [`kind`] for them (`arch::storage`).
