@@ -19,6 +19,7 @@
 mod backend;
 mod console;
 mod consoles;
+mod cpus;
 mod driver;
 pub mod ebcdic;
 mod error;
@@ -32,6 +33,7 @@ mod fake;
 pub use backend::Backend;
 pub use console::{LINE_CAPACITY, LINE_MODE_WIDTH};
 pub use consoles::Consoles;
+pub use cpus::CpuAddresses;
 pub use driver::{MAX_BUSY_RETRIES, MAX_UNSOLICITED_SIGNALS, Sclp};
 pub use error::Error;
 pub use sccb::Sccb;

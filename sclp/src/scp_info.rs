@@ -23,6 +23,8 @@ pub struct ScpInfo {
     pub cpus: u16,
     /// Offset of the first 16-byte CPU entry in the response.
     pub cpu_entries_offset: u16,
+    /// The CPU addresses of the entries.
+    pub cpu_addresses: crate::CpuAddresses,
     /// SCLP facility bits (response bytes 48-55).
     pub facilities: u64,
     /// The load parameter as stored, in EBCDIC.
@@ -54,6 +56,11 @@ impl ScpInfo {
             increments,
             cpus,
             cpu_entries_offset: be16(bytes, read_info::OFFSET_CPU),
+            cpu_addresses: crate::CpuAddresses::parse(
+                bytes,
+                cpus,
+                be16(bytes, read_info::OFFSET_CPU),
+            ),
             facilities: be64(bytes, read_info::FACILITIES),
             loadparm,
         })
@@ -137,6 +144,8 @@ mod tests {
         assert_eq!(info.increments, 256);
         assert_eq!(info.cpus, 2);
         assert_eq!(info.cpu_entries_offset, 128);
+        // Both entries of the answer page are zero-filled: address 0 twice.
+        assert_eq!(info.cpu_addresses.iter().collect::<Vec<_>>(), [0]);
         assert_eq!(info.facilities, 0x8000_0000_0000_0001);
         assert_eq!(&info.loadparm_ascii(), b"ZHINT   ");
     }
