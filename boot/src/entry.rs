@@ -12,6 +12,7 @@
 //! every kernel pointer stays valid.
 
 use core::arch::global_asm;
+use kernel::arch::lowcore;
 
 global_asm!(
     r#"
@@ -51,6 +52,16 @@ _start:
     lghi    %r5, 0
 0:  mvcle   %r2, %r4, 0
     jo      0b
+    # CPU 0's stacks for the entry stubs, in its lowcore (a secondary's bring-up fills
+    # in its own).
+    larl    %r1, __pgm_stack_top
+    stg     %r1, {pgm_top}
+    larl    %r1, __pgm_stack_bottom
+    stg     %r1, {pgm_bottom}
+    larl    %r1, __irq_stack_top
+    stg     %r1, {irq_top}
+    larl    %r1, __irq_stack_bottom
+    stg     %r1, {irq_bottom}
     larl    %r15, __boot_stack_top
     aghi    %r15, -160
     xc      0(8, %r15), 0(%r15)
@@ -79,15 +90,42 @@ zhint_parmarea:
     .globl  zhint_cmdline
 zhint_cmdline:
     .fill   0xb80, 1, 0
-"#
+"#,
+    pgm_top = const lowcore::stack::PGM_TOP,
+    pgm_bottom = const lowcore::stack::PGM_BOTTOM,
+    irq_top = const lowcore::stack::IRQ_TOP,
+    irq_bottom = const lowcore::stack::IRQ_BOTTOM,
 );
 
-// One stub per interruption class. Save areas live in lowcore (0x200-0x47f, real
-// addresses reached with base register 0) and the stub resumes through a return-PSW slot
-// at 0x480-0x4cf, outside the low-address-protected 0-511 where the old PSWs are; a nested interruption of the same class may
-// overwrite the save area and old PSW, because the outer handler has copied both into its
-// frame and writes them back before it returns. The frame layout must match
-// `kernel::arch::InterruptFrame`: gprs[16] @0, psw @128, fprs[16] @144, fpc @272.
+// Where SIGP RESTART sends a secondary CPU (its restart new PSW; see
+// `kernel::arch::smp`): DAT off, disabled, 64-bit, with whatever control registers the
+// reset left. It loads the control registers and the stack its bring-up stored in its
+// lowcore and enters the kernel. A restart after the watchdog stopped the CPU comes here
+// too and starts afresh on the same, now abandoned, stack.
+global_asm!(
+    r#"
+    .section .text.zhint_secondary_entry, "ax"
+    .globl zhint_secondary_entry
+zhint_secondary_entry:
+    lctlg   %c0, %c15, {crs}
+    lg      %r15, {restart_top}
+    aghi    %r15, -160
+    xc      0(8, %r15), 0(%r15)
+    brasl   %r14, zhint_secondary_main
+    j       .
+"#,
+    crs = const lowcore::CONTROL_REGISTERS,
+    restart_top = const lowcore::stack::RESTART_TOP,
+);
+
+// One stub per interruption class. Save areas live in the lowcore (real addresses reached
+// with base register 0, so with prefixing every CPU saves into its own) and the stub
+// resumes through a return-PSW slot outside the low-address-protected 0-511 where the old
+// PSWs are; a nested interruption of the same class may overwrite the save area and old
+// PSW, because the outer handler has copied both into its frame and writes them back
+// before it returns. The stacks are per CPU too: their top and bottom are lowcore fields.
+// The frame layout must match `kernel::arch::InterruptFrame`: gprs[16] @0, psw @128,
+// fprs[16] @144, fpc @272.
 global_asm!(
     r#"
     .macro INT_ENTRY name, save, oldpsw, retpsw, stack, bottom, handler
@@ -98,13 +136,13 @@ global_asm!(
     # Interrupted on this class's own stack (a nested interruption, e.g. an emulated
     # ESSA inside the program-check handler): keep going below the current frame.
     lg      %r15, \save + 120
-    larl    %r1, \bottom
+    lg      %r1, \bottom
     clgr    %r15, %r1
     jl      1f
-    larl    %r1, \stack
+    lg      %r1, \stack
     clgr    %r15, %r1
     jle     2f
-1:  larl    %r15, \stack
+1:  lg      %r15, \stack
 2:  aghi    %r15, -(160 + 288)
     xc      0(8, %r15), 0(%r15)
     mvc     160(128, %r15), \save
@@ -151,10 +189,24 @@ global_asm!(
     lpswe   \retpsw
     .endm
 
-    INT_ENTRY zhint_ext_entry,  0x200, 0x130, 0x480, __irq_stack_top, __irq_stack_bottom, zhint_ext_interrupt
-    INT_ENTRY zhint_svc_entry,  0x280, 0x140, 0x490, __pgm_stack_top, __pgm_stack_bottom, zhint_svc_interrupt
-    INT_ENTRY zhint_pgm_entry,  0x300, 0x150, 0x4a0, __pgm_stack_top, __pgm_stack_bottom, zhint_pgm_interrupt
-    INT_ENTRY zhint_mcck_entry, 0x380, 0x160, 0x4b0, __irq_stack_top, __irq_stack_bottom, zhint_mcck_interrupt
-    INT_ENTRY zhint_io_entry,   0x400, 0x170, 0x4c0, __irq_stack_top, __irq_stack_bottom, zhint_io_interrupt
-"#
+    INT_ENTRY zhint_ext_entry,  {save_ext},  0x130, {ret_ext},  {irq_top}, {irq_bottom}, zhint_ext_interrupt
+    INT_ENTRY zhint_svc_entry,  {save_svc},  0x140, {ret_svc},  {pgm_top}, {pgm_bottom}, zhint_svc_interrupt
+    INT_ENTRY zhint_pgm_entry,  {save_pgm},  0x150, {ret_pgm},  {pgm_top}, {pgm_bottom}, zhint_pgm_interrupt
+    INT_ENTRY zhint_mcck_entry, {save_mcck}, 0x160, {ret_mcck}, {irq_top}, {irq_bottom}, zhint_mcck_interrupt
+    INT_ENTRY zhint_io_entry,   {save_io},   0x170, {ret_io},   {irq_top}, {irq_bottom}, zhint_io_interrupt
+"#,
+    save_ext = const lowcore::save::EXT,
+    save_svc = const lowcore::save::SVC,
+    save_pgm = const lowcore::save::PGM,
+    save_mcck = const lowcore::save::MCCK,
+    save_io = const lowcore::save::IO,
+    ret_ext = const lowcore::return_psw::EXT,
+    ret_svc = const lowcore::return_psw::SVC,
+    ret_pgm = const lowcore::return_psw::PGM,
+    ret_mcck = const lowcore::return_psw::MCCK,
+    ret_io = const lowcore::return_psw::IO,
+    pgm_top = const lowcore::stack::PGM_TOP,
+    pgm_bottom = const lowcore::stack::PGM_BOTTOM,
+    irq_top = const lowcore::stack::IRQ_TOP,
+    irq_bottom = const lowcore::stack::IRQ_BOTTOM,
 );

@@ -77,6 +77,9 @@ pub struct Options {
     pub discard_rate: Option<u16>,
     /// `ktest.stress_ops=N`: operations of the stress test.
     pub stress_ops: Option<u64>,
+    /// `smp.fail=ADDR`: bring up the CPU with this address with a prefix beyond the end
+    /// of storage, which SIGP SET PREFIX refuses (a test of the bring-up failure path).
+    pub smp_fail: Option<u16>,
     /// Every argument as given, for the banner.
     pub raw: String,
 }
@@ -307,6 +310,10 @@ fn apply(o: &mut Options, key: &str, value: Option<&str>) -> Result<(), Option<&
         "ktest.stress_ops" => {
             o.stress_ops = Some(number(value).ok_or(Some("a decimal or 0x number"))?)
         }
+        "smp.fail" => {
+            let address = number(value).and_then(|n| u16::try_from(n).ok());
+            o.smp_fail = Some(address.ok_or(Some("a CPU address (decimal or 0x)"))?);
+        }
         "panic" | "hang" => match value {
             Some("now") => {
                 o.deliberate = Some(if key == "panic" {
@@ -507,5 +514,16 @@ mod tests {
             ["fail", "pgm"]
         );
         assert_eq!(parse(b"ktest.selftest=fail,boom").1.len(), 1);
+    }
+
+    #[test]
+    fn smp_fail_takes_a_cpu_address() {
+        assert_eq!(parse(b"smp.fail=2").0.smp_fail, Some(2));
+        assert_eq!(parse(b"smp.fail=0x1f").0.smp_fail, Some(0x1f));
+        for bad in [&b"smp.fail"[..], b"smp.fail=cpu1", b"smp.fail=70000"] {
+            let (o, w) = parse(bad);
+            assert_eq!(o.smp_fail, None);
+            assert!(matches!(&w[..], [Warning::BadValue { .. }]), "{w:?}");
+        }
     }
 }

@@ -1,12 +1,18 @@
 //! The kernel console: the SCLP console behind a lock, and the `print!`/`println!` macros.
+//!
+//! One SCLP serves all CPUs: the lock makes each `print!` one request (so lines from
+//! different CPUs never mix within a line), and makes the CPU that holds it the only one
+//! that waits for the SCLP's service signal. Reports from interruption handlers hold the
+//! lock for the whole report ([`lock_for_report`]).
 
+use crate::arch::percpu::this_cpu;
 use crate::arch::sclp::ServcBackend;
+use crate::arch::sync::{CpuMutex, CpuMutexGuard};
 use core::fmt::{self, Write};
-use spin::Mutex;
 
-/// The one SCLP console. Interruption handlers that must print while the interrupted
-/// code may hold the lock (crash reports) call [`force_unlock`] first.
-pub static CONSOLE: Mutex<sclp::Sclp<ServcBackend>> = Mutex::new(sclp::Sclp::new(ServcBackend));
+/// The one SCLP console.
+pub static CONSOLE: CpuMutex<sclp::Sclp<ServcBackend>> =
+    CpuMutex::new(sclp::Sclp::new(ServcBackend));
 
 /// Sets up the console (WRITE EVENT MASK). Output before this is lost.
 pub fn init() -> Result<sclp::Consoles, sclp::Error> {
@@ -18,14 +24,32 @@ pub fn print(args: fmt::Arguments<'_>) {
     let _ = CONSOLE.lock().write_fmt(args);
 }
 
-/// Whether the console lock is held.
-pub fn locked() -> bool {
-    CONSOLE.is_locked()
+/// Whether this CPU holds the console lock.
+pub fn held_here() -> bool {
+    CONSOLE.held_here()
 }
 
-/// Releases the console lock held by interrupted code, so a crash report can be printed.
-pub fn force_unlock() {
-    crate::arch::sync::force_unlock(&CONSOLE);
+/// The console for a report from an interruption handler: if the interrupted code on
+/// this CPU was printing, its request is abandoned (it never resumes); a print on
+/// another CPU is waited for.
+pub fn lock_for_report() -> CpuMutexGuard<'static, sclp::Sclp<ServcBackend>> {
+    CONSOLE.release_held_by(this_cpu());
+    CONSOLE.lock()
+}
+
+/// The console for the last words of a run, whoever holds it: only after every other
+/// CPU was stopped, so no holder resumes.
+pub fn take_over() -> CpuMutexGuard<'static, sclp::Sclp<ServcBackend>> {
+    if let Some(holder) = CONSOLE.holder() {
+        CONSOLE.release_held_by(holder);
+    }
+    CONSOLE.lock()
+}
+
+/// Releases the console lock if this CPU holds it: code on this CPU that held it was
+/// abandoned (a test body unwound by a program interruption).
+pub fn release_held_here() {
+    CONSOLE.release_held_by(this_cpu());
 }
 
 /// A `fmt::Write` that takes the console lock per write, for long-lived writers such as

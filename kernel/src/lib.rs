@@ -27,6 +27,8 @@ pub mod panic;
 #[cfg(target_arch = "s390x")]
 pub mod shutdown;
 #[cfg(target_arch = "s390x")]
+pub mod smp;
+#[cfg(target_arch = "s390x")]
 pub mod start;
 #[cfg(target_arch = "s390x")]
 pub mod trap;

@@ -1,7 +1,9 @@
 //! How a run ends: `EXIT: STATUS=<n>` on the console (kvm-unit-tests convention; s390x
 //! has no guest-controlled exit code), then SIGP STOP, or a disabled wait for a crash.
+//! Either way every other CPU is stopped first.
 
-use crate::arch::cpu;
+use crate::arch::percpu::this_cpu;
+use crate::arch::{cpu, smp};
 use crate::console;
 use crate::machine::Host;
 use core::fmt::Write;
@@ -20,6 +22,9 @@ pub const PASS_WAIT_CODE: u64 = 0x0600_d000;
 /// LPAR, where a stopped CPU says nothing to the operator.
 pub fn exit(status: u32) -> ! {
     crate::println!("EXIT: STATUS={status}");
+    // This CPU must be the last one running: QEMU ends the run only when every CPU has
+    // stopped (a disabled wait, too, counts as a panic only on the last one).
+    smp::stop_others();
     if matches!(crate::machine::host(), Some(Host::Zvm | Host::Lpar)) {
         cpu::disabled_wait(wait_code(status));
     }
@@ -38,9 +43,10 @@ pub fn wait_code(status: u32) -> u64 {
 
 /// Ends the run as a crash: KTAP `Bail out!`, `EXIT: STATUS=3`, disabled wait.
 pub fn crash(reason: &str) -> ! {
-    console::force_unlock();
-    let mut w = console::ConsoleWriter;
-    let _ = writeln!(w, "Bail out! {reason}");
+    smp::stop_others();
+    let mut w = console::take_over();
+    let _ = writeln!(w, "Bail out! {reason} (cpu {})", this_cpu());
     let _ = writeln!(w, "EXIT: STATUS=3");
+    drop(w);
     cpu::disabled_wait(CRASH_WAIT_CODE)
 }

@@ -20,6 +20,8 @@ pub const NOT_ENOUGH_MEMORY_STATUS: u32 = 5;
 /// Called by `boot` on the boot stack, DAT off, interruptions disabled.
 pub fn kernel_main() -> ! {
     let boot_start = cpu::tod();
+    crate::arch::smp::init_boot_cpu();
+    crate::arch::interrupts::register(crate::trap::handlers(external_interruption));
     if console::init().is_err() {
         // No console: nothing can be reported, so end as a crash QEMU can see.
         cpu::disabled_wait(shutdown::CRASH_WAIT_CODE | 0xc0);
@@ -27,8 +29,8 @@ pub fn kernel_main() -> ! {
     let facilities = Facilities(cpu::facilities());
     let extended_sccb = facilities.has(facility::EXTENDED_LENGTH_SCCB);
     let info = console::CONSOLE.lock().read_scp_info_with(extended_sccb);
-    let (memory, cpus) = match &info {
-        Ok(i) => (i.memory_bytes, Some(i.cpus)),
+    let (memory, cpus, cpu_addresses) = match &info {
+        Ok(i) => (i.memory_bytes, Some(i.cpus), i.cpu_addresses),
         Err(e) => {
             let memory = probe_storage_end();
             let why = if *e == sclp::Error::Response(sclp::spec::response::INSUFFICIENT_SCCB_LENGTH)
@@ -45,7 +47,7 @@ pub fn kernel_main() -> ! {
                 "# warning: READ SCP INFO failed ({e:?}{why}); storage found by probing: {} MiB, CPU count unknown",
                 memory >> 20
             );
-            (memory, None)
+            (memory, None, sclp::CpuAddresses::default())
         }
     };
     // The heap does not depend on `mm.pool=`, so it is placed before the command line
@@ -88,6 +90,9 @@ pub fn kernel_main() -> ! {
         Ok(p) => p,
         Err(e) => panic!("cannot build the kernel address space: {e:?}"),
     };
+
+    // Secondary CPUs need the kernel's address space (their control registers copy it).
+    let smp_boot = crate::smp::start(&cpu_addresses, options.smp_fail, memory);
 
     let host = detect_host();
     machine::set_host(host);
@@ -141,6 +146,7 @@ pub fn kernel_main() -> ! {
             |n| alloc::format!("{n}")
         )
     );
+    crate::smp::print_report(smp_boot);
     println!("facilities: {facilities}");
     println!(
         "essa: {}, cmma: {:?} -> {}",
@@ -226,6 +232,16 @@ fn backing_store(choice: cmdline::BackingChoice) -> Result<KernelDisk, &'static 
             Ok(KernelDisk::Virtio(VirtioBacking))
         }
         cmdline::BackingChoice::Virtio => Err("mm.backing=virtio, but no virtio-blk disk"),
+    }
+}
+
+/// The kernel's external interruptions (the machine layer handles the service signal
+/// and the SMP signals itself): the clock comparator drives the multi-CPU tests'
+/// watchdog; any other code is unexpected.
+fn external_interruption(frame: &mut crate::arch::InterruptFrame, code: u16) {
+    match code {
+        0x1004 => ktest::smp::timer_interrupt(frame),
+        _ => crate::trap::unexpected_interruption("external", u64::from(code), frame),
     }
 }
 

@@ -6,21 +6,32 @@
 
 use crate::arch::cpu::{self, psw_mask};
 use crate::arch::interrupts::{self, InterruptFrame, PgmInfo};
+use crate::arch::percpu::{MAX_CPUS, PerCpu, this_cpu};
 use crate::ktest::ktap::SUBTEST_INDENT;
 use crate::vm::{self, FaultOutcome};
 use crate::{console, ktest, shutdown};
 use core::fmt::Write;
+use core::sync::atomic::{AtomicBool, Ordering};
 
-/// Handles one program interruption; on return the CPU resumes with `frame`.
-pub fn program_interruption(frame: &mut InterruptFrame, info: &PgmInfo) {
+/// How deep program interruptions may nest: the handler itself may issue ESSA (the
+/// memory manager's page-state hooks), which traps once more where the model emulates
+/// it; that emulation issues nothing.
+const MAX_PGM_DEPTH: u32 = 2;
+
+/// Handles one program interruption (`depth` > 1: it arrived inside the handler of an
+/// earlier one on this CPU); on return the CPU resumes with `frame`.
+pub fn program_interruption(frame: &mut InterruptFrame, info: &PgmInfo, depth: u32) {
     use crate::cmma::backend::{self, Emulation};
+    if depth > MAX_PGM_DEPTH || (depth > 1 && !may_nest(info)) {
+        fatal_nested_program_interruption(frame, info);
+    }
     let mut info = *info;
     match backend::emulate(frame, &info) {
         Emulation::Done => return,
         Emulation::Raise(code) => info.code = code,
         Emulation::NotEssa => {}
     }
-    if interrupts::pgm_depth() > 1 {
+    if depth > 1 {
         // Only an emulated ESSA may arrive inside the handler; anything else cannot be
         // unwound without abandoning the outer handler half way.
         fatal_nested_program_interruption(frame, &info);
@@ -55,19 +66,24 @@ pub fn program_interruption(frame: &mut InterruptFrame, info: &PgmInfo) {
     // (expected or not); the crash report is printed only when no test expected it.
     if interrupts::catching() {
         if !expected() {
-            report(frame, "unexpected program interruption", info);
-            if let Some(e) = refused {
-                note_refusal(e);
-            }
+            report(frame, "unexpected program interruption", info, refused);
         }
         interrupts::unwind_to_catcher(frame, info);
         return;
     }
-    report(frame, "unexpected program interruption", info);
-    if let Some(e) = refused {
-        note_refusal(e);
-    }
+    report(frame, "unexpected program interruption", info, refused);
     shutdown::crash("unexpected program interruption outside a test");
+}
+
+/// The handlers this module gives the machine layer (see
+/// [`interrupts::register`](crate::arch::interrupts::register)); `external` is the
+/// kernel's dispatcher of external-interruption codes.
+pub fn handlers(external: fn(&mut InterruptFrame, u16)) -> crate::arch::interrupts::Handlers {
+    crate::arch::interrupts::Handlers {
+        program: program_interruption,
+        external,
+        unexpected: |kind, code, frame| unexpected_interruption(kind, code, frame),
+    }
 }
 
 /// Why the memory manager did not resolve a fault.
@@ -77,9 +93,7 @@ enum Refusal {
     Busy,
 }
 
-fn note_refusal(r: Refusal) {
-    let indent = indent();
-    let mut w = console::ConsoleWriter;
+fn note_refusal(w: &mut dyn Write, indent: &str, r: Refusal) {
     let _ = match r {
         Refusal::Refused(e) => writeln!(w, "{indent}# memory manager refused the fault: {e:?}"),
         Refusal::Busy => writeln!(
@@ -90,14 +104,16 @@ fn note_refusal(r: Refusal) {
 }
 
 /// Runs `f` like [`catch_pgm`](crate::arch::interrupts::catch_pgm), and when an
-/// interruption unwinds out of it, releases the kernel locks that `f` took and can no
-/// longer release (its guards were in the abandoned frames): the memory manager's, the
-/// host model's, the console's, the disk's.
+/// interruption unwinds out of it, releases the kernel locks that `f` took on this CPU
+/// and can no longer release (its guards were in the abandoned frames): the memory
+/// manager's, the host model's, the console's, the disk's. A lock this CPU held before
+/// `f` belongs to the caller and stays held; one another CPU holds is not this CPU's to
+/// release.
 pub fn catch<R>(f: impl FnOnce() -> R) -> Result<R, PgmInfo> {
     let held = [
         vm::locked(),
         crate::cmma::backend::model_locked(),
-        console::locked(),
+        console::held_here(),
         crate::io::disk::locked(),
     ];
     let result = interrupts::catch_pgm(f);
@@ -109,7 +125,7 @@ pub fn catch<R>(f: impl FnOnce() -> R) -> Result<R, PgmInfo> {
             crate::cmma::backend::release_after_unwind();
         }
         if !held[2] {
-            console::force_unlock();
+            console::release_held_here();
         }
         if !held[3] {
             crate::io::disk::release_after_unwind();
@@ -118,17 +134,25 @@ pub fn catch<R>(f: impl FnOnce() -> R) -> Result<R, PgmInfo> {
     result
 }
 
-/// True while a test body waits for a program interruption inside `expect_pgm`.
-fn expected() -> bool {
-    EXPECTING.load(core::sync::atomic::Ordering::Relaxed)
+/// Releases the kernel locks CPU `cpu` holds: it was stopped (the multi-CPU tests'
+/// watchdog), so it will never release them itself. Takes no lock.
+pub fn release_locks_held_by(cpu: usize) {
+    console::CONSOLE.release_held_by(cpu);
+    crate::arch::heap::release_held_by(cpu);
 }
 
-static EXPECTING: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+/// True while a test body on this CPU waits for a program interruption inside
+/// `expect_pgm`.
+fn expected() -> bool {
+    EXPECTING.get().load(Ordering::Relaxed)
+}
 
-/// Marks the program interruptions that arrive until the returned guard is dropped as
-/// expected: they are not reported as crashes.
+static EXPECTING: PerCpu<AtomicBool> = PerCpu::new([const { AtomicBool::new(false) }; MAX_CPUS]);
+
+/// Marks the program interruptions that arrive on this CPU until the returned guard is
+/// dropped as expected: they are not reported as crashes.
 pub fn expecting() -> ExpectGuard {
-    ExpectGuard(EXPECTING.swap(true, core::sync::atomic::Ordering::Relaxed))
+    ExpectGuard(EXPECTING.get().swap(true, Ordering::Relaxed))
 }
 
 /// Restores the previous expectation when dropped.
@@ -137,14 +161,14 @@ pub struct ExpectGuard(bool);
 
 impl Drop for ExpectGuard {
     fn drop(&mut self) {
-        EXPECTING.store(self.0, core::sync::atomic::Ordering::Relaxed);
+        EXPECTING.get().store(self.0, Ordering::Relaxed);
     }
 }
 
 /// Whether a program interruption may arrive while another is being handled: only an
 /// ESSA the host model emulates (the memory manager's page-state hooks issue ESSA while
 /// the handler resolves a fault).
-pub fn may_nest(info: &PgmInfo) -> bool {
+fn may_nest(info: &PgmInfo) -> bool {
     use crate::arch::essa;
     use crate::cmma::backend::{self, Backend};
     info.code == 0x01
@@ -155,32 +179,35 @@ pub fn may_nest(info: &PgmInfo) -> bool {
 }
 
 /// A program interruption while handling one: nothing can be trusted any more.
-pub fn fatal_nested_program_interruption(frame: &InterruptFrame, info: &PgmInfo) -> ! {
+fn fatal_nested_program_interruption(frame: &InterruptFrame, info: &PgmInfo) -> ! {
     report(
         frame,
         "program interruption inside the program-interruption handler",
         info,
+        None,
     );
     shutdown::crash("nested program interruption");
 }
 
 /// An interruption of a class the kernel never enables, or an unknown code.
 pub fn unexpected_interruption(kind: &str, code: u64, frame: &InterruptFrame) -> ! {
-    console::force_unlock();
-    let indent = indent();
-    let _ = writeln!(
-        console::ConsoleWriter,
-        "{indent}# unexpected {kind} interruption: code 0x{code:x}"
-    );
-    registers(frame, indent);
+    {
+        let mut w = console::lock_for_report();
+        let indent = indent();
+        let _ = writeln!(
+            w,
+            "{indent}# unexpected {kind} interruption: code 0x{code:x}"
+        );
+        registers(&mut *w, frame, indent);
+    }
     shutdown::crash("unexpected interruption");
 }
 
-/// Puts back what a test may have changed when it was cut short: the expectation flag
-/// and the current address space. (Locks its body took are released by [`catch`]; DAT
-/// mode and problem state come back with the resumed PSW.)
+/// Puts back what a test may have changed on this CPU when it was cut short: the
+/// expectation flag and the current address space. (Locks its body took are released
+/// by [`catch`]; DAT mode and problem state come back with the resumed PSW.)
 pub fn restore_kernel_state() {
-    EXPECTING.store(false, core::sync::atomic::Ordering::Relaxed);
+    EXPECTING.get().store(false, Ordering::Relaxed);
     vm::reset_address_space();
 }
 
@@ -193,10 +220,10 @@ fn indent() -> &'static str {
     }
 }
 
-fn report(frame: &InterruptFrame, what: &str, info: &PgmInfo) {
-    console::force_unlock();
+fn report(frame: &InterruptFrame, what: &str, info: &PgmInfo, refused: Option<Refusal>) {
+    let mut w = console::lock_for_report();
+    let w: &mut dyn Write = &mut *w;
     let indent = indent();
-    let mut w = console::ConsoleWriter;
     let _ = writeln!(
         w,
         "{indent}# {what}: code 0x{:04x} ilen {} at 0x{:x}",
@@ -209,17 +236,21 @@ fn report(frame: &InterruptFrame, what: &str, info: &PgmInfo) {
         "{indent}# old psw: 0x{:016x} 0x{:016x} teid: 0x{:016x}",
         info.psw.mask, info.psw.addr, info.teid
     );
-    if let Some(stack) = guard_page_hit(info) {
+    if let Some((cpu, stack)) = guard_page_hit(info) {
         let _ = writeln!(
             w,
-            "{indent}# stack overflow: the {stack} stack ran into its guard page"
+            "{indent}# stack overflow: cpu {cpu}'s {stack} stack ran into its guard page"
         );
     }
-    registers(frame, indent);
+    registers(w, frame, indent);
+    if let Some(r) = refused {
+        note_refusal(w, indent, r);
+    }
 }
 
-/// The stack whose guard page the failing address lies in, for DAT exceptions.
-pub fn guard_page_hit(info: &PgmInfo) -> Option<&'static str> {
+/// The CPU and the stack whose guard page the failing address lies in, for DAT
+/// exceptions.
+pub fn guard_page_hit(info: &PgmInfo) -> Option<(usize, &'static str)> {
     if !matches!(info.code, 0x04 | 0x10 | 0x11) {
         return None;
     }
@@ -229,11 +260,11 @@ pub fn guard_page_hit(info: &PgmInfo) -> Option<&'static str> {
         .into_iter()
         .zip(guards)
         .find(|&(_, guard)| guard == page)
-        .map(|(name, _)| name)
+        .map(|(name, _)| (0, name))
+        .or_else(|| crate::arch::smp::stack_guard_of(page).map(|(cpu, kind)| (cpu, kind.name())))
 }
 
-fn registers(frame: &InterruptFrame, indent: &str) {
-    let mut w = console::ConsoleWriter;
+fn registers(w: &mut dyn Write, frame: &InterruptFrame, indent: &str) {
     for (row, regs) in frame.gprs.chunks(4).enumerate() {
         let _ = writeln!(
             w,
@@ -258,7 +289,8 @@ fn registers(frame: &InterruptFrame, indent: &str) {
     };
     let _ = writeln!(
         w,
-        "{indent}# state: {mode}, DAT {dat}, cpu {}",
+        "{indent}# state: {mode}, DAT {dat}, cpu {} (address {})",
+        this_cpu(),
         cpu::cpu_address()
     );
 }

@@ -66,7 +66,7 @@ ktest! {
             check!(t, kspace::kernel_mapping(guard + 4096).is_some(), "stack above {guard:#x} unmapped");
         }
         if let Some(info) = t.expect_pgm(0x11, || { black_box(recurse(black_box(1_000_000))); }) {
-            check_eq!(t, kernel::trap::guard_page_hit(&info), Some("boot"));
+            check_eq!(t, kernel::trap::guard_page_hit(&info), Some((0, "boot")));
         }
     }
 }

@@ -50,6 +50,8 @@ mod mm_vma;
 #[cfg(target_arch = "s390x")]
 mod sclp_console;
 #[cfg(target_arch = "s390x")]
+mod smp;
+#[cfg(target_arch = "s390x")]
 mod support;
 
 /// Called by `boot` so that the linker pulls this crate into the image.

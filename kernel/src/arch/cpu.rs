@@ -57,6 +57,16 @@ pub fn read_cr<const N: u8>() -> u64 {
     value
 }
 
+/// Stores control registers 0-15.
+pub fn store_control_registers() -> [u64; 16] {
+    let mut crs = [0u64; 16];
+    // SAFETY: STCTG stores the sixteen control registers into the local array.
+    unsafe {
+        asm!("stctg %c0, %c15, 0({p})", p = in(reg_addr) crs.as_mut_ptr(), options(nostack));
+    }
+    crs
+}
+
 /// Writes control register `N`.
 ///
 /// # Safety
@@ -75,8 +85,26 @@ pub mod cr0 {
     pub const LOW_ADDRESS_PROTECTION: u64 = 0x0000_0000_1000_0000;
     /// AFP-register control (bit 45).
     pub const AFP: u64 = 0x0000_0000_0004_0000;
+    /// Emergency-signal subclass mask (bit 49).
+    pub const EMERGENCY_SIGNAL: u64 = 0x0000_0000_0000_4000;
+    /// External-call subclass mask (bit 50).
+    pub const EXTERNAL_CALL: u64 = 0x0000_0000_0000_2000;
+    /// Clock-comparator subclass mask (bit 52).
+    pub const CLOCK_COMPARATOR: u64 = 0x0000_0000_0000_0800;
     /// Service-signal subclass mask (bit 54).
     pub const SERVICE_SIGNAL: u64 = 0x0000_0000_0000_0200;
+}
+
+/// Sets the CR0 bits in `set` and clears those in `clear` on this CPU; returns the old
+/// CR0.
+///
+/// # Safety
+/// As for [`write_cr`]: the new value must keep the machine state consistent.
+pub unsafe fn update_cr0(set: u64, clear: u64) -> u64 {
+    let old = read_cr::<0>();
+    // SAFETY: the caller vouches for the bits it changes.
+    unsafe { write_cr::<0>((old & !clear) | set) };
+    old
 }
 
 /// STORE CPU ADDRESS.
@@ -87,16 +115,81 @@ pub fn cpu_address() -> u16 {
     addr
 }
 
+/// STORE PREFIX: this CPU's prefix (the absolute address of its lowcore).
+pub fn prefix() -> u64 {
+    let mut prefix = 0u32;
+    // SAFETY: STPX stores the 32-bit prefix register into a local variable.
+    unsafe { asm!("stpx 0({p})", p = in(reg_addr) &mut prefix, options(nostack)) };
+    u64::from(prefix)
+}
+
 /// SIGP orders used by the kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum SigpOrder {
     /// Sense the addressed CPU's status.
     Sense = 1,
+    /// External call (external interruption 0x1202); one may be pending per target.
+    ExternalCall = 2,
+    /// Emergency signal (external interruption 0x1201); one pending per sender.
+    EmergencySignal = 3,
     /// Stop the addressed CPU.
     Stop = 5,
+    /// Restart: the addressed CPU takes a restart interruption (restart new PSW).
+    Restart = 6,
+    /// Initial CPU reset: PSW, prefix and control registers to their reset values.
+    InitialCpuReset = 11,
+    /// Set the prefix of a stopped CPU (parameter: the new lowcore's address).
+    SetPrefix = 13,
+    /// Store the status of a stopped CPU at the address in the parameter.
+    StoreStatusAtAddress = 14,
     /// Set the architectural mode of all CPUs.
     SetArchitecture = 18,
+}
+
+/// SIGP status bits (stored with condition code 1).
+pub mod sigp_status {
+    /// The order is not implemented.
+    pub const INVALID_ORDER: u32 = 0x0000_0002;
+    /// The CPU is in the check-stop state.
+    pub const CHECK_STOP: u32 = 0x0000_0010;
+    /// The CPU is stopped.
+    pub const STOPPED: u32 = 0x0000_0040;
+    /// An external call is already pending at the CPU.
+    pub const EXT_CALL_PENDING: u32 = 0x0000_0080;
+    /// The parameter is not valid (e.g. a prefix outside storage).
+    pub const INVALID_PARAMETER: u32 = 0x0000_0100;
+    /// The CPU is not in a state the order allows (e.g. SET PREFIX while operating).
+    pub const INCORRECT_STATE: u32 = 0x0000_0200;
+}
+
+/// What a SIGP order came back with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SigpResult {
+    /// Condition code 0: accepted.
+    Accepted,
+    /// Condition code 1: not accepted, or done with status (see [`sigp_status`]).
+    Status(u32),
+    /// Condition code 3: no such CPU.
+    NotOperational,
+}
+
+/// SIGP that retries while the target is busy (condition code 2: QEMU TCG answers it to
+/// any SIGP that meets another CPU's SIGP in progress, and while an order is still
+/// pending at the target).
+///
+/// # Safety
+/// As for [`sigp`].
+pub unsafe fn sigp_retry(cpu: u16, order: SigpOrder, parameter: u64) -> SigpResult {
+    loop {
+        // SAFETY: the caller accepts the effect of the order.
+        match unsafe { sigp(cpu, order, parameter) } {
+            (0, _) => return SigpResult::Accepted,
+            (1, status) => return SigpResult::Status(status),
+            (2, _) => core::hint::spin_loop(),
+            _ => return SigpResult::NotOperational,
+        }
+    }
 }
 
 /// SIGNAL PROCESSOR: returns the condition code and the status word (valid for CC 1).
@@ -143,12 +236,18 @@ pub fn disabled_wait(code: u64) -> ! {
     unsafe { asm!("lpswe 0({p})", p = in(reg_addr) &psw, options(noreturn)) }
 }
 
-/// Waits with external interruptions enabled until one arrives. The external handler
-/// clears WAIT and EXT in the old PSW, so execution resumes here, disabled again.
+/// Waits with external interruptions enabled until one arrives (of a subclass this CPU's
+/// CR0 enables). The external handler clears WAIT and EXT in the old PSW, so execution
+/// resumes here; the PSW mask is then what it was before the wait.
 pub fn enabled_wait_for_external() {
+    let before = current_psw_mask();
     // SAFETY: the wait PSW adds only EXT and WAIT; the external handler restores all
     // registers and clears both bits, so execution continues after it unchanged.
-    unsafe { continue_with_mask(current_psw_mask() | psw_mask::EXT | psw_mask::WAIT) };
+    unsafe { continue_with_mask(before | psw_mask::EXT | psw_mask::WAIT) };
+    if before & psw_mask::EXT != 0 {
+        // SAFETY: back to the mask the caller ran with.
+        unsafe { continue_with_mask(before) };
+    }
 }
 
 /// Loads a PSW with `mask` whose address is the next instruction: the one way the
@@ -249,6 +348,14 @@ pub fn configuration_level() -> u8 {
 #[derive(Debug)]
 pub struct SysinfoBlock(pub [u8; 4096]);
 
+/// SET CLOCK COMPARATOR: a clock-comparator external interruption (0x1004) is pending on
+/// this CPU while the TOD clock is past `tod` (taken when CR0 bit 52 and PSW EXT allow).
+pub fn set_clock_comparator(tod: u64) {
+    // SAFETY: SCKC only reads eight bytes from a local; the interruption it may cause is
+    // masked unless the caller enabled it.
+    unsafe { asm!("sckc 0({p})", p = in(reg_addr) &tod, options(nostack)) };
+}
+
 /// STORE CLOCK: the TOD clock (bit 51 = 1 microsecond).
 pub fn tod() -> u64 {
     let mut clock = 0u64;
@@ -260,6 +367,11 @@ pub fn tod() -> u64 {
 /// Microseconds between two TOD clock values.
 pub fn tod_to_us(ticks: u64) -> u64 {
     ticks >> 12
+}
+
+/// TOD clock units in `us` microseconds.
+pub fn us_to_tod(us: u64) -> u64 {
+    us << 12
 }
 
 /// Turns on DAT with `asce` as the primary, secondary and home address space

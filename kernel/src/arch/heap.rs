@@ -1,14 +1,17 @@
 //! The kernel heap: `linked_list_allocator` behind a `spin` lock, as the global
-//! allocator. The kernel runs with interruptions disabled except inside console and I/O waits,
-//! and no interruption handler allocates, so the lock can never be taken re-entrantly.
+//! allocator, shared by all CPUs. The kernel runs with interruptions disabled except
+//! inside waits (console, I/O, idle) and the watchdog's timer, and no interruption handler
+//! allocates, so the lock can never be taken re-entrantly. The lock records its holder, so
+//! that the lock of a CPU the watchdog stopped can be released ([`release_held_by`]).
 
+use super::percpu::CpuNr;
+use super::sync::CpuMutex;
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::NonNull;
 use linked_list_allocator::Heap;
-use spin::Mutex;
 
 /// The global allocator.
-pub struct KernelHeap(Mutex<Heap>);
+pub struct KernelHeap(CpuMutex<Heap>);
 
 impl core::fmt::Debug for KernelHeap {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -17,7 +20,7 @@ impl core::fmt::Debug for KernelHeap {
 }
 
 #[global_allocator]
-static HEAP: KernelHeap = KernelHeap(Mutex::new(Heap::empty()));
+static HEAP: KernelHeap = KernelHeap(CpuMutex::new(Heap::empty()));
 
 /// Hands `size` bytes at physical address `start` to the heap, once, at boot. The kernel
 /// calls it with a range above the image and the initrd and below the end of memory,
@@ -30,6 +33,12 @@ pub fn init_region(start: u64, size: u64) {
     // SAFETY: see above: the range is unused memory, identity-mapped, and from now on
     // owned by the heap alone.
     unsafe { HEAP.0.lock().init(start as *mut u8, size as usize) };
+}
+
+/// Releases the heap's lock if CPU `cpu` holds it (a CPU that was stopped, see
+/// [`CpuMutex::release_held_by`]).
+pub fn release_held_by(cpu: CpuNr) {
+    HEAP.0.release_held_by(cpu);
 }
 
 /// Bytes in use and free.

@@ -2,11 +2,13 @@
 //! the host model can revoke a single frame (make every kernel access to it fault, as a
 //! host-discarded frame does) through its page-table entry (see [`super::revoke`]).
 
+use super::percpu::{MAX_CPUS, PerCpu};
 use super::storage::{self, Machine};
 use crate::mm::addr::{PAGE_SIZE, Pfn, PhysAddr, VirtAddr};
 use crate::mm::dat::{Asce, DatSpace, Pte, TableAlloc};
 use crate::mm::machine::PhysMem;
 use crate::mm::manager::USER_START;
+use core::sync::atomic::{AtomicU64, Ordering};
 use spin::Mutex;
 
 /// Hands out table frames from a region reserved at boot.
@@ -33,8 +35,8 @@ impl TableAlloc for BootTables {
 
 static KERNEL: Mutex<Option<DatSpace>> = Mutex::new(None);
 
-/// The ASCE currently in CR1.
-static CURRENT: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+/// The ASCE currently in each CPU's CR1.
+static CURRENT: PerCpu<AtomicU64> = PerCpu::new([const { AtomicU64::new(0) }; MAX_CPUS]);
 
 /// The lowcore and the null page: never mapped, so null dereferences trap. The CPU
 /// reaches the lowcore through real addresses, and the interruption handlers (which read
@@ -106,7 +108,7 @@ pub fn init(
     // image, its stacks, heap, tables and all other storage; what stays unmapped (lowcore,
     // guard pages) is reached only with DAT off or not at all.
     unsafe { super::cpu::dat_on(space.asce().bits()) };
-    CURRENT.store(space.asce().bits(), core::sync::atomic::Ordering::Relaxed);
+    CURRENT.get().store(space.asce().bits(), Ordering::Relaxed);
     *KERNEL.lock() = Some(space);
     Ok(Protection {
         low_address: true,
@@ -154,9 +156,17 @@ pub fn unregister_space(asce: Asce) {
     }
 }
 
-/// The ASCE in CR1.
+/// The ASCE in this CPU's CR1.
 pub fn current() -> u64 {
-    CURRENT.load(core::sync::atomic::Ordering::Relaxed)
+    CURRENT.get().load(Ordering::Relaxed)
+}
+
+/// Records that this CPU started with the kernel's ASCE in CR1 (a secondary after
+/// SIGP RESTART, from the control registers its bring-up prepared).
+pub(super) fn started_in_kernel_space() {
+    if let Some(kernel) = kernel_asce() {
+        CURRENT.get().store(kernel.bits(), Ordering::Relaxed);
+    }
 }
 
 /// Makes `asce` (a registered user space) the primary address space. Refused (false)
@@ -193,7 +203,7 @@ fn load(asce: u64) {
     // SAFETY: `asce` is the kernel's or a user space that shares the kernel's entries
     // (checked by `enter`), so every kernel address stays mapped one to one.
     unsafe { super::cpu::write_cr::<1>(asce) };
-    CURRENT.store(asce, core::sync::atomic::Ordering::Relaxed);
+    CURRENT.get().store(asce, Ordering::Relaxed);
 }
 
 /// The PTE that maps user address `va` in the current address space, if any, as the
@@ -207,6 +217,15 @@ pub fn current_user_pte(va: VirtAddr) -> Option<(PhysAddr, Pte)> {
     match space.walk(&Machine, va) {
         crate::mm::dat::Walk::Pte { addr, pte } => Some((addr, pte)),
         _ => None,
+    }
+}
+
+/// Unmaps the page at `addr` from the kernel's identity map (and so from every user
+/// space, which shares it): a stack guard page of a secondary CPU. IPTE purges the
+/// translation from every CPU's TLB.
+pub fn unmap_guard(addr: u64) {
+    if let Some(space) = KERNEL.lock().as_mut() {
+        space.unmap(&mut Machine, VirtAddr::new(addr));
     }
 }
 

@@ -20,15 +20,6 @@ pub(super) fn service_signal(parameter: u32) {
 #[derive(Debug)]
 pub struct ServcBackend;
 
-impl ServcBackend {
-    /// Enables the service-signal subclass in CR0 so completions can interrupt.
-    pub fn enable_service_signal() {
-        // SAFETY: adding the service-signal subclass mask only allows an interruption
-        // that `zhint_ext_interrupt` handles.
-        unsafe { cpu::write_cr::<0>(cpu::read_cr::<0>() | cr0::SERVICE_SIGNAL) };
-    }
-}
-
 // SAFETY: `service_call` issues SERVC on the SCCB's real address (the kernel is
 // identity-mapped and the SCCB static lies below 2 GiB), and `wait_for_completion`
 // returns only after the service-signal interruption for it has arrived.
@@ -53,18 +44,26 @@ unsafe impl sclp::Backend for ServcBackend {
     }
 
     fn wait_for_completion(&mut self, _sccb: &mut sclp::Sccb) -> u32 {
+        // The service signal is a floating interruption: any CPU enabled for it may take
+        // it. Only the CPU that waits for it enables the subclass, and only while it
+        // waits, so the signal always wakes the waiter (the console lock makes it the
+        // only one).
+        // SAFETY: adding the service-signal subclass only allows an interruption that
+        // `zhint_ext_interrupt` handles.
+        let before = unsafe { cpu::update_cr0(cr0::SERVICE_SIGNAL, 0) };
         while !SIGNALLED.swap(false, Ordering::Acquire) {
             cpu::enabled_wait_for_external();
         }
+        // SAFETY: back to the subclasses this CPU had.
+        unsafe { cpu::update_cr0(0, cr0::SERVICE_SIGNAL & !before) };
         PARAMETER.load(Ordering::Relaxed)
     }
 }
 
-/// Initializes the console on `sclp` (WRITE EVENT MASK) after enabling completions.
+/// Initializes the console on `sclp` (WRITE EVENT MASK).
 pub fn init_console(sclp: &mut sclp::Sclp<ServcBackend>) -> Result<sclp::Consoles, sclp::Error> {
-    ServcBackend::enable_service_signal();
-    // SAFETY: the backend is functional once the service-signal subclass is enabled and
-    // the external new PSW (in the lowcore image) points at the handler; `sclp` lives in
-    // a static and never moves.
+    // SAFETY: the backend is functional: the external new PSW (in the lowcore image)
+    // points at the handler, and each wait enables the service-signal subclass; `sclp`
+    // lives in a static and never moves.
     unsafe { sclp.init() }
 }

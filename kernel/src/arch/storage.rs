@@ -127,8 +127,22 @@ fn invalidate_page(pte: PhysAddr, va: VirtAddr) {
 }
 
 fn flush_all() {
-    // SAFETY: PTLB only drops cached translations.
-    unsafe { asm!("ptlb", options(nostack, nomem)) };
+    // Every CPU's TLB, not only this one's (PTLB): freed tables may be cached on any
+    // CPU that ran in the space. COMPARE AND SWAP AND PURGE with the purge bit in R2
+    // purges all CPUs' TLBs (Linux `__tlb_flush_global`; QEMU TCG flushes all vCPUs,
+    // synced). The compare-and-swap itself on a local zero word changes nothing.
+    let mut word = 0u32;
+    // SAFETY: CSP compares the local word with 0 and stores 0 (R1 = r2/r3 pair, both
+    // zero); only the purge has an effect, dropping cached translations.
+    unsafe {
+        asm!(
+            "csp %r2, {a}",
+            a = in(reg_addr) (&mut word as *mut u32 as u64) | 1,
+            inout("r2") 0u64 => _,
+            in("r3") 0u64,
+            options(nostack),
+        )
+    };
 }
 
 impl Tlb for Absolute {

@@ -102,6 +102,31 @@ fn run_registered(
     })
 }
 
+/// How an `expect_pgm` came out: what arrived, or why that is a failure.
+pub(super) fn expect_pgm(
+    code: u16,
+    f: impl FnOnce(),
+) -> Result<PgmInfo, (Option<PgmInfo>, String)> {
+    let expecting = crate::trap::expecting();
+    let result = crate::trap::catch(f);
+    drop(expecting);
+    match result {
+        Ok(()) => Err((
+            None,
+            format!("expected program interruption 0x{code:x}, none arrived"),
+        )),
+        Err(info) if info.code != code => Err((
+            Some(info),
+            format!(
+                "expected program interruption 0x{code:x}, got 0x{:x} at 0x{:x}",
+                info.code,
+                info.instruction_address()
+            ),
+        )),
+        Err(info) => Ok(info),
+    }
+}
+
 impl Test<'_> {
     /// Runs `f`, which must raise the program interruption `code` (kvm-unit-tests'
     /// `expect_pgm_int` + `check_pgm_int_code`). Records a failure when nothing or
@@ -110,31 +135,11 @@ impl Test<'_> {
     #[track_caller]
     pub fn expect_pgm(&mut self, code: u16, f: impl FnOnce()) -> Option<PgmInfo> {
         let at = core::panic::Location::caller();
-        let expecting = crate::trap::expecting();
-        let result = crate::trap::catch(f);
-        drop(expecting);
-        match result {
-            Ok(()) => {
-                self.fail_at(
-                    at.file(),
-                    at.line(),
-                    format_args!("expected program interruption 0x{code:x}, none arrived"),
-                );
-                None
-            }
-            Err(info) => {
-                if info.code != code {
-                    self.fail_at(
-                        at.file(),
-                        at.line(),
-                        format_args!(
-                            "expected program interruption 0x{code:x}, got 0x{:x} at 0x{:x}",
-                            info.code,
-                            info.instruction_address()
-                        ),
-                    );
-                }
-                Some(info)
+        match expect_pgm(code, f) {
+            Ok(info) => Some(info),
+            Err((info, message)) => {
+                self.fail_at(at.file(), at.line(), format_args!("{message}"));
+                info
             }
         }
     }

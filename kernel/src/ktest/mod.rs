@@ -6,6 +6,7 @@
 //! bracketed by `__kernel_tests_start`/`__kernel_tests_end`). The runner sorts them, so
 //! link order never matters.
 
+pub mod cpus;
 #[cfg(target_arch = "s390x")]
 pub mod boundary;
 #[cfg(target_arch = "s390x")]
@@ -15,6 +16,8 @@ pub mod ktap;
 #[cfg(target_arch = "s390x")]
 pub mod machine;
 pub mod runner;
+#[cfg(target_arch = "s390x")]
+pub mod smp;
 mod test;
 
 pub use runner::{Options, Totals};

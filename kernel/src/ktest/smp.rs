@@ -1,0 +1,445 @@
+//! Multi-CPU tests on the machine: a body runs on K CPUs at once (CPU 0, which runs the
+//! test, and K-1 secondaries), meets at barriers, and records its failures with the CPU
+//! number; CPU 0 reports them, in CPU order, when all are done.
+//!
+//! A watchdog on CPU 0 checks every CPU's progress ([`super::cpus::check`]): from its
+//! clock-comparator interruption while CPU 0 runs its own part of the body (which runs
+//! with external interruptions enabled for that), and between sleeps while it waits for
+//! the others. A secondary without progress for the limit is stopped, its status (PSW)
+//! stored and reported, the locks it held released, and it is restarted into its idle
+//! loop; CPU 0 itself, when hung in its part, is unwound out of it. Either way the run
+//! is aborted: the other CPUs leave their barrier or next progress point, the test fails,
+//! and the test run goes on. So does it after a program interruption on any CPU, which
+//! fails the test with that CPU's number.
+//!
+//! Signs of progress: arriving at and leaving a barrier, [`CpuTest::progress`], and
+//! every recorded check. A body that loops for long without any must call
+//! [`CpuTest::progress`].
+
+use super::cpus::{self, Barrier, Health, Hung, Message, PartReport, Phase, Progress, RunReport};
+use super::test::Test;
+use crate::arch::cpu::{self, Psw, psw_mask};
+use crate::arch::interrupts::{self, ABANDONED, InterruptFrame, PgmInfo};
+use crate::arch::percpu::{CpuNr, this_cpu};
+use crate::arch::smp;
+use crate::arch::sync::CpuMutex;
+use alloc::format;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::fmt;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// How long a CPU may go without a sign of progress by default: well above any body's
+/// gap between progress points under TCG on a busy host, well below xtask's idle
+/// timeout.
+pub const DEFAULT_WATCHDOG_MS: u64 = 20_000;
+
+/// How often CPU 0 looks at the others while it waits or runs its part.
+const TICK_US: u64 = 20_000;
+
+/// How to run a multi-CPU body.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// How many CPUs run the body (CPU 0 and `cpus - 1` secondaries).
+    pub cpus: usize,
+    /// How long a CPU may go without a sign of progress before the watchdog stops it.
+    pub watchdog_ms: u64,
+    /// The run's seed (each CPU derives its own, see [`CpuTest::cpu_seed`]).
+    pub seed: u64,
+}
+
+/// Not enough CPUs online for the run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TooFewCpus {
+    /// CPUs the run asked for.
+    pub wanted: usize,
+    /// CPUs online.
+    pub online: usize,
+}
+
+/// Where the watchdog found a CPU hung (written in an interruption handler, so plain
+/// atomics).
+#[derive(Debug, Default)]
+struct HungSlot {
+    hung: AtomicBool,
+    idle_us: AtomicU64,
+    stored: AtomicBool,
+    psw_mask: AtomicU64,
+    psw_addr: AtomicU64,
+}
+
+/// The state of one run all its CPUs share, and the watchdog reads from CPU 0's timer
+/// interruption (so it is reference-counted and `'static`: the handler holds it through
+/// [`ACTIVE`] without borrowing CPU 0's stack).
+#[derive(Debug)]
+struct Shared {
+    cpus: Vec<CpuNr>,
+    progress: Vec<Progress>,
+    barrier: Barrier,
+    abort: AtomicBool,
+    messages: Vec<CpuMutex<Vec<Message>>>,
+    hung: Vec<HungSlot>,
+    abandoned: Vec<AtomicBool>,
+    limit: u64,
+    seed: u64,
+    /// CPU 0 runs its part of the body (the only time its watchdog may unwind it).
+    coordinator_in_body: AtomicBool,
+}
+
+/// One run: the shared state and the body.
+struct Run<'b> {
+    shared: Arc<Shared>,
+    body: &'b (dyn Fn(&mut CpuTest<'_>) + Sync),
+}
+
+/// The run in progress, for CPU 0's timer interruption. Only CPU 0 touches it, outside
+/// the windows where the timer can interrupt it; the handler only tries the lock.
+static ACTIVE: spin::Mutex<Option<Arc<Shared>>> = spin::Mutex::new(None);
+
+/// The context one CPU's part of the body gets: its place in the run, the barrier,
+/// progress, and non-fatal checks (the `check!` macros work on it).
+pub struct CpuTest<'r> {
+    index: usize,
+    run: &'r Shared,
+}
+
+impl fmt::Debug for CpuTest<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CpuTest")
+            .field("index", &self.index)
+            .field("cpu", &self.cpu())
+            .finish()
+    }
+}
+
+impl CpuTest<'_> {
+    /// This CPU's place in the run: 0 (CPU 0) to `cpus() - 1`.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// This CPU's number.
+    pub fn cpu(&self) -> CpuNr {
+        self.run.cpus[self.index]
+    }
+
+    /// How many CPUs run the body.
+    pub fn cpus(&self) -> usize {
+        self.run.cpus.len()
+    }
+
+    /// The run's seed (the test run's `ktest.seed`).
+    pub fn seed(&self) -> u64 {
+        self.run.seed
+    }
+
+    /// A seed of this CPU's own, derived from the run's seed and [`CpuTest::index`].
+    pub fn cpu_seed(&self) -> u64 {
+        self.run.seed ^ (self.index as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    }
+
+    fn progress_slot(&self) -> &Progress {
+        &self.run.progress[self.index]
+    }
+
+    /// A sign of progress; leaves the body at once when the run was aborted (another CPU
+    /// failed or hung).
+    pub fn progress(&mut self) {
+        self.progress_slot().tick(cpu::tod());
+        if self.run.abort.load(Ordering::Relaxed) {
+            abandon();
+        }
+    }
+
+    /// Waits until every CPU of the run has arrived here; leaves the body when the run
+    /// is aborted meanwhile.
+    pub fn barrier(&mut self) {
+        self.progress_slot().enter(Phase::AtBarrier, cpu::tod());
+        let aborted = self
+            .run
+            .barrier
+            .wait(|| self.run.abort.load(Ordering::Relaxed));
+        self.progress_slot().enter(Phase::Running, cpu::tod());
+        if aborted.is_err() {
+            abandon();
+        }
+    }
+
+    /// Whether the run was aborted (for bodies that end early on their own).
+    pub fn aborted(&self) -> bool {
+        self.run.abort.load(Ordering::Relaxed)
+    }
+
+    /// Records a failed check at `file:line`; the body goes on.
+    pub fn fail_at(&mut self, file: &str, line: u32, message: fmt::Arguments<'_>) {
+        self.record(Message::Failure(format!("{message} at {file}:{line}")));
+    }
+
+    /// Records a diagnostic, printed with the CPU number when the run is reported.
+    pub fn diag(&mut self, message: fmt::Arguments<'_>) {
+        self.record(Message::Diag(format!("{message}")));
+    }
+
+    /// Runs `f`, which must raise the program interruption `code` on this CPU (see
+    /// [`Test::expect_pgm`]); records a failure otherwise.
+    #[track_caller]
+    pub fn expect_pgm(&mut self, code: u16, f: impl FnOnce()) -> Option<PgmInfo> {
+        let at = core::panic::Location::caller();
+        match super::machine::expect_pgm(code, f) {
+            Ok(info) => Some(info),
+            Err((info, message)) => {
+                self.fail_at(at.file(), at.line(), format_args!("{message}"));
+                info
+            }
+        }
+    }
+
+    fn record(&mut self, message: Message) {
+        self.progress_slot().tick(cpu::tod());
+        self.run.messages[self.index].lock().push(message);
+    }
+}
+
+/// Leaves this CPU's part of the body: the run was aborted.
+fn abandon() -> ! {
+    interrupts::abandon(PgmInfo {
+        code: ABANDONED,
+        ilen: 0,
+        psw: Psw {
+            mask: cpu::current_psw_mask(),
+            addr: 0,
+        },
+        teid: 0,
+    })
+}
+
+/// Runs `body` on `options.cpus` CPUs at once: CPU 0 (this one) and the first online
+/// secondaries. Returns what each CPU recorded, where a hung one was, and which were
+/// abandoned; the caller decides what that means (see [`Test::on_cpus`]).
+pub fn run(
+    options: Options,
+    body: &(dyn Fn(&mut CpuTest<'_>) + Sync),
+) -> Result<RunReport, TooFewCpus> {
+    assert_eq!(this_cpu(), 0, "multi-CPU runs start on CPU 0");
+    let online = smp::online();
+    if options.cpus == 0 || options.cpus > online.len() {
+        return Err(TooFewCpus {
+            wanted: options.cpus,
+            online: online.len(),
+        });
+    }
+    let cpus: Vec<CpuNr> = online[..options.cpus].to_vec();
+    let now = cpu::tod();
+    let shared = Arc::new(Shared {
+        progress: cpus.iter().map(|_| Progress::new(now)).collect(),
+        barrier: Barrier::new(cpus.len()),
+        abort: AtomicBool::new(false),
+        messages: cpus.iter().map(|_| CpuMutex::new(Vec::new())).collect(),
+        hung: cpus.iter().map(|_| HungSlot::default()).collect(),
+        abandoned: cpus.iter().map(|_| AtomicBool::new(false)).collect(),
+        limit: cpu::us_to_tod(options.watchdog_ms.saturating_mul(1000)),
+        seed: options.seed,
+        coordinator_in_body: AtomicBool::new(false),
+        cpus,
+    });
+    {
+        let mut active = ACTIVE.lock();
+        assert!(active.is_none(), "multi-CPU runs do not nest");
+        *active = Some(shared.clone());
+    }
+    let run = Run { shared, body };
+    let shared = &*run.shared;
+    let parts: Vec<_> = (1..shared.cpus.len())
+        .map(|index| {
+            let run = &run;
+            move || part(run, index)
+        })
+        .collect();
+    let result = smp::scope(
+        |scope| {
+            for (job, index) in parts.iter().zip(1..) {
+                if let Err(e) = scope.spawn(shared.cpus[index], job) {
+                    shared.messages[index]
+                        .lock()
+                        .push(Message::Failure(format!("could not start its part: {e:?}")));
+                    shared.progress[index].enter(Phase::Done, cpu::tod());
+                    shared.abort.store(true, Ordering::Relaxed);
+                }
+            }
+            interrupts::arm_timer(cpu::tod() + cpu::us_to_tod(TICK_US));
+            interrupts::with_external_enabled(|| part(&run, 0));
+            interrupts::disarm_timer();
+        },
+        |_| {
+            watchdog(shared, None);
+            interrupts::arm_timer(cpu::tod() + cpu::us_to_tod(TICK_US));
+            cpu::enabled_wait_for_external();
+            interrupts::disarm_timer();
+        },
+    );
+    interrupts::disarm_timer();
+    *ACTIVE.lock() = None;
+    if let Err(info) = result {
+        // Only CPU 0's own bookkeeping runs outside its part's recovery scope.
+        shared.messages[0].lock().push(Message::Failure(format!(
+            "program interruption 0x{:x} at 0x{:x} outside the body",
+            info.code,
+            info.instruction_address()
+        )));
+    }
+    Ok(report(shared))
+}
+
+/// One CPU's part: the body under a recovery scope, then its outcome.
+fn part(run: &Run<'_>, index: usize) {
+    let shared = &*run.shared;
+    let progress = &shared.progress[index];
+    progress.enter(Phase::Running, cpu::tod());
+    let mut ctx = CpuTest { index, run: shared };
+    let result = crate::trap::catch(|| {
+        if index == 0 {
+            shared.coordinator_in_body.store(true, Ordering::Relaxed);
+        }
+        (run.body)(&mut ctx);
+    });
+    if index == 0 {
+        shared.coordinator_in_body.store(false, Ordering::Relaxed);
+    }
+    crate::trap::restore_kernel_state();
+    match result {
+        Ok(()) => {}
+        Err(info) if info.code == ABANDONED => {
+            shared.abandoned[index].store(true, Ordering::Relaxed);
+        }
+        Err(info) => {
+            shared.messages[index].lock().push(Message::Failure(format!(
+                "program interruption 0x{:x} at 0x{:x} ilen {} teid 0x{:x}",
+                info.code,
+                info.instruction_address(),
+                info.ilen,
+                info.teid
+            )));
+            shared.abort.store(true, Ordering::Relaxed);
+        }
+    }
+    progress.enter(Phase::Done, cpu::tod());
+}
+
+/// Looks at every CPU's progress; stops the hung ones (from CPU 0's timer
+/// interruption, `frame` is what it interrupted: CPU 0's own part, which is unwound if it
+/// is the one that hangs). Takes no lock and allocates nothing.
+fn watchdog(run: &Shared, mut frame: Option<&mut InterruptFrame>) {
+    let now = cpu::tod();
+    let health = cpus::check(&run.progress, now, run.limit, |index| {
+        let idle = cpu::tod_to_us(now.saturating_sub(run.progress[index].last()));
+        let slot = &run.hung[index];
+        if index == 0 {
+            // CPU 0's own part: only when the timer interrupted it there (not in a wait
+            // or an interruption handler, which cannot be unwound).
+            let Some(frame) = frame.as_deref_mut() else {
+                return;
+            };
+            if !run.coordinator_in_body.load(Ordering::Relaxed)
+                || interrupts::pgm_depth() > 0
+                || frame.psw.mask & psw_mask::WAIT != 0
+            {
+                return;
+            }
+            note_hung(slot, idle, Some(frame.psw));
+            run.coordinator_in_body.store(false, Ordering::Relaxed);
+            run.abort.store(true, Ordering::Relaxed);
+            let info = PgmInfo {
+                code: ABANDONED,
+                ilen: 0,
+                psw: frame.psw,
+                teid: 0,
+            };
+            interrupts::unwind_to_catcher(frame, &info);
+            return;
+        }
+        let nr = run.cpus[index];
+        run.abort.store(true, Ordering::Relaxed);
+        let status = smp::stop_and_restart(nr);
+        crate::trap::release_locks_held_by(nr);
+        run.messages[index].release_held_by(nr);
+        note_hung(slot, idle, status.map(|s| s.psw));
+        run.progress[index].enter(Phase::Done, cpu::tod());
+    });
+    if matches!(health, Health::BarrierDeadlock) {
+        run.abort.store(true, Ordering::Relaxed);
+    }
+}
+
+fn note_hung(slot: &HungSlot, idle_us: u64, psw: Option<Psw>) {
+    slot.idle_us.store(idle_us, Ordering::Relaxed);
+    if let Some(psw) = psw {
+        slot.psw_mask.store(psw.mask, Ordering::Relaxed);
+        slot.psw_addr.store(psw.addr, Ordering::Relaxed);
+        slot.stored.store(true, Ordering::Relaxed);
+    }
+    slot.hung.store(true, Ordering::Release);
+}
+
+/// CPU 0's clock-comparator interruption: the watchdog, while a run is active.
+pub fn timer_interrupt(frame: &mut InterruptFrame) {
+    interrupts::disarm_timer();
+    if this_cpu() != 0 {
+        return;
+    }
+    // CPU 0 holds the lock only outside the windows where its timer is enabled.
+    let Some(shared) = ACTIVE.try_lock().and_then(|a| a.clone()) else {
+        return;
+    };
+    watchdog(&shared, Some(frame));
+    if shared.coordinator_in_body.load(Ordering::Relaxed) {
+        interrupts::arm_timer(cpu::tod() + cpu::us_to_tod(TICK_US));
+    }
+}
+
+fn report(run: &Shared) -> RunReport {
+    RunReport {
+        parts: (0..run.cpus.len())
+            .map(|i| {
+                run.messages[i].release_held_by(run.cpus[i]);
+                let slot = &run.hung[i];
+                PartReport {
+                    cpu: run.cpus[i],
+                    messages: core::mem::take(&mut *run.messages[i].lock()),
+                    hung: slot.hung.load(Ordering::Acquire).then(|| Hung {
+                        idle_us: slot.idle_us.load(Ordering::Relaxed),
+                        psw: slot.stored.load(Ordering::Relaxed).then(|| {
+                            (
+                                slot.psw_mask.load(Ordering::Relaxed),
+                                slot.psw_addr.load(Ordering::Relaxed),
+                            )
+                        }),
+                    }),
+                    abandoned: run.abandoned[i].load(Ordering::Relaxed),
+                }
+            })
+            .collect(),
+    }
+}
+
+impl Test<'_> {
+    /// Runs `body` on `cpus` CPUs at once (see [`run`]) and records the outcome: every
+    /// failure with its CPU number, a hung CPU with where it was. With fewer CPUs online
+    /// the test is skipped; returns whether the body ran.
+    pub fn on_cpus(&mut self, cpus: usize, body: impl Fn(&mut CpuTest<'_>) + Sync) -> bool {
+        let options = Options {
+            cpus,
+            watchdog_ms: DEFAULT_WATCHDOG_MS,
+            seed: self.seed(),
+        };
+        match run(options, &body) {
+            Ok(report) => {
+                report.record(self);
+                true
+            }
+            Err(TooFewCpus { wanted, online }) => {
+                self.skip(&format!("needs {wanted} CPUs, {online} online"));
+                false
+            }
+        }
+    }
+}

@@ -1,0 +1,432 @@
+//! `smp`: the secondary CPUs. Every CPU READ SCP INFO lists is running the kernel (or
+//! was reported as failed), each in its own prefix area; signals between CPUs arrive
+//! with their sender; per-CPU state stays per CPU under concurrent interruptions; TLB
+//! purges reach every CPU; and the multi-CPU test harness itself reports failures,
+//! program interruptions and hangs on any CPU with its number and goes on.
+
+use alloc::vec::Vec;
+use core::hint::black_box;
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use kernel::arch::cpu::{self, sigp_status};
+use kernel::arch::percpu::{MAX_CPUS, PerCpu, this_cpu};
+use kernel::arch::smp::{self, BringUpError, CpuState, Signal};
+use kernel::arch::storage::Machine;
+use kernel::arch::{kspace, probe};
+use kernel::ktest::smp::{Options, run};
+use kernel::mm::addr::VirtAddr;
+use kernel::mm::dat::Walk;
+use kernel::mm::machine::{PhysMem, Tlb};
+use kernel::{check, check_eq, ktest};
+
+kernel::ktest_suite!("smp");
+
+/// How long the signal tests wait for a CPU to take a signal, in microseconds.
+const SIGNAL_TIMEOUT_US: u64 = 5_000_000;
+
+fn wait_until(timeout_us: u64, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = cpu::tod() + cpu::us_to_tod(timeout_us);
+    while !done() {
+        if cpu::tod() > deadline {
+            return false;
+        }
+        core::hint::spin_loop();
+    }
+    true
+}
+
+ktest! {
+    /// Every CPU address READ SCP INFO lists is either running the kernel or reported
+    /// with why it did not come up; with `smp.fail=ADDR` exactly that CPU failed, at
+    /// SIGP SET PREFIX (a prefix beyond storage), and the others still run.
+    fn every_listed_cpu_is_online_or_reported(t) {
+        let boot = kernel::smp::boot();
+        let cpus = smp::cpus();
+        check_eq!(t, cpus[0].address, cpu::cpu_address());
+        check_eq!(t, cpus[0].state, CpuState::Online);
+        check!(t, boot.listed.contains(&cpu::cpu_address()), "boot CPU not listed: {:?}", boot.listed);
+        check_eq!(t, boot.listed.len(), 1 + boot.bring_up.len());
+        let refused = kernel::cmdline::current().smp_fail;
+        for b in &boot.bring_up {
+            match (b.outcome, refused == Some(b.address)) {
+                (Ok(nr), false) => {
+                    check_eq!(t, cpus[nr].address, b.address);
+                    check_eq!(t, cpus[nr].state, CpuState::Online);
+                    check!(t, cpus[nr].starts >= 1);
+                }
+                (Err(BringUpError::Refused(cpu::SigpOrder::SetPrefix, status)), true) => {
+                    check_eq!(t, status, sigp_status::INVALID_PARAMETER);
+                }
+                (outcome, refuse) => {
+                    check!(t, false, "cpu address {}: {outcome:?} (smp.fail names it: {refuse})", b.address);
+                }
+            }
+        }
+        check_eq!(t, smp::online().len(), boot.online());
+        t.diag(format_args!("{} of {} listed CPUs online", boot.online(), boot.listed.len()));
+    }
+}
+
+ktest! {
+    /// Each CPU runs in its own 8 KiB prefix area: STORE PREFIX on every CPU gives the
+    /// lowcore its bring-up allocated (0 for CPU 0), all distinct, 8 KiB aligned, below
+    /// 2 GiB; and each CPU's STORE CPU ADDRESS is the address it was started at.
+    fn prefix_areas_are_distinct(t) {
+        let online = smp::online().len();
+        static PREFIX: PerCpu<AtomicU64> = PerCpu::new([const { AtomicU64::new(u64::MAX) }; MAX_CPUS]);
+        static ADDRESS: PerCpu<AtomicU64> = PerCpu::new([const { AtomicU64::new(u64::MAX) }; MAX_CPUS]);
+        if !t.on_cpus(online, |c| {
+            PREFIX.get().store(cpu::prefix(), Ordering::Relaxed);
+            ADDRESS.get().store(u64::from(cpu::cpu_address()), Ordering::Relaxed);
+            check_eq!(c, this_cpu(), c.cpu());
+        }) {
+            return;
+        }
+        let cpus = smp::cpus();
+        let mut seen = Vec::new();
+        for nr in smp::online() {
+            let prefix = PREFIX.of(nr).load(Ordering::Relaxed);
+            check_eq!(t, prefix, cpus[nr].prefix);
+            check_eq!(t, ADDRESS.of(nr).load(Ordering::Relaxed), u64::from(cpus[nr].address));
+            check_eq!(t, prefix % 8192, 0);
+            check!(t, prefix < 1 << 31, "cpu {nr}: prefix {prefix:#x} above 2 GiB");
+            check!(t, !seen.contains(&prefix), "cpu {nr}: prefix {prefix:#x} shared");
+            seen.push(prefix);
+        }
+        check_eq!(t, PREFIX.of(0).load(Ordering::Relaxed), 0);
+    }
+}
+
+ktest! {
+    /// SIGP EXTERNAL CALL and EMERGENCY SIGNAL from CPU 0 wake every idle secondary,
+    /// which takes each (code 0x1202 / 0x1201) with CPU 0's address as the sender.
+    fn signals_reach_every_cpu_with_their_sender(t) {
+        let secondaries: Vec<usize> = smp::online().into_iter().skip(1).collect();
+        if secondaries.is_empty() {
+            t.skip("no secondary CPU online");
+            return;
+        }
+        for nr in secondaries {
+            for (kind, signal) in [(0, Signal::ExternalCall), (1, Signal::EmergencySignal)] {
+                let before = smp::signals_received(nr);
+                let count = |r: (u64, u64, u16)| if kind == 0 { r.0 } else { r.1 };
+                check_eq!(t, smp::send(nr, signal), Ok(()));
+                let arrived = wait_until(SIGNAL_TIMEOUT_US, || {
+                    count(smp::signals_received(nr)) > count(before)
+                });
+                check!(t, arrived, "cpu {nr} did not take {signal:?}");
+                check_eq!(t, smp::signals_received(nr).2, cpu::cpu_address());
+            }
+        }
+    }
+}
+
+ktest! {
+    /// A secondary's external call reaches CPU 0 in the middle of a run: CPU 0 runs its
+    /// part with external interruptions enabled (for the watchdog) and takes it there.
+    fn a_secondary_signals_cpu0_during_a_run(t) {
+        let before = smp::signals_received(0);
+        let sent = AtomicUsize::new(0);
+        if !t.on_cpus(2, |c| {
+            if c.index() == 1 {
+                check_eq!(c, smp::send(0, Signal::ExternalCall), Ok(()));
+                sent.store(1, Ordering::Release);
+            }
+            c.barrier();
+            if c.index() == 0 {
+                let arrived = wait_until(SIGNAL_TIMEOUT_US, || smp::signals_received(0).0 > before.0);
+                check!(c, arrived, "cpu 0 did not take the external call");
+            }
+        }) {
+            return;
+        }
+        check_eq!(t, sent.load(Ordering::Acquire), 1);
+        check_eq!(t, smp::signals_received(0).2, smp::cpus()[smp::online()[1]].address);
+    }
+}
+
+ktest! {
+    /// Per-CPU data stays per CPU: on every CPU at once, each writes its number into its
+    /// own slot and, 200 times, takes a program interruption it expects, caught by its
+    /// own recovery scope with its own code and address, while the others do the same.
+    fn per_cpu_state_under_concurrent_interruptions(t) {
+        static SLOT: PerCpu<AtomicUsize> = PerCpu::new([const { AtomicUsize::new(usize::MAX) }; MAX_CPUS]);
+        let online = smp::online().len();
+        t.on_cpus(online, |c| {
+            SLOT.get().store(c.cpu(), Ordering::Relaxed);
+            c.barrier();
+            for round in 0..200 {
+                let (code, f): (u16, fn()) = if (round + c.index()) % 2 == 0 {
+                    (0x01, probe::invalid_opcode)
+                } else {
+                    (0x06, probe::misaligned_lpswe)
+                };
+                let info = c.expect_pgm(code, f);
+                check!(c, info.is_some_and(|i| i.code == code), "round {round}: {info:?}");
+                check_eq!(c, this_cpu(), c.cpu());
+                if round % 50 == 0 {
+                    c.progress();
+                }
+            }
+            c.barrier();
+            for nr in smp::online().into_iter().take(c.cpus()) {
+                check_eq!(c, SLOT.of(nr).load(Ordering::Relaxed), nr);
+            }
+        });
+    }
+}
+
+ktest! {
+    /// Each secondary runs on its own stack with an unmapped guard page below it: a
+    /// runaway recursion on a secondary ends in a translation exception at its guard
+    /// page, which the kernel names as that CPU's main stack.
+    fn secondary_stacks_have_guard_pages(t) [EXPECTS_PGM] {
+        fn recurse(depth: u64) -> u64 {
+            let frame = [depth; 64];
+            if depth == 0 {
+                return 0;
+            }
+            recurse(depth - 1) + u64::from(black_box(frame)[0] != 0)
+        }
+        t.on_cpus(2, |c| {
+            if c.index() != 1 {
+                return;
+            }
+            let info = c.expect_pgm(0x11, || {
+                black_box(recurse(black_box(1_000_000)));
+            });
+            if let Some(info) = info {
+                check_eq!(c, kernel::trap::guard_page_hit(&info), Some((c.cpu(), "main")));
+            }
+        });
+    }
+}
+
+/// A page of its own on the heap, which only the test touches.
+#[repr(C, align(4096))]
+struct Page([u8; 4096]);
+
+/// The kernel's PTE for `va`: its address and value.
+fn kernel_pte(va: u64) -> Option<(kernel::mm::addr::PhysAddr, u64)> {
+    let space = kspace::kernel_space_view()?;
+    match space.walk(&Machine, VirtAddr::new(va)) {
+        Walk::Pte { addr, pte } if pte.is_valid() => Some((addr, pte.bits())),
+        _ => None,
+    }
+}
+
+/// CPU 1 caches a translation, CPU 0 takes it away, CPU 1 must fault: `invalidate`
+/// runs on CPU 0 between the two accesses, the old PTE is put back afterwards.
+fn purge_reaches_other_cpu(
+    t: &mut kernel::ktest::Test<'_>,
+    invalidate: fn(kernel::mm::addr::PhysAddr, u64, u64),
+) {
+    let page = alloc::boxed::Box::new(Page([0x5a; 4096]));
+    let va = page.0.as_ptr() as u64;
+    let Some((pte_addr, pte)) = kernel_pte(va) else {
+        check!(t, false, "page {va:#x} not mapped");
+        return;
+    };
+    t.on_cpus(2, |c| {
+        for round in 0..20 {
+            if c.index() == 1 {
+                // Into this CPU's TLB.
+                check_eq!(c, read_kernel_byte(va), 0x5a);
+            }
+            c.barrier();
+            if c.index() == 0 {
+                invalidate(pte_addr, va, pte);
+            }
+            c.barrier();
+            if c.index() == 1 {
+                let info = c.expect_pgm(0x11, || {
+                    black_box(read_kernel_byte(va));
+                });
+                check!(
+                    c,
+                    info.is_some_and(|i| i.teid & !0xfff == va),
+                    "round {round}: {info:?}"
+                );
+            }
+            c.barrier();
+            if c.index() == 0 {
+                Machine.write_u64(pte_addr, pte);
+            }
+            c.barrier();
+        }
+    });
+    drop(page);
+}
+
+/// Reads the first byte at kernel address `va` through the kernel's map.
+fn read_kernel_byte(va: u64) -> u8 {
+    Machine.frame_ref(kernel::mm::addr::PhysAddr::new(va).pfn())[0]
+}
+
+ktest! {
+    /// IPTE invalidates a PTE in every CPU's TLB, not only the issuer's (no
+    /// local-clearing control): after CPU 0 invalidates a page, CPU 1, which had just
+    /// used the translation, takes a page-translation exception.
+    fn ipte_purges_every_cpu(t) [EXPECTS_PGM] {
+        purge_reaches_other_cpu(t, |pte_addr, va, _| {
+            Machine.invalidate_page(pte_addr, VirtAddr::new(va));
+        });
+    }
+}
+
+ktest! {
+    /// The memory manager's full TLB flush (after freeing tables) reaches every CPU:
+    /// with the PTE made invalid in storage and the flush issued on CPU 0, CPU 1 can no
+    /// longer use the translation it had cached.
+    fn full_flush_purges_every_cpu(t) [EXPECTS_PGM] {
+        purge_reaches_other_cpu(t, |pte_addr, _, _| {
+            Machine.write_u64(pte_addr, kernel::mm::dat::Pte::EMPTY.bits());
+            Machine.flush_all();
+        });
+    }
+}
+
+ktest! {
+    /// The harness: a secondary that stops making progress is found by the watchdog on
+    /// CPU 0, reported with where it was, stopped and restarted; the other CPUs leave
+    /// their barrier; afterwards the CPU runs the next body normally.
+    fn watchdog_stops_a_hung_secondary_and_the_run_goes_on(t) {
+        if smp::online().len() < 2 {
+            t.skip("needs 2 CPUs");
+            return;
+        }
+        let hung_cpu = smp::online()[1];
+        let starts = smp::cpus()[hung_cpu].starts;
+        let options = Options { cpus: smp::online().len().min(3), watchdog_ms: 300, seed: t.seed() };
+        let report = run(options, &|c| {
+            if c.index() == 1 {
+                loop {
+                    black_box(());
+                }
+            }
+            c.barrier();
+        });
+        let Ok(report) = report else {
+            check!(t, false, "{report:?}");
+            return;
+        };
+        check_eq!(t, report.hung(), [hung_cpu]);
+        let hung = report.parts[1].hung.unwrap_or_else(|| unreachable!());
+        check!(t, hung.idle_us >= 300_000, "{hung:?}");
+        let layout = kernel::arch::image::layout();
+        check!(
+            t,
+            hung.psw.is_some_and(|(_, addr)| (layout.text_start..layout.rodata_end).contains(&addr)),
+            "psw {:x?}", hung.psw
+        );
+        for part in report.parts.iter().filter(|p| p.cpu != hung_cpu) {
+            check!(t, part.abandoned, "cpu {} was not released from the barrier", part.cpu);
+        }
+        let after = smp::cpus()[hung_cpu];
+        check_eq!(t, after.state, CpuState::Online);
+        check_eq!(t, after.starts, starts + 1);
+        let again = AtomicUsize::new(0);
+        t.on_cpus(2, |c| {
+            again.fetch_add(1, Ordering::Relaxed);
+            c.barrier();
+        });
+        check_eq!(t, again.load(Ordering::Relaxed), 2);
+    }
+}
+
+ktest! {
+    /// The harness: CPU 0 hanging in its own part is found by its timer and unwound out
+    /// of it; the secondaries are released from their barrier.
+    fn watchdog_unwinds_a_hung_cpu0(t) {
+        let options = Options { cpus: smp::online().len().min(2), watchdog_ms: 300, seed: t.seed() };
+        let report = run(options, &|c| {
+            if c.index() == 0 {
+                loop {
+                    black_box(());
+                }
+            }
+            c.barrier();
+        });
+        let Ok(report) = report else {
+            check!(t, false, "{report:?}");
+            return;
+        };
+        check_eq!(t, report.hung(), [0]);
+        check!(t, report.parts[0].abandoned);
+        for part in &report.parts[1..] {
+            check!(t, part.abandoned, "cpu {} was not released from the barrier", part.cpu);
+        }
+    }
+}
+
+ktest! {
+    /// The harness: a program interruption nobody expected on a secondary fails the run
+    /// with that CPU's number and the interruption code; the other CPUs are released
+    /// from the barrier they wait at; the run (and the test run) go on.
+    fn a_secondarys_program_interruption_fails_the_run_with_its_number(t) {
+        if smp::online().len() < 2 {
+            t.skip("needs 2 CPUs");
+            return;
+        }
+        let victim = smp::online()[1];
+        let options = Options { cpus: smp::online().len().min(3), watchdog_ms: 20_000, seed: t.seed() };
+        let report = run(options, &|c| {
+            if c.index() == 1 {
+                // Quiet: this test expects the crash report's absence of a catcher of
+                // its own, not the report itself.
+                let _quiet = kernel::trap::expecting();
+                probe::invalid_opcode();
+            }
+            c.barrier();
+        });
+        let Ok(report) = report else {
+            check!(t, false, "{report:?}");
+            return;
+        };
+        check!(t, !report.passed());
+        let failures = report.failures_of(victim);
+        check!(
+            t,
+            failures.len() == 1 && failures[0].starts_with("program interruption 0x1 at "),
+            "{failures:?}"
+        );
+        check!(t, report.hung().is_empty());
+        for part in report.parts.iter().filter(|p| p.cpu != victim) {
+            check!(t, part.abandoned, "cpu {} still waits", part.cpu);
+        }
+        // The CPU took the interruption in its job and is idle again.
+        check_eq!(t, smp::cpus()[victim].state, CpuState::Online);
+    }
+}
+
+ktest! {
+    /// The harness: checks that fail on any CPU are recorded against the test with the
+    /// CPU's number, in CPU order, whatever order the CPUs failed in.
+    fn failures_are_reported_per_cpu_in_order(t) {
+        let cpus = smp::online().len().min(4);
+        if cpus < 2 {
+            t.skip("needs 2 CPUs");
+            return;
+        }
+        let options = Options { cpus, watchdog_ms: 20_000, seed: t.seed() };
+        let report = run(options, &|c| {
+            // Fail in reverse CPU order.
+            for _ in 0..(c.cpus() - c.index()) {
+                c.barrier();
+            }
+            check_eq!(c, c.index(), usize::MAX);
+            for _ in 0..=c.index() {
+                c.barrier();
+            }
+        });
+        let Ok(report) = report else {
+            check!(t, false, "{report:?}");
+            return;
+        };
+        let order: Vec<usize> = report.parts.iter().map(|p| p.cpu).collect();
+        check_eq!(t, order, smp::online()[..cpus].to_vec());
+        for part in &report.parts {
+            let failures = report.failures_of(part.cpu);
+            check!(t, failures.len() == 1 && failures[0].contains("check_eq failed"), "{failures:?}");
+        }
+    }
+}
