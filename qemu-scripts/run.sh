@@ -4,7 +4,7 @@
 #   qemu-scripts/run.sh [-k KERNEL] [-a tcg|kvm] [-c CPU] [-m MEM] [-s SMP] [-l] [-q "QEMU ARGS"] [KERNEL ARGS...]
 #
 #   -k  kernel image (default: target/s390x-unknown-linux-gnu/debug/zhint)
-#   -a  accelerator (default tcg)      -c  CPU model (default qemu)
+#   -a  accelerator (default tcg: multi-threaded)   -c  CPU model (default qemu)
 #   -m  memory (default 256M)          -s  CPUs (default 1)
 #   -l  use the line-mode console (sclplmconsole) instead of the ASCII console
 #   -q  extra QEMU arguments (word-split)
@@ -37,9 +37,13 @@ if [ ! -f "$kernel" ]; then
 fi
 append=()
 if [ "$#" -gt 0 ]; then append=(-append "$*"); fi
+# TCG with one host thread per vCPU, so guest CPUs really run in parallel (QEMU 7.2's
+# default for s390x on x86-64 anyway); `-a tcg,thread=single` rules races out while
+# debugging.
+if [ "$accel" = tcg ]; then accel="tcg,thread=multi"; fi
 # shellcheck disable=SC2086 # extra QEMU arguments are meant to be word-split
 exec qemu-system-s390x -nodefaults -nographic \
-    -machine "s390-ccw-virtio,accel=$accel" -cpu "$cpu" -m "$mem" -smp "$smp" \
+    -machine s390-ccw-virtio -accel "$accel" -cpu "$cpu" -m "$mem" -smp "$smp" \
     -chardev stdio,id=con0 -device "$console,chardev=con0" \
     -action panic=exit-failure \
     -kernel "$kernel" "${append[@]}" $extra </dev/null

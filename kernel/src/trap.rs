@@ -220,7 +220,15 @@ fn indent() -> &'static str {
     }
 }
 
+/// Crash reports of program interruptions printed so far (expected ones print none).
+pub fn reports_printed() -> u64 {
+    REPORTS.load(Ordering::Relaxed)
+}
+
+static REPORTS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
 fn report(frame: &InterruptFrame, what: &str, info: &PgmInfo, refused: Option<Refusal>) {
+    REPORTS.fetch_add(1, Ordering::Relaxed);
     let mut w = console::lock_for_report();
     let w: &mut dyn Write = &mut *w;
     let indent = indent();

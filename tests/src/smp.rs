@@ -176,6 +176,53 @@ ktest! {
 }
 
 ktest! {
+    /// Each CPU takes its interruptions on its own stacks: every CPU at once makes
+    /// 5000 supervisor calls, each with a value of its own in a register, and gets every
+    /// value back (a handler frame shared with another CPU would hand back the other's).
+    fn interruption_frames_are_per_cpu(t) {
+        let online = smp::online().len();
+        t.on_cpus(online, |c| {
+            for i in 0..5000u64 {
+                let value = ((c.cpu() as u64) << 32) | i;
+                let back = probe::svc_round_trip(value);
+                if back != value {
+                    check_eq!(c, back, value);
+                    return;
+                }
+                if i % 1000 == 0 {
+                    c.progress();
+                }
+            }
+        });
+    }
+}
+
+ktest! {
+    /// Expecting an interruption is per CPU: while CPU 1 expects one, an interruption
+    /// CPU 2 did not expect still gets its crash report (exactly one), and CPU 2's
+    /// recovery scope, not CPU 1's, catches it.
+    fn expectations_are_per_cpu(t) [EXPECTS_PGM] {
+        let before = kernel::trap::reports_printed();
+        if smp::online().len() >= 3 {
+            t.diag(format_args!("one crash report of cpu {}'s caught interruption follows", smp::online()[2]));
+        }
+        if !t.on_cpus(3, |c| {
+            let expecting = (c.index() == 1).then(kernel::trap::expecting);
+            c.barrier();
+            if c.index() == 2 {
+                let caught = kernel::trap::catch(probe::invalid_opcode);
+                check!(c, caught.is_err_and(|i| i.code == 0x01), "{caught:?}");
+            }
+            c.barrier();
+            drop(expecting);
+        }) {
+            return;
+        }
+        check_eq!(t, kernel::trap::reports_printed(), before + 1);
+    }
+}
+
+ktest! {
     /// Each secondary runs on its own stack with an unmapped guard page below it: a
     /// runaway recursion on a secondary ends in a translation exception at its guard
     /// page, which the kernel names as that CPU's main stack.

@@ -92,3 +92,15 @@ pub fn execute_heap() {
         asm!("basr %r14, {f}", f = in(reg_addr) code.as_ptr(), out("r14") _, options(nostack));
     }
 }
+
+/// SVC 0 in supervisor state with `value` in a register across it: the handler saves the
+/// interrupted registers in its frame and resumes with them, so `value` comes back
+/// unchanged unless the frame was overwritten meanwhile (by another CPU sharing the
+/// stack). Returns the register after the SVC.
+pub fn svc_round_trip(value: u64) -> u64 {
+    let out: u64;
+    // SAFETY: SVC 0 only clears the problem-state bit of the resumed PSW (already clear
+    // in supervisor state); every register comes back as it was.
+    unsafe { asm!("svc 0", inout("r2") value => out, options(nostack)) };
+    out
+}
