@@ -1,7 +1,6 @@
 //! The secondary CPUs in the kernel: started at boot from the CPU addresses READ SCP
 //! INFO lists, with the outcome kept for the banner and the `smp` suite.
 
-use crate::arch::percpu::CpuNr;
 use crate::arch::smp::{self, BringUp, BringUpError};
 use crate::println;
 use alloc::vec::Vec;
@@ -90,9 +89,4 @@ pub fn describe(e: BringUpError) -> alloc::string::String {
         }
         BringUpError::NoHandshake => "restarted but never marked itself online".into(),
     }
-}
-
-/// The CPUs online now, CPU 0 first.
-pub fn online() -> Vec<CpuNr> {
-    smp::online()
 }
