@@ -17,6 +17,7 @@ pub mod ktest;
 pub mod layout;
 pub mod machine;
 pub mod mm;
+pub mod quiesce;
 
 #[cfg(target_arch = "s390x")]
 pub mod arch;

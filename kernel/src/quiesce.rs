@@ -1,0 +1,211 @@
+//! Quiescent points per CPU, and grace periods over them: the bookkeeping behind the
+//! deferred freeing of discarded frames (series patch 6/6).
+//!
+//! A CPU passes a *quiescent point* where it can hold no stale reference to a frame and
+//! no absolute address from a block-volatility exception it has not finished handling:
+//! outside every interruption handler and memory-manager operation (between two
+//! operations of a test body, between tests, in its idle wait). 6/6 uses the timer tick
+//! and the idle notifier for the same purpose. A *grace period* starts at a
+//! [`Grace`] snapshot and has elapsed once every CPU that was busy at the snapshot has
+//! passed a quiescent point since, or is idle now (an idle CPU holds nothing). A frame
+//! freed at the start of a grace period may be reused when it has elapsed.
+//!
+//! Lock-free: CPUs bump their own counter; anyone can take or test a snapshot.
+
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// One CPU's record.
+#[derive(Debug, Default)]
+struct Slot {
+    /// Quiescent points passed so far.
+    passed: AtomicU64,
+    /// The CPU waits idle: it holds nothing and needs no quiescent point.
+    idle: AtomicBool,
+    /// The CPU runs the kernel (only those take part).
+    online: AtomicBool,
+}
+
+/// Quiescent points of up to a fixed number of CPUs.
+#[derive(Debug)]
+pub struct Quiescence {
+    slots: Vec<Slot>,
+}
+
+/// A grace period's start: each busy CPU's count at the snapshot (`None`: not taking
+/// part, offline or idle then).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grace(Vec<Option<u64>>);
+
+impl Quiescence {
+    /// Room for `cpus` CPUs, all offline.
+    pub fn new(cpus: usize) -> Self {
+        Quiescence {
+            slots: (0..cpus).map(|_| Slot::default()).collect(),
+        }
+    }
+
+    /// CPU `cpu` runs the kernel from now on (or no longer).
+    pub fn set_online(&self, cpu: usize, online: bool) {
+        let slot = &self.slots[cpu];
+        slot.passed.fetch_add(1, Ordering::AcqRel);
+        slot.online.store(online, Ordering::Release);
+    }
+
+    /// CPU `cpu` passed a quiescent point: everything it did before is done.
+    pub fn quiescent(&self, cpu: usize) {
+        // Release: the work before this point happens before anyone who sees the count.
+        self.slots[cpu].passed.fetch_add(1, Ordering::Release);
+    }
+
+    /// CPU `cpu` starts (true) or ends (false) an idle wait. Both are quiescent points.
+    pub fn set_idle(&self, cpu: usize, idle: bool) {
+        let slot = &self.slots[cpu];
+        slot.passed.fetch_add(1, Ordering::Release);
+        slot.idle.store(idle, Ordering::Release);
+    }
+
+    /// Starts a grace period now.
+    pub fn start(&self) -> Grace {
+        Grace(
+            self.slots
+                .iter()
+                .map(|s| {
+                    // The count first: a CPU that leaves its idle wait after this load
+                    // bumps it, so it is not mistaken for one that passed a point.
+                    let passed = s.passed.load(Ordering::Acquire);
+                    let busy = s.online.load(Ordering::Acquire) && !s.idle.load(Ordering::Acquire);
+                    busy.then_some(passed)
+                })
+                .collect(),
+        )
+    }
+
+    /// Whether the grace period that started at `grace` has elapsed: every CPU busy at
+    /// the start has passed a quiescent point since, or is idle or offline now.
+    pub fn elapsed(&self, grace: &Grace) -> bool {
+        self.slots.iter().zip(&grace.0).all(|(s, at)| match at {
+            None => true,
+            Some(at) => {
+                s.passed.load(Ordering::Acquire) != *at
+                    || s.idle.load(Ordering::Acquire)
+                    || !s.online.load(Ordering::Acquire)
+            }
+        })
+    }
+
+    /// The CPUs that keep the grace period from elapsing (for reports).
+    pub fn holders(&self, grace: &Grace) -> Vec<usize> {
+        self.slots
+            .iter()
+            .zip(&grace.0)
+            .enumerate()
+            .filter(|(_, (s, at))| {
+                at.is_some_and(|at| {
+                    s.passed.load(Ordering::Acquire) == at
+                        && !s.idle.load(Ordering::Acquire)
+                        && s.online.load(Ordering::Acquire)
+                })
+            })
+            .map(|(cpu, _)| cpu)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicUsize;
+
+    #[test]
+    fn a_grace_period_waits_for_every_busy_cpu() {
+        let q = Quiescence::new(4);
+        for cpu in 0..3 {
+            q.set_online(cpu, true);
+        }
+        q.set_idle(2, true);
+        let grace = q.start();
+        // CPU 3 is offline, CPU 2 idle: only 0 and 1 matter.
+        assert!(!q.elapsed(&grace));
+        assert_eq!(q.holders(&grace), [0, 1]);
+        q.quiescent(0);
+        assert_eq!(q.holders(&grace), [1]);
+        assert!(!q.elapsed(&grace));
+        // CPU 2 waking up is not a point for CPU 1.
+        q.set_idle(2, false);
+        assert!(!q.elapsed(&grace));
+        q.quiescent(1);
+        assert!(q.elapsed(&grace));
+        assert!(q.holders(&grace).is_empty());
+    }
+
+    #[test]
+    fn idle_or_offline_cpus_release_a_grace_period() {
+        let q = Quiescence::new(2);
+        q.set_online(0, true);
+        q.set_online(1, true);
+        let grace = q.start();
+        q.quiescent(0);
+        assert!(!q.elapsed(&grace));
+        q.set_idle(1, true);
+        assert!(q.elapsed(&grace));
+        let grace = q.start();
+        assert!(q.elapsed(&grace) || q.holders(&grace) == [0]);
+        q.set_online(0, false);
+        assert!(q.elapsed(&grace));
+    }
+
+    #[test]
+    fn nothing_freed_in_a_grace_period_is_seen_by_a_cpu_still_inside_it() {
+        // Readers take a value, use it across many steps and pass a quiescent point only
+        // when done; a writer retires values and reuses one only after a grace period.
+        // A reader must never see a value reused while it holds it.
+        const READERS: usize = 3;
+        let q = Arc::new(Quiescence::new(READERS + 1));
+        for cpu in 0..=READERS {
+            q.set_online(cpu, true);
+        }
+        let current = Arc::new(AtomicUsize::new(1));
+        let retired_gen = Arc::new(AtomicUsize::new(0)); // generations reused so far
+        let stop = Arc::new(AtomicBool::new(false));
+        let readers: Vec<_> = (0..READERS)
+            .map(|cpu| {
+                let (q, current, retired_gen, stop) = (
+                    q.clone(),
+                    current.clone(),
+                    retired_gen.clone(),
+                    stop.clone(),
+                );
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        let held = current.load(Ordering::Acquire);
+                        for _ in 0..50 {
+                            // The value held may have been retired, never reused.
+                            assert!(retired_gen.load(Ordering::Acquire) < held);
+                            std::thread::yield_now();
+                        }
+                        q.quiescent(cpu);
+                    }
+                    q.set_online(cpu, false);
+                })
+            })
+            .collect();
+        let writer = READERS;
+        for generation in 1..300usize {
+            current.store(generation + 1, Ordering::Release);
+            let grace = q.start();
+            // The writer itself holds nothing of the old generation any more.
+            q.quiescent(writer);
+            while !q.elapsed(&grace) {
+                std::thread::yield_now();
+            }
+            // Generation `generation` is now unreachable: "reuse" it.
+            retired_gen.store(generation, Ordering::Release);
+        }
+        stop.store(true, Ordering::Relaxed);
+        for r in readers {
+            r.join().unwrap();
+        }
+    }
+}
