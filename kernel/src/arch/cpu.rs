@@ -329,7 +329,8 @@ pub fn stsi(fc: u8, sel1: u8, sel2: u8, block: &mut SysinfoBlock) -> Option<()> 
             options(nostack),
         );
     }
-    (cc == 0).then_some(())
+    // IPM + SRL set only the low word: the high word keeps whatever the register held.
+    (cc as u32 == 0).then_some(())
 }
 
 /// The configuration level this program runs at (STSI function code 0): 1 basic machine,

@@ -51,7 +51,8 @@ pub fn stsch(sid: SubchannelId) -> Result<Schib, IoError> {
             options(nostack),
         );
     }
-    match cc {
+    // IPM + SRL set only the low word: the high word keeps whatever the register held.
+    match cc as u32 {
         0 => Ok(Schib::decode(&block.0)),
         _ => Err(IoError::NotOperational),
     }
@@ -120,7 +121,8 @@ pub fn tsch(sid: SubchannelId) -> Result<Option<Irb>, IoError> {
             options(nostack),
         );
     }
-    match cc {
+    // IPM + SRL set only the low word: the high word keeps whatever the register held.
+    match cc as u32 {
         0 => Ok(Some(Irb::decode(&block.0))),
         1 => Ok(None),
         _ => Err(IoError::NotOperational),
@@ -172,7 +174,8 @@ pub fn tpi() -> Option<PendingInterruption> {
             options(nostack),
         );
     }
-    (cc == 1).then(|| {
+    // IPM + SRL set only the low word: the high word keeps whatever the register held.
+    (cc as u32 == 1).then(|| {
         let word = u32::from_be_bytes([code.0[0], code.0[1], code.0[2], code.0[3]]);
         PendingInterruption {
             sid: SubchannelId::from_word(word),
