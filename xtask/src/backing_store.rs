@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use anyhow::{Context, Result};
-use kernel::mm::backing::{build_image, files};
+use backing::{build_image, files};
 
 use crate::cargo;
 
@@ -90,7 +90,7 @@ pub fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<bool> {
 mod tests {
     use std::time::Instant;
 
-    use kernel::mm::backing::{Image, pattern};
+    use backing::{Image, pattern};
 
     use super::*;
 

@@ -99,6 +99,7 @@ impl Default for Place {
 
 /// [`boot`] with the console going only to `log` (no echo, no per-test callback): the
 /// benchmarks' way to boot, which read the outcome's boot afterwards.
+#[cfg(feature = "bench")]
 pub fn boot_quietly(
     qemu_program: &Path,
     qemu_args: &[String],

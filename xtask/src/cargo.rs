@@ -6,7 +6,6 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use serde::Deserialize;
 
 use crate::results::{Outcome, TestId, TestRecord};
 
@@ -87,6 +86,23 @@ fn cargo() -> Command {
     command
 }
 
+/// `cargo xtask bench ARGS` in an xtask built without the `bench` feature (what the
+/// `cargo xtask` alias builds): runs xtask again with it and ends with its exit status.
+#[cfg(not(feature = "bench"))]
+pub fn rerun_with_bench(args: &[String]) -> std::process::ExitCode {
+    let status = cargo()
+        .args(["run", "--quiet", "--package", "xtask", "--features", "bench", "--", "bench"])
+        .args(args)
+        .status();
+    match status {
+        Ok(status) => std::process::ExitCode::from(status.code().map_or(2, |c| c as u8)),
+        Err(error) => {
+            eprintln!("xtask: error: cannot run cargo for `cargo xtask bench`: {error}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
 /// Builds the kernel (`cargo build -p boot --target s390x-unknown-linux-gnu`) and returns the
 /// path of the ELF image, read from cargo's artifact messages.
 pub fn build_kernel(release: bool) -> Result<PathBuf> {
@@ -115,24 +131,18 @@ pub fn build_kernel(release: bool) -> Result<PathBuf> {
         .context("cargo build -p boot produced no executable")
 }
 
-#[derive(Deserialize)]
-struct ArtifactMessage {
-    reason: String,
-    package_id: Option<String>,
-    executable: Option<PathBuf>,
-}
-
+/// The executable of the `boot` package among cargo's JSON messages.
 fn kernel_artifact(messages: &str) -> Option<PathBuf> {
     messages
         .lines()
-        .filter_map(|line| serde_json::from_str::<ArtifactMessage>(line).ok())
-        .filter(|m| m.reason == "compiler-artifact")
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|m| m["reason"] == "compiler-artifact")
         .filter(|m| {
-            m.package_id
-                .as_deref()
+            m["package_id"]
+                .as_str()
                 .is_some_and(|id| id.contains("/boot#") || id.contains("boot "))
         })
-        .find_map(|m| m.executable)
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
 }
 
 /// Adds the s390x target with rustup when it is missing (rust-toolchain.toml normally makes

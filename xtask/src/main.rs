@@ -18,6 +18,7 @@
 //! the standard backing-store image with `-initrd` unless told otherwise ([`backing_store`]).
 
 mod backing_store;
+#[cfg(feature = "bench")]
 mod bench;
 mod boot;
 mod cargo;
@@ -75,7 +76,16 @@ enum Command {
     #[command(after_help = verdict::RULE)]
     Parse(ParseArgs),
     /// Benchmarks.
+    #[cfg(feature = "bench")]
     Bench(bench::BenchArgs),
+    /// Benchmarks (xtask reruns itself with its `bench` feature for them).
+    #[cfg(not(feature = "bench"))]
+    #[command(disable_help_flag = true)]
+    Bench {
+        /// The arguments of `cargo xtask bench` (see `cargo xtask bench --help`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Write the kernel as an image for QEMU, zipl, z/VM or an LPAR.
     Image(ImageArgs),
     /// Run the `cmma::stress` workload under many seeds and small page pools.
@@ -256,7 +266,10 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::Test(args) => test(args),
         Command::Parse(args) => parse(args),
+        #[cfg(feature = "bench")]
         Command::Bench(args) => bench(args),
+        #[cfg(not(feature = "bench"))]
+        Command::Bench { args } => return cargo::rerun_with_bench(&args),
         Command::Image(args) => image_command(args),
         Command::Stress(args) => stress(&args),
         Command::Provision => provision::provision(true).map(|()| Outcome::Passed),
@@ -998,6 +1011,7 @@ fn stress(args: &stress::StressArgs) -> Result<Outcome> {
     })
 }
 
+#[cfg(feature = "bench")]
 fn bench(args: bench::BenchArgs) -> Result<Outcome> {
     bench::run(&args)?;
     Ok(Outcome::Passed)
@@ -1028,6 +1042,7 @@ mod tests {
             Command::Test(TestArgs { jobs: 2, .. })
         ));
         assert!(Cli::try_parse_from(["xtask", "bench", "boot", "--repeat", "3"]).is_ok());
+        #[cfg(feature = "bench")]
         match Cli::try_parse_from(["xtask", "bench"]).unwrap().command {
             Command::Bench(args) => assert_eq!((args.which, args.repeat), (None, None)),
             other => panic!("{other:?}"),
@@ -1054,7 +1069,9 @@ mod tests {
             &["xtask", "test", "--junit-flavor", "teamcity"],
             &["xtask", "test", "--bogus"],
             &["xtask", "parse"],
+            #[cfg(feature = "bench")]
             &["xtask", "bench", "everything"],
+            #[cfg(feature = "bench")]
             &["xtask", "bench", "suite", "--repeat", "0"],
             &["xtask"],
         ] {

@@ -11,6 +11,8 @@ pub const PAGE_SHIFT: u32 = 12;
 pub const PAGE_SIZE: u64 = 1 << PAGE_SHIFT;
 /// [`PAGE_SIZE`] as a `usize`, for buffer lengths.
 pub const PAGE_BYTES: usize = PAGE_SIZE as usize;
+// The backing store pages files in and out in blocks of one page.
+const _: () = assert!(backing::PAGE_SIZE == PAGE_SIZE);
 
 /// Rounds `value` down to a multiple of `align` (a power of two).
 pub const fn align_down(value: u64, align: u64) -> u64 {

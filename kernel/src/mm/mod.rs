@@ -48,7 +48,7 @@
 //!   caller serialises (a lock that interrupt context never takes).
 
 pub mod addr;
-pub mod backing;
+pub use backing;
 pub mod dat;
 pub mod debug;
 pub mod discard;

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use kernel::mm::backing::{build_image, files};
+use backing::{build_image, files};
 
 use crate::backing_store::write_if_changed;
 use crate::cargo;
@@ -27,7 +27,7 @@ pub fn ensure_bench_store() -> Result<PathBuf> {
 
 #[cfg(test)]
 mod tests {
-    use kernel::mm::backing::{Image, pattern};
+    use backing::{Image, pattern};
 
     use super::*;
 

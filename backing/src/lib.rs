@@ -1,12 +1,23 @@
 //! The backing store: a block device behind a trait, and the image format
 //! that xtask writes and the kernel reads (files with deterministic contents).
+//!
+//! A crate of its own (the kernel re-exports it as `kernel::mm::backing`), so xtask can
+//! write the image without building the whole kernel for the host.
+#![cfg_attr(not(test), no_std)]
+#![deny(unsafe_code, missing_docs)]
+
+extern crate alloc;
 
 pub mod files;
 pub mod image;
 
 use core::fmt;
 
-use super::addr::PAGE_BYTES;
+/// Size of a block in bytes: one 4 KiB page of the s390x kernel, which pages files in and
+/// out block by block (`kernel::mm::addr` checks that its page size is this one).
+pub const PAGE_SIZE: u64 = 4096;
+/// [`PAGE_SIZE`] as a `usize`, for buffer lengths.
+pub const PAGE_BYTES: usize = PAGE_SIZE as usize;
 pub use image::{
     FileEntry, Image, ImageError, build_image, check_pattern, fill_pattern, pattern, pattern_byte,
 };

@@ -20,9 +20,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
 
-use crate::mm::addr::{PAGE_BYTES, PAGE_SIZE};
-
-use super::{BlockDevice, IoError};
+use crate::{BlockDevice, IoError, PAGE_BYTES, PAGE_SIZE};
 
 /// The image magic.
 pub const MAGIC: [u8; 8] = *b"ZHINTBS1";
@@ -293,7 +291,7 @@ pub fn build_image(files: &[(u32, u64)]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mm::backing::MemDisk;
+    use crate::MemDisk;
 
     #[test]
     fn pattern_differs_between_files_and_offsets() {
