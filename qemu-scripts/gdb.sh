@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Boot an already built kernel stopped at the first instruction, with a gdb stub on
-# localhost:1234, and attach gdb to it.
+# localhost:1234, and attach gdb to it. The default kernel is the one with full debug info
+# (`cargo build -p boot --target s390x-unknown-linux-gnu --profile gdb`, which
+# `cargo xtask run --gdb` also builds), else the dev kernel (line tables only).
 #
 #   qemu-scripts/gdb.sh [-k KERNEL] [run.sh options...] [KERNEL ARGS...]
 #
@@ -9,7 +11,8 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/.." && pwd)"
-kernel="${CARGO_TARGET_DIR:-$root/target}/s390x-unknown-linux-gnu/debug/zhint"
+kernel="${CARGO_TARGET_DIR:-$root/target}/s390x-unknown-linux-gnu/gdb/zhint"
+[ -f "$kernel" ] || kernel="${CARGO_TARGET_DIR:-$root/target}/s390x-unknown-linux-gnu/debug/zhint"
 args=("$@")
 for ((i = 0; i < ${#args[@]}; i++)); do
     if [ "${args[$i]}" = "-k" ] && [ $((i + 1)) -lt ${#args[@]} ]; then kernel="${args[$((i + 1))]}"; fi

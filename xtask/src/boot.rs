@@ -143,6 +143,18 @@ pub fn boot_at(
     sinks: Sinks<'_>,
     place: Place,
 ) -> Result<BootOutcome> {
+    boot_with_grace(qemu_program, qemu_args, limits, sinks, place, EXIT_GRACE)
+}
+
+/// [`boot_at`] with `grace` instead of [`EXIT_GRACE`] (the tests' way to keep it short).
+fn boot_with_grace(
+    qemu_program: &Path,
+    qemu_args: &[String],
+    limits: Limits,
+    sinks: Sinks<'_>,
+    place: Place,
+    grace: Duration,
+) -> Result<BootOutcome> {
     let started = Instant::now();
     let mut qemu = RunningQemu::spawn(qemu_program, qemu_args, sinks.echo)?;
     let mut lines = Lines::new();
@@ -168,7 +180,7 @@ pub fn boot_at(
             wait = wait.min((started + limit).saturating_duration_since(now));
         }
         if let Some(at) = judge.exit_seen_at {
-            wait = wait.min((at + EXIT_GRACE).saturating_duration_since(now));
+            wait = wait.min((at + grace).saturating_duration_since(now));
         }
         let next = match qemu.next(wait) {
             Ok(next) => next,
@@ -194,7 +206,7 @@ pub fn boot_at(
             Next::Closed => break End::Exited,
             Next::Idle => {
                 let now = Instant::now();
-                if judge.exit_seen_at.is_some_and(|at| now >= at + EXIT_GRACE) {
+                if judge.exit_seen_at.is_some_and(|at| now >= at + grace) {
                     // The kernel said it is done but QEMU keeps running: stop it.
                     qemu.kill();
                     break End::Exited;
@@ -215,7 +227,7 @@ pub fn boot_at(
     if end != End::Exited {
         qemu.kill();
     }
-    let qemu = qemu.finish(EXIT_GRACE)?;
+    let qemu = qemu.finish(grace)?;
     let mut log_lines = lines.newlines;
     // Each boot's output ends with a newline (the line-mode console never writes the last
     // one), so the next boot, or xtask's own line, starts a line of its own.
@@ -325,11 +337,19 @@ mod tests {
     use super::*;
 
     fn fake_qemu(script: &str, limits: Limits) -> (BootOutcome, Vec<String>, Vec<u8>) {
+        fake_qemu_with_grace(script, limits, EXIT_GRACE)
+    }
+
+    fn fake_qemu_with_grace(
+        script: &str,
+        limits: Limits,
+        grace: Duration,
+    ) -> (BootOutcome, Vec<String>, Vec<u8>) {
         let dir = tempfile::tempdir().unwrap();
         let log_path = dir.path().join("console.log");
         let mut log = File::create(&log_path).unwrap();
         let mut seen = Vec::new();
-        let outcome = boot(
+        let outcome = boot_with_grace(
             Path::new("sh"),
             &["-c".into(), script.into()],
             limits,
@@ -338,6 +358,8 @@ mod tests {
                 echo: false,
                 on_record: &mut |r| seen.push(r.id.to_string()),
             },
+            Place::default(),
+            grace,
         )
         .unwrap();
         (outcome, seen, std::fs::read(log_path).unwrap())
@@ -447,9 +469,10 @@ mod tests {
     #[test]
     fn exit_line_then_no_shutdown_is_cut_after_the_grace_period() {
         let script = "printf 'KTAP version 1\\n1..1\\n    # Subtest: s\\n    1..1\\n    ok 1 a\\n# s: pass:1 fail:0 skip:0 total:1\\nok 1 s\\n# Totals: pass:1 fail:0 skip:0 total:1\\nEXIT: STATUS=1\\n'; exec sleep 30";
+        let grace = Duration::from_millis(300);
         let started = Instant::now();
-        let (outcome, _, _) = fake_qemu(script, Limits::default());
-        assert!(started.elapsed() >= EXIT_GRACE && started.elapsed() < EXIT_GRACE * 3);
+        let (outcome, _, _) = fake_qemu_with_grace(script, Limits::default(), grace);
+        assert!(started.elapsed() >= grace && started.elapsed() < Duration::from_secs(20));
         assert_eq!(outcome.end, End::Exited);
         assert_eq!(outcome.failure_reason(), None);
     }

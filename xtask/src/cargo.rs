@@ -61,13 +61,20 @@ pub fn lock(what: &str) -> Result<std::fs::File> {
     }
 }
 
-/// The kernel ELF (debug profile) for tests that boot it, built once per test process into
-/// a target directory of its own so the nested cargo never waits for the lock of the
-/// `cargo test` running us. Shares its directory with the image tests' build.
+/// How `cargo xtask test` hands the kernel it built to the host tests it runs, so they boot
+/// that one instead of building their own.
+pub const TEST_KERNEL_ENV: &str = "XTASK_TEST_KERNEL";
+
+/// The kernel ELF (debug profile) for tests that boot it: the one `cargo xtask test` built
+/// ([`TEST_KERNEL_ENV`]), else built once per test process into a target directory of its
+/// own, so the nested cargo never waits for the lock of the `cargo test` running us.
 #[cfg(test)]
 pub fn test_kernel() -> &'static Path {
     static KERNEL: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     KERNEL.get_or_init(|| {
+        if let Some(path) = std::env::var_os(TEST_KERNEL_ENV) {
+            return PathBuf::from(path);
+        }
         let target = target_dir().join("xtask").join("image-test-kernel");
         let status = cargo()
             .args(["build", "-p", "boot", "--target", KERNEL_TARGET])
@@ -91,7 +98,16 @@ fn cargo() -> Command {
 #[cfg(not(feature = "bench"))]
 pub fn rerun_with_bench(args: &[String]) -> std::process::ExitCode {
     let status = cargo()
-        .args(["run", "--quiet", "--package", "xtask", "--features", "bench", "--", "bench"])
+        .args([
+            "run",
+            "--quiet",
+            "--package",
+            "xtask",
+            "--features",
+            "bench",
+            "--",
+            "bench",
+        ])
         .args(args)
         .status();
     match status {
@@ -106,6 +122,12 @@ pub fn rerun_with_bench(args: &[String]) -> std::process::ExitCode {
 /// Builds the kernel (`cargo build -p boot --target s390x-unknown-linux-gnu`) and returns the
 /// path of the ELF image, read from cargo's artifact messages.
 pub fn build_kernel(release: bool) -> Result<PathBuf> {
+    build_kernel_profile(if release { "release" } else { "dev" })
+}
+
+/// [`build_kernel`] with a cargo profile by name (`dev`, `release`, or `gdb`: the dev
+/// profile with full debug info, for a debugger session).
+pub fn build_kernel_profile(profile: &str) -> Result<PathBuf> {
     ensure_kernel_target();
     let mut command = cargo();
     command.args([
@@ -114,11 +136,10 @@ pub fn build_kernel(release: bool) -> Result<PathBuf> {
         "boot",
         "--target",
         KERNEL_TARGET,
+        "--profile",
+        profile,
         "--message-format=json-render-diagnostics",
     ]);
-    if release {
-        command.arg("--release");
-    }
     let output = command
         .stderr(Stdio::inherit())
         .stdin(Stdio::null())
@@ -169,11 +190,15 @@ pub fn ensure_kernel_target() {
 }
 
 /// Runs the host unit tests (`cargo test --no-fail-fast` over the workspace's default members,
-/// which are exactly the host-testable crates) and returns one record per test. The raw output
-/// goes to `log`; a build failure becomes one failed record, not an infrastructure error.
-pub fn host_tests(log: &Path) -> Result<Vec<TestRecord>> {
+/// which are exactly the host-testable crates) and returns one record per test. The tests
+/// that boot a kernel boot `kernel` (the dev kernel), when given. The raw output goes to
+/// `log`; a build failure becomes one failed record, not an infrastructure error.
+pub fn host_tests(log: &Path, kernel: Option<&Path>) -> Result<Vec<TestRecord>> {
     let (reader, writer) = std::io::pipe().context("pipe for cargo test")?;
     let mut command = cargo();
+    if let Some(kernel) = kernel {
+        command.env(TEST_KERNEL_ENV, kernel);
+    }
     command
         .args(["test", "--no-fail-fast"])
         .stdin(Stdio::null())

@@ -161,7 +161,8 @@ struct RunArgs {
     /// Seconds before QEMU is killed (default 60; none with --gdb; at most 3600).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT_SECS))]
     timeout: Option<u64>,
-    /// Wait for a debugger on tcp::1234 before starting the CPU (adds `-s -S`).
+    /// Wait for a debugger on tcp::1234 before starting the CPU (adds `-s -S`); the kernel
+    /// is built with full debug info (cargo profile `gdb`) unless --release.
     #[arg(long)]
     gdb: bool,
     /// Backing-store image for `-initrd`: a path, or `none` (default: the standard image).
@@ -187,9 +188,9 @@ struct TestArgs {
     /// Run only tests matching GLOB (`suite` or `suite.test`); repeatable.
     #[arg(long, value_name = "GLOB")]
     filter: Vec<String>,
-    /// Configurations (or seeds) to run in parallel.
-    #[arg(short = 'j', long = "jobs", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
-    jobs: u32,
+    /// Configurations (or seeds) to run in parallel (default: one per CPU).
+    #[arg(short = 'j', long = "jobs", value_parser = clap::value_parser!(u32).range(1..=64))]
+    jobs: Option<u32>,
     /// Write a JUnit XML report to this file.
     #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
@@ -340,7 +341,11 @@ fn run(args: RunArgs) -> Result<Outcome> {
     check_kernel_args(&args.kernel_args)?;
     let _lock = cargo::lock("run")?;
     let qemu = install::ensure_qemu()?;
-    let kernel = cargo::build_kernel(args.release)?;
+    let kernel = cargo::build_kernel_profile(match (args.release, args.gdb) {
+        (true, _) => "release",
+        (false, true) => "gdb",
+        (false, false) => "dev",
+    })?;
     let mut machine = Machine {
         accel: args.accel.name().into(),
         cpu: args.cpu.clone(),
@@ -568,38 +573,7 @@ fn test(args: TestArgs) -> Result<Outcome> {
     let view = LiveView::from_environment();
     let mut suites: Vec<SuiteReport> = Vec::new();
     let mut note = report::RunNote::default();
-
-    if host {
-        println!("== host unit tests (cargo test)");
-        let log = cargo::xtask_dir("host")?.join("cargo-test.log");
-        let records = match cargo::host_tests(&log) {
-            Ok(records) => records,
-            Err(error) if error.is::<interrupt::Interrupted>() => {
-                note.interrupted = true;
-                vec![TestRecord::synthesized(
-                    results::TestId::new("host", "cargo_test"),
-                    results::Outcome::Error,
-                    "not run: interrupted (Ctrl-C) while the host tests ran",
-                )]
-            }
-            Err(error) => return Err(error),
-        };
-        for record in records.iter().filter(|r| r.outcome.is_failure()) {
-            view.test(Some("host"), record);
-        }
-        println!(
-            "host unit tests: {} (log: {})",
-            Counts::of(&records),
-            log.display()
-        );
-        suites.extend(report::group_by_suite(&records, None));
-    }
-
-    let jobs = if note.interrupted {
-        Vec::new()
-    } else {
-        plan_jobs(&configs, &args, &filter_args)?
-    };
+    let jobs = plan_jobs(&configs, &args, &filter_args)?;
     if args.seeds.is_some() {
         // A sweep replaces the previous sweep's logs, and keeps only those of failures.
         let dir = sweep_dir();
@@ -611,72 +585,97 @@ fn test(args: TestArgs) -> Result<Outcome> {
     let qualify = jobs.len() > 1;
     let mut infra_errors = Vec::new();
     let mut failed_seeds: Vec<(u64, String)> = Vec::new();
-    if !jobs.is_empty() {
-        let qemu_path = install::ensure_qemu()?;
-        let kernel = cargo::build_kernel(args.release)?;
-        let runs = run_jobs(
-            &jobs,
-            &qemu_path,
-            &kernel,
-            args.jobs as usize,
-            view,
-            qualify,
-        )?;
-        for (job, run) in jobs.iter().zip(&runs) {
-            let label = job.label();
-            let Some(run) = run else {
-                let mut record = TestRecord::synthesized(
-                    results::TestId::new("ktap", label.clone()),
-                    results::Outcome::Error,
-                    "not run: interrupted (Ctrl-C) before this configuration started",
-                );
-                record.duration = Some(Duration::ZERO);
-                suites.extend(report::group_by_suite(&[record], None));
-                note.interrupted = true;
-                continue;
-            };
-            for incident in &run.incidents {
-                println!("[{label}] {incident}");
-            }
-            if let Some(error) = run.infra_error() {
-                infra_errors.push(format!("[{label}] {error}"));
-            }
-            note.interrupted |= run.verdict.interrupted;
-            let counts = run.verdict.counts();
-            println!(
-                "[{label}] {counts} in {} boot(s); console log: {}",
-                run.boots,
-                run.console_log.display()
+    let qemu_path = if jobs.is_empty() {
+        None
+    } else {
+        Some(install::ensure_qemu()?)
+    };
+    // The kernel first (the host tests boot it too, and cargo builds one thing at a time in a
+    // target directory); then the host tests run beside the boots instead of before them.
+    let kernel = cargo::build_kernel(args.release)?;
+    let host_kernel = (!args.release).then_some(kernel.as_path());
+    let threads = args
+        .jobs
+        .map_or_else(default_jobs, |n| n as usize)
+        .min(jobs.len().max(1));
+    let (host_records, runs) = std::thread::scope(|scope| {
+        let host_tests = host.then(|| {
+            println!("== host unit tests (cargo test), beside the boots");
+            scope.spawn(|| run_host_tests(host_kernel, view))
+        });
+        let runs = match &qemu_path {
+            Some(qemu) => run_jobs(&jobs, qemu, &kernel, threads, view, qualify),
+            None => Ok(Vec::new()),
+        };
+        let host_records = host_tests.map(|thread| {
+            thread
+                .join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("the host-test thread panicked")))
+        });
+        (host_records, runs)
+    });
+    if let Some(records) = host_records {
+        let records = records?;
+        note.interrupted |= records
+            .iter()
+            .any(|r| r.id.suite == "host" && r.reason.contains("interrupted"));
+        suites.extend(report::group_by_suite(&records, None));
+    }
+    let runs = runs?;
+    for (job, run) in jobs.iter().zip(&runs) {
+        let label = job.label();
+        let Some(run) = run else {
+            let mut record = TestRecord::synthesized(
+                results::TestId::new("ktap", label.clone()),
+                results::Outcome::Error,
+                "not run: interrupted (Ctrl-C) before this configuration started",
             );
-            if job.sweep_seed.is_some() && run.verdict.passed() {
-                let _ = std::fs::remove_dir_all(&job.log_dir);
-            }
-            if !run.verdict.passed() && !run.verdict.interrupted {
-                let replay = job.replay(&args);
-                for line in verdict::failure_lines(&run.verdict).lines() {
-                    println!("[{label}] {line}");
-                    println!("[{label}]     replay: {replay}");
-                }
-                if let Some(seed) = job.sweep_seed {
-                    failed_seeds.push((seed, replay));
-                }
-            }
-            let mut config_suites =
-                report::group_by_suite(&run.verdict.records, qualify.then_some(label.as_str()));
-            let mut properties = vec![
-                ("configuration".to_string(), job.config.name.clone()),
-                (
-                    "console log".to_string(),
-                    run.console_log.display().to_string(),
-                ),
-                ("replay".to_string(), job.replay(&args)),
-            ];
-            properties.extend(run.verdict.identification());
-            for suite in &mut config_suites {
-                suite.properties = properties.clone();
-            }
-            suites.extend(config_suites);
+            record.duration = Some(Duration::ZERO);
+            suites.extend(report::group_by_suite(&[record], None));
+            note.interrupted = true;
+            continue;
+        };
+        for incident in &run.incidents {
+            println!("[{label}] {incident}");
         }
+        if let Some(error) = run.infra_error() {
+            infra_errors.push(format!("[{label}] {error}"));
+        }
+        note.interrupted |= run.verdict.interrupted;
+        let counts = run.verdict.counts();
+        println!(
+            "[{label}] {counts} in {} boot(s); console log: {}",
+            run.boots,
+            run.console_log.display()
+        );
+        if job.sweep_seed.is_some() && run.verdict.passed() {
+            let _ = std::fs::remove_dir_all(&job.log_dir);
+        }
+        if !run.verdict.passed() && !run.verdict.interrupted {
+            let replay = job.replay(&args);
+            for line in verdict::failure_lines(&run.verdict).lines() {
+                println!("[{label}] {line}");
+                println!("[{label}]     replay: {replay}");
+            }
+            if let Some(seed) = job.sweep_seed {
+                failed_seeds.push((seed, replay));
+            }
+        }
+        let mut config_suites =
+            report::group_by_suite(&run.verdict.records, qualify.then_some(label.as_str()));
+        let mut properties = vec![
+            ("configuration".to_string(), job.config.name.clone()),
+            (
+                "console log".to_string(),
+                run.console_log.display().to_string(),
+            ),
+            ("replay".to_string(), job.replay(&args)),
+        ];
+        properties.extend(run.verdict.identification());
+        for suite in &mut config_suites {
+            suite.properties = properties.clone();
+        }
+        suites.extend(config_suites);
     }
     finish_reports(
         &suites,
@@ -712,6 +711,37 @@ fn test(args: TestArgs) -> Result<Outcome> {
     } else {
         Outcome::Passed
     })
+}
+
+/// `-j` when not given: one job per CPU.
+fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+}
+
+/// Runs the host unit tests, shows their failures and a summary line, and returns their
+/// records; an interruption becomes one record that says so.
+fn run_host_tests(kernel: Option<&Path>, view: LiveView) -> Result<Vec<TestRecord>> {
+    let log = cargo::xtask_dir("host")?.join("cargo-test.log");
+    let records = match cargo::host_tests(&log, kernel) {
+        Ok(records) => records,
+        Err(error) if error.is::<interrupt::Interrupted>() => {
+            vec![TestRecord::synthesized(
+                results::TestId::new("host", "cargo_test"),
+                results::Outcome::Error,
+                "not run: interrupted (Ctrl-C) while the host tests ran",
+            )]
+        }
+        Err(error) => return Err(error),
+    };
+    for record in records.iter().filter(|r| r.outcome.is_failure()) {
+        view.test(Some("host"), record);
+    }
+    println!(
+        "host unit tests: {} (log: {})",
+        Counts::of(&records),
+        log.display()
+    );
+    Ok(records)
 }
 
 /// The boots to run: every configuration once, or once per seed of a sweep, each with its
@@ -1039,7 +1069,7 @@ mod tests {
         .unwrap();
         assert!(matches!(
             cli.command,
-            Command::Test(TestArgs { jobs: 2, .. })
+            Command::Test(TestArgs { jobs: Some(2), .. })
         ));
         assert!(Cli::try_parse_from(["xtask", "bench", "boot", "--repeat", "3"]).is_ok());
         #[cfg(feature = "bench")]

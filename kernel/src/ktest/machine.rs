@@ -41,9 +41,12 @@ impl Executor for MachineExecutor {
         fn panic_body(_: &mut Test<'_>) {
             panic!("injected panic (ktest.inject)");
         }
-        #[allow(clippy::empty_loop)]
+        /// Never returns, idly: to xtask a hang is a test without a result, so it need not
+        /// burn a host CPU for the whole idle limit as a spinning loop would under TCG.
         fn hang_body(_: &mut Test<'_>) {
-            loop {}
+            loop {
+                crate::arch::cpu::enabled_wait_for_external();
+            }
         }
         fn pgm_body(_: &mut Test<'_>) {
             crate::arch::probe::invalid_opcode();

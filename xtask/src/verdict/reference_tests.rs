@@ -148,12 +148,25 @@ fn check(config: &Config) {
     assert!(ours.passed > 0, "a real run");
 }
 
+// Linux's parser reads every boot with zero errors and xtask's counts: the whole suite
+// sorted; shuffled on the line-mode console with a command line that fills exactly two of
+// its 132-column pieces (the header line `# command line: ...` must come back whole); a
+// resumed boot (its plans count only what it runs); and a boot with a failing test. One
+// test each, so they boot side by side.
+
+/// Every suite and test (a shorter stress workload prints the same lines and costs a second
+/// less of host CPU).
 #[test]
-fn linux_kunit_parser_reads_every_boot_with_zero_errors_and_our_counts() {
-    // The whole suite, sorted and shuffled; on the line-mode console with a command line
-    // that fills exactly two of its 132-column pieces (the header line `# command line: ...`
-    // must come back whole); a resumed boot (its plans count only what it runs); and a boot
-    // with a failing test.
+fn linux_kunit_parser_reads_a_full_sorted_run() {
+    check(&config(
+        "full",
+        Console::Ascii,
+        &["ktest.seed=1", "ktest.stress_ops=100"],
+    ));
+}
+
+#[test]
+fn linux_kunit_parser_reads_a_shuffled_line_mode_run_with_a_two_piece_command_line() {
     let line_mode_args = [
         "ktest.seed=2",
         "ktest.shuffle",
@@ -169,34 +182,36 @@ fn linux_kunit_parser_reads_every_boot_with_zero_errors_and_our_counts() {
     );
     let mut with_long: Vec<&str> = line_mode_args.to_vec();
     with_long.push(&long);
-    let cases = [
-        config("full", Console::Ascii, &["ktest.seed=1"]),
-        config("shuffled-line-mode", Console::LineMode, &with_long),
-        config(
-            "resumed",
-            Console::Ascii,
-            &[
-                "ktest.seed=3",
-                "ktest.shuffle",
-                // 16 tests in 3 suites of at most 7: the first suite of any order is
-                // passed over whole, the second perhaps in part.
-                "ktest.skip=8",
-                "ktest.filter=arch::*,sclp::*",
-            ],
-        ),
-        config(
-            "failing",
-            Console::Ascii,
-            &[
-                "ktest.seed=4",
-                "ktest.selftest=fail",
-                "ktest.filter=ktest::*,arch::interrupts",
-            ],
-        ),
-    ];
-    for case in &cases {
-        check(case);
-    }
+    check(&config("shuffled-line-mode", Console::LineMode, &with_long));
+}
+
+#[test]
+fn linux_kunit_parser_reads_a_resumed_boot() {
+    check(&config(
+        "resumed",
+        Console::Ascii,
+        &[
+            "ktest.seed=3",
+            "ktest.shuffle",
+            // 16 tests in 3 suites of at most 7: the first suite of any order is passed
+            // over whole, the second perhaps in part.
+            "ktest.skip=8",
+            "ktest.filter=arch::*,sclp::*",
+        ],
+    ));
+}
+
+#[test]
+fn linux_kunit_parser_reads_a_boot_with_a_failing_test() {
+    check(&config(
+        "failing",
+        Console::Ascii,
+        &[
+            "ktest.seed=4",
+            "ktest.selftest=fail",
+            "ktest.filter=ktest::*,arch::interrupts",
+        ],
+    ));
 }
 
 #[test]
