@@ -14,7 +14,7 @@ pub mod cmdline;
 pub mod cmma;
 pub mod io;
 pub mod ktest;
-pub mod layout;
+pub use layout;
 pub mod machine;
 pub mod mm;
 pub mod quiesce;

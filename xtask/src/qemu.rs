@@ -130,9 +130,9 @@ pub fn parse_mem(text: &str) -> Option<u64> {
 
 impl Machine {
     /// Checks before booting that `-m` holds what QEMU loads and what the kernel needs: the
-    /// initrd at 8 MiB (`kernel::layout::QEMU_INITRD_START`) must end below QEMU's s390-ccw
+    /// initrd at 8 MiB (`layout::QEMU_INITRD_START`) must end below QEMU's s390-ccw
     /// firmware, which `hw/s390x/ipl.c` places 2 MiB below the end of memory (at most
-    /// 2 GiB), and above it the kernel needs `kernel::layout::minimum_memory`. Otherwise
+    /// 2 GiB), and above it the kernel needs `layout::minimum_memory`. Otherwise
     /// QEMU would stop with "could not load initrd" or the kernel with `Bail out! not enough
     /// memory`; this says the same before anything runs, as an error (exit 2).
     pub fn check_memory(&self) -> Result<()> {
@@ -148,15 +148,15 @@ impl Machine {
         let size = std::fs::metadata(initrd)
             .with_context(|| format!("cannot read the backing store {}", initrd.display()))?
             .len();
-        let initrd_end = kernel::layout::QEMU_INITRD_START + size;
+        let initrd_end = layout::QEMU_INITRD_START + size;
         let firmware = 2 << 20;
-        let need = kernel::layout::minimum_memory(initrd_end)
+        let need = layout::minimum_memory(initrd_end)
             .max(initrd_end + firmware)
             .next_multiple_of(1 << 20);
         if memory < need {
             anyhow::bail!(
                 "{}",
-                kernel::layout::NotEnoughMemory { need, have: memory }.to_string()
+                layout::NotEnoughMemory { need, have: memory }.to_string()
                     + &format!(
                         " (-m {}: the {} KiB backing store loads at 8 MiB, QEMU's firmware needs 2 MiB above it, the kernel its heap, tables and pool; use at least {} MiB)",
                         self.mem,

@@ -9,6 +9,15 @@
 //! with [`NotEnoughMemory`]'s message instead of crashing while it builds its tables.
 //! `cargo xtask` checks the same [`minimum_memory`] before it boots.
 
+//!
+//! A crate of its own (the kernel re-exports it as `kernel::layout`), so xtask can check
+//! `-m` without building the kernel for the host.
+#![cfg_attr(not(test), no_std)]
+#![deny(unsafe_code, missing_docs)]
+
+#[cfg(test)]
+extern crate alloc;
+
 use core::fmt;
 use core::ops::Range;
 
