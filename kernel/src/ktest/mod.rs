@@ -6,9 +6,9 @@
 //! bracketed by `__kernel_tests_start`/`__kernel_tests_end`). The runner sorts them, so
 //! link order never matters.
 
-pub mod cpus;
 #[cfg(target_arch = "s390x")]
 pub mod boundary;
+pub mod cpus;
 #[cfg(target_arch = "s390x")]
 pub mod current;
 pub mod glob;
