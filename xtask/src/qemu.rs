@@ -241,7 +241,15 @@ impl RunningQemu {
                 command.args(["--pdeathsig", "KILL", "--"]).arg(program);
                 command
             }
-            None => Command::new(program),
+            None => {
+                static WARNED: std::sync::Once = std::sync::Once::new();
+                WARNED.call_once(|| {
+                    eprintln!(
+                        "xtask: warning: {SETPRIV} (util-linux) not found: QEMU will outlive xtask if xtask is killed with SIGKILL"
+                    );
+                });
+                Command::new(program)
+            }
         };
         let mut child = command
             .args(args)
