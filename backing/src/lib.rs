@@ -10,6 +10,7 @@ extern crate alloc;
 
 pub mod files;
 pub mod image;
+pub mod writes;
 
 use core::fmt;
 
@@ -52,7 +53,65 @@ pub struct IoStats {
     pub writes: u64,
 }
 
-/// A device of 4 KiB blocks (the initrd image today, virtio-blk later).
+/// Which way a page transfer goes.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Direction {
+    /// Block to frame (`readpage`).
+    Read,
+    /// Frame to block (writeback).
+    Write,
+}
+
+/// A page transfer the memory manager hands to a device: between block `block` and the
+/// page frame number `frame` (4 KiB frames; the kernel's frames are identity-mapped, so
+/// a device that transfers directly reaches the frame at `frame * 4096`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Transfer {
+    /// Read or write.
+    pub direction: Direction,
+    /// The device block.
+    pub block: u64,
+    /// The frame, which also names the transfer: the memory manager keeps at most one
+    /// transfer per frame in flight (the page is locked or under writeback until it ends).
+    pub frame: u64,
+}
+
+/// The contents of a transfer's frame, borrowed the way the transfer uses them (a
+/// write only reads the frame, which on s390 leaves its storage-key change bit alone).
+#[derive(Debug)]
+pub enum Frame<'a> {
+    /// The frame a read fills.
+    Read(&'a mut [u8; PAGE_BYTES]),
+    /// The frame a write copies out.
+    Write(&'a [u8; PAGE_BYTES]),
+}
+
+/// What a device did with a transfer it was handed.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Started {
+    /// It finished at once (a memory copy): this is its result, nothing stays pending.
+    Done(Result<(), IoError>),
+    /// It is in flight: its [`Completion`] comes from [`BlockDevice::poll`] once the
+    /// device reported it (an I/O interruption). Until then the device may transfer to or
+    /// from the frame at any time.
+    Pending,
+}
+
+/// A transfer that ended.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Completion {
+    /// The transfer, as it was started.
+    pub transfer: Transfer,
+    /// Its result: an error is the device's, never data.
+    pub result: Result<(), IoError>,
+}
+
+/// A device of 4 KiB blocks: the initrd image (memory copies, synchronous) or the
+/// virtio-blk disk (requests completed by I/O interruption).
+///
+/// The synchronous [`BlockDevice::read_page`]/[`BlockDevice::write_page`] are for
+/// buffers of the caller (the image header, tests); page-cache I/O goes through
+/// [`BlockDevice::start`], whose default completes at once with them.
 pub trait BlockDevice {
     /// Reads block `block` into `buf`.
     fn read_page(&mut self, block: u64, buf: &mut [u8; PAGE_BYTES]) -> Result<(), IoError>;
@@ -62,6 +121,30 @@ pub trait BlockDevice {
     fn blocks(&self) -> u64;
     /// I/O counters.
     fn stats(&self) -> IoStats;
+
+    /// Starts `transfer` on the frame whose contents are `frame` (its direction agrees
+    /// with the transfer's). A device that keeps it
+    /// in flight ([`Started::Pending`]) relies on the caller to keep the frame allocated,
+    /// and unread (read) or unfreed (write), until [`BlockDevice::poll`] returned its
+    /// completion. The default does it at once with the synchronous calls.
+    fn start(&mut self, transfer: Transfer, frame: Frame<'_>) -> Started {
+        Started::Done(match frame {
+            Frame::Read(buf) => self.read_page(transfer.block, buf),
+            Frame::Write(buf) => self.write_page(transfer.block, buf),
+        })
+    }
+
+    /// The next transfer that ended, if the device reported one. Never blocks.
+    fn poll(&mut self) -> Option<Completion> {
+        None
+    }
+
+    /// Waits until the device reports an ended transfer (enabled for I/O interruptions
+    /// on the machine); returns false at once when nothing is in flight (waiting would
+    /// never end).
+    fn wait(&mut self) -> bool {
+        false
+    }
 }
 
 /// A block device over memory: a `Vec<u8>` on the host, the `&'static mut [u8]`
@@ -116,6 +199,73 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> BlockDevice for MemDisk<S> {
 
     fn stats(&self) -> IoStats {
         self.stats
+    }
+}
+
+/// A synchronous device whose transfers report their end later: each is done at
+/// [`BlockDevice::start`] (a memory copy) but its [`Completion`] comes only from the next
+/// [`BlockDevice::poll`] or [`BlockDevice::wait`], in start order. The memory manager
+/// then sees the same windows as with an interrupting device (a page locked while its
+/// read is in flight, under writeback while its write is), on the initrd and in host
+/// tests.
+#[derive(Debug)]
+pub struct Deferred<D> {
+    inner: D,
+    ended: alloc::collections::VecDeque<Completion>,
+}
+
+impl<D: BlockDevice> Deferred<D> {
+    /// `inner` with deferred completions.
+    pub fn new(inner: D) -> Self {
+        Self {
+            inner,
+            ended: alloc::collections::VecDeque::new(),
+        }
+    }
+
+    /// The device underneath.
+    pub fn inner(&self) -> &D {
+        &self.inner
+    }
+
+    /// Transfers done whose end was not reported yet.
+    pub fn pending(&self) -> usize {
+        self.ended.len()
+    }
+}
+
+impl<D: BlockDevice> BlockDevice for Deferred<D> {
+    fn read_page(&mut self, block: u64, buf: &mut [u8; PAGE_BYTES]) -> Result<(), IoError> {
+        self.inner.read_page(block, buf)
+    }
+
+    fn write_page(&mut self, block: u64, buf: &[u8; PAGE_BYTES]) -> Result<(), IoError> {
+        self.inner.write_page(block, buf)
+    }
+
+    fn blocks(&self) -> u64 {
+        self.inner.blocks()
+    }
+
+    fn stats(&self) -> IoStats {
+        self.inner.stats()
+    }
+
+    fn start(&mut self, transfer: Transfer, frame: Frame<'_>) -> Started {
+        let result = match self.inner.start(transfer, frame) {
+            Started::Done(result) => result,
+            Started::Pending => unreachable!("Deferred wraps a synchronous device"),
+        };
+        self.ended.push_back(Completion { transfer, result });
+        Started::Pending
+    }
+
+    fn poll(&mut self) -> Option<Completion> {
+        self.ended.pop_front()
+    }
+
+    fn wait(&mut self) -> bool {
+        !self.ended.is_empty()
     }
 }
 

@@ -7,7 +7,7 @@ use crate::ktest::{self, runner};
 use crate::layout::{self, Layout, PoolRequest};
 use crate::machine::{self, Facilities, Host, facility};
 use crate::mm::addr::{PAGE_SIZE, Pfn};
-use crate::mm::backing::MemDisk;
+use crate::mm::backing::{Deferred, MemDisk};
 use crate::{cmma, console, println, shutdown, trap, vm};
 use alloc::vec::Vec;
 
@@ -219,6 +219,8 @@ pub fn kernel_main() -> ! {
         &mut ktest::machine::MachineExecutor,
     );
     print_counters();
+    // What the run wrote to the disk: xtask checks the disk file against it.
+    crate::io::disk::print_write_report();
     shutdown::exit(totals.exit_status())
 }
 
@@ -226,7 +228,7 @@ pub fn kernel_main() -> ! {
 fn backing_store(choice: cmdline::BackingChoice) -> Result<KernelDisk, &'static str> {
     match choice {
         cmdline::BackingChoice::Initrd => image::take_initrd()
-            .map(|initrd| KernelDisk::Initrd(MemDisk::new(initrd)))
+            .map(|initrd| KernelDisk::Initrd(Deferred::new(MemDisk::new(initrd))))
             .ok_or("no backing store: boot with -initrd"),
         cmdline::BackingChoice::Virtio if crate::io::disk::available() => {
             Ok(KernelDisk::Virtio(VirtioBacking))

@@ -9,9 +9,9 @@
 //! Files: `SCRATCH + 15 ..= SCRATCH + 24`, one per test (the mapping flags are sticky).
 
 use crate::support::{
-    POT_VOLATILE, STABLE, VOLATILE, cached, cached_state, check_is, device_bytes, host_reclaim,
-    lookup_and_release, map_file, model_counters, needs_mm_with_model, page_state, page_va,
-    read_pages, restore_pattern, state_counters,
+    POT_VOLATILE, STABLE, VOLATILE, cached, cached_state, check_is, device_bytes, flags_of,
+    host_reclaim, lookup_and_release, map_file, model_counters, needs_mm_with_model, page_state,
+    page_va, read_pages, restore_pattern, state_counters,
 };
 use kernel::arch::uaccess;
 use kernel::cmma::backend::with_model;
@@ -21,6 +21,7 @@ use kernel::mm::backing::files;
 use kernel::mm::error::MmError;
 use kernel::mm::fault::FollowFlags;
 use kernel::mm::mmap::MapSource;
+use kernel::mm::page::PageFlags;
 use kernel::mm::vma::VmFlags;
 use kernel::vm::{self, UserSpace};
 use kernel::{check, check_eq, ktest};
@@ -135,9 +136,13 @@ ktest! {
                 mm.add_to_page_cache(pfn, m, index)?;
                 if read {
                     mm.readpage(pfn)?;
+                    // The read's end unlocks the page (refused: our reference).
+                    mm.wait_on_page_locked(pfn);
+                    mm.put_page(pfn); // ours; the page cache keeps its reference
+                } else {
+                    mm.put_page(pfn);
+                    mm.unlock_page(pfn);
                 }
-                mm.put_page(pfn); // ours; the page cache keeps its reference
-                mm.unlock_page(pfn);
                 Ok::<_, MmError>(pfn)
             };
             let read = add(1, true)?;
@@ -423,8 +428,9 @@ ktest! {
     /// A page under writeback stays stable (1/6 `check_bits`: `PageWriteback`): as
     /// `writepage` does, the page is unlocked while the write is in flight, and its
     /// last release then finds nothing but the writeback to refuse the volatile state.
-    /// The host may page it out, never discard it; the end of the writeback makes it
-    /// volatile. Guards the `writeback` condition.
+    /// The write is real and still in flight while the host tries: the host may page
+    /// the page out, never discard it; the end of the writeback makes it volatile.
+    /// Guards the `writeback` condition.
     fn page_under_writeback_stays_stable(t) [NEEDS_ESSA] {
         if !needs_mm_with_model(t) { return; }
         const PAGE: u64 = 8;
@@ -433,22 +439,22 @@ ktest! {
             let m = mm.open_file(RULES_FILE)?;
             mm.write_file(m, PAGE * PAGE_SIZE, &data)?;
             let pfn = mm.find_lock_page(m, PAGE).ok_or(MmError::NoSuchObject)?;
-            let dirty = mm.clear_page_dirty_for_io(pfn);
-            mm.set_page_writeback(pfn);
-            mm.unlock_page(pfn);
+            let dirty = mm.start_writeback(pfn)?;
+            let in_flight = mm.io_in_flight(pfn);
             mm.put_page(pfn);
-            Ok::<_, MmError>((m, pfn, dirty))
+            Ok::<_, MmError>((m, pfn, dirty, in_flight))
         });
-        let Ok((m, pfn, dirty)) = started else {
+        let Ok((m, pfn, dirty, in_flight)) = started else {
             check!(t, false, "starting the writeback: {:?}", started);
             return;
         };
         check!(t, dirty, "the written page was not dirty");
+        check!(t, in_flight, "the write ended before anyone waited for it");
+        check!(t, flags_of(pfn).contains(PageFlags::WRITEBACK), "not under writeback");
         check_is!(t, page_state(pfn), STABLE, "under writeback, unlocked, only the cache's reference");
         check_is!(t, host_reclaim(pfn), Some(ReclaimOutcome::PagedOut), "host reclaim during the writeback");
         let written = vm::with(|mm| {
-            let result = mm.write_page_to_disk(pfn);
-            mm.end_page_writeback(pfn);
+            let result = mm.wait_on_page_writeback(pfn);
             result.map(|()| device_bytes(mm, m, PAGE * PAGE_SIZE, 8))
         });
         check_eq!(t, written, Ok(data.to_vec()));
@@ -656,10 +662,9 @@ ktest! {
         check_is!(t, page_state(pfn), STABLE, "change bit moved into the dirty flag");
         check_is!(t, host_reclaim(pfn), Some(ReclaimOutcome::PagedOut), "host reclaim before the write");
         let written = vm::with(|mm| {
-            mm.set_page_writeback(pfn);
-            let result = mm.write_page_to_disk(pfn);
-            mm.end_page_writeback(pfn);
-            mm.unlock_page(pfn);
+            // `clear_page_dirty_for_io` took the dirty flag: the write is owed.
+            mm.set_page_dirty(pfn);
+            let result = mm.start_writeback(pfn).and_then(|_| mm.wait_on_page_writeback(pfn));
             mm.put_page(pfn);
             result.map(|()| device_bytes(mm, m, PAGE * PAGE_SIZE, 8))
         });

@@ -366,3 +366,8 @@ impl Rng {
         }
     }
 }
+
+/// The flags of the page in `pfn` (empty for a frame outside the memory manager).
+pub(crate) fn flags_of(pfn: Pfn) -> kernel::mm::page::PageFlags {
+    vm::with(|mm| mm.page(pfn).map(|p| p.flags()).unwrap_or_default())
+}

@@ -9,6 +9,7 @@
 use super::css;
 use crate::io::css::SubchannelId;
 use crate::mm::manager::USER_START;
+use alloc::boxed::Box;
 use core::alloc::Layout;
 use core::arch::asm;
 use core::ptr::NonNull;
@@ -167,4 +168,120 @@ pub fn write_sectors<T: Transport>(
         wait_used(blk, sid, token);
         blk.complete_write_blocks(token, &req, buf, &mut resp)
     }
+}
+
+/// The data area of a request in flight.
+#[derive(Debug)]
+pub enum Buffer {
+    /// A buffer the request owns (a copy for a synchronous caller).
+    Owned(Box<[u8]>),
+    /// The 4 KiB page frame `pfn`, which the memory manager lends: it keeps the frame
+    /// allocated and does not touch its contents (read) or free it (write) until the
+    /// request completed (the page is locked or under writeback until then).
+    Frame(u64),
+}
+
+impl Buffer {
+    fn bytes(&mut self) -> &mut [u8] {
+        match self {
+            Self::Owned(b) => b,
+            // SAFETY: the frame is identity-mapped kernel memory that the memory manager
+            // lent to this request (see `Buffer::Frame`): nothing else references its
+            // contents while the request owns it.
+            Self::Frame(pfn) => unsafe {
+                &mut *((*pfn * PAGE_SIZE as u64) as *mut [u8; PAGE_SIZE])
+            },
+        }
+    }
+}
+
+/// A block request the device has not completed: everything `virtio-drivers` must get
+/// back to complete it, kept at fixed heap addresses while the device owns them.
+#[derive(Debug)]
+pub struct InFlight {
+    token: u16,
+    write: bool,
+    req: Box<BlkReq>,
+    resp: Box<BlkResp>,
+    buf: Buffer,
+}
+
+impl InFlight {
+    /// The token `virtio-drivers` gave the request (what the used ring returns).
+    pub fn token(&self) -> u16 {
+        self.token
+    }
+
+    /// The request's data (for a write, what the device reads).
+    pub fn data(&mut self) -> &[u8] {
+        self.buf.bytes()
+    }
+}
+
+/// Starts a request on `buf` at `sector` (a read into it, or a write of it) and returns
+/// at once; [`complete`] ends it once [`next_used`] returned its token. On an error
+/// nothing was started and the buffer comes back.
+pub fn start<T: Transport>(
+    blk: &mut Blk<T>,
+    sector: u64,
+    write: bool,
+    mut buf: Buffer,
+) -> Result<InFlight, (virtio_drivers::Error, Buffer)> {
+    let mut req = Box::new(BlkReq::default());
+    let mut resp = Box::new(BlkResp::default());
+    // SAFETY: `req`, `resp` and the buffer live on the heap (or in a lent frame) at
+    // addresses that do not change when the boxes move; `InFlight` owns them until
+    // `complete` hands them back to the driver with the same token, and `Drop` of a
+    // disk with requests in flight is not possible (the disk lives for the whole run).
+    let token = unsafe {
+        if write {
+            blk.write_blocks_nb(sector as usize, &mut req, buf.bytes(), &mut resp)
+        } else {
+            blk.read_blocks_nb(sector as usize, &mut req, buf.bytes(), &mut resp)
+        }
+    };
+    match token {
+        Ok(token) => Ok(InFlight {
+            token,
+            write,
+            req,
+            resp,
+            buf,
+        }),
+        Err(e) => Err((e, buf)),
+    }
+}
+
+/// The token of the next request the device has used, if any.
+pub fn next_used<T: Transport>(blk: &mut Blk<T>) -> Option<u16> {
+    blk.peek_used()
+}
+
+/// Completes `request`, which must be the next used one ([`next_used`]): its result
+/// (the device's status) and its buffer.
+pub fn complete<T: Transport>(
+    blk: &mut Blk<T>,
+    mut request: InFlight,
+) -> (Result<(), virtio_drivers::Error>, Buffer) {
+    let InFlight {
+        token,
+        write,
+        ref req,
+        ref mut resp,
+        ref mut buf,
+    } = request;
+    // SAFETY: the same request, buffers and token `start` handed to the driver.
+    let result = unsafe {
+        if write {
+            blk.complete_write_blocks(token, req, buf.bytes(), resp)
+        } else {
+            blk.complete_read_blocks(token, req, buf.bytes(), resp)
+        }
+    };
+    (result, request.buf)
+}
+
+/// Acknowledges the device's interrupt indicators after its used ring was drained.
+pub fn ack<T: Transport>(blk: &mut Blk<T>) {
+    blk.ack_interrupt();
 }

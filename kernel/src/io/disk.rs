@@ -4,15 +4,32 @@
 //!
 //! One disk at most (the first virtio-blk subchannel), behind a lock: the memory
 //! manager's [`VirtioBacking`] and the `io::*` suites both go through it.
+//!
+//! Requests are asynchronous: the memory manager's page transfers are started and
+//! return at once, the page frame itself the data area; they end when the device used
+//! them and its notification (an I/O interruption with alert status) was taken. A
+//! synchronous request of a caller's buffer (tests, the image header) waits for its own
+//! end and files the ends of the others it sees for the memory manager.
+//!
+//! Every write that succeeded is recorded ([`WriteLog`]) for the report xtask checks the
+//! disk file against after the run ([`print_write_report`]).
 
 use super::channel::{self, CcwChannel};
 use super::css::sense_id::VIRTIO_BLK_MODEL;
 use super::css::{IoError, KERNEL_ISC, SubchannelId};
 use super::virtio_ccw::{CcwTransport, Faults, TransportError};
+use crate::arch::css;
 use crate::arch::virtio::{self, Blk};
 use crate::mm::addr::PAGE_BYTES;
-use crate::mm::backing::{BlockDevice, IoError as BlockError, IoStats, MemDisk};
+use crate::mm::backing::writes::WriteLog;
+use crate::mm::backing::{
+    BlockDevice, Completion, Deferred, Direction, Frame, IoError as BlockError, IoStats, MemDisk,
+    Started, Transfer,
+};
+use alloc::boxed::Box;
+use alloc::collections::VecDeque;
 use alloc::sync::Arc;
+use alloc::vec::Vec;
 use core::fmt;
 use spin::Mutex;
 
@@ -61,6 +78,28 @@ pub struct VirtioDisk {
     faults: Arc<Faults>,
     sectors: u64,
     stats: IoStats,
+    /// Requests the device has not completed, with the memory manager's transfer (none
+    /// for a synchronous request).
+    in_flight: Vec<Request>,
+    /// Ended page transfers the memory manager has not polled yet.
+    ended: VecDeque<Completion>,
+    /// Synchronous requests that ended while another waited: (token, result, buffer).
+    ended_sync: Vec<(u16, Result<(), DiskError>, virtio::Buffer)>,
+    /// An alert was taken and the used ring not yet found empty since.
+    signalled: bool,
+    /// Every successful write, for the report.
+    written: WriteLog,
+}
+
+/// A request in flight.
+#[derive(Debug)]
+struct Request {
+    io: virtio::InFlight,
+    /// The memory manager's transfer, or `None` for a synchronous request.
+    transfer: Option<Transfer>,
+    /// The digests of a write's data, taken when it started (what the device reads
+    /// unless the page changes under writeback), recorded once it succeeds.
+    written: Option<WriteLog>,
 }
 
 impl fmt::Debug for VirtioDisk {
@@ -98,6 +137,11 @@ impl VirtioDisk {
             faults,
             sectors,
             stats: IoStats::default(),
+            in_flight: Vec::new(),
+            ended: VecDeque::new(),
+            ended_sync: Vec::new(),
+            signalled: false,
+            written: WriteLog::new(),
         })
     }
 
@@ -124,17 +168,180 @@ impl VirtioDisk {
         result.map_err(DiskError::Driver)
     }
 
-    /// Reads `buf.len()` bytes (a non-zero multiple of 512) from `sector`. The device
-    /// checks the range: a request past the end fails with `Driver(IoError)`.
+    /// Reads `buf.len()` bytes (a non-zero multiple of 512) from `sector` and waits.
+    /// The device checks the range: a request past the end fails with
+    /// `Driver(IoError)`. With nothing else in flight the device reads into `buf`
+    /// itself; otherwise into a copy.
     pub fn read_sectors(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), DiskError> {
-        let result = virtio::read_sectors(&mut self.blk, self.sid, sector, buf);
-        self.check(result)
+        if self.in_flight.is_empty() {
+            let result = virtio::read_sectors(&mut self.blk, self.sid, sector, buf);
+            return self.check(result);
+        }
+        let copy = virtio::Buffer::Owned(alloc::vec![0u8; buf.len()].into_boxed_slice());
+        let (result, copy) = self.transfer_now(sector, false, copy);
+        if let virtio::Buffer::Owned(bytes) = copy {
+            buf.copy_from_slice(&bytes);
+        }
+        result
     }
 
-    /// Writes `buf` (a non-zero multiple of 512 bytes) at `sector`.
+    /// Writes `buf` (a non-zero multiple of 512 bytes) at `sector` and waits.
     pub fn write_sectors(&mut self, sector: u64, buf: &[u8]) -> Result<(), DiskError> {
+        if !self.in_flight.is_empty() {
+            let copy = virtio::Buffer::Owned(Box::from(buf));
+            return self.transfer_now(sector, true, copy).0;
+        }
         let result = virtio::write_sectors(&mut self.blk, self.sid, sector, buf);
-        self.check(result)
+        let result = self.check(result);
+        if result.is_ok() {
+            self.written.record(sector, buf);
+        }
+        result
+    }
+
+    /// Starts a request; `Err` when nothing was started.
+    fn start(
+        &mut self,
+        sector: u64,
+        write: bool,
+        buf: virtio::Buffer,
+        transfer: Option<Transfer>,
+    ) -> Result<u16, (DiskError, virtio::Buffer)> {
+        // A failed notification is a transport fault, reported when the request ends.
+        let mut io = virtio::start(&mut self.blk, sector, write, buf)
+            .map_err(|(e, buf)| (DiskError::Driver(e), buf))?;
+        let written = write.then(|| {
+            let mut log = WriteLog::new();
+            log.record(sector, io.data());
+            log
+        });
+        let token = io.token();
+        self.in_flight.push(Request {
+            io,
+            transfer,
+            written,
+        });
+        Ok(token)
+    }
+
+    /// Ends every request the device used, once its notification was taken (an alert
+    /// interruption since the used ring was last found empty).
+    fn collect(&mut self) {
+        if css::take_alert(self.sid) {
+            self.signalled = true;
+        }
+        while self.signalled {
+            let Some(token) = virtio::next_used(&mut self.blk) else {
+                self.signalled = false;
+                virtio::ack(&mut self.blk);
+                break;
+            };
+            let Some(at) = self.in_flight.iter().position(|r| r.io.token() == token) else {
+                panic!("virtio-blk used request {token}, which is not in flight");
+            };
+            let request = self.in_flight.swap_remove(at);
+            let (result, buf) = virtio::complete(&mut self.blk, request.io);
+            let result = self.check(result);
+            if result.is_ok()
+                && let Some(log) = &request.written
+            {
+                self.written.merge(log);
+            }
+            match request.transfer {
+                Some(transfer) => {
+                    if result.is_ok() {
+                        match transfer.direction {
+                            Direction::Read => self.stats.reads += 1,
+                            Direction::Write => self.stats.writes += 1,
+                        }
+                    }
+                    self.ended.push_back(Completion {
+                        transfer,
+                        result: result.map_err(|_| BlockError::Device),
+                    });
+                }
+                None => self.ended_sync.push((token, result, buf)),
+            }
+        }
+    }
+
+    /// Starts a synchronous request on a buffer of its own and waits for its end.
+    fn transfer_now(
+        &mut self,
+        sector: u64,
+        write: bool,
+        buf: virtio::Buffer,
+    ) -> (Result<(), DiskError>, virtio::Buffer) {
+        let token = match self.start(sector, write, buf, None) {
+            Ok(token) => token,
+            Err((e, buf)) => return (Err(e), buf),
+        };
+        loop {
+            self.collect();
+            if let Some(at) = self.ended_sync.iter().position(|(t, ..)| *t == token) {
+                let (_, result, buf) = self.ended_sync.swap_remove(at);
+                return (result, buf);
+            }
+            css::wait_for_io();
+        }
+    }
+
+    /// Starts the memory manager's page transfer.
+    fn start_transfer(&mut self, transfer: Transfer) -> Started {
+        let sector = transfer.block * SECTORS_PER_BLOCK;
+        let write = transfer.direction == Direction::Write;
+        match self.start(
+            sector,
+            write,
+            virtio::Buffer::Frame(transfer.frame),
+            Some(transfer),
+        ) {
+            Ok(_) => Started::Pending,
+            Err(_) => Started::Done(Err(BlockError::Device)),
+        }
+    }
+
+    /// The next ended page transfer; takes an interruption already pending first.
+    fn poll(&mut self) -> Option<Completion> {
+        if self.ended.is_empty() && !self.in_flight.is_empty() {
+            css::open_io_window();
+            self.collect();
+        }
+        self.ended.pop_front()
+    }
+
+    /// Waits until a page transfer ended; false when none is in flight.
+    fn wait(&mut self) -> bool {
+        loop {
+            self.collect();
+            if !self.ended.is_empty() {
+                return true;
+            }
+            if !self.in_flight.iter().any(|r| r.transfer.is_some()) {
+                return false;
+            }
+            css::wait_for_io();
+        }
+    }
+
+    /// Requests in flight.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// What the guest wrote so far.
+    pub fn write_log(&self) -> &WriteLog {
+        &self.written
+    }
+}
+
+/// Prints the disk's write report (KTAP comments, see `backing::writes`) when there is
+/// a disk: xtask checks the disk file against it after the run.
+pub fn print_write_report() {
+    if let Some(lines) = with(|d| d.written.report()) {
+        for line in lines {
+            crate::println!("# {line}");
+        }
     }
 }
 
@@ -201,6 +408,9 @@ pub fn release_after_unwind() {
 pub struct VirtioBacking;
 
 impl VirtioBacking {
+    /// A synchronous transfer of a caller's buffer; the block is checked against the
+    /// capacity first (page transfers leave that to the device, whose error then comes
+    /// by interruption like any other).
     fn transfer(
         block: u64,
         f: impl FnOnce(&mut VirtioDisk, u64) -> Result<(), DiskError>,
@@ -239,14 +449,38 @@ impl BlockDevice for VirtioBacking {
     fn stats(&self) -> IoStats {
         with(|disk| disk.stats).unwrap_or_default()
     }
+
+    fn start(&mut self, transfer: Transfer, frame: Frame<'_>) -> Started {
+        // The device transfers to the frame itself (identity-mapped): its address and
+        // the transfer's frame number name the same memory.
+        let addr = match &frame {
+            Frame::Read(f) => f.as_ptr(),
+            Frame::Write(f) => f.as_ptr(),
+        } as u64;
+        assert_eq!(
+            addr,
+            transfer.frame * PAGE_BYTES as u64,
+            "a frame not at its address"
+        );
+        with(|disk| disk.start_transfer(transfer)).unwrap_or(Started::Done(Err(BlockError::Device)))
+    }
+
+    fn poll(&mut self) -> Option<Completion> {
+        with(VirtioDisk::poll).flatten()
+    }
+
+    fn wait(&mut self) -> bool {
+        with(VirtioDisk::wait).unwrap_or(false)
+    }
 }
 
 /// The kernel's backing store: the initrd in memory, or the virtio-blk disk
 /// (`mm.backing=initrd|virtio`).
 #[derive(Debug)]
 pub enum KernelDisk {
-    /// The initrd image.
-    Initrd(MemDisk<&'static mut [u8]>),
+    /// The initrd image: memory copies whose ends are reported at the next poll, so
+    /// the page cache's I/O windows exist here too.
+    Initrd(Deferred<MemDisk<&'static mut [u8]>>),
     /// The virtio-blk disk.
     Virtio(VirtioBacking),
 }
@@ -269,7 +503,7 @@ impl KernelDisk {
                 let start = usize::try_from(block)
                     .unwrap_or(usize::MAX)
                     .saturating_mul(PAGE_BYTES);
-                let bytes = d.storage().get(start..start + PAGE_BYTES);
+                let bytes = d.inner().storage().get(start..start + PAGE_BYTES);
                 page.copy_from_slice(bytes.ok_or(BlockError::OutOfRange { block })?);
             }
             Self::Virtio(_) => VirtioBacking::transfer(block, |disk, sector| {
@@ -306,6 +540,27 @@ impl BlockDevice for KernelDisk {
         match self {
             Self::Initrd(d) => d.stats(),
             Self::Virtio(d) => d.stats(),
+        }
+    }
+
+    fn start(&mut self, transfer: Transfer, frame: Frame<'_>) -> Started {
+        match self {
+            Self::Initrd(d) => d.start(transfer, frame),
+            Self::Virtio(d) => d.start(transfer, frame),
+        }
+    }
+
+    fn poll(&mut self) -> Option<Completion> {
+        match self {
+            Self::Initrd(d) => d.poll(),
+            Self::Virtio(d) => d.poll(),
+        }
+    }
+
+    fn wait(&mut self) -> bool {
+        match self {
+            Self::Initrd(d) => d.wait(),
+            Self::Virtio(d) => d.wait(),
         }
     }
 }

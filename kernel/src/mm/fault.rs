@@ -119,6 +119,8 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
         self.check_index(mapping, index)?;
         let pfn = match self.find_get_page_nodiscard(mapping, index) {
             Some(pfn) => {
+                // A page still being read in is waited for, never mapped half-read.
+                self.wait_uptodate(pfn)?;
                 self.stats.minor_faults += 1;
                 pfn
             }

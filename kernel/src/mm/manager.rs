@@ -10,7 +10,7 @@ use alloc::collections::BTreeMap;
 use core::ops::Range;
 
 use super::addr::{Pfn, PhysAddr, VirtAddr};
-use super::backing::{BlockDevice, Image};
+use super::backing::{BlockDevice, Image, IoError, Transfer};
 use super::dat::entry::SEGMENT_TABLE_FRAMES;
 use super::dat::{Asce, DatSpace, TableAlloc};
 use super::error::{Bug, MmError};
@@ -99,6 +99,9 @@ pub struct MmStats {
     pub bugs: u64,
 }
 
+/// The file id of [`Mm::open_device_range`] mappings: no image file has it.
+pub const DEVICE_RANGE_FILE_ID: u32 = u32::MAX;
+
 /// How many [`Bug`]s the memory manager keeps until someone takes them.
 const KEPT_BUGS: usize = 16;
 
@@ -136,6 +139,11 @@ pub struct Mm<M: Machine, D: BlockDevice, H: PageStateHooks> {
     pub(crate) config: MmConfig,
     pub(crate) stats: MmStats,
     pub(crate) bugs: alloc::vec::Vec<Bug>,
+    /// Page transfers the device has not ended yet, by frame: the page is locked (read)
+    /// or under writeback (write) until [`Mm::reap_io`] ends them.
+    pub(crate) in_flight: BTreeMap<Pfn, Transfer>,
+    /// Errors of ended transfers, kept for the path that waits on the page.
+    pub(crate) io_errors: BTreeMap<Pfn, IoError>,
     next_space: u32,
     next_mapping: u32,
 }
@@ -190,6 +198,8 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
             config,
             stats: MmStats::default(),
             bugs: alloc::vec::Vec::new(),
+            in_flight: BTreeMap::new(),
+            io_errors: BTreeMap::new(),
             next_space: 1,
             next_mapping: 1,
         })
@@ -388,10 +398,36 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
 
     /// The page-cache mapping of image file `file_id`, created on first use.
     pub fn open_file(&mut self, file_id: u32) -> Result<MappingId, MmError> {
+        if file_id == DEVICE_RANGE_FILE_ID {
+            return Err(MmError::NoSuchObject);
+        }
         if let Some((&id, _)) = self.mappings.iter().find(|(_, m)| m.file().id == file_id) {
             return Ok(id);
         }
         let file = self.image.file(file_id).ok_or(MmError::NoSuchObject)?;
+        let id = MappingId::new(self.next_mapping).ok_or(MmError::NoSpace)?;
+        self.next_mapping += 1;
+        self.mappings.insert(id, Mapping::new(id, file));
+        Ok(id)
+    }
+
+    /// A page-cache mapping of `pages` device blocks from `start_block`, outside any
+    /// image file (Linux: the block device's own mapping, what a raw read of the device
+    /// goes through). Nothing checks the range against the device: a block past its end
+    /// fails when the device is asked, as an I/O error.
+    pub fn open_device_range(
+        &mut self,
+        start_block: u64,
+        pages: u64,
+    ) -> Result<MappingId, MmError> {
+        let size = pages
+            .checked_mul(super::addr::PAGE_SIZE)
+            .ok_or(MmError::Overflow)?;
+        let file = super::backing::FileEntry {
+            id: DEVICE_RANGE_FILE_ID,
+            size,
+            start_block,
+        };
         let id = MappingId::new(self.next_mapping).ok_or(MmError::NoSpace)?;
         self.next_mapping += 1;
         self.mappings.insert(id, Mapping::new(id, file));
@@ -435,6 +471,11 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
     /// the frame (off the LRU first); otherwise the page may become volatile.
     pub fn put_page(&mut self, pfn: Pfn) {
         if self.page_mut(pfn).put() == 0 {
+            // The device may still be transferring to or from the frame.
+            assert!(
+                !self.in_flight.contains_key(&pfn),
+                "put_page: freeing {pfn:?} with I/O in flight"
+            );
             if self.page(pfn).is_some_and(|p| p.test(PageFlags::LRU)) {
                 self.lru_del(pfn);
             }

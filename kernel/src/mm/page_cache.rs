@@ -2,6 +2,17 @@
 //! frame; lookups, insertion, `readpage` from the backing store, dirtying,
 //! writeback and truncation.
 //!
+//! I/O is asynchronous, as in Linux: `readpage` and `writepage` hand a transfer to the
+//! device and return; the page stays locked (read) or under writeback (write) until the
+//! device reports the end (an I/O interruption on the machine) and [`Mm::reap_io`] ends
+//! it (`end_page_read`, `end_page_writeback`). Whoever needs the page meanwhile waits on
+//! it ([`Mm::wait_on_page_locked`], [`Mm::wait_on_page_writeback`]), which waits for the
+//! device. The memory manager is not interrupt-safe, so the ends are taken in process
+//! context, at the next wait or reap, not in the interruption itself. A device that
+//! completes at once (the initrd, a memory copy) ends the transfer inside the call.
+//! An error ends a read with the page not up to date and a write with the page dirty
+//! again; both are kept for the waiter, which returns [`MmError::Io`]: never the data.
+//!
 //! References: the page cache holds one reference on each of its pages; every
 //! lookup returns the page with an extra reference the caller drops with
 //! [`Mm::put_page`].
@@ -10,7 +21,9 @@ use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 use super::addr::{PAGE_BYTES, PAGE_SIZE, Pfn};
-use super::backing::{BlockDevice, FileEntry};
+use super::backing::{
+    BlockDevice, Completion, Direction, FileEntry, Frame, IoError, Started, Transfer,
+};
 use super::error::{Bug, MmError};
 use super::hooks::{PageStateHooks, Stability, StablePoint, VolatilePoint};
 use super::ids::MappingId;
@@ -116,15 +129,24 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
         self.hooks.make_stable(pfn, page, at)
     }
 
-    /// `lock_page`. The kernel is single threaded, so a page found locked here
-    /// is a bug (it would deadlock), hence the panic.
+    /// `lock_page`. A page locked for a read in flight is waited for (the read's end
+    /// unlocks it); the kernel is single threaded, so a page locked for any other
+    /// reason is a bug (it would deadlock), hence the panic.
     pub fn lock_page(&mut self, pfn: Pfn) {
+        self.wait_on_page_locked(pfn);
         let was = self.page_mut(pfn).test_and_set(PageFlags::LOCKED);
         assert!(!was, "lock_page: {pfn:?} already locked");
     }
 
     /// `unlock_page`; the page may then become volatile.
     pub fn unlock_page(&mut self, pfn: Pfn) {
+        // Only the read's end unlocks a page whose read is in flight.
+        assert!(
+            self.in_flight
+                .get(&pfn)
+                .is_none_or(|t| t.direction != Direction::Read),
+            "unlock_page: {pfn:?} is being read"
+        );
         self.page_mut(pfn).clear(PageFlags::LOCKED);
         self.try_volatile(pfn, VolatilePoint::Unlock, 0);
     }
@@ -169,22 +191,171 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
         self.page_mut(pfn).set_file_owner(None, 0);
     }
 
-    /// `readpage`: fills the locked page from the backing store (zero past EOF)
-    /// and marks it up to date. The page stays locked.
-    pub fn readpage(&mut self, pfn: Pfn) -> Result<(), MmError> {
+    /// The device block behind a page-cache page.
+    fn block_of_page(&self, pfn: Pfn) -> Result<(FileEntry, u64), MmError> {
         let page = &self.frames.pages()[pfn];
         let mapping = page.mapping().ok_or(MmError::NoSuchObject)?;
         let index = page.index();
         let file = self.mapping_ref(mapping)?.file;
         let block = file.block_of(index).ok_or(MmError::BeyondEof)?;
-        let frame = self.machine.frame(pfn);
-        self.device.read_page(block, frame)?;
-        let valid = file.size - index * PAGE_SIZE;
-        if valid < PAGE_SIZE {
-            frame[valid as usize..].fill(0);
-        }
-        self.set_page_uptodate(pfn);
+        Ok((file, block))
+    }
+
+    /// `readpage`: starts filling the locked page from the backing store. The page
+    /// stays locked until the read ends ([`Mm::reap_io`]): then it is up to date (zero
+    /// past EOF) and unlocked, or, if the device failed, unlocked and not up to date
+    /// with the error kept for the waiter. An `Err` here means nothing was started (the
+    /// page is still locked).
+    pub fn readpage(&mut self, pfn: Pfn) -> Result<(), MmError> {
+        debug_assert!(self.frames.pages()[pfn].test(PageFlags::LOCKED));
+        let (_, block) = self.block_of_page(pfn)?;
+        self.start_io(pfn, Direction::Read, block);
         Ok(())
+    }
+
+    /// Hands the transfer of `pfn` to the device; one that ends at once is ended here.
+    fn start_io(&mut self, pfn: Pfn, direction: Direction, block: u64) {
+        let transfer = Transfer {
+            direction,
+            block,
+            frame: pfn.as_u64(),
+        };
+        let previous = self.in_flight.insert(pfn, transfer);
+        assert!(
+            previous.is_none(),
+            "{pfn:?}: a second transfer while {previous:?} is in flight"
+        );
+        let frame = match direction {
+            Direction::Read => Frame::Read(self.machine.frame(pfn)),
+            Direction::Write => Frame::Write(self.machine.frame_ref(pfn)),
+        };
+        match self.device.start(transfer, frame) {
+            Started::Done(result) => self.end_io(Completion { transfer, result }),
+            Started::Pending => {}
+        }
+    }
+
+    /// Ends every transfer the device has reported ended (Linux: the `bio` end_io
+    /// callbacks, here in process context); returns whether there was any.
+    pub fn reap_io(&mut self) -> bool {
+        let mut any = false;
+        while let Some(done) = self.device.poll() {
+            self.end_io(done);
+            any = true;
+        }
+        any
+    }
+
+    /// Whether a transfer of `pfn` is in flight.
+    pub fn io_in_flight(&self, pfn: Pfn) -> bool {
+        self.in_flight.contains_key(&pfn)
+    }
+
+    /// Number of transfers in flight.
+    pub fn io_in_flight_count(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Waits until the device ends some transfer, and ends it. Panics when nothing is
+    /// in flight: whoever waits would wait forever (single threaded).
+    fn wait_for_io(&mut self) {
+        if self.reap_io() {
+            return;
+        }
+        assert!(
+            !self.in_flight.is_empty() && self.device.wait(),
+            "waiting for I/O with none in flight"
+        );
+        self.reap_io();
+    }
+
+    fn end_io(&mut self, done: Completion) {
+        let pfn = Pfn::new(done.transfer.frame);
+        let ours = self.in_flight.remove(&pfn);
+        assert_eq!(
+            ours,
+            Some(done.transfer),
+            "the device ended a transfer the memory manager did not start"
+        );
+        match done.transfer.direction {
+            Direction::Read => self.end_page_read(pfn, done.result),
+            Direction::Write => self.end_page_write(pfn, done.result),
+        }
+    }
+
+    /// The end of a read (`mpage_end_io_read`): the tail past EOF zeroed and the page up
+    /// to date, or the error kept; the page unlocked either way.
+    fn end_page_read(&mut self, pfn: Pfn, result: Result<(), IoError>) {
+        match result
+            .map_err(MmError::from)
+            .and_then(|()| self.block_of_page(pfn))
+        {
+            Ok((file, _)) => {
+                let index = self.frames.pages()[pfn].index();
+                let valid = file.size - index * PAGE_SIZE;
+                if valid < PAGE_SIZE {
+                    self.machine.frame(pfn)[valid as usize..].fill(0);
+                }
+                self.set_page_uptodate(pfn);
+            }
+            Err(e) => {
+                self.io_errors.insert(pfn, io_error_of(e));
+            }
+        }
+        self.unlock_page(pfn);
+    }
+
+    /// The end of a write (`end_page_writeback` after `mpage_end_io_write`): on an error
+    /// the page is dirty again (its data is not on the device) and the error kept.
+    fn end_page_write(&mut self, pfn: Pfn, result: Result<(), IoError>) {
+        match result {
+            Ok(()) => self.stats.writebacks += 1,
+            Err(e) => {
+                self.set_page_dirty(pfn);
+                self.io_errors.insert(pfn, e);
+            }
+        }
+        self.end_page_writeback(pfn);
+    }
+
+    /// `wait_on_page_locked`: returns once the page is unlocked, waiting for its read.
+    /// Panics for a page locked by anyone else (single threaded: a deadlock).
+    pub fn wait_on_page_locked(&mut self, pfn: Pfn) {
+        while self.frames.pages()[pfn].test(PageFlags::LOCKED) {
+            assert!(
+                self.in_flight.contains_key(&pfn),
+                "{pfn:?} is locked and no I/O will unlock it"
+            );
+            self.wait_for_io();
+        }
+    }
+
+    /// `wait_on_page_writeback` (and `filemap_fdatawait`'s error check): returns once
+    /// the page's writeback ended, with the write's error if it failed.
+    pub fn wait_on_page_writeback(&mut self, pfn: Pfn) -> Result<(), MmError> {
+        while self.frames.pages()[pfn].test(PageFlags::WRITEBACK) {
+            assert!(
+                self.in_flight.contains_key(&pfn),
+                "{pfn:?} is under writeback and no I/O will end it"
+            );
+            self.wait_for_io();
+        }
+        self.io_errors
+            .remove(&pfn)
+            .map_or(Ok(()), |e| Err(MmError::Io(e)))
+    }
+
+    /// A cached page with our reference that may still be being read in
+    /// (`do_generic_file_read`'s `!PageUptodate` path): waits for the read, and if it
+    /// failed drops the reference and returns the error, never the page.
+    pub(crate) fn wait_uptodate(&mut self, pfn: Pfn) -> Result<(), MmError> {
+        self.wait_on_page_locked(pfn);
+        if self.frames.pages()[pfn].test(PageFlags::UPTODATE) {
+            return Ok(());
+        }
+        let error = self.io_errors.get(&pfn).copied().unwrap_or(IoError::Device);
+        self.put_page(pfn);
+        Err(MmError::Io(error))
     }
 
     /// `SetPageUptodate`. On s390 this also clears the storage-key change bit,
@@ -205,6 +376,7 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
     ) -> Result<(Pfn, bool), MmError> {
         self.check_index(mapping, index)?;
         if let Some(pfn) = self.find_get_page(mapping, index) {
+            self.wait_uptodate(pfn)?;
             return Ok((pfn, false));
         }
         self.read_new_page(mapping, index).map(|pfn| (pfn, true))
@@ -220,8 +392,32 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
 
     /// A page-cache miss: a new page at `index`, read from the backing store, with
     /// the caller's reference. It is stable (fresh from the allocator, and the
-    /// caller's reference keeps `unlock_page` from making it volatile).
+    /// caller's reference keeps `unlock_page` from making it volatile). A failed read
+    /// leaves nothing behind: the page leaves the cache and the error is returned.
     pub(crate) fn read_new_page(&mut self, mapping: MappingId, index: u64) -> Result<Pfn, MmError> {
+        let pfn = self.start_read_page(mapping, index)?;
+        self.wait_on_page_locked(pfn);
+        if let Some(e) = self.io_errors.remove(&pfn) {
+            self.lock_page(pfn);
+            self.remove_from_page_cache(pfn);
+            self.unlock_page(pfn);
+            self.put_page(pfn); // the cache's reference
+            self.put_page(pfn); // ours
+            return Err(MmError::Io(e));
+        }
+        // No volatile attempt with the caller's reference counted as expected here:
+        // `read_file` copies the contents next. Only the fault path, which maps the
+        // page without touching it, offers it (`filemap_nopage`); the others offer it
+        // when they drop their reference (`page_cache_release`).
+        Ok(pfn)
+    }
+
+    /// A page-cache miss without the wait (`page_cache_read`, readahead): a new page at
+    /// `index` in the cache, locked, its read started, with the caller's reference. The
+    /// read ends later ([`Mm::reap_io`], or any wait on the page); a caller that then
+    /// finds the page not up to date drops it with [`Mm::discard_failed_read`].
+    pub fn start_read_page(&mut self, mapping: MappingId, index: u64) -> Result<Pfn, MmError> {
+        self.check_index(mapping, index)?;
         let pfn = self.alloc_page()?;
         if let Err(e) = self.add_to_page_cache(pfn, mapping, index) {
             self.put_page(pfn);
@@ -234,12 +430,24 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
             self.put_page(pfn); // ours
             return Err(e);
         }
-        self.unlock_page(pfn);
-        // No volatile attempt with the caller's reference counted as expected here:
-        // `read_file` copies the contents next. Only the fault path, which maps the
-        // page without touching it, offers it (`filemap_nopage`); the others offer it
-        // when they drop their reference (`page_cache_release`).
         Ok(pfn)
+    }
+
+    /// Waits for the read [`Mm::start_read_page`] started and returns its result; a
+    /// failed page leaves the cache and both references go (the caller's included).
+    pub fn finish_read_page(&mut self, pfn: Pfn) -> Result<(), MmError> {
+        self.wait_on_page_locked(pfn);
+        let Some(e) = self.io_errors.remove(&pfn) else {
+            return Ok(());
+        };
+        if self.frames.pages()[pfn].mapping().is_some() {
+            self.lock_page(pfn);
+            self.remove_from_page_cache(pfn);
+            self.unlock_page(pfn);
+            self.put_page(pfn); // the cache's reference
+        }
+        self.put_page(pfn); // the caller's
+        Err(MmError::Io(e))
     }
 
     /// `set_page_dirty`: the page's contents are newer than the backing store.
@@ -287,37 +495,29 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
         self.try_volatile(pfn, VolatilePoint::EndWriteback, 0);
     }
 
-    /// The I/O of a writeback: copies the page to its block of the backing store.
-    pub fn write_page_to_disk(&mut self, pfn: Pfn) -> Result<(), MmError> {
-        let page = &self.frames.pages()[pfn];
-        let mapping = page.mapping().ok_or(MmError::NoSuchObject)?;
-        let index = page.index();
-        let block = self
-            .mapping_ref(mapping)?
-            .file
-            .block_of(index)
-            .ok_or(MmError::BeyondEof)?;
-        self.device.write_page(block, self.machine.frame_ref(pfn))?;
-        Ok(())
-    }
-
-    /// `write_one_page`: writes a locked, dirty page back and leaves it clean and
-    /// locked. As `writepage` does, the page is unlocked while the write is in flight
-    /// (only `PG_writeback` keeps it stable then) and locked again afterwards.
-    pub fn write_one_page(&mut self, pfn: Pfn) -> Result<(), MmError> {
+    /// `writepage`: starts writing a locked page back if it is dirty (returns whether
+    /// it was). The page is clean, under writeback and unlocked while the write is in
+    /// flight: only `PG_writeback` keeps it stable then (1/6 `check_bits`). The write's
+    /// end clears it ([`Mm::reap_io`]); [`Mm::wait_on_page_writeback`] returns its error.
+    pub fn start_writeback(&mut self, pfn: Pfn) -> Result<bool, MmError> {
         debug_assert!(self.frames.pages()[pfn].test(PageFlags::LOCKED));
+        let (_, block) = self.block_of_page(pfn)?;
         if !self.clear_page_dirty_for_io(pfn) {
-            return Ok(());
+            return Ok(false);
         }
         self.set_page_writeback(pfn);
         self.unlock_page(pfn);
-        let result = self.write_page_to_disk(pfn);
-        if result.is_err() {
-            self.set_page_dirty(pfn);
-        } else {
-            self.stats.writebacks += 1;
+        self.start_io(pfn, Direction::Write, block);
+        Ok(true)
+    }
+
+    /// `write_one_page`: writes a locked, dirty page back, waits for the write and
+    /// leaves the page clean (dirty again if the write failed) and locked.
+    pub fn write_one_page(&mut self, pfn: Pfn) -> Result<(), MmError> {
+        if !self.start_writeback(pfn)? {
+            return Ok(());
         }
-        self.end_page_writeback(pfn);
+        let result = self.wait_on_page_writeback(pfn);
         self.lock_page(pfn);
         result
     }
@@ -357,6 +557,8 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
             .collect();
         for pfn in victims {
             self.lock_page(pfn);
+            // The data goes away: a failed write of it no longer matters.
+            let _ = self.wait_on_page_writeback(pfn);
             self.unmap_everywhere(pfn);
             self.page_mut(pfn).clear(PageFlags::DIRTY);
             self.remove_from_page_cache(pfn);
@@ -412,7 +614,10 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
             // matters is the next, which makes the page stable before it is dirtied.
             // If the host discarded it, read it again.
             let pfn = match self.find_get_page_nodiscard(mapping, index) {
-                Some(pfn) => pfn,
+                Some(pfn) => {
+                    self.wait_uptodate(pfn)?;
+                    pfn
+                }
                 None => {
                     self.check_index(mapping, index)?;
                     self.read_new_page(mapping, index)?
@@ -451,3 +656,12 @@ fn page_chunk(size: u64, pos: u64, remaining: usize) -> Option<(u64, usize, usiz
 
 #[cfg(test)]
 mod tests;
+
+/// The I/O error inside a memory-manager error (a read's end only fails on the device
+/// or on a page that lost its file, which the lock rules out).
+fn io_error_of(e: MmError) -> IoError {
+    match e {
+        MmError::Io(e) => e,
+        _ => IoError::Device,
+    }
+}

@@ -7,7 +7,7 @@ use alloc::vec::Vec;
 use core::ops::Range;
 
 use super::addr::{PAGE_SIZE, Pfn, VirtAddr};
-use super::backing::{MemDisk, build_image};
+use super::backing::{Deferred, MemDisk, build_image};
 use super::dat::Pte;
 use super::error::MmError;
 use super::fake::FakeMachine;
@@ -118,14 +118,14 @@ impl PageStateHooks for RecordingHooks {
 }
 
 /// The memory manager used by host tests.
-pub type TestMm<H = RecordingHooks> = Mm<FakeMachine, MemDisk<Vec<u8>>, H>;
+pub type TestMm<H = RecordingHooks> = Mm<FakeMachine, Deferred<MemDisk<Vec<u8>>>, H>;
 
 /// Frames 0..16 play lowcore and kernel image (reserved).
 pub const RESERVED_FRAMES: u64 = 16;
 
 /// An [`Mm`] with `frames` frames of memory and an image holding `files`.
 pub fn test_mm<H: PageStateHooks>(frames: u64, files: &[(u32, u64)], hooks: H) -> TestMm<H> {
-    let disk = MemDisk::new(build_image(files));
+    let disk = Deferred::new(MemDisk::new(build_image(files)));
     let config = MmConfig {
         low_watermark: 8,
         high_watermark: 16,

@@ -156,7 +156,7 @@ fn shared_file_mappings_dirty_the_cache_and_reach_the_file() {
     mm.munmap(space, va, 2 * P).unwrap();
     mm.sync_mapping(m).unwrap();
     let start = mm.mapping(m).unwrap().file().start_block as usize * 4096;
-    let disk = &mm.device().storage()[start..start + 2 * 4096];
+    let disk = &mm.device().inner().storage()[start..start + 2 * 4096];
     assert_eq!(&disk[100..105], b"hello");
     assert_eq!(&disk[200..205], b"again");
     assert_eq!(disk[4096], b'x');

@@ -106,7 +106,7 @@ fn dirty_pages_are_written_back_and_survive_eviction() {
     );
     // The device now holds the new bytes inside the old pattern.
     let start = mm.mapping(m).unwrap().file().start_block as usize * 4096 + 4096;
-    let disk = &mm.device().storage()[start..start + 4096];
+    let disk = &mm.device().inner().storage()[start..start + 4096];
     assert_eq!(&disk[50..150], &data);
     assert_eq!(check_pattern(2, 4096, &disk[..50]), Ok(()));
     // Drop the cache and read again from the device.
@@ -140,4 +140,103 @@ fn truncate_drops_dirty_data_and_frees_frames() {
         "dirty data was dropped"
     );
     assert_eq!(mm.lru().inactive_len() + mm.lru().active_len(), 1);
+}
+
+#[test]
+fn a_page_being_read_stays_locked_and_a_second_reader_waits_for_it() {
+    let (mut mm, m) = mm_with_file(64, 3, 4 * 4096);
+    let pfn = mm.start_read_page(m, 1).unwrap();
+    let page = mm.page(pfn).unwrap();
+    assert!(page.test(PageFlags::LOCKED) && !page.test(PageFlags::UPTODATE));
+    assert!(mm.io_in_flight(pfn));
+    let reads = mm.device().stats().reads;
+    // Another path reads the same bytes: it finds the page and waits for the read.
+    let mut buf = [0u8; 100];
+    assert_eq!(mm.read_file(m, 4096 + 10, &mut buf), Ok(100));
+    assert_eq!(check_pattern(3, 4096 + 10, &buf), Ok(()));
+    assert_eq!(mm.device().stats().reads, reads, "one read for both");
+    assert!(!mm.io_in_flight(pfn));
+    let page = mm.page(pfn).unwrap();
+    assert!(!page.test(PageFlags::LOCKED) && page.test(PageFlags::UPTODATE));
+    assert_eq!(mm.finish_read_page(pfn), Ok(()));
+    mm.put_page(pfn);
+    // `lock_page` waits too.
+    let pfn = mm.start_read_page(m, 2).unwrap();
+    mm.lock_page(pfn);
+    assert!(mm.page(pfn).unwrap().test(PageFlags::UPTODATE));
+    assert!(!mm.io_in_flight(pfn));
+    mm.unlock_page(pfn);
+    mm.put_page(pfn);
+}
+
+#[test]
+fn writeback_in_flight_keeps_the_page_under_writeback_until_its_end() {
+    let (mut mm, m) = mm_with_file(64, 3, 4 * 4096);
+    mm.write_file(m, 2 * 4096, &[0xc3; 16]).unwrap();
+    let pfn = mm.find_lock_page(m, 2).unwrap();
+    assert_eq!(mm.start_writeback(pfn), Ok(true));
+    let page = mm.page(pfn).unwrap();
+    assert!(page.test(PageFlags::WRITEBACK));
+    assert!(!page.test(PageFlags::LOCKED) && !page.test(PageFlags::DIRTY));
+    assert!(mm.io_in_flight(pfn));
+    assert_eq!(mm.stats().writebacks, 0, "not ended yet");
+    // Unlocked under writeback: the volatile attempt comes, the writeback refuses it.
+    assert_eq!(
+        mm.hooks().volatile_points(pfn).last(),
+        Some(&VolatilePoint::Unlock)
+    );
+    mm.put_page(pfn);
+    // Reclaim leaves it alone.
+    assert_eq!(mm.shrink_page(pfn), crate::mm::reclaim::ShrinkOutcome::Kept);
+    assert_eq!(mm.wait_on_page_writeback(pfn), Ok(()));
+    assert!(!mm.page(pfn).unwrap().test(PageFlags::WRITEBACK));
+    assert_eq!(mm.stats().writebacks, 1);
+    assert_eq!(
+        mm.hooks().volatile_points(pfn).last(),
+        Some(&VolatilePoint::EndWriteback)
+    );
+    let start = mm.mapping(m).unwrap().file().block_of(2).unwrap() as usize * 4096;
+    assert_eq!(mm.device().inner().storage()[start..start + 16], [0xc3; 16]);
+}
+
+#[test]
+fn device_errors_surface_as_errors_never_as_data() {
+    let (mut mm, m) = mm_with_file(64, 3, 4 * 4096);
+    let blocks = mm.device().blocks();
+    let past = mm.open_device_range(blocks - 1, 2).unwrap();
+    assert_eq!(
+        mm.open_file(crate::mm::manager::DEVICE_RANGE_FILE_ID),
+        Err(MmError::NoSuchObject)
+    );
+    let free = mm.frames().free_count();
+    let mut buf = [0u8; 8];
+    // The last block reads; the one after it is an error, and nothing is cached.
+    assert_eq!(mm.read_file(past, 0, &mut buf), Ok(8));
+    let error = MmError::Io(IoError::OutOfRange { block: blocks });
+    let beyond = Err(error);
+    assert_eq!(mm.read_file(past, 4096, &mut buf), beyond);
+    assert_eq!(mm.mapping(past).unwrap().nrpages(), 1);
+    assert_eq!(mm.frames().free_count(), free - 1);
+    // A reader that started the read and one that waited on it both see the error.
+    let pfn = mm.start_read_page(past, 1).unwrap();
+    assert_eq!(mm.read_file(past, 4096, &mut buf), beyond);
+    assert_eq!(mm.finish_read_page(pfn), Err(error));
+    assert_eq!(mm.mapping(past).unwrap().nrpages(), 1);
+    assert_eq!(mm.frames().free_count(), free - 1);
+    // A write past the end fails and leaves the page dirty.
+    let pfn = mm.alloc_page().unwrap();
+    mm.add_to_page_cache(pfn, past, 1).unwrap();
+    mm.set_page_dirty(pfn);
+    assert_eq!(mm.start_writeback(pfn), Ok(true));
+    let page = mm.page(pfn).unwrap();
+    assert!(page.test(PageFlags::WRITEBACK) && !page.test(PageFlags::DIRTY));
+    assert_eq!(mm.wait_on_page_writeback(pfn), Err(error));
+    assert!(
+        mm.page(pfn).unwrap().test(PageFlags::DIRTY),
+        "the data is still only in memory"
+    );
+    mm.put_page(pfn);
+    mm.truncate_inode_pages(past, 0).unwrap();
+    mm.truncate_inode_pages(m, 0).unwrap();
+    assert_eq!(mm.frames().free_count(), free, "every page freed");
 }

@@ -481,7 +481,7 @@ fn run_mix(seed: u64) {
     mm.sync_mapping(ids[1]).unwrap();
     for (n, id) in [(0usize, 1u32), (1, 2)] {
         let start = mm.mapping(ids[n]).unwrap().file().start_block as usize * P as usize;
-        let disk = &mm.device().storage()[start..start + (PAGES * P) as usize];
+        let disk = &mm.device().inner().storage()[start..start + (PAGES * P) as usize];
         assert!(
             disk == model.files[&id].as_slice(),
             "seed {seed} file {id} on disk"
