@@ -38,6 +38,8 @@ mod mm_fault;
 #[cfg(target_arch = "s390x")]
 mod mm_frames;
 #[cfg(target_arch = "s390x")]
+mod mm_io;
+#[cfg(target_arch = "s390x")]
 mod mm_mlock;
 #[cfg(target_arch = "s390x")]
 mod mm_page_cache;
