@@ -32,8 +32,9 @@ pub const SECTOR_BYTES: usize = 512;
 pub const SECTORS_PER_BLOCK: u64 = (PAGE_BYTES / SECTOR_BYTES) as u64;
 /// What starts each report line (after `# `).
 pub const PREFIX: &str = "disk-writes:";
-/// Entries per report line: lines stay under 200 characters.
-const PER_LINE: usize = 8;
+/// Entries per report line: a line stays under the 132 columns at which the line-mode
+/// console wraps.
+const PER_LINE: usize = 4;
 
 /// FNV-1a, 64 bits: small, and the same on both sides (a check of the guest's honesty
 /// about its own writes, not a defence against an adversary).

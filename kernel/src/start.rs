@@ -210,6 +210,7 @@ pub fn kernel_main() -> ! {
     let mut out = console::ConsoleWriter;
     if run_options.list {
         runner::list(tests, &run_options, &mut out);
+        crate::io::disk::print_write_report();
         shutdown::exit(77);
     }
     let totals = runner::run(

@@ -5,6 +5,9 @@
 //! no page with wrong data behind. Under `mm.backing=virtio` every transfer is a
 //! virtio-blk request that ends by I/O interruption; on the initrd the copy is done at
 //! once and its end reported at the next wait, so the same windows exist.
+//!
+//! Files: `MEDIUM` pages 200-207 (written ones get their pattern back), and device blocks
+//! past the end of the backing store.
 
 use crate::support::{device_bytes, flags_of, needs_mm, open_file, restore_pattern};
 use alloc::vec;
@@ -19,8 +22,8 @@ use kernel::{check, check_eq, ktest};
 
 kernel::ktest_suite!("mm::io");
 
-/// A scratch file no other suite uses.
-const FILE: u32 = files::SCRATCH + 28;
+/// A standard file: the tests read it, and put back the pattern where they write.
+const FILE: u32 = files::MEDIUM;
 
 /// The page's lock, up-to-date and writeback flags and whether its I/O is in flight.
 fn io_state(mm: &KernelMm, pfn: Pfn) -> (bool, bool, bool, bool) {
@@ -42,25 +45,28 @@ ktest! {
         if !needs_mm(t) { return; }
         let result = vm::with(|mm| {
             let m = open_file(mm, FILE);
-            mm.truncate_inode_pages(m, 0)?;
+            // Pages 203 and 204 must be read: drop them if an earlier test cached them
+            // (written back first: nothing of the file is lost).
+            mm.sync_mapping(m)?;
+            mm.truncate_inode_pages(m, 203)?;
             let reads = mm.device().stats().reads;
-            let pfn = mm.start_read_page(m, 3)?;
+            let pfn = mm.start_read_page(m, 203)?;
             let during = io_state(mm, pfn);
             let mut buf = vec![0u8; 300];
-            let n = mm.read_file(m, 3 * PAGE_SIZE + 1000, &mut buf)?;
+            let n = mm.read_file(m, 203 * PAGE_SIZE + 1000, &mut buf)?;
             let after = io_state(mm, pfn);
             let finished = mm.finish_read_page(pfn);
             mm.put_page(pfn);
             let one_read = mm.device().stats().reads - reads;
             // `lock_page` on a page being read.
-            let pfn = mm.start_read_page(m, 4)?;
+            let pfn = mm.start_read_page(m, 204)?;
             let locked_during = io_state(mm, pfn);
             mm.lock_page(pfn);
             let locked_after = io_state(mm, pfn);
-            let contents = check_pattern(FILE, 4 * PAGE_SIZE, mm.machine().frame_ref(pfn));
+            let contents = check_pattern(FILE, 204 * PAGE_SIZE, mm.machine().frame_ref(pfn));
             mm.unlock_page(pfn);
             mm.put_page(pfn);
-            Ok::<_, MmError>((during, n, check_pattern(FILE, 3 * PAGE_SIZE + 1000, &buf), after, finished, one_read, locked_during, locked_after, contents))
+            Ok::<_, MmError>((during, n, check_pattern(FILE, 203 * PAGE_SIZE + 1000, &buf), after, finished, one_read, locked_during, locked_after, contents))
         });
         let Ok((during, n, bytes, after, finished, one_read, locked_during, locked_after, contents)) = result else {
             check!(t, false, "{:?}", result);
@@ -86,11 +92,11 @@ ktest! {
     fn a_page_under_writeback_is_kept_until_the_write_ends(t) {
         if !needs_mm(t) { return; }
         let data = [0x6du8; 24];
-        let offset = 7 * PAGE_SIZE + 40;
+        let offset = 207 * PAGE_SIZE + 40;
         let result = vm::with(|mm| {
             let m = open_file(mm, FILE);
             mm.write_file(m, offset, &data)?;
-            let pfn = mm.find_lock_page(m, 7).ok_or(MmError::NoSuchObject)?;
+            let pfn = mm.find_lock_page(m, 207).ok_or(MmError::NoSuchObject)?;
             let dirty = mm.start_writeback(pfn)?;
             let during = io_state(mm, pfn);
             mm.put_page(pfn);

@@ -3,10 +3,15 @@
 //! directory, so the guest may write it (the `io::*` suites write only the scratch
 //! area; `mm.backing=virtio` puts the page cache on it) and recovery reboots of the
 //! same run see what the guest wrote.
+//!
+//! After the run, [`check`] compares the file with what it held before (the image, then
+//! zeros) and with the writes every boot reported (`# disk-writes:` lines, see
+//! `backing::writes`): a block that differs from both fails the run, named.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use backing::writes::{self, BlockWrite, Mismatch, ReportError};
 
 use crate::qemu::Machine;
 
@@ -48,6 +53,112 @@ fn args(path: &Path) -> [String; 4] {
     ]
 }
 
+/// Why the disk's contents fail the run.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CheckError {
+    /// A boot's report is missing or unreadable (boots count from 1).
+    Report {
+        /// The boot.
+        boot: usize,
+        /// What is wrong with its report.
+        error: ReportError,
+    },
+    /// The file disagrees with the original and the reports.
+    Mismatch(Vec<Mismatch>),
+}
+
+impl std::fmt::Display for CheckError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Report { boot, error } => write!(
+                f,
+                "boot {boot}: {error}, so the disk's contents cannot be checked"
+            ),
+            Self::Mismatch(found) => {
+                let first: Vec<String> = found.iter().take(3).map(ToString::to_string).collect();
+                write!(
+                    f,
+                    "the disk file does not hold what the guest wrote: {}",
+                    first.join("; ")
+                )?;
+                if found.len() > 3 {
+                    write!(f, " (and {} more)", found.len() - 3)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The console text of each boot in `log` (split at xtask's boot markers; a log without
+/// markers is one boot).
+pub fn boots(log: &str) -> Vec<&str> {
+    let mut starts: Vec<usize> = log
+        .match_indices(crate::verdict::BOOT_MARKER)
+        .filter(|(at, _)| *at == 0 || log.as_bytes()[at - 1] == b'\n')
+        .map(|(at, _)| at)
+        .collect();
+    if starts.first() != Some(&0) {
+        starts.insert(0, 0);
+    }
+    starts
+        .iter()
+        .zip(starts.iter().skip(1).chain([&log.len()]))
+        .map(|(&a, &b)| &log[a..b])
+        .filter(|text| !text.trim().is_empty())
+        .collect()
+}
+
+/// Checks the disk file's bytes `disk` against `original` and the reports of the boots in
+/// `log`; returns how many blocks the guest reported writing.
+pub fn check_bytes(original: &[u8], disk: &[u8], log: &str) -> Result<usize, CheckError> {
+    let mut reports: Vec<Vec<BlockWrite>> = Vec::new();
+    for (n, text) in boots(log).into_iter().enumerate() {
+        let report = writes::parse(text.lines())
+            .map_err(|error| CheckError::Report { boot: n + 1, error })?;
+        reports.push(report);
+    }
+    if reports.is_empty() {
+        return Err(CheckError::Report {
+            boot: 1,
+            error: ReportError::Missing,
+        });
+    }
+    let merged = writes::merge(&reports).map_err(|m| CheckError::Mismatch(vec![m]))?;
+    let found = writes::verify(original, disk, &merged);
+    if found.is_empty() {
+        Ok(merged.len())
+    } else {
+        Err(CheckError::Mismatch(found))
+    }
+}
+
+/// Checks the disk at `path` after a run whose console log is `log_path`. `Ok(Err(_))` is
+/// a verdict (the run fails); `Err(_)` a file that cannot be read.
+pub fn check(path: &Path, log_path: &Path) -> Result<Result<usize, CheckError>> {
+    let mut original = std::fs::read(crate::backing_store::ensure_standard()?)
+        .context("reading the standard backing-store image")?;
+    original.resize(original.len() + SCRATCH_BYTES as usize, 0);
+    let disk = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let log = std::fs::read(log_path).with_context(|| format!("reading {}", log_path.display()))?;
+    Ok(check_bytes(
+        &original,
+        &disk,
+        &String::from_utf8_lossy(&log),
+    ))
+}
+
+/// The record that fails a run whose disk does not check.
+pub fn failure_record(error: &CheckError) -> crate::results::TestRecord {
+    let mut record = crate::results::TestRecord::synthesized(
+        crate::results::TestId::new("disk", "contents"),
+        crate::results::Outcome::Error,
+        error.to_string(),
+    );
+    record.duration = Some(std::time::Duration::ZERO);
+    record
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,5 +172,132 @@ mod tests {
             "file=/t/a,,b/disk.img,if=none,id=zhint-disk,format=raw"
         );
         assert_eq!(a[3], "virtio-blk-ccw,drive=zhint-disk,queue-size=16");
+    }
+
+    fn image() -> Vec<u8> {
+        (0..6 * 4096).map(|i| (i * 7 % 251) as u8).collect()
+    }
+
+    /// A console log of `boots` boots, each with the report of its writes.
+    fn log_of(boots: &[&writes::WriteLog]) -> String {
+        let mut log = String::new();
+        for (n, w) in boots.iter().enumerate() {
+            log.push_str(&format!(
+                "{}{} (virtio-backing): qemu ...\n",
+                crate::verdict::BOOT_MARKER,
+                n + 1
+            ));
+            log.push_str("KTAP version 1\n1..1\nok 1 x\n# Totals: pass:1 fail:0 skip:0 total:1\n");
+            for line in w.report() {
+                log.push_str(&format!("# {line}\n"));
+            }
+            log.push_str("EXIT: STATUS=1\n");
+        }
+        log
+    }
+
+    #[test]
+    fn the_guests_writes_check_and_a_corrupted_file_or_report_fails_naming_the_block() {
+        let original = image();
+        let mut disk = original.clone();
+        let mut log1 = writes::WriteLog::new();
+        disk[4096..8192].fill(0xaa);
+        log1.record(8, &disk[4096..8192]);
+        let mut log2 = writes::WriteLog::new();
+        disk[5 * 4096..5 * 4096 + 1024].fill(0x55);
+        log2.record(40, &disk[5 * 4096..5 * 4096 + 1024]);
+        let log = log_of(&[&log1, &log2]);
+        assert_eq!(boots(&log).len(), 2);
+        assert_eq!(check_bytes(&original, &disk, &log), Ok(2));
+        // The host corrupts a block nobody wrote, a block the guest wrote, and a sector of
+        // a block the guest wrote partly.
+        for (at, want) in [
+            (3 * 4096 + 9, "block 3 differs from the original at byte 9"),
+            (
+                4096 + 4000,
+                "block 1 does not hold what the guest reported writing",
+            ),
+            (
+                5 * 4096 + 3000,
+                "sector 5 of block 5 differs from the original",
+            ),
+        ] {
+            let mut bad = disk.clone();
+            bad[at] ^= 0x01;
+            let error = check_bytes(&original, &bad, &log).unwrap_err();
+            let text = failure_record(&error).reason;
+            assert!(text.contains(want), "{text}");
+        }
+        // A report that lies about a block, or is missing from a boot.
+        let lie = log.replacen(
+            &format!("{}", log1.blocks()[0]),
+            &format!(
+                "{}",
+                BlockWrite {
+                    digest: 1,
+                    ..log1.blocks()[0]
+                }
+            ),
+            1,
+        );
+        assert!(
+            matches!(check_bytes(&original, &disk, &lie), Err(CheckError::Mismatch(m)) if matches!(m[..], [Mismatch::Written { block: 1, .. }]))
+        );
+        let cut: String = log
+            .lines()
+            .filter(|l| !l.contains("end blocks=1") || l.contains("xtask"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let error = check_bytes(&original, &disk, &cut).unwrap_err();
+        assert_eq!(
+            error,
+            CheckError::Report {
+                boot: 1,
+                error: ReportError::Unterminated
+            }
+        );
+        assert_eq!(
+            error.to_string(),
+            "boot 1: the `disk-writes:` report has no `end` line, so the disk's contents cannot be checked"
+        );
+        assert_eq!(
+            check_bytes(&original, &disk, "KTAP version 1\nEXIT: STATUS=1\n"),
+            Err(CheckError::Report {
+                boot: 1,
+                error: ReportError::Missing
+            })
+        );
+        // One boot, no marker (`cargo xtask run`), no writes: the untouched file checks.
+        assert_eq!(
+            check_bytes(
+                &original,
+                &original,
+                "# disk-writes: begin blocks=0\n# disk-writes: end blocks=0\n"
+            ),
+            Ok(0)
+        );
+    }
+
+    #[test]
+    fn a_corrupted_disk_file_fails_check_from_the_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut original = std::fs::read(crate::backing_store::ensure_standard().unwrap()).unwrap();
+        original.resize(original.len() + SCRATCH_BYTES as usize, 0);
+        let disk = dir.path().join(FILE_NAME);
+        let log = dir.path().join("console.log");
+        std::fs::write(&disk, &original).unwrap();
+        std::fs::write(
+            &log,
+            "# disk-writes: begin blocks=0\n# disk-writes: end blocks=0\n",
+        )
+        .unwrap();
+        assert_eq!(check(&disk, &log).unwrap(), Ok(0));
+        original[7 * 4096] ^= 0xff;
+        std::fs::write(&disk, &original).unwrap();
+        let error = check(&disk, &log).unwrap().unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "the disk file does not hold what the guest wrote: block 7 differs from the original at byte 0, and the guest did not report writing it"
+        );
     }
 }

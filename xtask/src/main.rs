@@ -381,9 +381,10 @@ fn run(args: RunArgs) -> Result<Outcome> {
     }
     machine.check_memory()?;
     let run_dir = cargo::xtask_dir("run")?;
-    if machine.initrd.is_some() {
-        disk::attach(&mut machine, &run_dir)?;
-    }
+    let disk_file = match machine.initrd {
+        Some(_) => Some(disk::attach(&mut machine, &run_dir)?),
+        None => None,
+    };
     let qemu_args = machine.args(&kernel, &args.kernel_args);
     eprintln!("xtask: {}", qemu::display_command(&qemu, &qemu_args));
     let log_path = run_dir.join("console.log");
@@ -411,7 +412,8 @@ fn run(args: RunArgs) -> Result<Outcome> {
     let interrupted = outcome.end == boot::End::Interrupted;
     let mut judged = verdict::Run::new();
     judged.add_boot(outcome.boot, &outcome.how);
-    let verdict = judged.finish();
+    let mut verdict = judged.finish();
+    check_disk(&mut verdict, disk_file.as_deref(), &log_path, &mut |_| {})?;
     let counts = verdict.counts();
     if let Some(usage) = verdict.infra.first() {
         bail!("{usage}");
@@ -908,9 +910,10 @@ fn run_job(
         .with_context(|| format!("cannot create {}", job.log_dir.display()))?;
     let log = job.log_dir.join("console.log");
     let mut config = config.clone();
-    if config.machine.initrd.is_some() {
-        disk::attach(&mut config.machine, &job.log_dir)?;
-    }
+    let disk_file = match config.machine.initrd {
+        Some(_) => Some(disk::attach(&mut config.machine, &job.log_dir)?),
+        None => None,
+    };
     let config = &config;
     let target = recovery::Target {
         qemu: qemu_path,
@@ -921,11 +924,45 @@ fn run_job(
     let shown = qualify.then_some(label.as_str());
     // A sweep shows failures only: thousands of passing lines would hide them.
     let only_failures = job.sweep_seed.is_some();
-    recovery::run_config(&target, &log, &mut |record: &TestRecord| {
+    let mut show = |record: &TestRecord| {
         if !only_failures || record.outcome.is_failure() {
             view.test(shown, record);
         }
-    })
+    };
+    let mut run = recovery::run_config(&target, &log, &mut show)?;
+    check_disk(&mut run.verdict, disk_file.as_deref(), &log, &mut show)?;
+    Ok(run)
+}
+
+/// The outside check of the guest's writes: after a run with a disk, the disk file must
+/// hold the original bytes and what the guest reported writing (`disk::check`); a
+/// mismatch fails the run with a record `disk.contents` that names the block. A run
+/// stopped from outside (interrupted, QEMU refused) is not checked: its boots never got
+/// to report.
+fn check_disk(
+    verdict: &mut verdict::Verdict,
+    disk_file: Option<&Path>,
+    log: &Path,
+    show: &mut dyn FnMut(&TestRecord),
+) -> Result<()> {
+    let Some(path) = disk_file else {
+        return Ok(());
+    };
+    if verdict.interrupted || !verdict.infra.is_empty() {
+        return Ok(());
+    }
+    match disk::check(path, log)? {
+        Ok(blocks) => eprintln!(
+            "xtask: {}: every block holds the original or what the guest reported writing ({blocks} blocks written)",
+            path.display()
+        ),
+        Err(error) => {
+            let record = disk::failure_record(&error);
+            show(&record);
+            verdict.records.push(record);
+        }
+    }
+    Ok(())
 }
 
 fn parse(args: ParseArgs) -> Result<Outcome> {
