@@ -192,3 +192,75 @@ ktest! {
 fn flags_of_page(mm: &KernelMm, pfn: Pfn) -> PageFlags {
     mm.page(pfn).map(|p| p.flags()).unwrap_or_default()
 }
+
+ktest! {
+    /// Under `mm.backing=virtio` a page read ends by I/O interruption: one unsolicited
+    /// (alert) status of the disk's subchannel taken for it, none left pending, and the
+    /// page cache's read counted once. Guards `VirtioDisk::collect` (a used request ends
+    /// only after its notification was taken).
+    fn page_transfers_end_by_interruption(t) {
+        if !needs_mm(t) { return; }
+        let virtio = vm::with(|mm| matches!(mm.device(), kernel::io::disk::KernelDisk::Virtio(_)));
+        if !virtio {
+            t.skip("the backing store is not the virtio-blk disk (mm.backing=virtio)");
+            return;
+        }
+        let Some(sid) = kernel::io::disk::with(|d| d.subchannel()) else {
+            check!(t, false, "mm.backing=virtio without a disk");
+            return;
+        };
+        kernel::arch::css::drain_pending();
+        let before = kernel::io::channel::interruptions();
+        let result = vm::with(|mm| {
+            let m = open_file(mm, FILE);
+            mm.sync_mapping(m)?;
+            mm.truncate_inode_pages(m, 205)?;
+            let pfn = mm.start_read_page(m, 205)?;
+            let finished = mm.finish_read_page(pfn);
+            mm.put_page(pfn);
+            Ok::<_, MmError>(finished)
+        });
+        let after = kernel::io::channel::interruptions();
+        check_eq!(t, result, Ok(Ok(())));
+        check_eq!(t, after.unsolicited, before.unsolicited + 1);
+        check_eq!(t, kernel::arch::css::tsch(sid), Ok(None));
+    }
+}
+
+ktest! {
+    /// More reads in flight than the virtio queue holds (16 descriptors, three per
+    /// request): each start past the fifth waits for one to end; every page then holds
+    /// the file's bytes, whichever order the waits come in. Guards the queue-full wait of
+    /// `VirtioDisk::start` and the filing of ends another wait collected.
+    fn many_reads_in_flight_all_end_with_the_files_bytes(t) {
+        if !needs_mm(t) { return; }
+        const FIRST: u64 = 220;
+        const COUNT: u64 = 12;
+        let result = vm::with(|mm| {
+            let m = open_file(mm, FILE);
+            mm.sync_mapping(m)?;
+            mm.truncate_inode_pages(m, FIRST)?;
+            let mut pages = alloc::vec::Vec::new();
+            for index in FIRST..FIRST + COUNT {
+                pages.push((index, mm.start_read_page(m, index)?));
+            }
+            let in_flight = mm.io_in_flight_count();
+            let mut bad = alloc::vec::Vec::new();
+            // Finish from the last: the first ones end inside the waits of the others.
+            for &(index, pfn) in pages.iter().rev() {
+                let finished = mm.finish_read_page(pfn);
+                if finished.is_err() || check_pattern(FILE, index * PAGE_SIZE, mm.machine().frame_ref(pfn)).is_err() {
+                    bad.push((index, finished));
+                }
+                mm.put_page(pfn);
+            }
+            Ok::<_, MmError>((in_flight, bad))
+        });
+        let Ok((in_flight, bad)) = result else {
+            check!(t, false, "{:?}", result);
+            return;
+        };
+        check!(t, in_flight >= 1, "no read in flight after the starts");
+        check_eq!(t, bad, alloc::vec::Vec::new());
+    }
+}

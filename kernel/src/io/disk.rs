@@ -208,8 +208,18 @@ impl VirtioDisk {
         transfer: Option<Transfer>,
     ) -> Result<u16, (DiskError, virtio::Buffer)> {
         // A failed notification is a transport fault, reported when the request ends.
-        let mut io = virtio::start(&mut self.blk, sector, write, buf)
-            .map_err(|(e, buf)| (DiskError::Driver(e), buf))?;
+        // A full queue (each request takes three descriptors) waits for a request to end.
+        let mut buf = buf;
+        let mut io = loop {
+            match virtio::start(&mut self.blk, sector, write, buf) {
+                Ok(io) => break io,
+                Err((DriverError::QueueFull, back)) if !self.in_flight.is_empty() => {
+                    buf = back;
+                    self.wait_for_one();
+                }
+                Err((e, back)) => return Err((DiskError::Driver(e), back)),
+            }
+        };
         let written = write.then(|| {
             let mut log = WriteLog::new();
             log.record(sector, io.data());
@@ -262,6 +272,18 @@ impl VirtioDisk {
                 }
                 None => self.ended_sync.push((token, result, buf)),
             }
+        }
+    }
+
+    /// Waits until some request in flight ended.
+    fn wait_for_one(&mut self) {
+        let before = self.in_flight.len();
+        loop {
+            self.collect();
+            if self.in_flight.len() < before {
+                return;
+            }
+            css::wait_for_io();
         }
     }
 
