@@ -264,3 +264,42 @@ ktest! {
         check_eq!(t, bad, alloc::vec::Vec::new());
     }
 }
+
+ktest! {
+    /// A request the device has used does not end before its interruption was taken:
+    /// with I/O interruptions disabled the used ring shows the read done, yet collecting
+    /// ends nothing; the interruption then ends it. Guards `VirtioDisk::collect`'s wait
+    /// for the alert (completion by interruption, never by polling the ring alone).
+    fn a_used_request_waits_for_its_interruption(t) {
+        if !needs_mm(t) { return; }
+        let virtio = vm::with(|mm| matches!(mm.device(), kernel::io::disk::KernelDisk::Virtio(_)));
+        if !virtio {
+            t.skip("the backing store is not the virtio-blk disk (mm.backing=virtio)");
+            return;
+        }
+        let result = vm::with(|mm| {
+            let m = open_file(mm, FILE);
+            mm.sync_mapping(m)?;
+            mm.truncate_inode_pages(m, 206)?;
+            let pfn = mm.start_read_page(m, 206)?;
+            // Interruptions stay disabled: spin until the device used the request.
+            let mut used = false;
+            for _ in 0..10_000_000u32 {
+                if kernel::io::disk::with(|d| d.device_used()) == Some(true) {
+                    used = true;
+                    break;
+                }
+                core::hint::spin_loop();
+            }
+            let ended_early = kernel::io::disk::with(|d| {
+                d.collect();
+                d.ended_transfers()
+            });
+            let finished = mm.finish_read_page(pfn);
+            let contents = check_pattern(FILE, 206 * PAGE_SIZE, mm.machine().frame_ref(pfn));
+            mm.put_page(pfn);
+            Ok::<_, MmError>((used, ended_early, finished, contents))
+        });
+        check_eq!(t, result, Ok((true, Some(0), Ok(()), Ok(()))));
+    }
+}

@@ -234,9 +234,21 @@ impl VirtioDisk {
         Ok(token)
     }
 
+    /// Whether the device has used a request the disk has not ended yet (it may not have
+    /// taken the request's interruption yet).
+    pub fn device_used(&mut self) -> bool {
+        virtio::next_used(&mut self.blk).is_some()
+    }
+
+    /// Ended page transfers the memory manager has not polled yet.
+    pub fn ended_transfers(&self) -> usize {
+        self.ended.len()
+    }
+
     /// Ends every request the device used, once its notification was taken (an alert
-    /// interruption since the used ring was last found empty).
-    fn collect(&mut self) {
+    /// interruption since the used ring was last found empty); takes no interruption
+    /// itself.
+    pub fn collect(&mut self) {
         if css::take_alert(self.sid) {
             self.signalled = true;
         }
