@@ -44,6 +44,10 @@
 //!   or `VM_LOCKED`-mapped pages; `try_to_unmap` asks
 //!   [`hooks::PageStateHooks::may_unmap_in_locked_vma`] (the seed's discarded-page exception).
 //! - A mapping's `mlocked` flag is set by `mlock_fixup` and never cleared.
+//! - Page-cache I/O is asynchronous ([`page_cache`]): a page stays locked while its
+//!   read is in flight and under writeback while its write is; a frame with a transfer
+//!   in flight is never freed (`put_page` checks); an I/O error reaches the waiter as
+//!   [`MmError::Io`], never as data.
 //! - The kernel is single threaded: [`Mm`] methods take `&mut self`; the
 //!   caller serialises (a lock that interrupt context never takes).
 
