@@ -414,8 +414,8 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
 
     /// A page-cache miss without the wait (`page_cache_read`, readahead): a new page at
     /// `index` in the cache, locked, its read started, with the caller's reference. The
-    /// read ends later ([`Mm::reap_io`], or any wait on the page); a caller that then
-    /// finds the page not up to date drops it with [`Mm::discard_failed_read`].
+    /// read ends later ([`Mm::reap_io`], or any wait on the page); the caller collects
+    /// its result with [`Mm::finish_read_page`], which drops a page whose read failed.
     pub fn start_read_page(&mut self, mapping: MappingId, index: u64) -> Result<Pfn, MmError> {
         self.check_index(mapping, index)?;
         let pfn = self.alloc_page()?;
