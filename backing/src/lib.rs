@@ -275,6 +275,44 @@ mod tests {
     use alloc::vec;
 
     #[test]
+    fn deferred_copies_at_start_and_reports_the_end_later_in_order() {
+        let mut disk = Deferred::new(MemDisk::new(vec![3u8; 2 * PAGE_BYTES]));
+        assert!(!disk.wait(), "nothing in flight");
+        let mut frame = [0u8; PAGE_BYTES];
+        let read = Transfer {
+            direction: Direction::Read,
+            block: 1,
+            frame: 7,
+        };
+        assert_eq!(disk.start(read, Frame::Read(&mut frame)), Started::Pending);
+        assert_eq!(frame, [3; PAGE_BYTES], "copied at once");
+        let beyond = Transfer {
+            direction: Direction::Write,
+            block: 2,
+            frame: 8,
+        };
+        assert_eq!(disk.start(beyond, Frame::Write(&frame)), Started::Pending);
+        assert_eq!(disk.pending(), 2);
+        assert!(disk.wait());
+        assert_eq!(
+            disk.poll(),
+            Some(Completion {
+                transfer: read,
+                result: Ok(())
+            })
+        );
+        assert_eq!(
+            disk.poll(),
+            Some(Completion {
+                transfer: beyond,
+                result: Err(IoError::OutOfRange { block: 2 })
+            })
+        );
+        assert_eq!(disk.poll(), None);
+        assert!(!disk.wait());
+    }
+
+    #[test]
     fn mem_disk_reads_writes_and_counts() {
         let mut disk = MemDisk::new(vec![0u8; 2 * PAGE_BYTES + 100]);
         assert_eq!(disk.blocks(), 2);
