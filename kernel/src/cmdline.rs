@@ -22,8 +22,12 @@ pub enum CmmaMode {
 /// Which device backs the memory manager's files (`mm.backing=`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum BackingChoice {
-    /// The `-initrd` image in memory.
+    /// The virtio-blk disk where there is one, else the initrd: under QEMU and KVM
+    /// the page cache waits for a real device; z/VM, LPAR and Hercules loads carry the
+    /// initrd.
     #[default]
+    Auto,
+    /// The `-initrd` image in memory.
     Initrd,
     /// The virtio-blk disk (virtio-ccw).
     Virtio,
@@ -293,9 +297,10 @@ fn apply(o: &mut Options, key: &str, value: Option<&str>) -> Result<(), Option<&
         }
         "mm.backing" => {
             o.mm_backing = match value {
+                Some("auto") => BackingChoice::Auto,
                 Some("initrd") => BackingChoice::Initrd,
                 Some("virtio") => BackingChoice::Virtio,
-                _ => return Err(Some("initrd or virtio")),
+                _ => return Err(Some("auto, initrd or virtio")),
             }
         }
         "mm.debug" => match value {
@@ -412,8 +417,9 @@ mod tests {
     }
 
     #[test]
-    fn backing_store_is_initrd_unless_virtio_is_asked_for() {
-        assert_eq!(parse(b"").0.mm_backing, BackingChoice::Initrd);
+    fn backing_store_is_chosen_at_boot_unless_one_is_asked_for() {
+        assert_eq!(parse(b"").0.mm_backing, BackingChoice::Auto);
+        assert_eq!(parse(b"mm.backing=auto").0.mm_backing, BackingChoice::Auto);
         assert_eq!(
             parse(b"mm.backing=virtio").0.mm_backing,
             BackingChoice::Virtio
@@ -424,7 +430,7 @@ mod tests {
         );
         for bad in [&b"mm.backing"[..], b"mm.backing=disk", b"mm.backing="] {
             let (o, w) = parse(bad);
-            assert_eq!(o.mm_backing, BackingChoice::Initrd);
+            assert_eq!(o.mm_backing, BackingChoice::Auto);
             assert!(
                 matches!(&w[..], [Warning::BadValue { key, .. }] if key == "mm.backing"),
                 "{w:?}"

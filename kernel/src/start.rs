@@ -112,9 +112,9 @@ pub fn kernel_main() -> ! {
     };
     let mm_status = match backing_store(options.mm_backing) {
         Err(why) => alloc::format!("off ({why})"),
-        Ok(disk) => match vm::init(pool.clone(), disk) {
-            Ok(()) => alloc::format!(
-                "{} frames ({} KiB{}) at {:#x}, backing store {:?}: {} KiB",
+        Ok(disk) => match (disk.name(), vm::init(pool.clone(), disk)) {
+            (backing, Ok(())) => alloc::format!(
+                "{} frames ({} KiB{}) at {:#x}, backing store {backing}: {} KiB",
                 pool.end.as_u64() - pool.start.as_u64(),
                 pool_size >> 10,
                 match (pool_capped_from, options.mm_pool) {
@@ -123,13 +123,12 @@ pub fn kernel_main() -> ! {
                     _ => alloc::string::String::new(),
                 },
                 pool_bytes.start,
-                options.mm_backing,
                 vm::with(|mm| {
                     use crate::mm::backing::BlockDevice;
                     mm.device().blocks() * 4
                 })
             ),
-            Err(e) => alloc::format!("failed to start: {e}"),
+            (_, Err(e)) => alloc::format!("failed to start: {e}"),
         },
     };
 
@@ -226,15 +225,20 @@ pub fn kernel_main() -> ! {
 }
 
 /// The memory manager's backing store as `mm.backing=` chose it, or why there is none.
+/// `auto` takes the virtio-blk disk where there is one, else the initrd.
 fn backing_store(choice: cmdline::BackingChoice) -> Result<KernelDisk, &'static str> {
+    use cmdline::BackingChoice::{Auto, Initrd, Virtio};
+    let disk = crate::io::disk::available();
     match choice {
-        cmdline::BackingChoice::Initrd => image::take_initrd()
+        Virtio | Auto if disk => Ok(KernelDisk::Virtio(VirtioBacking)),
+        Virtio => Err("mm.backing=virtio, but no virtio-blk disk"),
+        Initrd | Auto => image::take_initrd()
             .map(|initrd| KernelDisk::Initrd(Deferred::new(MemDisk::new(initrd))))
-            .ok_or("no backing store: boot with -initrd"),
-        cmdline::BackingChoice::Virtio if crate::io::disk::available() => {
-            Ok(KernelDisk::Virtio(VirtioBacking))
-        }
-        cmdline::BackingChoice::Virtio => Err("mm.backing=virtio, but no virtio-blk disk"),
+            .ok_or(if choice == Auto {
+                "no backing store: boot with a virtio-blk disk or -initrd"
+            } else {
+                "no backing store: boot with -initrd"
+            }),
     }
 }
 
