@@ -14,6 +14,8 @@ pub enum Host {
     Zvm,
     /// A logical partition, no hypervisor in between.
     Lpar,
+    /// The Hercules emulator (it reports configuration level 2, like an LPAR).
+    Hercules,
     /// A basic machine or an unrecognized hypervisor.
     Unknown,
 }
@@ -25,6 +27,7 @@ impl fmt::Display for Host {
             Host::Kvm => "KVM",
             Host::Zvm => "z/VM",
             Host::Lpar => "LPAR",
+            Host::Hercules => "Hercules",
             Host::Unknown => "unknown",
         })
     }
@@ -48,16 +51,23 @@ const EBCDIC_QEMU: [u8; 4] = [0xd8, 0xc5, 0xd4, 0xe4];
 const EBCDIC_KVM: [u8; 4] = [0xd2, 0xe5, 0xd4, 0x61];
 /// EBCDIC "z/VM".
 const EBCDIC_ZVM: [u8; 4] = [0xa9, 0x61, 0xe5, 0xd4];
+/// EBCDIC "HRC ", the STSI 1.1.1 manufacturer Hercules reports unless its configuration
+/// says otherwise (`MANUFACTURER` statement; Hercules `control.c` default `manufact`).
+const EBCDIC_HERCULES: [u8; 4] = [0xc8, 0xd9, 0xc3, 0x40];
 
-/// Decides the host from the configuration level (STSI fc 0) and, for level 3, the
-/// STSI 1.1.1 manufacturer and the STSI 3.2.2 control-program identifier of the
-/// innermost VM (as kvm-unit-tests' `detect_host` does).
+/// Decides the host from the configuration level (STSI fc 0), the STSI 1.1.1
+/// manufacturer and, for level 3, the STSI 3.2.2 control-program identifier of the
+/// innermost VM (as kvm-unit-tests' `detect_host` does). Hercules stores level 2 like
+/// an LPAR; its manufacturer tells it apart.
 pub fn detect_host(level: u8, sysinfo_111: Option<&[u8]>, sysinfo_322: Option<&[u8]>) -> Host {
+    // 1.1.1: manufacturer at offset 32 (16 bytes, EBCDIC).
+    let manufacturer =
+        |name: &[u8; 4]| sysinfo_111.is_some_and(|b| b.get(32..36) == Some(&name[..]));
     match level {
+        1 | 2 if manufacturer(&EBCDIC_HERCULES) => Host::Hercules,
         2 => Host::Lpar,
         3 => {
-            // 1.1.1: manufacturer at offset 32 (16 bytes, EBCDIC).
-            if sysinfo_111.is_some_and(|b| b.get(32..36) == Some(&EBCDIC_QEMU[..])) {
+            if manufacturer(&EBCDIC_QEMU) {
                 return Host::Tcg;
             }
             // 3.2.2: count of VM levels in the low nibble of byte 31; vm[0] (the level
@@ -91,6 +101,9 @@ pub mod facility {
     pub const EDAT1: usize = 8;
     /// Instruction-execution protection.
     pub const IEP: usize = 130;
+    /// Side-effect access and enhanced suppression on protection 2 (protection
+    /// exceptions say in the TEID which protection refused the access).
+    pub const ESOP2: usize = 131;
     /// Extended-length SCCB: READ SCP INFO may use an SCCB longer than a page.
     pub const EXTENDED_LENGTH_SCCB: usize = 140;
     /// CMM ESSA-enhancement (no-translate, ORC 7).
@@ -136,6 +149,16 @@ mod tests {
         let mut s322 = vec![0u8; 4096];
         assert_eq!(detect_host(2, None, None), Host::Lpar);
         assert_eq!(detect_host(1, None, None), Host::Unknown);
+        s111[32..36].copy_from_slice(&[0xc9, 0xc2, 0xd4, 0x40]); // "IBM "
+        assert_eq!(detect_host(2, Some(&s111), None), Host::Lpar);
+        s111[32..36].copy_from_slice(&EBCDIC_HERCULES);
+        assert_eq!(detect_host(2, Some(&s111), None), Host::Hercules);
+        assert_eq!(detect_host(1, Some(&s111), None), Host::Hercules);
+        assert_eq!(
+            detect_host(3, Some(&s111), None),
+            Host::Unknown,
+            "a VM on Hercules"
+        );
         s111[32..36].copy_from_slice(&EBCDIC_QEMU);
         assert_eq!(detect_host(3, Some(&s111), Some(&s322)), Host::Tcg);
         s111[32..36].copy_from_slice(&[0xc9, 0xc2, 0xd4, 0x40]); // "IBM "

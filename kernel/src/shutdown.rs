@@ -18,14 +18,15 @@ pub const CRASH_WAIT_CODE: u64 = 0x0bad_0000;
 pub const PASS_WAIT_CODE: u64 = 0x0600_d000;
 
 /// Prints `EXIT: STATUS=<status>` and ends the run: SIGP STOP under QEMU and KVM (QEMU
-/// then exits 0), a disabled wait whose address tells pass or fail under z/VM and in an
-/// LPAR, where a stopped CPU says nothing to the operator.
+/// then exits 0), a disabled wait whose address tells pass or fail under z/VM, in an
+/// LPAR and on Hercules, where a stopped CPU says nothing to the operator (xtask reads
+/// Hercules' wait PSW).
 pub fn exit(status: u32) -> ! {
     crate::println!("EXIT: STATUS={status}");
     // This CPU must be the last one running: QEMU ends the run only when every CPU has
     // stopped (a disabled wait, too, counts as a panic only on the last one).
     smp::stop_others();
-    if matches!(crate::machine::host(), Some(Host::Zvm | Host::Lpar)) {
+    if matches!(crate::machine::host(), Some(Host::Zvm | Host::Lpar | Host::Hercules)) {
         cpu::disabled_wait(wait_code(status));
     }
     cpu::stop_self()

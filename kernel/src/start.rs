@@ -284,14 +284,13 @@ pub fn probe_storage_end() -> u64 {
 
 fn detect_host() -> Host {
     let level = cpu::configuration_level();
-    if level != 3 {
-        return machine::detect_host(level, None, None);
-    }
     let mut block = alloc::boxed::Box::new(cpu::SysinfoBlock([0; 4096]));
     let s111: Option<Vec<u8>> = cpu::stsi(1, 1, 1, &mut block).map(|()| block.0.to_vec());
-    // STSI 3.2.2 only when 1.1.1 did not already name QEMU's TCG (STSI is slow there).
-    if machine::detect_host(level, s111.as_deref(), None) == Host::Tcg {
-        return Host::Tcg;
+    // STSI 3.2.2 only in a VM that 1.1.1 did not already name QEMU's TCG (STSI is slow
+    // there).
+    let host = machine::detect_host(level, s111.as_deref(), None);
+    if level != 3 || host == Host::Tcg {
+        return host;
     }
     let s322: Option<Vec<u8>> = cpu::stsi(3, 2, 2, &mut block).map(|()| block.0.to_vec());
     machine::detect_host(level, s111.as_deref(), s322.as_deref())

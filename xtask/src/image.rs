@@ -9,7 +9,10 @@
 //!
 //! Kernel arguments end up in the kernel's command-line area (0x10480) in every form: written
 //! into the image (`elf`, `raw`, `zvm`), or loaded there from the parameter file (`zvm`
-//! through the reader loader, `lpar` through the `.ins` file). QEMU overwrites that area
+//! through the reader loader, `lpar` through the `.ins` file). The `zvm` and `lpar` forms
+//! also carry the backing store as an initrd: loaded at [`INITRD_START`] (as QEMU's
+//! `-initrd`) and announced in the kernel's parameter area at 0x10408 (start) and 0x10410
+//! (size), which xtask fills in the image as QEMU does. QEMU overwrites the command-line area
 //! whenever it starts the kernel at 0x10000 (with "" when there is no `-append`), so an image
 //! with built-in arguments gets its IPL PSW pointed at `zhint_ipl_direct_entry`, a jump to
 //! `_start` that QEMU does not treat as a Linux-style entry. See `docs/zvm-lpar.md`.
@@ -28,6 +31,12 @@ pub use elf::Elf;
 pub const COMMAND_LINE: usize = 0x10480;
 /// Size of the command-line area including the terminating NUL.
 pub const COMMAND_LINE_SIZE: usize = 0xb80;
+/// The kernel's parameter area: initrd start at +8, its size at +16 (Linux's layout,
+/// which QEMU fills for `-initrd`).
+pub const PARM_AREA: usize = 0x10400;
+/// Where the loaders put the initrd: QEMU's `INITRD_START` (`hw/s390x/ipl.h`), unless
+/// the kernel reaches beyond it (then the next MiB after the kernel).
+pub const INITRD_START: u64 = 0x80_0000;
 
 /// The image formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -42,34 +51,50 @@ pub enum Format {
     Lpar,
 }
 
-/// Writes the image files of `format` for the kernel ELF `kernel` into `out`; returns them.
+/// Writes the image files of `format` for the kernel ELF `kernel` into `out`, with the
+/// backing-store image `initrd` where the format carries one; returns the files.
 pub fn write(
     kernel: &Path,
     format: Format,
     out: &Path,
     kernel_args: &[String],
+    initrd: Option<&Path>,
 ) -> Result<Vec<PathBuf>> {
     let bytes =
         std::fs::read(kernel).with_context(|| format!("cannot read {}", kernel.display()))?;
-    let files = build(&bytes, format, kernel_args)?;
+    let initrd = initrd
+        .map(|path| std::fs::read(path).with_context(|| format!("cannot read {}", path.display())))
+        .transpose()?;
+    let files = build(&bytes, format, kernel_args, initrd.as_deref())?;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let mut written = Vec::new();
     for (name, contents) in files {
         let path = out.join(name);
-        std::fs::write(&path, contents)
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        crate::backing_store::write_if_changed(&path, &contents)?;
         written.push(path);
     }
     Ok(written)
 }
 
-/// The files (name, contents) of `format` for the kernel ELF `elf_bytes`.
+/// Whether `format` carries a backing-store image (the others are started by QEMU,
+/// which loads one with `-initrd`).
+pub fn carries_initrd(format: Format) -> bool {
+    matches!(format, Format::Zvm | Format::Lpar)
+}
+
+/// The files (name, contents) of `format` for the kernel ELF `elf_bytes`, with the
+/// backing-store image `initrd` (only `zvm` and `lpar` carry one).
 pub fn build(
     elf_bytes: &[u8],
     format: Format,
     kernel_args: &[String],
+    initrd: Option<&[u8]>,
 ) -> Result<Vec<(String, Vec<u8>)>> {
     let elf = Elf::parse(elf_bytes)?;
+    ensure!(
+        initrd.is_none() || carries_initrd(format),
+        "the {format:?} image carries no initrd: QEMU loads the backing store with -initrd"
+    );
     Ok(match format {
         Format::Elf => {
             let mut bytes = elf_bytes.to_vec();
@@ -80,13 +105,17 @@ pub fn build(
         }
         Format::Raw => vec![("zhint.bin".into(), raw_image(&elf, kernel_args)?)],
         Format::Zvm => {
-            let image = raw_image(&elf, kernel_args)?;
+            let mut image = raw_image(&elf, kernel_args)?;
+            if let Some(initrd) = initrd {
+                set_initrd(&mut image, initrd_start(&elf)?, initrd.len())?;
+            }
             let loader_start = usize::try_from(elf.symbol("zhint_ipl_loader")?)?;
             let loader_end = usize::try_from(elf.symbol("__ipl_loader_end")?)?;
             let deck = deck::build(&deck::DeckInput {
                 image: &image,
                 loader: loader_start..loader_end,
                 kernel_records_word: usize::try_from(elf.symbol("zhint_ipl_kernel_records")?)?,
+                initrd: initrd.unwrap_or_default(),
             })?;
             vec![
                 ("zhint.img".into(), deck),
@@ -102,17 +131,50 @@ pub fn build(
         Format::Lpar => {
             // The parameter file the .ins loads at 0x10480 is the only command line: the
             // image's own area stays zero, so a shorter parameter file leaves no remnant.
-            let image = raw_image(&elf, &[])?;
+            let mut image = raw_image(&elf, &[])?;
             let mut parm = kernel_args.join(" ");
             check_command_line(&parm)?;
             parm.push('\n');
-            vec![
-                ("zhint.ins".into(), LPAR_INS.as_bytes().to_vec()),
+            let mut ins = String::from(LPAR_INS);
+            if let Some(initrd) = initrd {
+                let start = initrd_start(&elf)?;
+                set_initrd(&mut image, start, initrd.len())?;
+                ins.push_str(&format!("{LPAR_INITRD} {start:#010x}\n"));
+            }
+            let mut files = vec![
+                ("zhint.ins".into(), ins.into_bytes()),
                 ("zhint.bin".into(), image),
                 ("zhint.parm".into(), parm.into_bytes()),
-            ]
+            ];
+            if let Some(initrd) = initrd {
+                files.push((LPAR_INITRD.into(), initrd.to_vec()));
+            }
+            files
         }
     })
+}
+
+/// Where the initrd goes for the kernel `elf`: [`INITRD_START`], or the first MiB
+/// boundary after the kernel's end (`__kernel_end`: image, BSS and stacks) if that is
+/// higher.
+pub fn initrd_start(elf: &Elf) -> Result<u64> {
+    let kernel_end = elf.symbol("__kernel_end")?;
+    Ok(INITRD_START.max(kernel_end.next_multiple_of(1 << 20)))
+}
+
+/// Announces an initrd of `size` bytes at `start` in the kernel's parameter area, as QEMU
+/// does for `-initrd` (the kernel reads both words, `kernel::arch::image::initrd`).
+pub fn set_initrd(image: &mut [u8], start: u64, size: usize) -> Result<()> {
+    ensure!(
+        start + size as u64 <= 1 << 31,
+        "an initrd of {size} bytes at {start:#x} reaches above 2 GiB, which the loaders cannot address"
+    );
+    let area = image
+        .get_mut(PARM_AREA + 8..PARM_AREA + 24)
+        .context("the image has no parameter area")?;
+    area[..8].copy_from_slice(&start.to_be_bytes());
+    area[8..].copy_from_slice(&(size as u64).to_be_bytes());
+    Ok(())
 }
 
 /// The flat image from address 0, with `kernel_args` in the command-line area and then the
@@ -191,12 +253,16 @@ fn patch_elf_command_line(bytes: &mut [u8], elf: &Elf, kernel_args: &[String]) -
     Ok(())
 }
 
-/// The `.ins` file: image at 0 (started through its IPL PSW), parameter file at 0x10480.
+/// The `.ins` file: image at 0 (started through its IPL PSW), parameter file at 0x10480;
+/// a line for the initrd follows when the load carries one.
 const LPAR_INS: &str = "\
 * zhint: HMC \"Load from Removable Media or Server\" (see docs/zvm-lpar.md)
 zhint.bin 0x00000000
 zhint.parm 0x00010480
 ";
+
+/// File name of the backing store in an LPAR load.
+const LPAR_INITRD: &str = "zhint.initrd";
 
 /// CMS EXEC: punch the deck and the parameter file to our own reader and IPL it.
 const ZVM_EXEC: &str = r#"/* ZHINT EXEC: IPL the zhint kernel from this virtual machine's reader.  */

@@ -23,6 +23,7 @@ mod bench;
 mod boot;
 mod cargo;
 mod disk;
+mod hercules;
 mod image;
 mod install;
 mod interrupt;
@@ -93,6 +94,13 @@ enum Command {
     /// Install what building and testing need (Rust target, QEMU, the reference consumers
     /// the host tests run); `cargo xtask test` does this first.
     Provision,
+    /// One Hercules boot prepared in DIR: its console on stdout (what a `hercules` matrix
+    /// entry runs; see xtask/src/hercules.rs).
+    #[command(name = "hercules-console", hide = true)]
+    HerculesConsole {
+        /// The boot's directory.
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -106,6 +114,10 @@ struct ImageArgs {
     /// Build the kernel with the release profile.
     #[arg(long)]
     release: bool,
+    /// The backing store the `zvm` deck and the `lpar` load carry as their initrd: a path,
+    /// or `none` (default: the standard image; `elf` and `raw` carry none).
+    #[arg(long, value_name = "PATH|none")]
+    initrd: Option<String>,
     /// Kernel command-line arguments built into the image or its parameter file.
     #[arg(last = true)]
     kernel_args: Vec<String>,
@@ -263,6 +275,12 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let result = match cli.command {
+        Command::HerculesConsole { dir } => {
+            return hercules::console(&dir).unwrap_or_else(|error| {
+                eprintln!("xtask: error: {}", one_line(&format!("{error:#}")));
+                ExitCode::from(2)
+            });
+        }
         Command::Build { release } => build(release),
         Command::Run(args) => run(args),
         Command::Test(args) => test(args),
@@ -890,10 +908,12 @@ fn run_job(
 ) -> Result<recovery::ConfigRun> {
     let config = &job.config;
     let label = job.label();
+    let emulator = match config.emulator {
+        matrix::Emulator::Qemu => format!("{} cpu={}", config.machine.accel, config.machine.cpu),
+        matrix::Emulator::Hercules => "hercules".to_string(),
+    };
     println!(
-        "== [{label}] {} cpu={} mem={} smp={} seed={}",
-        config.machine.accel,
-        config.machine.cpu,
+        "== [{label}] {emulator} mem={} smp={} seed={}",
         config.machine.mem,
         config.machine.smp,
         seed_in(
@@ -910,9 +930,12 @@ fn run_job(
         .with_context(|| format!("cannot create {}", job.log_dir.display()))?;
     let log = job.log_dir.join("console.log");
     let mut config = config.clone();
+    // Hercules has no virtio: its backing store is the initrd in the LPAR load.
     let disk_file = match config.machine.initrd {
-        Some(_) => Some(disk::attach(&mut config.machine, &job.log_dir)?),
-        None => None,
+        Some(_) if config.emulator == matrix::Emulator::Qemu => {
+            Some(disk::attach(&mut config.machine, &job.log_dir)?)
+        }
+        _ => None,
     };
     let config = &config;
     let target = recovery::Target {
@@ -1064,7 +1087,19 @@ fn image_command(args: ImageArgs) -> Result<Outcome> {
         Some(dir) => dir,
         None => cargo::xtask_dir("image")?.join(format.unwrap_or_default()),
     };
-    for path in image::write(&kernel, args.format, &out, &args.kernel_args)? {
+    let initrd = match args.initrd.as_deref() {
+        Some(value) => Initrd::parse(value, &std::env::current_dir().unwrap_or_default()),
+        None if image::carries_initrd(args.format) => Initrd::Standard,
+        None => Initrd::None,
+    }
+    .resolve()?;
+    for path in image::write(
+        &kernel,
+        args.format,
+        &out,
+        &args.kernel_args,
+        initrd.as_deref(),
+    )? {
         println!("{}", path.display());
     }
     Ok(Outcome::Passed)

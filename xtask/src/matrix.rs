@@ -14,6 +14,8 @@
 //!                                  # default: the standard image xtask generates
 //! timeout = 60        # seconds a single test may run before it counts as hung
 //! groups = default    # space-separated; `cargo xtask test` runs group `default`
+//! emulator = qemu     # qemu | hercules: Hercules boots the LPAR load with mem, smp,
+//!                     # append and initrd; accel, cpu, console and qemu_params are QEMU's
 //! ```
 //! Values may span lines between `"""` markers, as in kvm-unit-tests.
 
@@ -28,11 +30,23 @@ use crate::qemu::{Console, Machine};
 /// Default per-test time limit.
 pub const DEFAULT_TEST_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// What boots a configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Emulator {
+    /// `qemu-system-s390x` (TCG or KVM).
+    #[default]
+    Qemu,
+    /// Hercules ([`crate::hercules`]).
+    Hercules,
+}
+
 /// One configuration of the matrix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// Section name.
     pub name: String,
+    /// What boots it.
+    pub emulator: Emulator,
     /// The machine to boot (its `initrd` is filled in from [`Config::initrd`] at run time).
     pub machine: Machine,
     /// The backing-store image.
@@ -49,6 +63,7 @@ impl Config {
     fn new(name: &str) -> Self {
         Self {
             name: name.to_string(),
+            emulator: Emulator::default(),
             machine: Machine::default(),
             initrd: Initrd::default(),
             append: Vec::new(),
@@ -155,8 +170,15 @@ fn apply(config: &mut Config, key: &str, value: &str, root: &Path) -> Result<()>
             config.test_timeout = Duration::from_secs(seconds.max(1));
         }
         "groups" => config.groups = value.split_whitespace().map(str::to_string).collect(),
+        "emulator" => {
+            config.emulator = match value {
+                "qemu" => Emulator::Qemu,
+                "hercules" => Emulator::Hercules,
+                _ => bail!("emulator must be qemu or hercules, not `{value}`"),
+            }
+        }
         _ => bail!(
-            "unknown key (known: accel cpu mem smp console append qemu_params initrd timeout groups)"
+            "unknown key (known: accel cpu mem smp console append qemu_params initrd timeout groups emulator)"
         ),
     }
     Ok(())
@@ -227,12 +249,17 @@ groups = default nightly
 [big]
 mem = 2G
 initrd = none
+
+[herc]
+emulator = hercules
 "#;
 
     #[test]
     fn parses_sections_keys_and_multiline_values() {
         let configs = parse(SAMPLE, Path::new("/root")).unwrap();
-        assert_eq!(configs.len(), 3);
+        assert_eq!(configs.len(), 4);
+        assert_eq!(configs[3].emulator, Emulator::Hercules);
+        assert_eq!(configs[0].emulator, Emulator::Qemu);
         let lm = &configs[1];
         assert_eq!(lm.machine.console, Console::LineMode);
         assert_eq!(lm.append, ["ktest.seed=7", "quoted arg"]);
@@ -260,7 +287,7 @@ initrd = none
         let error = select(&configs, &["nope".into()]).unwrap_err().to_string();
         assert_eq!(
             error,
-            "unknown matrix entry `nope`; known: default, lm-console, big"
+            "unknown matrix entry `nope`; known: default, lm-console, big, herc"
         );
     }
 
@@ -273,6 +300,7 @@ initrd = none
             ("[a]\n[a]\n", "line 2: duplicate section [a]"),
             ("[a]\nappend = \"\"\"x\n", "line 2: unterminated"),
             ("[a]\njunk\n", "line 2: expected `key = value`"),
+            ("[a]\nemulator = bochs\n", "line 2: emulator"),
         ];
         for (text, expected) in cases {
             let error = format!("{:#}", parse(text, Path::new("/")).unwrap_err());

@@ -2,7 +2,7 @@
 //! (`cargo xtask provision`, and the first thing `cargo xtask test` does). Host tests never
 //! install anything: they find what is here or fail with the command that provides it.
 //!
-//! Besides the s390x Rust target and QEMU, the host tests check xtask's output with the
+//! Besides the s390x Rust target, QEMU and Hercules (the `hercules` matrix entry), the host tests check xtask's output with the
 //! consumers CI systems use, taken from package registries at pinned versions:
 //!
 //! | reference | from | checks |
@@ -74,6 +74,10 @@ pub fn provision(references: bool) -> Result<()> {
     let mut packages = Vec::new();
     if std::env::var_os("QEMU").is_none() && !have(install::QEMU) {
         packages.push("qemu-system-misc");
+    }
+    // The `hercules` matrix entry (group `default`) boots on Hercules.
+    if !have(crate::hercules::PROGRAM) {
+        packages.push(crate::hercules::PROGRAM);
     }
     if references {
         for (program, package) in [

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use crate::boot::{self, End, Limits, Place, Sinks};
-use crate::matrix::Config;
+use crate::matrix::{Config, Emulator};
 use crate::results::TestRecord;
 use crate::verdict::{BOOT_MARKER, Run, Verdict};
 
@@ -82,14 +82,27 @@ pub fn run_config(
         if skip > 0 {
             args.push(format!("ktest.skip={skip}"));
         }
-        config.machine.check_memory()?;
-        let qemu_args = config.machine.args(target.kernel, &args);
-        let command = crate::qemu::display_command(target.qemu, &qemu_args);
+        let (program, qemu_args) = match config.emulator {
+            Emulator::Qemu => {
+                config.machine.check_memory()?;
+                (
+                    target.qemu.to_path_buf(),
+                    config.machine.args(target.kernel, &args),
+                )
+            }
+            Emulator::Hercules => crate::hercules::prepare(
+                log_path.parent().unwrap_or(Path::new(".")),
+                target.kernel,
+                &config.machine,
+                &args,
+            )?,
+        };
+        let command = crate::qemu::display_command(&program, &qemu_args);
         writeln!(log, "{BOOT_MARKER}{boots} ({}): {command}", config.name)
             .context("writing the console log")?;
         lines += 1;
         let outcome = boot::boot_at(
-            target.qemu,
+            &program,
             &qemu_args,
             limits,
             Sinks {

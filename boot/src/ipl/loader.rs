@@ -1,5 +1,5 @@
 //! The z/VM reader loader: entered through the deck's IPL PSW, reads the rest of the
-//! kernel and the parameter file with SSCH/TSCH, and starts `_start` in the mode the IPL
+//! kernel, its initrd and the parameter file with SSCH/TSCH, and starts `_start` in the mode the IPL
 //! left (see the module documentation of [`super`] for the deck layout).
 //!
 //! Also here: `zhint_ipl_direct_entry`, the IPL PSW target of raw images with built-in
@@ -18,6 +18,8 @@ const CCWS: u32 = 0x2880;
 const CHUNK_RECORDS: u32 = 20;
 /// The kernel's command-line area.
 const COMMAND_LINE: u32 = 0x10480;
+/// The kernel's parameter area (initrd start at +8, size at +16, as QEMU fills it).
+const PARM_AREA: u32 = 0x10400;
 
 global_asm!(
     r#"
@@ -37,12 +39,11 @@ zhint_ipl_loader:
     bras    %r14, .Lread
     chi     %r2, {lowcore_records} * 80
     jne     .Lfail_lowcore
-    # The kernel from 0x10000: exactly the record count xtask patched in, then end of file.
+    # The kernel from 0x10000: exactly the record count xtask patched in.
     larl    %r1, .Lkernel_start
     l       %r2, 0(%r1)
     larl    %r1, zhint_ipl_kernel_records
     l       %r3, 0(%r1)
-    ahi     %r3, 1
     bras    %r14, .Lread
     larl    %r1, zhint_ipl_kernel_records
     l       %r3, 0(%r1)
@@ -52,6 +53,30 @@ zhint_ipl_loader:
     ar      %r3, %r0            # records * 80
     clr     %r2, %r3
     jne     .Lfail_kernel
+    # The initrd (the backing store) follows in the same file, to where the kernel's
+    # parameter area, just read with the kernel, says: start at 0x10408, size at 0x10410
+    # (xtask keeps both below 4 GiB, so the low words are the values).
+    bras    %r14, .Linitrd_records
+    ltr     %r3, %r3
+    jz      1f
+    larl    %r1, .Lparm_area
+    l       %r1, 0(%r1)
+    l       %r2, 12(%r1)
+    bras    %r14, .Lread
+    lr      %r6, %r2
+    bras    %r14, .Linitrd_records
+    lr      %r0, %r3
+    sll     %r0, 4
+    sll     %r3, 6
+    ar      %r3, %r0            # records * 80
+    clr     %r6, %r3
+    jne     .Lfail_initrd
+    # Then end of file: a record more means the file is not the one xtask wrote.
+1:  lhi     %r2, {parm_buffer}
+    lhi     %r3, 1
+    bras    %r14, .Lread
+    ltr     %r2, %r2
+    jnz     .Lfail_kernel
     # The next reader file, if any, is the parameter file.
     lhi     %r2, {parm_buffer}
     lhi     %r3, {parm_records}
@@ -206,6 +231,19 @@ zhint_ipl_test_entry:
     sr      %r2, %r9
     br      %r14
 
+    # r3 = records of the initrd: its size (low word at 0x10414) / 80, rounded up.
+    # Clobbers r0, r1, r4, r5.
+.Linitrd_records:
+    larl    %r1, .Lparm_area
+    l       %r1, 0(%r1)
+    l       %r5, 20(%r1)
+    ahi     %r5, 79
+    slr     %r4, %r4
+    lhi     %r0, 80
+    dr      %r4, %r0
+    lr      %r3, %r5
+    br      %r14
+
     # Under z/VM (STIDP version code 0xff), CHANGE RDR ALL KEEP NOHOLD, as Linux does, so
     # the files read stay in the reader for the next IPL; then clear any status the
     # command left pending on the reader. Keeps r2 and r3.
@@ -242,6 +280,9 @@ zhint_ipl_test_entry:
 .Lfail_tsch:
     larl    %r1, .Lwait_tsch
     lpsw    0(%r1)
+.Lfail_initrd:
+    larl    %r1, .Lwait_initrd
+    lpsw    0(%r1)
 
     .balign 8
     # Disabled-wait short PSWs (EC, wait, 31-bit); the address says what failed.
@@ -249,12 +290,14 @@ zhint_ipl_test_entry:
 .Lwait_lowcore: .long 0x000a0000, 0x80f10002
 .Lwait_kernel:  .long 0x000a0000, 0x80f10003
 .Lwait_tsch:    .long 0x000a0000, 0x80f10004
+.Lwait_initrd:  .long 0x000a0000, 0x80f10005
     # ORB: format-1 CCWs, all paths; the channel program follows.
 .Lorb:          .long 0, 0x0080ff00, {ccws}
     # Format-1 READ, command chaining + suppress length, 80 bytes.
 .Lread_ccw:     .long 0x02600050
 .Lkernel_start: .long 0x10000
 .Lcommand_line: .long {command_line}
+.Lparm_area:    .long {parm_area}
     # Patched by xtask in the deck's copy: records of the kernel file.
     .globl  zhint_ipl_kernel_records
 zhint_ipl_kernel_records: .long 0
@@ -276,4 +319,5 @@ zhint_ipl_test_parm_bytes: .long 0
     orb = const ORB,
     irb = const IRB,
     command_line = const COMMAND_LINE,
+    parm_area = const PARM_AREA,
 );

@@ -104,3 +104,46 @@ pub fn svc_round_trip(value: u64) -> u64 {
     unsafe { asm!("svc 0", inout("r2") value => out, options(nostack)) };
     out
 }
+
+/// Stores `value` into `target` under PSW key `key` (SET PSW KEY FROM ADDRESS around an
+/// STC): a protection exception (0x04), and `target` unchanged, where the storage key of
+/// its frame refuses stores under that key. Only the STC runs under `key`; an
+/// interruption unwinds with the kernel's key 0 ([`super::interrupts::unwind_to_catcher`]
+/// loads the kernel mask).
+pub fn store_with_key(target: &mut u8, value: u8, key: u8) {
+    assert!(key < 16, "a PSW key is 4 bits");
+    // SAFETY: STC stores one byte into `target`, which we borrow mutably; between the two
+    // SPKAs nothing else is accessed (no stack), so key `key` governs only that store,
+    // and key 0 is back before any other access.
+    unsafe {
+        asm!(
+            "spka 0({k})",
+            "stc {v}, 0({a})",
+            "spka 0",
+            k = in(reg_addr) u64::from(key) << 4,
+            a = in(reg_addr) target as *mut u8,
+            v = in(reg) u64::from(value),
+            options(nostack),
+        );
+    }
+}
+
+/// Loads `source` under PSW key `key`: a protection exception (0x04) where its frame is
+/// fetch-protected and the frame's access key is neither `key` nor 0.
+pub fn load_with_key(source: &u8, key: u8) -> u8 {
+    assert!(key < 16, "a PSW key is 4 bits");
+    let value: u64;
+    // SAFETY: a one-byte load of `source` between two SPKAs, as in `store_with_key`.
+    unsafe {
+        asm!(
+            "spka 0({k})",
+            "llgc {v}, 0({a})",
+            "spka 0",
+            k = in(reg_addr) u64::from(key) << 4,
+            a = in(reg_addr) source as *const u8,
+            v = out(reg) value,
+            options(nostack, readonly),
+        );
+    }
+    value as u8
+}

@@ -8,6 +8,10 @@ use core::arch::asm;
 
 /// Storage-key bits (the low byte of ISKE's result).
 pub mod key {
+    /// Access-control bits (the key a PSW key must match, 0 matches every key).
+    pub const ACCESS: u8 = 0xf0;
+    /// Fetch-protection bit: fetches also need a matching PSW key.
+    pub const FETCH_PROTECTION: u8 = 0x08;
     /// Reference bit.
     pub const REFERENCE: u8 = 0x04;
     /// Change bit.
@@ -22,11 +26,13 @@ pub fn iske(addr: u64) -> u8 {
     key as u8
 }
 
-/// SET STORAGE KEY EXTENDED for the frame at `addr`. Only the reference and change bits
-/// matter to the kernel: access key 0 and no fetch protection everywhere.
+/// SET STORAGE KEY EXTENDED for the frame at `addr`. The kernel uses the reference and
+/// change bits; access key 0 and no fetch protection everywhere, except on the frames
+/// the `arch::protection` tests probe with other PSW keys.
 pub fn sske(addr: u64, key: u8) {
-    // SAFETY: the kernel runs with PSW key 0, so any access-control value keeps every
-    // frame accessible; only R and C change meaning.
+    // SAFETY: the kernel runs with PSW key 0, which matches every access-control value
+    // and passes fetch protection, so no access of the kernel's changes; channel
+    // programs run with ORB key 0.
     unsafe {
         asm!("sske {k}, {a}", k = in(reg) u64::from(key), a = in(reg) addr, options(nostack, nomem))
     };

@@ -274,6 +274,7 @@ mod tests {
         };
         let config = Config {
             name: "default".into(),
+            emulator: Default::default(),
             machine: Default::default(),
             initrd: Default::default(),
             append: Vec::new(),

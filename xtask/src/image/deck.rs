@@ -3,7 +3,7 @@
 
 use std::ops::Range;
 
-use anyhow::{Result, ensure};
+use anyhow::{Context, Result, ensure};
 
 /// Bytes per card record.
 pub const RECORD: usize = 80;
@@ -37,6 +37,9 @@ pub struct DeckInput<'a> {
     pub loader: Range<usize>,
     /// Address of the loader's kernel-record-count word (`zhint_ipl_kernel_records`).
     pub kernel_records_word: usize,
+    /// The initrd, read after the kernel to where the image's parameter area says (its
+    /// size there must be this length; empty: none).
+    pub initrd: &'a [u8],
 }
 
 /// Builds the deck: IPL records, loader, lowcore records, kernel records.
@@ -45,6 +48,7 @@ pub fn build(input: &DeckInput<'_>) -> Result<Vec<u8>> {
         image,
         loader,
         kernel_records_word,
+        initrd,
     } = input;
     ensure!(
         loader.start == LOADER_ADDR,
@@ -62,6 +66,15 @@ pub fn build(input: &DeckInput<'_>) -> Result<Vec<u8>> {
         "the record-count word is not inside the loader"
     );
     ensure!(image.len() > KERNEL_START, "the image ends below 0x10000");
+    let announced = image
+        .get(super::PARM_AREA + 16..super::PARM_AREA + 24)
+        .map(|s| u64::from_be_bytes(s.try_into().expect("8 bytes")))
+        .context("the image has no parameter area")?;
+    ensure!(
+        announced == initrd.len() as u64,
+        "the parameter area announces an initrd of {announced} bytes, the deck would carry {}",
+        initrd.len()
+    );
     let lowcore_end = LOWCORE_RECORDS * RECORD;
     for (what, range) in [
         (
@@ -101,10 +114,12 @@ pub fn build(input: &DeckInput<'_>) -> Result<Vec<u8>> {
     loader_bytes[word..word + 4].copy_from_slice(&u32::try_from(kernel_records)?.to_be_bytes());
     loader_bytes.resize(LOADER_RECORDS * RECORD, 0);
     deck.extend(loader_bytes);
-    // The lowcore, then the kernel, padded to whole records.
+    // The lowcore, then the kernel and the initrd, each padded to whole records.
     deck.extend(&image[..lowcore_end]);
-    deck.extend(&image[KERNEL_START..]);
-    deck.resize(deck.len().div_ceil(RECORD) * RECORD, 0);
+    for part in [&image[KERNEL_START..], initrd] {
+        deck.extend_from_slice(part);
+        deck.resize(deck.len().div_ceil(RECORD) * RECORD, 0);
+    }
     Ok(deck)
 }
 
@@ -134,10 +149,15 @@ pub fn parmfile(kernel_args: &[String]) -> Result<String> {
 mod tests {
     use super::*;
 
-    /// A fake image: lowcore pattern, a 100-byte loader with its count word at +8, and 170
-    /// kernel bytes (3 records, the last one padded).
+    /// Bytes of the fake kernel: past the parameter area, 15 records with the last one
+    /// padded.
+    const KERNEL_BYTES: usize = 0x470;
+    const KERNEL_RECORDS: usize = 15;
+
+    /// A fake image: lowcore pattern, a 100-byte loader with its count word at +8, and
+    /// [`KERNEL_BYTES`] kernel bytes with an empty parameter area (no initrd).
     fn fake_image() -> Vec<u8> {
-        let mut image = vec![0u8; KERNEL_START + 170];
+        let mut image = vec![0u8; KERNEL_START + KERNEL_BYTES];
         for (i, b) in image[..0x200].iter_mut().enumerate() {
             *b = (i % 251) as u8 + 1;
         }
@@ -147,6 +167,7 @@ mod tests {
         for (i, b) in image[KERNEL_START..].iter_mut().enumerate() {
             *b = (i % 7) as u8 + 0x30;
         }
+        image[super::super::PARM_AREA..super::super::PARM_AREA + 0x38].fill(0);
         image
     }
 
@@ -155,6 +176,7 @@ mod tests {
             image,
             loader: LOADER_ADDR..LOADER_ADDR + 100,
             kernel_records_word: LOADER_ADDR + 8,
+            initrd: &[],
         }
     }
 
@@ -174,8 +196,8 @@ mod tests {
         let image = fake_image();
         let deck = build(&input(&image)).unwrap();
         assert_eq!(deck.len() % RECORD, 0, "NOHEADER: every record is 80 bytes");
-        // 1 + 2 + 20 loader + 7 lowcore + 3 kernel.
-        assert_eq!(deck.len() / RECORD, 1 + 2 + 20 + 7 + 3);
+        // 1 + 2 + 20 loader + 7 lowcore + the kernel.
+        assert_eq!(deck.len() / RECORD, 1 + 2 + 20 + 7 + KERNEL_RECORDS);
     }
 
     #[test]
@@ -223,7 +245,11 @@ mod tests {
         let deck = build(&input(&image)).unwrap();
         let loader = &deck[3 * RECORD..23 * RECORD];
         assert_eq!(&loader[..8], &image[LOADER_ADDR..LOADER_ADDR + 8]);
-        assert_eq!(&loader[8..12], &3u32.to_be_bytes(), "kernel record count");
+        assert_eq!(
+            &loader[8..12],
+            &(KERNEL_RECORDS as u32).to_be_bytes(),
+            "kernel record count"
+        );
         assert_eq!(
             &loader[12..100],
             &image[LOADER_ADDR + 12..LOADER_ADDR + 100]
@@ -231,10 +257,10 @@ mod tests {
         assert!(loader[100..].iter().all(|&b| b == 0));
         assert_eq!(&deck[23 * RECORD..30 * RECORD], &image[..560]);
         assert_eq!(
-            &deck[30 * RECORD..30 * RECORD + 170],
+            &deck[30 * RECORD..30 * RECORD + KERNEL_BYTES],
             &image[KERNEL_START..]
         );
-        assert!(deck[30 * RECORD + 170..].iter().all(|&b| b == 0));
+        assert!(deck[30 * RECORD + KERNEL_BYTES..].iter().all(|&b| b == 0));
     }
 
     #[test]
@@ -251,6 +277,43 @@ mod tests {
             ..input(&image)
         };
         assert!(build(&big).is_err());
+    }
+
+    #[test]
+    fn the_initrd_follows_the_kernel_in_whole_records_as_announced() {
+        let mut image = fake_image();
+        let initrd: Vec<u8> = (0..200u8).collect();
+        super::super::set_initrd(&mut image, 0x80_0000, initrd.len()).unwrap();
+        let deck = build(&DeckInput {
+            initrd: &initrd,
+            ..input(&image)
+        })
+        .unwrap();
+        // 1 + 2 + 20 loader + 7 lowcore + the kernel + 3 initrd records (200 bytes).
+        assert_eq!(deck.len() / RECORD, 30 + KERNEL_RECORDS + 3);
+        let start = (30 + KERNEL_RECORDS) * RECORD;
+        assert_eq!(&deck[start..start + 200], &initrd[..]);
+        assert!(deck[start + 200..].iter().all(|&b| b == 0), "padding");
+        assert_eq!(
+            &deck[30 * RECORD..30 * RECORD + KERNEL_BYTES],
+            &image[KERNEL_START..],
+            "the kernel records carry the parameter area"
+        );
+        // The loader computes the record count from the parameter area: it must match.
+        let wrong = build(&DeckInput {
+            initrd: &initrd[..120],
+            ..input(&image)
+        });
+        assert!(
+            wrong
+                .unwrap_err()
+                .to_string()
+                .contains("announces an initrd of 200 bytes")
+        );
+        assert!(
+            build(&input(&image)).is_err(),
+            "an announced initrd the deck does not carry"
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ fn lpar_files_are_the_ins_and_what_it_names() {
     let init = vec![0u8; 0x1000];
     let elf = elf::synthetic(0x10000, &[(0, &lowcore), (0x10000, &init)], &[]);
     let args = ["ktest.filter=a.*".to_string(), "ktest.seed=7".to_string()];
-    let files = build(&elf, Format::Lpar, &args).unwrap();
+    let files = build(&elf, Format::Lpar, &args, None).unwrap();
     let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, ["zhint.ins", "zhint.bin", "zhint.parm"]);
     let ins = String::from_utf8(files[0].1.clone()).unwrap();
@@ -42,6 +42,49 @@ fn lpar_files_are_the_ins_and_what_it_names() {
 }
 
 #[test]
+fn lpar_load_carries_the_initrd_where_the_parameter_area_says() {
+    let mut lowcore = vec![0u8; 0x200];
+    lowcore[..8].copy_from_slice(&[0, 8, 0, 0, 0x80, 1, 0, 0]);
+    let init = vec![0u8; 0x1000];
+    let initrd: Vec<u8> = (0..=255u8).cycle().take(5000).collect();
+    for (kernel_end, start) in [(0x12_1000u64, 0x80_0000u64), (0x81_2345, 0x90_0000)] {
+        let elf = elf::synthetic(
+            0x10000,
+            &[(0, &lowcore), (0x10000, &init)],
+            &[("__kernel_end", kernel_end)],
+        );
+        let files = build(&elf, Format::Lpar, &[], Some(&initrd)).unwrap();
+        let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            ["zhint.ins", "zhint.bin", "zhint.parm", "zhint.initrd"]
+        );
+        let ins = String::from_utf8(files[0].1.clone()).unwrap();
+        let entries: Vec<&str> = ins.lines().filter(|l| !l.starts_with('*')).collect();
+        let initrd_line = format!("zhint.initrd {start:#010x}");
+        assert_eq!(
+            entries,
+            [
+                "zhint.bin 0x00000000",
+                "zhint.parm 0x00010480",
+                initrd_line.as_str()
+            ],
+            "kernel end {kernel_end:#x}"
+        );
+        let image = &files[1].1;
+        assert_eq!(&image[PARM_AREA + 8..PARM_AREA + 16], &start.to_be_bytes());
+        assert_eq!(
+            &image[PARM_AREA + 16..PARM_AREA + 24],
+            &5000u64.to_be_bytes()
+        );
+        assert_eq!(files[3].1, initrd);
+    }
+    let elf = elf::synthetic(0x10000, &[(0, &lowcore), (0x10000, &init)], &[]);
+    let error = build(&elf, Format::Raw, &[], Some(&initrd)).unwrap_err();
+    assert!(error.to_string().contains("carries no initrd"), "{error}");
+}
+
+#[test]
 fn built_in_arguments_land_in_the_command_line_area() {
     let init = vec![0xffu8; 0x1000];
     let elf_bytes = elf::synthetic(
@@ -63,7 +106,7 @@ fn built_in_arguments_land_in_the_command_line_area() {
         "PSW -> direct entry"
     );
     // The ELF form carries the same bytes at the same address.
-    let files = build(&elf_bytes, Format::Elf, &["a=1".into(), "b".into()]).unwrap();
+    let files = build(&elf_bytes, Format::Elf, &["a=1".into(), "b".into()], None).unwrap();
     let patched = Elf::parse(&files[0].1).unwrap().flat_image().unwrap();
     assert_eq!(&patched[COMMAND_LINE..COMMAND_LINE + 6], b"a=1 b\0");
     // Without arguments nothing changes.
@@ -231,7 +274,7 @@ fn loader_parm_stage_and_31_bit_entry_boot_on_qemu() {
 #[test]
 fn zvm_deck_of_the_real_kernel_carries_loader_lowcore_and_kernel() {
     let (bytes, elf) = kernel_elf();
-    let files = build(&bytes, Format::Zvm, &[QUICK_FILTER.into()]).unwrap();
+    let files = build(&bytes, Format::Zvm, &[QUICK_FILTER.into()], None).unwrap();
     let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(
         names,
@@ -296,45 +339,99 @@ fn line_mode_capture_parses_like_the_ascii_capture() {
     assert_eq!(summary(&from_line_mode), summary(&from_ascii));
 }
 
-/// The whole z/VM reader path on an emulator with a card reader: Hercules IPLs the deck
-/// from a 3505 in ESA/390 mode (a real architecture switch in `_start`), the IPL CCWs read
-/// the loader, the loader reads lowcore and kernel with SSCH/TSCH, and the kernel runs a
-/// suite on the line-mode console. Needs `hercules` (Debian package `hercules`).
-#[test]
-#[ignore = "needs the Hercules emulator (apt-get install hercules); run with --ignored"]
-fn zvm_deck_ipls_from_a_card_reader_on_hercules() {
-    let (bytes, _) = kernel_elf();
-    let files = build(&bytes, Format::Zvm, &[QUICK_FILTER.into()]).unwrap();
+/// IPLs `deck` on Hercules from a 3505 card reader (at end of file it reports end of
+/// file, like a z/VM reader file); returns the log and the disabled wait's address.
+fn ipl_deck_on_hercules(deck_bytes: &[u8]) -> (String, Option<u64>) {
     let dir = tempfile::tempdir().unwrap();
     let deck = dir.path().join("zhint.img");
-    std::fs::write(&deck, &files[0].1).unwrap();
+    std::fs::write(&deck, deck_bytes).unwrap();
     let config = dir.path().join("hercules.cnf");
     std::fs::write(
         &config,
         format!(
-            "CPUSERIAL 000001\nCPUMODEL 2064\nMAINSIZE 256\nNUMCPU 1\nARCHMODE z/Arch\n\
-             PANRATE FAST\n000C 3505 {} ebcdic eof\n",
+            "CPUSERIAL 000001\nCPUMODEL 2064\nMAINSIZE 256\nNUMCPU 1\nMAXCPU 1\nARCHMODE z/Arch\n\
+             OSTAILOR QUIET\nCODEPAGE 819/037\n000C 3505 {} ebcdic eof\n",
             deck.display()
         ),
     )
     .unwrap();
     let script = dir.path().join("hercules.rc");
-    std::fs::write(&script, "ipl 000c\npause 60\npsw\nquit\n").unwrap();
+    std::fs::write(&script, "hao tgt HHCCP011I\nhao cmd quit\nipl 000c\n").unwrap();
     let output = Command::new("timeout")
-        .args(["120", "hercules", "-d", "-f"])
+        .args(["600", "hercules", "-d", "-f"])
         .arg(&config)
         .env("HERCULES_RC", &script)
         .current_dir(dir.path())
         .output()
         .expect("cannot run hercules");
-    let log = String::from_utf8_lossy(&output.stdout);
+    let log = String::from_utf8_lossy(&output.stdout).into_owned();
+    let mut filter = crate::hercules::LogFilter::for_ipl("ipl 000c");
+    for line in log.lines() {
+        filter.console_line(line);
+    }
+    let wait = filter.wait.map(|w| w.address);
+    (log, wait)
+}
+
+/// The whole z/VM reader path on an emulator with a card reader: Hercules IPLs the deck
+/// from a 3505 in ESA/390 mode (a real architecture switch in `_start`), the IPL CCWs read
+/// the loader, the loader reads lowcore, kernel and the backing store (initrd) with
+/// SSCH/TSCH, and the kernel runs the page-cache suite on the line-mode console against
+/// the backing store the deck carried. Needs `hercules` (Debian package `hercules`).
+#[test]
+#[ignore = "needs the Hercules emulator (apt-get install hercules); run with --ignored"]
+fn zvm_deck_ipls_from_a_card_reader_on_hercules() {
+    let (bytes, _) = kernel_elf();
+    let initrd = std::fs::read(crate::backing_store::ensure_standard().unwrap()).unwrap();
+    let filter = "ktest.filter=mm::page_cache";
+    let files = build(&bytes, Format::Zvm, &[filter.into()], Some(&initrd)).unwrap();
+    let started = Instant::now();
+    let (log, wait) = ipl_deck_on_hercules(&files[0].1);
+    eprintln!(
+        "{} records read and the suite run in {:?}",
+        files[0].1.len() / 80,
+        started.elapsed()
+    );
     assert!(
-        log.contains("command line:  ktest.filter=arch::interrupts"),
+        log.contains("command line: [ktest.filter=mm::page_cache]"),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("backing store Initrd: {} KiB", initrd.len() >> 10)),
+        "{log}"
+    );
+    assert!(
+        log.contains("# mm::page_cache: pass:6 fail:0 skip:0"),
         "{log}"
     );
     assert!(log.contains("EXIT: STATUS=1"), "{log}");
+    assert_eq!(wait, Some(0x0600_d001), "the kernel's passed wait:\n{log}");
+}
+
+/// The loader refuses a deck whose backing store is cut short (wait 0x00f10005) or goes
+/// on after it (0x00f10003) instead of starting the kernel on it. Needs `hercules`.
+#[test]
+#[ignore = "needs the Hercules emulator (apt-get install hercules); run with --ignored"]
+fn zvm_deck_with_a_cut_or_overlong_initrd_stops_the_loader_on_hercules() {
+    let (bytes, _) = kernel_elf();
+    let initrd = vec![0x5au8; 8000]; // 100 records
+    let files = build(&bytes, Format::Zvm, &[QUICK_FILTER.into()], Some(&initrd)).unwrap();
+    let deck = &files[0].1;
+    let (log, wait) = ipl_deck_on_hercules(&deck[..deck.len() - 80]);
+    assert_eq!(wait, Some(0x00f1_0005), "cut by one record:\n{log}");
+    assert!(!log.contains("KTAP"), "{log}");
+    let mut longer = deck.clone();
+    longer.extend([0x40; 80]);
+    let (log, wait) = ipl_deck_on_hercules(&longer);
+    assert_eq!(wait, Some(0x00f1_0003), "one record too many:\n{log}");
+    let (log, wait) = ipl_deck_on_hercules(deck);
+    assert_eq!(
+        wait,
+        Some(0x0600_d001),
+        "the whole deck starts the kernel:\n{log}"
+    );
     assert!(
-        !log.contains("80F1000"),
-        "the loader stopped in a disabled wait:\n{log}"
+        log.contains("mm: failed to start"),
+        "which finds no backing-store image in 0x5a bytes:\n{log}"
     );
 }

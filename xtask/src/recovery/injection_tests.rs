@@ -21,6 +21,7 @@ const HANG_LIMIT: Duration = Duration::from_secs(3);
 fn config(name: &str, append: Vec<String>, test_timeout: Duration) -> Config {
     Config {
         name: name.to_string(),
+        emulator: crate::matrix::Emulator::Qemu,
         machine: Machine {
             initrd: crate::backing_store::ensure_standard().ok(),
             ..Machine::default()

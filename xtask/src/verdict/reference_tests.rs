@@ -91,6 +91,7 @@ fn kunit(document: &str) -> (KunitCounts, serde_json::Value) {
 fn config(name: &str, console: Console, append: &[&str]) -> Config {
     Config {
         name: name.to_string(),
+        emulator: crate::matrix::Emulator::Qemu,
         machine: Machine {
             console,
             initrd: crate::backing_store::ensure_standard().ok(),
