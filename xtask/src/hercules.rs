@@ -47,6 +47,12 @@ pub fn prepare(
     kernel_args: &[String],
 ) -> Result<(PathBuf, Vec<String>)> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    if let Some(initrd) = &machine.initrd {
+        let size = std::fs::metadata(initrd)
+            .with_context(|| format!("cannot read the backing store {}", initrd.display()))?
+            .len();
+        check_storage(megabytes(&machine.mem)?, size)?;
+    }
     image::write(
         kernel,
         Format::Lpar,
@@ -107,10 +113,25 @@ fn megabytes(size: &str) -> Result<u64> {
         "G" | "g" => number * 1024,
         _ => bail!("memory size `{size}`: Hercules takes whole megabytes (M or G)"),
     };
-    if megabytes < 64 {
-        bail!("memory size `{size}`: the kernel and its backing store need 64M at least");
-    }
     Ok(megabytes)
+}
+
+/// Fails, as `Machine::check_memory` does for QEMU, when `megabytes` of storage cannot
+/// hold the LPAR load with an initrd of `initrd_size` bytes (the kernel would stop with
+/// `Bail out! not enough memory`).
+fn check_storage(megabytes: u64, initrd_size: u64) -> Result<()> {
+    let need = image::minimum_storage_mib(initrd_size);
+    if megabytes < need {
+        bail!(
+            "{} (Hercules MAINSIZE {megabytes}: the {} KiB backing store loads at 8 MiB, the kernel needs its heap, tables and pool above it; use at least {need}M)",
+            layout::NotEnoughMemory {
+                need: need << 20,
+                have: megabytes << 20
+            },
+            initrd_size >> 10
+        );
+    }
+    Ok(())
 }
 
 /// What ended a Hercules boot: the PSW of the first disabled wait, if any.
@@ -489,9 +510,21 @@ HHCIN900I Begin Hercules shutdown
         assert_eq!(megabytes("256M").unwrap(), 256);
         assert_eq!(megabytes("2G").unwrap(), 2048);
         assert_eq!(megabytes("512").unwrap(), 512);
-        assert!(megabytes("32M").is_err(), "too small for the backing store");
+        assert!(megabytes("32M").is_ok());
         assert!(megabytes("1T").is_err());
         assert!(megabytes("lots").is_err());
+    }
+
+    #[test]
+    fn storage_below_the_kernels_minimum_is_refused_before_booting() {
+        let initrd = 21588 << 10;
+        let need = image::minimum_storage_mib(initrd);
+        assert!(check_storage(need, initrd).is_ok());
+        let error = check_storage(need - 1, initrd).unwrap_err().to_string();
+        assert!(
+            error.starts_with("not enough memory: need ") && error.contains(&format!("use at least {need}M")),
+            "{error}"
+        );
     }
 
     #[test]

@@ -162,6 +162,14 @@ pub fn initrd_start(elf: &Elf) -> Result<u64> {
     Ok(INITRD_START.max(kernel_end.next_multiple_of(1 << 20)))
 }
 
+/// The least storage, in whole MiB, a `zvm` or `lpar` load with an initrd of
+/// `initrd_size` bytes boots in: the initrd at [`INITRD_START`], then the kernel's minimum
+/// heap, page tables and pool (`layout::minimum_memory`, the rule the kernel itself
+/// checks). Unlike under QEMU no firmware sits at the end of storage.
+pub fn minimum_storage_mib(initrd_size: u64) -> u64 {
+    layout::minimum_memory(INITRD_START + initrd_size).div_ceil(1 << 20)
+}
+
 /// Announces an initrd of `size` bytes at `start` in the kernel's parameter area, as QEMU
 /// does for `-initrd` (the kernel reads both words, `kernel::arch::image::initrd`).
 pub fn set_initrd(image: &mut [u8], start: u64, size: usize) -> Result<()> {

@@ -1102,6 +1102,16 @@ fn image_command(args: ImageArgs) -> Result<Outcome> {
     )? {
         println!("{}", path.display());
     }
+    if let Some(initrd) = &initrd {
+        let size = std::fs::metadata(initrd)
+            .with_context(|| format!("cannot read {}", initrd.display()))?
+            .len();
+        eprintln!(
+            "xtask: with its {} KiB backing store the kernel needs {} MiB of storage at least (docs/zvm-lpar.md)",
+            size >> 10,
+            image::minimum_storage_mib(size)
+        );
+    }
     Ok(Outcome::Passed)
 }
 
