@@ -26,7 +26,10 @@ pub fn exit(status: u32) -> ! {
     // This CPU must be the last one running: QEMU ends the run only when every CPU has
     // stopped (a disabled wait, too, counts as a panic only on the last one).
     smp::stop_others();
-    if matches!(crate::machine::host(), Some(Host::Zvm | Host::Lpar | Host::Hercules)) {
+    if matches!(
+        crate::machine::host(),
+        Some(Host::Zvm | Host::Lpar | Host::Hercules)
+    ) {
         cpu::disabled_wait(wait_code(status));
     }
     cpu::stop_self()

@@ -154,7 +154,12 @@ const TCG_HAS_NO_KEY_PROTECTION: &str =
 /// a protection exception; true when it went through on TCG, where the test then skips.
 fn refused<R>(t: &mut kernel::ktest::Test<'_>, result: Result<R, PgmInfo>, what: &str) -> bool {
     match result {
-        Err(info) => check!(t, info.code == 0x04, "{what}: program interruption {:#x}", info.code),
+        Err(info) => check!(
+            t,
+            info.code == 0x04,
+            "{what}: program interruption {:#x}",
+            info.code
+        ),
         Ok(_) if kernel::machine::host() == Some(Host::Tcg) => return true,
         Ok(_) => check!(t, false, "{what} was not refused"),
     }

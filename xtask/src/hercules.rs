@@ -20,7 +20,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
@@ -295,13 +295,45 @@ pub fn exit_status(wait: Option<WaitPsw>) -> (u8, Option<String>) {
     }
 }
 
-/// `xtask hercules-console DIR`: runs Hercules on the files [`prepare`] wrote into `dir`,
-/// prints the kernel's console (joined line-mode pieces, one line each, flushed at once),
-/// keeps Hercules' whole log in `DIR/hercules.log`, and ends with [`exit_status`].
-pub fn console(dir: &Path) -> Result<ExitCode> {
+/// How long Hercules may take to quit after the first disabled wait before xtask kills it.
+/// Hercules 3.13-7 now and then deadlocks in the `quit` the automatic operator issues
+/// (seen about once in 30 reader IPLs: three threads asleep on futexes, SIGTERM blocked, so
+/// `timeout` cannot end it either); the boot is over at the wait, whatever Hercules does next.
+pub const QUIT_GRACE: Duration = Duration::from_secs(5);
+
+/// How a Hercules run ended.
+#[derive(Debug)]
+pub struct Ended {
+    /// The first disabled wait's PSW.
+    pub wait: Option<WaitPsw>,
+    /// Hercules did not quit within [`QUIT_GRACE`] of the wait and was killed.
+    pub killed_after_wait: bool,
+}
+
+/// Runs Hercules in `dir` on `hercules.cnf` with the script `hercules.rc`, writes its whole
+/// log to `DIR/hercules.log`, and hands every log line to `on_line` (with `filter`'s view of
+/// it: the kernel's console line, or `None` for Hercules' own output). Ends when Hercules
+/// quits, or [`QUIT_GRACE`] after the first disabled wait (then Hercules is killed).
+pub fn run(
+    dir: &Path,
+    filter: &mut LogFilter,
+    on_line: impl FnMut(&str, Option<&str>) -> Result<()>,
+) -> Result<Ended> {
     let hercules = crate::install::find_in_path(Path::new(PROGRAM)).with_context(|| {
-        format!("{PROGRAM} not found; `cargo xtask provision` installs it (Debian package `hercules`)")
+        format!(
+            "{PROGRAM} not found; `cargo xtask provision` installs it (Debian package `hercules`)"
+        )
     })?;
+    run_program(&hercules, dir, filter, on_line)
+}
+
+/// [`run`] with the emulator binary `hercules`.
+fn run_program(
+    hercules: &Path,
+    dir: &Path,
+    filter: &mut LogFilter,
+    mut on_line: impl FnMut(&str, Option<&str>) -> Result<()>,
+) -> Result<Ended> {
     let log_path = dir.join(LOG_FILE);
     let mut log = std::fs::File::create(&log_path)
         .with_context(|| format!("cannot create {}", log_path.display()))?;
@@ -317,14 +349,66 @@ pub fn console(dir: &Path) -> Result<ExitCode> {
         "hercules.cnf".into(),
     ];
     let mut child = RunningQemu::spawn(Path::new("env"), &args, false)?;
-    let mut filter = LogFilter::new();
     let mut raw = Lines::new();
+    let mut feed = |line: &[u8], filter: &mut LogFilter| -> Result<()> {
+        let text = String::from_utf8_lossy(line);
+        let kept = filter.console_line(&text);
+        on_line(&text, kept)
+    };
+    let mut quit_by: Option<Instant> = None;
+    let mut grace = Duration::from_secs(10);
+    loop {
+        let limit = match quit_by {
+            Some(deadline) if Instant::now() >= deadline => {
+                grace = Duration::ZERO;
+                break;
+            }
+            Some(deadline) => deadline.saturating_duration_since(Instant::now()),
+            None => Duration::from_secs(3600),
+        };
+        match child.next(limit)? {
+            Next::Data(bytes) => {
+                log.write_all(&bytes).context("writing the Hercules log")?;
+                raw.feed(&bytes);
+                while let Some(line) = raw.next_line() {
+                    feed(&line, filter)?;
+                }
+                if filter.wait.is_some() && quit_by.is_none() {
+                    quit_by = Some(Instant::now() + QUIT_GRACE);
+                }
+            }
+            Next::Idle => {}
+            Next::Closed => break,
+        }
+    }
+    if let Some(line) = raw.finish() {
+        feed(&line, filter)?;
+    }
+    let exit = child.finish(grace)?;
+    let killed_after_wait = exit.killed_by_xtask && filter.wait.is_some();
+    if !exit.status.success() && !killed_after_wait {
+        bail!(
+            "Hercules failed ({}): {}",
+            exit.status,
+            exit.last_stderr_line().unwrap_or("no output")
+        );
+    }
+    Ok(Ended {
+        wait: filter.wait,
+        killed_after_wait,
+    })
+}
+
+/// `xtask hercules-console DIR`: runs Hercules on the files [`prepare`] wrote into `dir`,
+/// prints the kernel's console (joined line-mode pieces, one line each, flushed at once),
+/// keeps Hercules' whole log in `DIR/hercules.log`, and ends with [`exit_status`].
+pub fn console(dir: &Path) -> Result<ExitCode> {
+    let mut filter = LogFilter::new();
     let mut console = Lines::new();
     console.line_mode = true;
     let mut stdout = std::io::stdout().lock();
-    let mut forward = |line: &[u8], console: &mut Lines| -> Result<()> {
-        let text = String::from_utf8_lossy(line);
-        if let Some(kept) = filter.console_line(&text) {
+    let ended = run(dir, &mut filter, |_, kept| {
+        if let Some(kept) = kept {
             console.feed(kept.as_bytes());
             console.feed(b"\n");
             while let Some(joined) = console.next_line() {
@@ -334,37 +418,20 @@ pub fn console(dir: &Path) -> Result<ExitCode> {
             stdout.flush()?;
         }
         Ok(())
-    };
-    loop {
-        match child.next(Duration::from_secs(3600))? {
-            Next::Data(bytes) => {
-                log.write_all(&bytes).context("writing the Hercules log")?;
-                raw.feed(&bytes);
-                while let Some(line) = raw.next_line() {
-                    forward(&line, &mut console)?;
-                }
-            }
-            Next::Idle => {}
-            Next::Closed => break,
-        }
-    }
-    if let Some(line) = raw.finish() {
-        forward(&line, &mut console)?;
-    }
+    })?;
     if let Some(rest) = console.finish() {
         stdout.write_all(&rest)?;
         stdout.write_all(b"\n")?;
     }
     stdout.flush()?;
-    let exit = child.finish(Duration::from_secs(10))?;
-    if !exit.status.success() {
-        bail!(
-            "Hercules failed ({}): {}",
-            exit.status,
-            exit.last_stderr_line().unwrap_or("no output")
+    let log_path = dir.join(LOG_FILE);
+    if ended.killed_after_wait {
+        eprintln!(
+            "xtask: Hercules did not quit within {QUIT_GRACE:?} of the disabled wait and was killed (log: {})",
+            log_path.display()
         );
     }
-    let (status, reason) = exit_status(filter.wait);
+    let (status, reason) = exit_status(ended.wait);
     if let Some(reason) = reason {
         eprintln!("{reason} (log: {})", log_path.display());
     }
@@ -505,6 +572,57 @@ HHCIN900I Begin Hercules shutdown
         );
     }
 
+    /// A stand-in for Hercules that stops at a disabled wait and never quits, as 3.13-7
+    /// sometimes does: the run ends [`QUIT_GRACE`] after the wait, with the wait read.
+    #[test]
+    fn hercules_that_does_not_quit_after_the_wait_is_killed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("fake-hercules");
+        std::fs::write(
+            &fake,
+            "#!/bin/sh\nprintf 'ipl zhint.ins\\nEXIT: STATUS=1\\nHHCCP011I CPU0000: Disabled wait state\\n          PSW=00020000 80000000 000000000600D001\\n'\nexec sleep 600\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut filter = LogFilter::new();
+        let mut console = Vec::new();
+        let started = std::time::Instant::now();
+        let ended = run_program(&fake, dir.path(), &mut filter, |_, kept| {
+            console.extend(kept.map(str::to_string));
+            Ok(())
+        })
+        .unwrap();
+        assert!(started.elapsed() < QUIT_GRACE + Duration::from_secs(5));
+        assert!(ended.killed_after_wait);
+        assert_eq!(ended.wait.map(|w| w.address), Some(0x0600_d001));
+        assert_eq!(console, ["EXIT: STATUS=1"]);
+        assert!(
+            std::fs::read_to_string(dir.path().join(LOG_FILE))
+                .unwrap()
+                .contains("PSW=00020000")
+        );
+    }
+
+    /// Without a disabled wait, a Hercules that exits is no pass: no wait PSW, status 3.
+    #[test]
+    fn hercules_that_exits_without_a_wait_is_not_a_pass() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("fake-hercules");
+        std::fs::write(
+            &fake,
+            "#!/bin/sh\nprintf 'ipl zhint.ins\\nKTAP version 1\\n'\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut filter = LogFilter::new();
+        let ended = run_program(&fake, dir.path(), &mut filter, |_, _| Ok(())).unwrap();
+        assert!(!ended.killed_after_wait);
+        assert_eq!(ended.wait, None);
+        assert_eq!(exit_status(ended.wait).0, 3);
+    }
+
     #[test]
     fn memory_sizes() {
         assert_eq!(megabytes("256M").unwrap(), 256);
@@ -522,7 +640,8 @@ HHCIN900I Begin Hercules shutdown
         assert!(check_storage(need, initrd).is_ok());
         let error = check_storage(need - 1, initrd).unwrap_err().to_string();
         assert!(
-            error.starts_with("not enough memory: need ") && error.contains(&format!("use at least {need}M")),
+            error.starts_with("not enough memory: need ")
+                && error.contains(&format!("use at least {need}M")),
             "{error}"
         );
     }

@@ -2,7 +2,6 @@
 //! deck, and QEMU boots of raw images (64-bit entry, built-in arguments, 31-bit entry with
 //! an EBCDIC parameter file, line-mode console capture parsed like the ASCII one).
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use super::*;
@@ -355,21 +354,20 @@ fn ipl_deck_on_hercules(deck_bytes: &[u8]) -> (String, Option<u64>) {
         ),
     )
     .unwrap();
-    let script = dir.path().join("hercules.rc");
-    std::fs::write(&script, "hao tgt HHCCP011I\nhao cmd quit\nipl 000c\n").unwrap();
-    let output = Command::new("timeout")
-        .args(["120", "hercules", "-d", "-f"])
-        .arg(&config)
-        .env("HERCULES_RC", &script)
-        .current_dir(dir.path())
-        .output()
-        .expect("cannot run hercules");
-    let log = String::from_utf8_lossy(&output.stdout).into_owned();
+    std::fs::write(
+        dir.path().join("hercules.rc"),
+        "hao tgt HHCCP011I\nhao cmd quit\nipl 000c\n",
+    )
+    .unwrap();
     let mut filter = crate::hercules::LogFilter::for_ipl("ipl 000c");
-    for line in log.lines() {
-        filter.console_line(line);
-    }
-    let wait = filter.wait.map(|w| w.address);
+    let mut log = String::new();
+    let ended = crate::hercules::run(dir.path(), &mut filter, |line, _| {
+        log.push_str(line);
+        log.push('\n');
+        Ok(())
+    })
+    .expect("cannot run hercules");
+    let wait = ended.wait.map(|w| w.address);
     (log, wait)
 }
 
