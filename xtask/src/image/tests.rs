@@ -395,7 +395,10 @@ fn zvm_deck_ipls_from_a_card_reader_on_hercules() {
         "{log}"
     );
     assert!(
-        log.contains(&format!("backing store Initrd: {} KiB", initrd.len() >> 10)),
+        log.contains(&format!(
+            "backing store -initrd image: {} KiB",
+            initrd.len() >> 10
+        )),
         "{log}"
     );
     // Every test of the suite ran against the deck's backing store: none failed, none
