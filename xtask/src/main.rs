@@ -432,6 +432,7 @@ fn run(args: RunArgs) -> Result<Outcome> {
     judged.add_boot(outcome.boot, &outcome.how);
     let mut verdict = judged.finish();
     check_disk(&mut verdict, disk_file.as_deref(), &log_path, &mut |_| {})?;
+    check_backing_store(&mut verdict, disk_file.is_some(), &log_path, &mut |_| {})?;
     let counts = verdict.counts();
     if let Some(usage) = verdict.infra.first() {
         bail!("{usage}");
@@ -954,7 +955,48 @@ fn run_job(
     };
     let mut run = recovery::run_config(&target, &log, &mut show)?;
     check_disk(&mut run.verdict, disk_file.as_deref(), &log, &mut show)?;
+    check_backing_store(
+        &mut run.verdict,
+        config.machine.initrd.is_some(),
+        &log,
+        &mut show,
+    )?;
     Ok(run)
+}
+
+/// A configuration that gives the kernel a backing store must see it taken: a boot whose
+/// banner says `mm: off (...)` skips the memory-manager suites, and skips are no failures,
+/// so a load that lost its backing store (an LPAR load or a deck whose parameter area does
+/// not announce its initrd, a disk not attached) would pass without them. Such a run fails
+/// with a record `kernel.backing_store`.
+fn check_backing_store(
+    verdict: &mut verdict::Verdict,
+    given: bool,
+    log: &Path,
+    show: &mut dyn FnMut(&TestRecord),
+) -> Result<()> {
+    if !given || verdict.interrupted || !verdict.infra.is_empty() {
+        return Ok(());
+    }
+    let text = std::fs::read(log).with_context(|| format!("reading {}", log.display()))?;
+    if let Some(line) = backing_store_missing(&String::from_utf8_lossy(&text)) {
+        let mut record = TestRecord::synthesized(
+            results::TestId::new("kernel", "backing_store"),
+            results::Outcome::Error,
+            format!("the configuration gives a backing store, the kernel took none: `{line}`"),
+        );
+        record.duration = Some(Duration::ZERO);
+        show(&record);
+        verdict.records.push(record);
+    }
+    Ok(())
+}
+
+/// The first banner line of a console log that says the memory manager is off.
+fn backing_store_missing(log: &str) -> Option<&str> {
+    log.lines()
+        .map(str::trim_end)
+        .find(|line| line.starts_with("mm: off"))
 }
 
 /// The outside check of the guest's writes: after a run with a disk, the disk file must
@@ -1132,6 +1174,18 @@ fn bench(args: bench::BenchArgs) -> Result<Outcome> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_kernel_without_its_backing_store_is_found_in_the_banner() {
+        let on = "memory: 256 MiB\nmm: 512 frames (2048 KiB) at 0x2e1e000, backing store -initrd image: 21588 KiB\n# mm: major faults 2\n";
+        assert_eq!(backing_store_missing(on), None);
+        let off =
+            "xtask: boot 1\nmm: off (no backing store: boot with a virtio-blk disk or -initrd)\r\n";
+        assert_eq!(
+            backing_store_missing(off),
+            Some("mm: off (no backing store: boot with a virtio-blk disk or -initrd)")
+        );
+    }
 
     #[test]
     fn cli_parses_the_documented_forms() {
