@@ -391,9 +391,12 @@ pub fn timer_interrupt(frame: &mut InterruptFrame) {
         return;
     };
     watchdog(&shared, Some(frame));
-    if shared.coordinator_in_body.load(Ordering::Relaxed) {
-        interrupts::arm_timer(cpu::tod() + cpu::us_to_tod(TICK_US));
-    }
+    // Armed again for as long as the run lasts (`run` disarms it when CPU 0's part
+    // ends), not only while CPU 0 is inside the body: a tick that came before CPU 0
+    // entered the body (its vCPU thread held up for a tick on a loaded host) once ended
+    // the watchdog for the rest of the run, and a body that hung then hung the boot
+    // (smp.watchdog_unwinds_a_hung_cpu0 timed out under `cargo xtask test` at load 6).
+    interrupts::arm_timer(cpu::tod() + cpu::us_to_tod(TICK_US));
 }
 
 fn report(run: &Shared) -> RunReport {
