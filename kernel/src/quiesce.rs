@@ -34,8 +34,15 @@ pub struct Quiescence {
 
 /// A grace period's start: each busy CPU's count at the snapshot (`None`: not taking
 /// part, offline or idle then).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Grace(Vec<Option<u64>>);
+
+impl Grace {
+    /// An empty grace period (elapsed) with room for `cpus` CPUs.
+    pub fn with_capacity(cpus: usize) -> Self {
+        Grace(Vec::with_capacity(cpus))
+    }
+}
 
 impl Quiescence {
     /// Room for `cpus` CPUs, all offline.
@@ -65,20 +72,29 @@ impl Quiescence {
         slot.idle.store(idle, Ordering::Release);
     }
 
+    /// Starts a grace period now, into `grace` (reusing its room: no allocation once
+    /// it has held as many CPUs).
+    pub fn start_into(&self, grace: &mut Grace) {
+        grace.0.clear();
+        grace.0.extend(self.slots.iter().map(|s| {
+            // The count first: a CPU that leaves its idle wait after this load bumps
+            // it, so it is not mistaken for one that passed a point.
+            let passed = s.passed.load(Ordering::Acquire);
+            let busy = s.online.load(Ordering::Acquire) && !s.idle.load(Ordering::Acquire);
+            busy.then_some(passed)
+        }));
+    }
+
+    /// How many CPUs this records.
+    pub fn cpus(&self) -> usize {
+        self.slots.len()
+    }
+
     /// Starts a grace period now.
     pub fn start(&self) -> Grace {
-        Grace(
-            self.slots
-                .iter()
-                .map(|s| {
-                    // The count first: a CPU that leaves its idle wait after this load
-                    // bumps it, so it is not mistaken for one that passed a point.
-                    let passed = s.passed.load(Ordering::Acquire);
-                    let busy = s.online.load(Ordering::Acquire) && !s.idle.load(Ordering::Acquire);
-                    busy.then_some(passed)
-                })
-                .collect(),
-        )
+        let mut grace = Grace::with_capacity(self.slots.len());
+        self.start_into(&mut grace);
+        grace
     }
 
     /// Whether the grace period that started at `grace` has elapsed: every CPU busy at

@@ -111,8 +111,8 @@ fn note_refusal(w: &mut dyn Write, indent: &str, r: Refusal) {
 /// release.
 pub fn catch<R>(f: impl FnOnce() -> R) -> Result<R, PgmInfo> {
     let held = [
-        vm::locked(),
-        crate::cmma::backend::model_locked(),
+        vm::held_here(),
+        crate::cmma::backend::model_held_here(),
         console::held_here(),
         crate::io::disk::locked(),
     ];
@@ -137,6 +137,8 @@ pub fn catch<R>(f: impl FnOnce() -> R) -> Result<R, PgmInfo> {
 /// Releases the kernel locks CPU `cpu` holds: it was stopped (the multi-CPU tests'
 /// watchdog), so it will never release them itself. Takes no lock.
 pub fn release_locks_held_by(cpu: usize) {
+    vm::release_held_by(cpu);
+    crate::cmma::backend::release_held_by(cpu);
     console::CONSOLE.release_held_by(cpu);
     crate::arch::heap::release_held_by(cpu);
 }

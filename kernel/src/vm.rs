@@ -2,12 +2,25 @@
 //! and the page-state layer, plus the glue the interruption path needs (demand faults
 //! and the block-volatility fault) and user address spaces for test bodies.
 //!
-//! Lock order: the `Mm` lock is never held across a user access, so a fault handler can
-//! always take it; a fault that finds it held is a kernel bug and ends the run.
+//! Several CPUs: one lock for the memory manager ([`CpuMutex`], it records its
+//! holder). The lock is never held across a user access, so a fault handler can always
+//! take it: it waits while *another* CPU holds it (that CPU never waits for this one:
+//! TLB purges are broadcast by IPTE/CSP, not IPIs), and a fault on the CPU that holds it
+//! is a kernel bug that ends the run. Lock order: the memory manager, then the host
+//! model (a trapped ESSA inside the memory manager); the model's holder never takes the
+//! memory manager's lock.
+//!
+//! Frames of discarded pages are freed only after a grace period (series 6/6): every
+//! CPU passes a quiescent point ([`quiescent`]) when it leaves a memory-manager
+//! operation ([`with`]), at each sign of progress of a multi-CPU test and while it waits
+//! idle; a CPU still inside a discard fault for a frame has not, so the frame is not
+//! handed out again under it.
 
 use crate::arch::interrupts::PgmInfo;
 use crate::arch::kspace;
+use crate::arch::percpu::{CpuNr, MAX_CPUS, PerCpu, this_cpu};
 use crate::arch::storage::Machine;
+use crate::arch::sync::{CpuMutex, CpuMutexGuard};
 use crate::cmma::backend::{self, Backend};
 use crate::cmma::essa::{Orc, PageStateByte};
 use crate::cmma::states::{Essa, PageStates};
@@ -22,44 +35,52 @@ use crate::mm::hooks::{
 use crate::mm::ids::SpaceId;
 use crate::mm::manager::{Mm, MmConfig, USER_END, USER_START};
 use crate::mm::page::Page;
+use crate::quiesce::{Grace, Quiescence};
 use core::ops::Range;
-use core::sync::atomic::{AtomicU32, Ordering};
-use spin::Mutex;
+use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 /// ESSA as the kernel issues it: the instruction (native, or trapped into the model).
 #[derive(Debug, Default)]
 pub struct MachineEssa;
 
 impl Essa for MachineEssa {
-    fn essa(&mut self, orc: Orc, pfn: Pfn) -> PageStateByte {
+    fn essa(&self, orc: Orc, pfn: Pfn) -> PageStateByte {
         crate::arch::essa::essa_frame(orc, pfn)
     }
 }
 
 /// Page hinting on or off (`cmma=off`).
 #[derive(Debug)]
-pub enum Hinting {
+pub enum Layer {
     /// No ESSA at all: the plain memory manager.
     Off(NoHooks),
     /// The 2007 page-state rules, issuing ESSA.
     On(PageStates<MachineEssa>),
 }
 
+/// The memory manager's hooks in the kernel: the page-state layer (or none), and the
+/// grace periods of the deferred freeing of discarded frames.
+#[derive(Debug)]
+pub struct Hinting {
+    layer: Layer,
+    grace: Grace,
+}
+
 impl Hinting {
     /// The page-state layer, when hinting is on.
     pub fn states(&self) -> Option<&PageStates<MachineEssa>> {
-        match self {
-            Hinting::On(s) => Some(s),
-            Hinting::Off(_) => None,
+        match &self.layer {
+            Layer::On(s) => Some(s),
+            Layer::Off(_) => None,
         }
     }
 }
 
 macro_rules! delegate {
     ($self:ident, $h:ident => $e:expr) => {
-        match $self {
-            Hinting::Off($h) => $e,
-            Hinting::On($h) => $e,
+        match &mut $self.layer {
+            Layer::Off($h) => $e,
+            Layer::On($h) => $e,
         }
     };
 }
@@ -89,15 +110,70 @@ impl PageStateHooks for Hinting {
     fn page_discarded(&mut self, pfn: Pfn, page: &Page) {
         delegate!(self, h => h.page_discarded(pfn, page))
     }
+    fn start_grace(&mut self) {
+        let Some(q) = QUIESCENCE.get() else { return };
+        // The CPU that frees the frames holds nothing of them any more.
+        q.quiescent(this_cpu());
+        q.start_into(&mut self.grace);
+    }
+    fn grace_elapsed(&mut self) -> bool {
+        QUIESCENCE.get().is_none_or(|q| q.elapsed(&self.grace))
+    }
+}
+
+/// Quiescent points of every CPU (set up with the memory manager; CPU 0 takes part from
+/// the start, a secondary while it runs a part of a multi-CPU test).
+static QUIESCENCE: spin::Once<Quiescence> = spin::Once::new();
+
+/// This CPU passed a quiescent point: it holds no frame address it found outside the
+/// memory manager's lock (a discard fault it has not finished).
+pub fn quiescent() {
+    if let Some(q) = QUIESCENCE.get() {
+        q.quiescent(this_cpu());
+    }
+}
+
+/// CPU `cpu` runs kernel work that may touch memory-manager frames from now on (true),
+/// or no longer (false): only such CPUs hold grace periods up.
+pub fn set_cpu_active(cpu: CpuNr, active: bool) {
+    if let Some(q) = QUIESCENCE.get()
+        && cpu < q.cpus()
+    {
+        q.set_online(cpu, active);
+    }
 }
 
 /// The kernel's memory manager type.
 pub type KernelMm = Mm<Machine, KernelDisk, Hinting>;
 
-static MM: Mutex<Option<KernelMm>> = Mutex::new(None);
+static MM: CpuMutex<Option<KernelMm>> = CpuMutex::new(None);
 
-/// The user address space in CR1 (0: the kernel's).
-static CURRENT_SPACE: AtomicU32 = AtomicU32::new(0);
+/// The user address space in each CPU's CR1 (0: the kernel's).
+static CURRENT_SPACE: PerCpu<AtomicU32> = PerCpu::new([const { AtomicU32::new(0) }; MAX_CPUS]);
+
+/// Fault handlers waiting for the memory manager's lock another CPU holds.
+static FAULT_WAITERS: AtomicUsize = AtomicUsize::new(0);
+
+/// How many CPUs wait in a fault handler for the memory manager's lock right now
+/// (tests of the races between CPUs wait for this).
+pub fn fault_waiters() -> usize {
+    FAULT_WAITERS.load(Ordering::Acquire)
+}
+
+/// The memory manager's lock for a fault handler: waits while another CPU holds it;
+/// `None` if this CPU holds it (the fault hit inside its own critical section).
+fn lock_for_fault() -> Option<CpuMutexGuard<'static, Option<KernelMm>>> {
+    if MM.held_here() {
+        return None;
+    }
+    if let Some(guard) = MM.try_lock() {
+        return Some(guard);
+    }
+    FAULT_WAITERS.fetch_add(1, Ordering::AcqRel);
+    let guard = MM.lock();
+    FAULT_WAITERS.fetch_sub(1, Ordering::AcqRel);
+    Some(guard)
+}
 
 /// Why the memory manager could not start.
 #[derive(Debug)]
@@ -144,11 +220,18 @@ pub fn init(pool: Range<Pfn>, disk: KernelDisk) -> Result<(), InitError> {
 
 fn start(pool: Range<Pfn>, mut disk: KernelDisk) -> Result<(), InitError> {
     Image::load(&mut disk).map_err(InitError::BadImage)?;
-    let hinting = match backend::current() {
-        Backend::Off => Hinting::Off(NoHooks),
+    let layer = match backend::current() {
+        Backend::Off => Layer::Off(NoHooks),
         Backend::Native | Backend::Model => {
-            Hinting::On(PageStates::with_nodat(MachineEssa, backend::has_nodat()))
+            Layer::On(PageStates::with_nodat(MachineEssa, backend::has_nodat()))
         }
+    };
+    let cpus = crate::arch::percpu::registered().max(1);
+    let quiescence = QUIESCENCE.call_once(|| Quiescence::new(cpus));
+    quiescence.set_online(0, true);
+    let hinting = Hinting {
+        layer,
+        grace: Grace::with_capacity(cpus),
     };
     let pool_frames =
         usize::try_from(pool.end.as_u64() - pool.start.as_u64()).unwrap_or(usize::MAX);
@@ -179,10 +262,16 @@ pub fn available() -> bool {
 /// # Panics
 /// If the memory manager did not start (suites check [`available`] and skip first).
 pub fn with<R>(f: impl FnOnce(&mut KernelMm) -> R) -> R {
-    let mut guard = MM.lock();
-    f(guard
-        .as_mut()
-        .expect("memory manager not started (no backing store)"))
+    let result = {
+        let mut guard = MM.lock();
+        f(guard
+            .as_mut()
+            .expect("memory manager not started (no backing store)"))
+    };
+    // Out of the memory manager: whatever the caller found in it, it found under the
+    // lock (and holds a reference for, if it keeps it).
+    quiescent();
+    result
 }
 
 /// A user address space for a test body; destroyed when dropped (the kernel's
@@ -217,21 +306,21 @@ impl UserSpace {
                 kspace::enter(asce),
                 "user space does not share the kernel map"
             );
-            CURRENT_SPACE.store(self.id.get(), Ordering::Relaxed);
+            CURRENT_SPACE.get().store(self.id.get(), Ordering::Relaxed);
         }
     }
 
     /// Makes the kernel's address space current again.
     pub fn leave(&self) {
         kspace::leave();
-        CURRENT_SPACE.store(0, Ordering::Relaxed);
+        CURRENT_SPACE.get().store(0, Ordering::Relaxed);
     }
 }
 
 impl Drop for UserSpace {
     fn drop(&mut self) {
         let asce = with(|mm| mm.space(self.id).map(|s| s.asce()));
-        if CURRENT_SPACE.load(Ordering::Relaxed) == self.id.get() {
+        if CURRENT_SPACE.get().load(Ordering::Relaxed) == self.id.get() {
             self.leave();
         }
         if let Some(asce) = asce {
@@ -260,7 +349,7 @@ pub fn destroy_spaces_except(keep: impl Fn(SpaceId) -> bool) -> usize {
             .collect()
     });
     for &(id, asce) in &leaked {
-        if CURRENT_SPACE.load(Ordering::Relaxed) == id.get() {
+        if CURRENT_SPACE.get().load(Ordering::Relaxed) == id.get() {
             reset_address_space();
         }
         kspace::unregister_space(asce);
@@ -269,20 +358,30 @@ pub fn destroy_spaces_except(keep: impl Fn(SpaceId) -> bool) -> usize {
     leaked.len()
 }
 
-/// Whether the memory manager's lock is held.
+/// Whether the memory manager's lock is held (by any CPU).
 pub fn locked() -> bool {
     MM.is_locked()
 }
 
-/// Releases the memory manager's lock if a test body that held it (inside
-/// [`with`]) was cut short by a program interruption.
+/// Whether this CPU holds the memory manager's lock.
+pub fn held_here() -> bool {
+    MM.held_here()
+}
+
+/// Releases the memory manager's lock if this CPU held it in a test body (inside
+/// [`with`]) that was cut short by a program interruption.
 pub fn release_after_unwind() {
-    crate::arch::sync::force_unlock(&MM);
+    MM.release_held_by(this_cpu());
+}
+
+/// Releases the memory manager's lock if the stopped CPU `cpu` held it.
+pub fn release_held_by(cpu: CpuNr) {
+    MM.release_held_by(cpu);
 }
 
 /// Puts the kernel's address space back after a test was cut short.
 pub fn reset_address_space() {
-    if CURRENT_SPACE.swap(0, Ordering::Relaxed) != 0 {
+    if CURRENT_SPACE.get().swap(0, Ordering::Relaxed) != 0 {
         kspace::leave();
     }
 }
@@ -309,7 +408,7 @@ fn user_address(info: &PgmInfo) -> Option<VirtAddr> {
 /// A translation or protection exception at a user address of the current space:
 /// demand paging, copy on write, write notify.
 pub fn translation_fault(info: &PgmInfo) -> FaultOutcome {
-    let space = CURRENT_SPACE.load(Ordering::Relaxed);
+    let space = CURRENT_SPACE.get().load(Ordering::Relaxed);
     let (Some(space), Some(va)) = (SpaceId::new(space), user_address(info)) else {
         return FaultOutcome::NotMine;
     };
@@ -324,7 +423,7 @@ pub fn translation_fault(info: &PgmInfo) -> FaultOutcome {
         0x10 | 0x11 | 0x38..=0x3b => Access::Read,
         _ => return FaultOutcome::NotMine,
     };
-    let Some(mut mm) = MM.try_lock() else {
+    let Some(mut mm) = lock_for_fault() else {
         return FaultOutcome::Busy;
     };
     let Some(mm) = mm.as_mut() else {
@@ -349,8 +448,13 @@ pub fn take_bugs() -> alloc::vec::Vec<crate::mm::error::Bug> {
 /// was discarded by the host. `page_discard` it; the retried access refaults normally.
 /// A page nobody references any more is left alone and the access retried (6/6); a
 /// frame the memory manager does not own is not its business (a test's own block).
+///
+/// Another CPU may have discarded the page and freed its frame while this one waited
+/// for the lock: the reference check under the lock sees that (6/6
+/// `get_page_unless_zero`), and the deferred freeing keeps the frame from being the
+/// page of someone else by then.
 pub fn discard_fault(info: &PgmInfo) -> FaultOutcome {
-    let Some(mut mm) = MM.try_lock() else {
+    let Some(mut mm) = lock_for_fault() else {
         return FaultOutcome::Busy;
     };
     let Some(mm) = mm.as_mut() else {

@@ -22,6 +22,8 @@ mod cmma_essa;
 #[cfg(target_arch = "s390x")]
 mod cmma_mlock;
 #[cfg(target_arch = "s390x")]
+mod cmma_smp;
+#[cfg(target_arch = "s390x")]
 mod cmma_states;
 #[cfg(target_arch = "s390x")]
 mod cmma_stress;

@@ -14,15 +14,16 @@ use super::essa::ProgramException;
 use super::model::{AccessVerdict, EssaContext, HostMemory, HostModel, ModelOptions};
 use crate::arch::cpu::psw_mask;
 use crate::arch::interrupts::{InterruptFrame, PgmInfo, catch_pgm};
+use crate::arch::percpu::{CpuNr, this_cpu};
 use crate::arch::revoke::{self, Kind};
 use crate::arch::storage::{fill_frame, iske, key, sske};
+use crate::arch::sync::{CpuMutex, CpuMutexGuard};
 use crate::arch::{essa, kspace};
 use crate::cmdline::CmmaMode;
 use crate::machine::{Facilities, facility};
 use crate::mm::addr::{PAGE_SIZE, Pfn};
 use core::fmt;
 use core::sync::atomic::{AtomicU8, Ordering};
-use spin::Mutex;
 
 /// Byte a discarded frame is filled with, so stale reads are recognizable.
 pub const POISON: u8 = 0xdb;
@@ -54,8 +55,22 @@ static BACKEND: AtomicU8 = AtomicU8::new(Backend::Off as u8);
 /// trapped ESSA and must not issue STFLE each time.
 static FACILITY_147: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 
-/// The host model; present when the backend is [`Backend::Model`].
-pub static MODEL: Mutex<Option<HostModel>> = Mutex::new(None);
+/// The host model; present when the backend is [`Backend::Model`]. One lock: every
+/// CPU's trapped ESSA goes through it, as a host serializes its page-state updates
+/// (KVM: the PGSTE lock of each page; here the whole model, which also runs the host's
+/// reclaim). It records its holder, so a fault on the CPU that holds it is told apart
+/// from another CPU's ESSA in progress (which is waited for).
+pub static MODEL: CpuMutex<Option<HostModel>> = CpuMutex::new(None);
+
+/// The model's lock for an interruption handler: waits while another CPU holds it;
+/// `None` if this CPU holds it (the interrupted code is inside the model).
+fn lock_in_handler() -> Option<CpuMutexGuard<'static, Option<HostModel>>> {
+    if MODEL.held_here() {
+        None
+    } else {
+        Some(MODEL.lock())
+    }
+}
 
 /// Whether ESSA accepts ORC 7 (stable, no DAT): facility 147, read at boot.
 pub fn has_nodat() -> bool {
@@ -164,15 +179,20 @@ fn clear_reference_and_change(pfn: u64) {
     sske(addr, iske(addr) & !(key::CHANGE | key::REFERENCE));
 }
 
-/// Whether the model's lock is held.
-pub fn model_locked() -> bool {
-    MODEL.is_locked()
+/// Whether this CPU holds the model's lock.
+pub fn model_held_here() -> bool {
+    MODEL.held_here()
 }
 
-/// Releases the model's lock if a test body that held it (inside [`with_model`]) was
-/// cut short by a program interruption.
+/// Releases the model's lock if this CPU held it in a test body (inside
+/// [`with_model`]) that was cut short by a program interruption.
 pub fn release_after_unwind() {
-    crate::arch::sync::force_unlock(&MODEL);
+    MODEL.release_held_by(this_cpu());
+}
+
+/// Releases the model's lock if the stopped CPU `cpu` held it.
+pub fn release_held_by(cpu: CpuNr) {
+    MODEL.release_held_by(cpu);
 }
 
 /// Runs `f` on the model and its machine side. `None` when there is no model.
@@ -240,6 +260,7 @@ pub fn emulate(frame: &mut InterruptFrame, info: &PgmInfo) -> Emulation {
 /// for touches a frame the model just paged out): a paged-out frame is then brought
 /// back without the model, which catches up later
 /// ([`HostMemory::still_paged_out`]); a discarded one cannot be decided and panics.
+/// Another CPU's hold (its ESSA being emulated) is waited for.
 pub fn on_translation_fault(info: &PgmInfo) -> Option<Option<PgmInfo>> {
     if !matches!(info.code, 0x10 | 0x11) {
         return None;
@@ -256,7 +277,7 @@ pub fn on_translation_fault(info: &PgmInfo) -> Option<Option<PgmInfo>> {
         restore_entry();
         return Some(None);
     };
-    let verdict = match MODEL.try_lock() {
+    let verdict = match lock_in_handler() {
         Some(mut model) => {
             let model = model.as_mut()?;
             let mut host = MachineHost::new(model.frames());
@@ -298,9 +319,9 @@ pub fn on_translation_fault(info: &PgmInfo) -> Option<Option<PgmInfo>> {
 /// The host's answer to an access with DAT off to a frame it revoked (see
 /// [`revoke::touched`]): whether the access may go on. A paged-out or zero frame is
 /// handed back, as on a touch through DAT; a discarded volatile frame may not be
-/// touched. With the model busy, only a paged-out frame can be handed back.
+/// touched. With the model held by this CPU, only a paged-out frame can be handed back.
 fn touch_with_dat_off(pfn: u64) -> bool {
-    match MODEL.try_lock() {
+    match lock_in_handler() {
         Some(mut model) => model.as_mut().is_some_and(|model| {
             let mut host = MachineHost::new(model.frames());
             model.on_access(&mut host, pfn) == AccessVerdict::Ok

@@ -24,11 +24,13 @@ use crate::mm::hooks::{
     FrameUse, PageStateHooks, Stability, StablePoint, VolatileContext, VolatilePoint,
 };
 use crate::mm::page::{Page, PageFlags};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 /// How the layer issues ESSA: the instruction on the machine, the model in host tests.
+/// Through a shared reference: the layer is used from every CPU at once.
 pub trait Essa {
     /// Issues ESSA with `orc` for frame `pfn`; returns the old state.
-    fn essa(&mut self, orc: Orc, pfn: Pfn) -> PageStateByte;
+    fn essa(&self, orc: Orc, pfn: Pfn) -> PageStateByte;
 }
 
 /// `Page::last_state` values: what this layer last set (0: never set). Public so the
@@ -68,13 +70,37 @@ pub struct StateCounters {
     pub found_discarded: u64,
     /// State-change lock already held: the attempt was given up.
     pub lock_busy: u64,
+    /// `make_stable` found the state-change lock held and waited for it.
+    pub stable_waits: u64,
+}
+
+/// [`StateCounters`] that every CPU bumps at once.
+#[derive(Debug, Default)]
+struct Counters {
+    essa: AtomicU64,
+    skipped: AtomicU64,
+    made_volatile: AtomicU64,
+    refused: AtomicU64,
+    refused_mlocked: AtomicU64,
+    found_discarded: AtomicU64,
+    lock_busy: AtomicU64,
+    stable_waits: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
 }
 
 /// The page-state layer; `E` issues the instruction.
+///
+/// Lock-free and shared by every CPU: the per-page state-change lock (an atomic bit of
+/// the page's flags, [`Page::try_lock_state_change`]) makes each check and the state
+/// change it decides one step against every other CPU, as in the series: a
+/// make-volatile that finds the lock busy gives up, a make-stable waits for it.
 #[derive(Debug)]
 pub struct PageStates<E: Essa> {
     essa: E,
-    counters: StateCounters,
+    counters: Counters,
     nodat: bool,
 }
 
@@ -83,7 +109,7 @@ impl<E: Essa> PageStates<E> {
     pub fn new(essa: E) -> Self {
         PageStates {
             essa,
-            counters: StateCounters::default(),
+            counters: Counters::default(),
             nodat: false,
         }
     }
@@ -100,7 +126,18 @@ impl<E: Essa> PageStates<E> {
 
     /// What the layer did so far.
     pub fn counters(&self) -> StateCounters {
-        self.counters
+        let c = &self.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        StateCounters {
+            essa: get(&c.essa),
+            skipped: get(&c.skipped),
+            made_volatile: get(&c.made_volatile),
+            refused: get(&c.refused),
+            refused_mlocked: get(&c.refused_mlocked),
+            found_discarded: get(&c.found_discarded),
+            lock_busy: get(&c.lock_busy),
+            stable_waits: get(&c.stable_waits),
+        }
     }
 
     /// The ESSA issuer (tests reach the model through it).
@@ -110,17 +147,18 @@ impl<E: Essa> PageStates<E> {
 
     /// ORC 6 (stable if resident) unless the layer set the page stable last: a stable
     /// page cannot have been discarded. A discarded page stays as the host left it
-    /// (V, zero), and its record stays what the layer last set.
-    fn stabilize(&mut self, pfn: Pfn, page: &mut Page) -> Stability {
+    /// (V, zero), and its record stays what the layer last set. The caller holds the
+    /// page's state-change lock.
+    fn stabilize(&self, pfn: Pfn, page: &Page) -> Stability {
         if page.last_state() == last::STABLE {
-            self.counters.skipped += 1;
+            bump(&self.counters.skipped);
             return Stability::Stable;
         }
-        self.counters.essa += 1;
+        bump(&self.counters.essa);
         let old = self.essa.essa(Orc::SetStableIfResident, pfn);
         if old.is_discarded() {
             // ORC 6 leaves a discarded block V + zero; page_discard takes over.
-            self.counters.found_discarded += 1;
+            bump(&self.counters.found_discarded);
             Stability::Discarded
         } else {
             page.set_last_state(last::STABLE);
@@ -129,15 +167,72 @@ impl<E: Essa> PageStates<E> {
     }
 
     /// Sets `state` with `orc` unless the frame already has it.
-    fn set(&mut self, pfn: Pfn, page: &mut Page, orc: Orc, state: u8) -> Option<PageStateByte> {
+    fn set(&self, pfn: Pfn, page: &Page, orc: Orc, state: u8) -> Option<PageStateByte> {
         if page.last_state() == state {
-            self.counters.skipped += 1;
+            bump(&self.counters.skipped);
             return None;
         }
-        self.counters.essa += 1;
+        bump(&self.counters.essa);
         let old = self.essa.essa(orc, pfn);
         page.set_last_state(state);
         Some(old)
+    }
+
+    /// `page_make_volatile`: applies [`volatile_verdict`] to the page's facts as they
+    /// are *under the state-change lock*, and issues the state it decides before the
+    /// lock opens, so no other CPU's make-stable can come between the check and the
+    /// change. A busy lock means another CPU is changing the page's state: give up (the
+    /// page stays as it is, which is always safe).
+    pub fn page_make_volatile(
+        &self,
+        pfn: Pfn,
+        page: &Page,
+        ctx: VolatileContext,
+        at: VolatilePoint,
+    ) {
+        if !page.try_lock_state_change() {
+            bump(&self.counters.lock_busy);
+            return;
+        }
+        match volatile_verdict(&facts(page, ctx)) {
+            Ok(VolatileKind::Volatile) => {
+                self.set(pfn, page, Orc::SetVolatile, last::VOLATILE);
+                bump(&self.counters.made_volatile);
+            }
+            Ok(VolatileKind::PotVolatile) => {
+                self.set(pfn, page, Orc::SetPotVolatile, last::POT_VOLATILE);
+                bump(&self.counters.made_volatile);
+            }
+            Err(reason) => {
+                bump(&self.counters.refused);
+                if reason == Forbidden::MappingMlocked {
+                    bump(&self.counters.refused_mlocked);
+                }
+                if at == VolatilePoint::WritableRmapAdd {
+                    // 4/6 `page_check_writable`: a page that may not be potentially
+                    // volatile must not stay volatile under a writable PTE (stores
+                    // would reach a page the host may discard): make it stable. A
+                    // discarded one stays discarded, and its access faults.
+                    self.stabilize(pfn, page);
+                }
+            }
+        }
+        page.unlock_state_change();
+    }
+
+    /// `page_make_stable`: waits while another CPU holds the page's state-change lock
+    /// (it may be between its check and its make-volatile: overtaking it would let the
+    /// volatile state land after this stable one), then ORC 6 under the lock.
+    pub fn page_make_stable(&self, pfn: Pfn, page: &Page) -> Stability {
+        if !page.try_lock_state_change() {
+            bump(&self.counters.stable_waits);
+            while !page.try_lock_state_change() {
+                core::hint::spin_loop();
+            }
+        }
+        let stability = self.stabilize(pfn, page);
+        page.unlock_state_change();
+        stability
     }
 }
 
@@ -190,40 +285,11 @@ impl<E: Essa> PageStateHooks for PageStates<E> {
         ctx: VolatileContext,
         at: VolatilePoint,
     ) {
-        // Check and state change are one atomic step under the state-change lock; a
-        // busy lock means someone is changing the state: give up, as the series does.
-        if !page.try_lock_state_change() {
-            self.counters.lock_busy += 1;
-            return;
-        }
-        match volatile_verdict(&facts(page, ctx)) {
-            Ok(VolatileKind::Volatile) => {
-                self.set(pfn, page, Orc::SetVolatile, last::VOLATILE);
-                self.counters.made_volatile += 1;
-            }
-            Ok(VolatileKind::PotVolatile) => {
-                self.set(pfn, page, Orc::SetPotVolatile, last::POT_VOLATILE);
-                self.counters.made_volatile += 1;
-            }
-            Err(reason) => {
-                self.counters.refused += 1;
-                if reason == Forbidden::MappingMlocked {
-                    self.counters.refused_mlocked += 1;
-                }
-                if at == VolatilePoint::WritableRmapAdd {
-                    // 4/6 `page_check_writable`: a page that may not be potentially
-                    // volatile must not stay volatile under a writable PTE (stores
-                    // would reach a page the host may discard): make it stable. A
-                    // discarded one stays discarded, and its access faults.
-                    self.stabilize(pfn, page);
-                }
-            }
-        }
-        page.unlock_state_change();
+        self.page_make_volatile(pfn, page, ctx, at);
     }
 
     fn make_stable(&mut self, pfn: Pfn, page: &mut Page, _at: StablePoint) -> Stability {
-        self.stabilize(pfn, page)
+        self.page_make_stable(pfn, page)
     }
 
     fn may_unmap_in_locked_vma(&mut self, _pfn: Pfn, page: &Page) -> bool {
@@ -251,37 +317,41 @@ mod tests {
     use crate::cmma::essa::UsageState;
     use crate::cmma::model::fake::FakeMemory;
     use crate::cmma::model::{EssaContext, HostModel, ModelOptions};
+    use core::cell::RefCell;
 
     /// ESSA against the host model on a fake machine, as the kernel does under TCG.
     struct ModelEssa {
-        model: HostModel,
-        mem: FakeMemory,
+        model: RefCell<HostModel>,
+        mem: RefCell<FakeMemory>,
         facility_147: bool,
     }
 
     impl Essa for ModelEssa {
-        fn essa(&mut self, orc: Orc, pfn: Pfn) -> PageStateByte {
+        fn essa(&self, orc: Orc, pfn: Pfn) -> PageStateByte {
             let ctx = EssaContext {
                 orc_raw: orc.code(),
                 addr: pfn.as_u64() << 12,
                 problem_state: false,
                 facility_147: self.facility_147,
             };
-            self.model.essa(&mut self.mem, ctx).expect("valid ESSA")
+            self.model
+                .borrow_mut()
+                .essa(&mut *self.mem.borrow_mut(), ctx)
+                .expect("valid ESSA")
         }
     }
 
     fn layer() -> PageStates<ModelEssa> {
         let options = ModelOptions::default();
         PageStates::new(ModelEssa {
-            model: HostModel::new(16, options),
-            mem: FakeMemory::new(16),
+            model: RefCell::new(HostModel::new(16, options)),
+            mem: RefCell::new(FakeMemory::new(16)),
             facility_147: false,
         })
     }
 
     fn usage(l: &PageStates<ModelEssa>, pfn: u64) -> UsageState {
-        l.essa.model.state(pfn).0
+        l.essa.model.borrow().state(pfn).0
     }
 
     /// A clean, uptodate page-cache page on the LRU, mapped once, with the page cache's
@@ -394,7 +464,7 @@ mod tests {
         let mut page = cache_page();
         l.try_make_volatile(Pfn::new(8), &mut page, CTX, VolatilePoint::Unlock);
         let ModelEssa { model, mem, .. } = &mut l.essa;
-        model.reclaim(mem, 8);
+        model.get_mut().reclaim(mem.get_mut(), 8);
         assert_eq!(
             l.make_stable(Pfn::new(8), &mut page, StablePoint::Lookup),
             Stability::Discarded
@@ -432,8 +502,8 @@ mod tests {
         const FRAMES: u64 = 256;
         let options = ModelOptions::default();
         let hooks = PageStates::new(ModelEssa {
-            model: HostModel::new(FRAMES, options),
-            mem: FakeMemory::new(FRAMES),
+            model: RefCell::new(HostModel::new(FRAMES, options)),
+            mem: RefCell::new(FakeMemory::new(FRAMES)),
             facility_147: false,
         });
         let mut mm = test_mm(FRAMES, &[(1, 4 * 4096), (2, 4 * 4096)], hooks);
@@ -455,7 +525,7 @@ mod tests {
         user_read(&mut mm, space, va, &mut buf).unwrap();
         let clean = mm.mapping(ro).unwrap().lookup(0).unwrap();
         assert_eq!(
-            mm.hooks().essa.model.state(clean.as_u64()).0,
+            mm.hooks().essa.model.borrow().state(clean.as_u64()).0,
             crate::cmma::essa::UsageState::Volatile
         );
 
@@ -483,6 +553,7 @@ mod tests {
         // Look the page up without making it stable (find_get_page would).
         let dirty = mm.mapping(rw).unwrap().lookup(0).unwrap();
         let ModelEssa { model, mem, .. } = mm.hooks_mut().issuer();
+        let (model, mem) = (model.get_mut(), mem.get_mut());
         for pfn in 0..FRAMES {
             model.reclaim(mem, pfn);
         }
@@ -504,8 +575,8 @@ mod tests {
         let options = ModelOptions::default();
         let mut l = PageStates::with_nodat(
             ModelEssa {
-                model: HostModel::new(16, options),
-                mem: FakeMemory::new(16),
+                model: RefCell::new(HostModel::new(16, options)),
+                mem: RefCell::new(FakeMemory::new(16)),
                 facility_147: true,
             },
             true,
@@ -513,7 +584,7 @@ mod tests {
         let mut page = Page::new();
         l.frame_allocated(Pfn::new(2), &mut page, FrameUse::Data);
         assert_eq!(
-            l.essa.model.state(2),
+            l.essa.model.borrow().state(2),
             (
                 UsageState::Stable,
                 crate::cmma::essa::ContentState::Resident,
@@ -522,13 +593,16 @@ mod tests {
         );
         l.frame_freed(Pfn::new(2), &mut page);
         l.frame_allocated(Pfn::new(2), &mut page, FrameUse::DatTable);
-        assert!(!l.essa.model.state(2).2, "a DAT table must not be no-DAT");
+        assert!(
+            !l.essa.model.borrow().state(2).2,
+            "a DAT table must not be no-DAT"
+        );
         // Reused as data straight away (no free in between): no-DAT again, not skipped.
         l.frame_allocated(Pfn::new(2), &mut page, FrameUse::Data);
-        assert!(l.essa.model.state(2).2);
+        assert!(l.essa.model.borrow().state(2).2);
         // Without the facility: ORC 1 only (ORC 7 would be a specification exception).
         let mut plain = layer();
         plain.frame_allocated(Pfn::new(3), &mut Page::new(), FrameUse::Data);
-        assert!(!plain.essa.model.state(3).2);
+        assert!(!plain.essa.model.borrow().state(3).2);
     }
 }

@@ -146,6 +146,8 @@ impl CpuTest<'_> {
     /// failed or hung).
     pub fn progress(&mut self) {
         self.progress_slot().tick(cpu::tod());
+        // Between two steps of a body: a quiescent point (deferred frames, 6/6).
+        crate::vm::quiescent();
         if self.run.abort.load(Ordering::Relaxed) {
             abandon();
         }
@@ -160,6 +162,7 @@ impl CpuTest<'_> {
             .barrier
             .wait(|| self.run.abort.load(Ordering::Relaxed));
         self.progress_slot().enter(Phase::Running, cpu::tod());
+        crate::vm::quiescent();
         if aborted.is_err() {
             abandon();
         }
@@ -255,6 +258,10 @@ pub fn run(
             move || part(run, index)
         })
         .collect();
+    // The secondaries hold grace periods up while they run their parts (6/6).
+    for &nr in &shared.cpus[1..] {
+        crate::vm::set_cpu_active(nr, true);
+    }
     let result = smp::scope(
         |scope| {
             for (job, index) in parts.iter().zip(1..) {
@@ -271,6 +278,8 @@ pub fn run(
             interrupts::disarm_timer();
         },
         |_| {
+            // Waiting for the others, CPU 0 holds nothing.
+            crate::vm::quiescent();
             watchdog(shared, None);
             interrupts::arm_timer(cpu::tod() + cpu::us_to_tod(TICK_US));
             cpu::enabled_wait_for_external();
@@ -278,6 +287,9 @@ pub fn run(
         },
     );
     interrupts::disarm_timer();
+    for &nr in &shared.cpus[1..] {
+        crate::vm::set_cpu_active(nr, false);
+    }
     *ACTIVE.lock() = None;
     if let Err(info) = result {
         // Only CPU 0's own bookkeeping runs outside its part's recovery scope.

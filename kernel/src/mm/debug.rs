@@ -191,10 +191,9 @@ pub fn host_violations<M: Machine, D: BlockDevice, H: PageStateHooks>(
 ) -> Vec<Violation> {
     let mut out = Vec::new();
     for (pfn, page) in mm.frames().pages().iter() {
-        if page
-            .flags()
-            .intersects(PageFlags::RESERVED | PageFlags::FREE | PageFlags::DISCARDED)
-        {
+        if page.flags().intersects(
+            PageFlags::RESERVED | PageFlags::FREE | PageFlags::DISCARDED | PageFlags::DEFERRED,
+        ) {
             continue;
         }
         let Some(usage) = host_usage(pfn) else {
@@ -268,7 +267,10 @@ fn check_pte<M: Machine, D: BlockDevice, H: PageStateHooks>(
         return;
     };
     let vma = mm.spaces.get(&r.space).and_then(|s| s.vmas.find(r.va));
-    if page.test(PageFlags::FREE) {
+    if page
+        .flags()
+        .intersects(PageFlags::FREE | PageFlags::DEFERRED)
+    {
         out.push(violation(
             Rule::FreeInUse,
             pfn,
@@ -345,8 +347,9 @@ fn check_page<M: Machine, D: BlockDevice, H: PageStateHooks>(
     out: &mut Vec<Violation>,
 ) {
     let mut push = |rule, detail: String| out.push(violation(rule, pfn, None, detail));
-    if page.test(PageFlags::FREE) {
-        let stray = page.flags().bits() & !PageFlags::FREE.bits();
+    let free = PageFlags::FREE | PageFlags::DEFERRED;
+    if page.flags().intersects(free) {
+        let stray = page.flags().bits() & !free.bits();
         if page.refcount() != 0
             || page.mapcount() != 0
             || stray != 0

@@ -27,7 +27,12 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
         let Some(page) = self.page(pfn) else {
             return Ok(());
         };
-        if page.test(PageFlags::FREE) || page.test(PageFlags::RESERVED) {
+        // A free frame, or a discarded page's frame waiting for its grace period:
+        // nothing left to discard.
+        if page
+            .flags()
+            .intersects(PageFlags::FREE | PageFlags::RESERVED | PageFlags::DEFERRED)
+        {
             return Ok(());
         }
         let breach = if page.test(PageFlags::DIRTY) {

@@ -61,6 +61,10 @@ pub fn usable_ranges(memory: Range<PhysAddr>, reserved: &[Range<PhysAddr>]) -> V
 pub struct FrameAllocator {
     pages: PageArray,
     free: PageList,
+    /// Frames of discarded pages freed since the grace period in progress started.
+    deferred: PageList,
+    /// Frames of discarded pages waiting for the grace period in progress.
+    waiting: PageList,
     usable: usize,
 }
 
@@ -82,6 +86,8 @@ impl FrameAllocator {
         let mut this = Self {
             pages,
             free: PageList::new(),
+            deferred: PageList::new(),
+            waiting: PageList::new(),
             usable: 0,
         };
         for range in usable {
@@ -123,15 +129,45 @@ impl FrameAllocator {
 
     /// Number of frames currently allocated.
     pub fn allocated_count(&self) -> usize {
-        self.usable - self.free.len()
+        self.usable - self.free.len() - self.deferred_count()
     }
 
-    /// Takes a free frame, with refcount 1 and no flags (O(1)).
+    /// Number of frames of discarded pages waiting for a grace period (6/6).
+    pub fn deferred_count(&self) -> usize {
+        self.deferred.len() + self.waiting.len()
+    }
+
+    /// Frees the frames whose grace period elapsed, and starts the next grace period
+    /// for those freed since (series 6/6 frees discarded pages only after every CPU
+    /// passed a quiescent point). One grace period at a time: frames freed while it
+    /// runs wait for the next.
+    pub fn reap<H: PageStateHooks + ?Sized>(&mut self, hooks: &mut H) {
+        loop {
+            if !self.waiting.is_empty() {
+                if !hooks.grace_elapsed() {
+                    return;
+                }
+                while let Some(pfn) = self.waiting.pop_front(&mut self.pages) {
+                    self.pages[pfn].clear(PageFlags::DEFERRED);
+                    self.release(pfn, hooks);
+                }
+            }
+            if self.deferred.is_empty() {
+                return;
+            }
+            core::mem::swap(&mut self.waiting, &mut self.deferred);
+            hooks.start_grace();
+        }
+    }
+
+    /// Takes a free frame, with refcount 1 and no flags (O(1), after freeing the
+    /// frames whose grace period elapsed).
     pub fn alloc<H: PageStateHooks + ?Sized>(
         &mut self,
         usage: FrameUse,
         hooks: &mut H,
     ) -> Option<Pfn> {
+        self.reap(hooks);
         let pfn = self.free.pop_front(&mut self.pages)?;
         self.claim(pfn, usage, hooks);
         Some(pfn)
@@ -147,6 +183,7 @@ impl FrameAllocator {
         usage: FrameUse,
         hooks: &mut H,
     ) -> Option<Pfn> {
+        self.reap(hooks);
         let start = self.find_free_block(count, align)?;
         for n in start..start + count as u64 {
             self.free.remove(&mut self.pages, Pfn::new(n));
@@ -203,11 +240,29 @@ impl FrameAllocator {
             !page.test(PageFlags::RESERVED),
             "freeing reserved frame {pfn:?}"
         );
-        assert!(!page.test(PageFlags::FREE), "double free of frame {pfn:?}");
+        assert!(
+            !page.test(PageFlags::FREE) && !page.test(PageFlags::DEFERRED),
+            "double free of frame {pfn:?}"
+        );
         assert!(
             !page.test(PageFlags::LRU),
             "freeing frame {pfn:?} still on an LRU list"
         );
+        if page.test(PageFlags::DISCARDED) {
+            // 6/6: another CPU may still hold the absolute address of the discard
+            // fault that brought this page down, or be about to look the frame up:
+            // the frame is not handed out again before every CPU passed a quiescent
+            // point.
+            let page = &mut self.pages[pfn];
+            let last_state = page.last_state();
+            *page = Page::new();
+            page.set_last_state(last_state);
+            page.set(PageFlags::DEFERRED);
+            self.deferred.push_front(&mut self.pages, pfn);
+            // On one CPU the grace period has elapsed at once.
+            self.reap(hooks);
+            return;
+        }
         self.release(pfn, hooks);
     }
 
@@ -376,5 +431,53 @@ mod tests {
             frames.alloc_contiguous(0, 1, FrameUse::Data, &mut hooks),
             None
         );
+    }
+
+    /// Hooks whose grace period elapses only when the test says so.
+    #[derive(Default)]
+    struct Grace {
+        started: usize,
+        elapsed: bool,
+    }
+
+    impl PageStateHooks for Grace {
+        fn start_grace(&mut self) {
+            self.started += 1;
+            self.elapsed = false;
+        }
+        fn grace_elapsed(&mut self) -> bool {
+            self.elapsed
+        }
+    }
+
+    #[test]
+    fn a_discarded_frame_is_handed_out_again_only_after_a_grace_period() {
+        let mut hooks = Grace::default();
+        let mut frames = FrameAllocator::new(
+            Pfn::new(0)..Pfn::new(4),
+            &[Pfn::new(0)..Pfn::new(4)],
+            &mut hooks,
+        );
+        let discarded = frames.alloc(FrameUse::Data, &mut hooks).unwrap();
+        frames.pages_mut()[discarded].set(PageFlags::DISCARDED);
+        frames.pages_mut()[discarded].set_refcount(0);
+        frames.free(discarded, &mut hooks);
+        assert_eq!(frames.deferred_count(), 1);
+        assert!(frames.pages()[discarded].test(PageFlags::DEFERRED));
+        // Until the grace period elapsed, the frame stays out, although the free list
+        // is LIFO.
+        let mut got = Vec::new();
+        while let Some(pfn) = frames.alloc(FrameUse::Data, &mut hooks) {
+            got.push(pfn);
+        }
+        assert_eq!(hooks.started, 1);
+        assert!(!got.contains(&discarded));
+        assert_eq!(frames.free_count() + frames.deferred_count(), 1);
+        hooks.elapsed = true;
+        assert_eq!(frames.alloc(FrameUse::Data, &mut hooks), Some(discarded));
+        assert_eq!(frames.deferred_count(), 0);
+        // A frame freed without a discard is free at once.
+        frames.free(got[0], &mut hooks);
+        assert_eq!(frames.free_count(), 1);
     }
 }

@@ -113,6 +113,19 @@ pub trait PageStateHooks {
     /// `page_discard` finished for the page: it is unmapped, off the LRU and out
     /// of the page cache (the frame is freed once the last reference drops).
     fn page_discarded(&mut self, _pfn: Pfn, _page: &Page) {}
+
+    /// Starts a grace period (series 6/6): the frames of discarded pages freed so far
+    /// are handed out again only once it has elapsed. Default: one CPU, nothing to
+    /// wait for.
+    fn start_grace(&mut self) {}
+
+    /// Whether the grace period [`PageStateHooks::start_grace`] started has elapsed:
+    /// every other CPU has passed a quiescent point since, so none still holds a
+    /// translation of these frames or the absolute address of a block-volatility
+    /// exception it has not finished handling.
+    fn grace_elapsed(&mut self) -> bool {
+        true
+    }
 }
 
 /// The memory manager without page states: every hook is a no-op.

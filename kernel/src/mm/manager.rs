@@ -448,6 +448,7 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
     /// Allocates a frame for data, reclaiming first when free frames fall
     /// below the low watermark, and again when none is left.
     pub fn alloc_page(&mut self) -> Result<Pfn, MmError> {
+        self.frames.reap(&mut self.hooks);
         if self.frames.free_count() < self.config.low_watermark {
             self.stats.watermark_reclaims += 1;
             let target = self.config.high_watermark - self.frames.free_count();
@@ -460,6 +461,12 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
         self.frames
             .alloc(FrameUse::Data, &mut self.hooks)
             .ok_or(MmError::OutOfMemory)
+    }
+
+    /// Frees the frames of discarded pages whose grace period elapsed (6/6), and
+    /// starts the next one; allocations do this themselves.
+    pub fn reap_deferred(&mut self) {
+        self.frames.reap(&mut self.hooks);
     }
 
     /// Takes a reference (`get_page`).

@@ -2,6 +2,7 @@
 
 use alloc::vec::Vec;
 use core::fmt;
+use core::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 
 use super::addr::Pfn;
 use super::ids::{MappingId, SpaceId};
@@ -41,8 +42,11 @@ impl PageFlags {
     pub const FREE: Self = Self(1 << 13);
     /// Holds a DAT table (region, segment or page table).
     pub const DAT_TABLE: Self = Self(1 << 14);
+    /// The frame of a discarded page, freed, waiting for a grace period before it is
+    /// free again (series 6/6: every CPU must first pass a quiescent point).
+    pub const DEFERRED: Self = Self(1 << 15);
 
-    const NAMES: [(Self, &'static str); 15] = [
+    const NAMES: [(Self, &'static str); 16] = [
         (Self::LOCKED, "locked"),
         (Self::DIRTY, "dirty"),
         (Self::UPTODATE, "uptodate"),
@@ -58,6 +62,7 @@ impl PageFlags {
         (Self::STATE_CHANGE, "state_change"),
         (Self::FREE, "free"),
         (Self::DAT_TABLE, "dat_table"),
+        (Self::DEFERRED, "deferred"),
     ];
 
     /// No flag set.
@@ -115,16 +120,33 @@ pub(crate) const NO_LINK: u32 = u32::MAX;
 /// index or the virtual page number. A page is on at most one list (free list
 /// or one LRU list), linked through `prev`/`next`, which are indices into the
 /// [`PageArray`].
-#[derive(Clone)]
 pub struct Page {
-    flags: PageFlags,
+    /// Atomic so that the page-state layer can use the state-change lock and the flags
+    /// through a shared reference, from any CPU (the memory manager's own updates go
+    /// through `&mut` and cost nothing extra).
+    flags: AtomicU32,
     refcount: u32,
     mapcount: u32,
     owner: u32,
     index: u64,
     pub(crate) prev: u32,
     pub(crate) next: u32,
-    last_state: u8,
+    last_state: AtomicU8,
+}
+
+impl Clone for Page {
+    fn clone(&self) -> Self {
+        Self {
+            flags: AtomicU32::new(self.flags().0),
+            refcount: self.refcount,
+            mapcount: self.mapcount,
+            owner: self.owner,
+            index: self.index,
+            prev: self.prev,
+            next: self.next,
+            last_state: AtomicU8::new(self.last_state()),
+        }
+    }
 }
 
 const _: () = assert!(core::mem::size_of::<Page>() <= 64);
@@ -133,35 +155,59 @@ impl Page {
     /// Metadata of a frame nobody owns: no flags, no references, state 0.
     pub const fn new() -> Self {
         Self {
-            flags: PageFlags::empty(),
+            flags: AtomicU32::new(0),
             refcount: 0,
             mapcount: 0,
             owner: 0,
             index: 0,
             prev: NO_LINK,
             next: NO_LINK,
-            last_state: 0,
+            last_state: AtomicU8::new(0),
         }
+    }
+
+    /// Metadata of a clean, up-to-date page-cache page of `mapping` at page `index`,
+    /// on an LRU list, with `refs` references of which `maps` are mappings, that belongs
+    /// to no memory manager: for driving the page-state layer directly on a frame of
+    /// one's own from several CPUs (the `cmma::smp` races).
+    pub fn detached_cache_page(mapping: MappingId, index: u64, refs: u32, maps: u32) -> Self {
+        let mut page = Page::new();
+        page.set(PageFlags::UPTODATE | PageFlags::LRU);
+        page.set_file_owner(Some(mapping), index);
+        page.refcount = refs;
+        page.mapcount = maps;
+        page
     }
 
     /// The page flags.
     pub fn flags(&self) -> PageFlags {
-        self.flags
+        PageFlags(self.flags.load(Ordering::Relaxed))
     }
 
     /// Whether every flag of `flag` is set.
     pub fn test(&self, flag: PageFlags) -> bool {
-        self.flags.contains(flag)
+        self.flags().contains(flag)
     }
 
     /// Sets `flag`.
     pub fn set(&mut self, flag: PageFlags) {
-        self.flags.0 |= flag.0;
+        *self.flags.get_mut() |= flag.0;
     }
 
     /// Clears `flag`.
     pub fn clear(&mut self, flag: PageFlags) {
-        self.flags.0 &= !flag.0;
+        *self.flags.get_mut() &= !flag.0;
+    }
+
+    /// Sets `flag` through a shared reference, atomically (a page another CPU may
+    /// look at at the same time: the page-state layer's facts).
+    pub fn set_shared(&self, flag: PageFlags) {
+        self.flags.fetch_or(flag.0, Ordering::AcqRel);
+    }
+
+    /// Clears `flag` through a shared reference, atomically.
+    pub fn clear_shared(&self, flag: PageFlags) {
+        self.flags.fetch_and(!flag.0, Ordering::AcqRel);
     }
 
     /// Sets `flag` and reports whether it was already set (Linux `TestSetPage*`).
@@ -178,14 +224,20 @@ impl Page {
         was
     }
 
-    /// Takes the page-state-change lock; `false` if it is held (`page_test_set_state_change`).
-    pub fn try_lock_state_change(&mut self) -> bool {
-        !self.test_and_set(PageFlags::STATE_CHANGE)
+    /// Takes the page-state-change lock; `false` if it is held (`page_test_set_state_change`,
+    /// an atomic test-and-set with acquire semantics, so another CPU's state change under
+    /// the lock is complete when this one has it).
+    pub fn try_lock_state_change(&self) -> bool {
+        self.flags
+            .fetch_or(PageFlags::STATE_CHANGE.0, Ordering::Acquire)
+            & PageFlags::STATE_CHANGE.0
+            == 0
     }
 
-    /// Releases the page-state-change lock (`page_clear_state_change`).
-    pub fn unlock_state_change(&mut self) {
-        self.clear(PageFlags::STATE_CHANGE);
+    /// Releases the page-state-change lock (`page_clear_state_change`, release semantics).
+    pub fn unlock_state_change(&self) {
+        self.flags
+            .fetch_and(!PageFlags::STATE_CHANGE.0, Ordering::Release);
     }
 
     /// Number of references: page cache, each mapping PTE, each pin.
@@ -261,12 +313,13 @@ impl Page {
 
     /// The last page state the CMMA layer set for this frame (its own encoding).
     pub fn last_state(&self) -> u8 {
-        self.last_state
+        self.last_state.load(Ordering::Relaxed)
     }
 
-    /// Records the page state the CMMA layer just set, so it can skip a redundant ESSA.
-    pub fn set_last_state(&mut self, state: u8) {
-        self.last_state = state;
+    /// Records the page state the CMMA layer just set, so it can skip a redundant ESSA
+    /// (under the state-change lock, or with the page not yet shared).
+    pub fn set_last_state(&self, state: u8) {
+        self.last_state.store(state, Ordering::Relaxed);
     }
 }
 
@@ -279,12 +332,12 @@ impl Default for Page {
 impl fmt::Debug for Page {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Page")
-            .field("flags", &self.flags)
+            .field("flags", &self.flags())
             .field("refcount", &self.refcount)
             .field("mapcount", &self.mapcount)
             .field("owner", &self.owner)
             .field("index", &self.index)
-            .field("last_state", &self.last_state)
+            .field("last_state", &self.last_state())
             .finish()
     }
 }
@@ -416,7 +469,7 @@ mod tests {
 
     #[test]
     fn state_change_lock_is_a_try_lock() {
-        let mut page = Page::new();
+        let page = Page::new();
         assert!(page.try_lock_state_change());
         assert!(!page.try_lock_state_change());
         page.unlock_state_change();

@@ -111,7 +111,9 @@ impl Snapshot {
         };
         for (pfn, page) in mm.frames().pages().iter() {
             let flags = page.flags();
-            if flags.contains(PageFlags::FREE) {
+            // A deferred frame (a discarded page's, waiting for a grace period) is free
+            // as soon as every CPU passed a quiescent point.
+            if flags.intersects(PageFlags::FREE | PageFlags::DEFERRED) {
                 s.available += 1;
                 continue;
             }

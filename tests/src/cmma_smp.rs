@@ -1,0 +1,451 @@
+//! `cmma::smp`: the series' rules that only several CPUs can break, each as a race run
+//! many times per seed on two CPUs at once (the seed and a replay command are printed):
+//!
+//! - the per-page state-change lock: a make-volatile that finds it held gives up, a
+//!   make-stable waits for it, and the check of the conditions and the state change it
+//!   decides are one step against the other CPU (series 1/6);
+//! - deferred freeing of discarded frames (6/6): the frame of a discarded page is not
+//!   handed out again while another CPU still holds its absolute address from a
+//!   block-volatility exception it has not finished handling;
+//! - `page_discard` racing a lookup on another CPU: whichever comes first, the page is
+//!   discarded once, and both CPUs read the file's bytes.
+//!
+//! The lock tests drive the kernel's page-state layer (the code the memory manager runs)
+//! on a frame of their own, with page metadata both CPUs share; the others run the
+//! memory manager and the host model. Files: `SCRATCH + 22`, read only.
+
+use crate::support::{Rng, cached, host_reclaim, needs_mm_with_model, page_va};
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use kernel::arch::{cpu, uaccess};
+use kernel::cmma::backend::with_model;
+use kernel::cmma::essa::UsageState;
+use kernel::cmma::model::ReclaimOutcome;
+use kernel::cmma::states::PageStates;
+use kernel::ktest::Test;
+use kernel::mm::addr::{PAGE_SIZE, Pfn};
+use kernel::mm::backing::{check_pattern, files};
+use kernel::mm::hooks::{Stability, VolatileContext, VolatilePoint};
+use kernel::mm::ids::MappingId;
+use kernel::mm::page::{Page, PageFlags};
+use kernel::mm::vma::VmFlags;
+use kernel::vm::{self, MachineEssa, UserSpace};
+use kernel::{check, check_eq, ktest};
+
+kernel::ktest_suite!("cmma::smp");
+
+/// The file the discard races read (never written).
+const FILE: u32 = files::SCRATCH + 22;
+/// Pages of it the races use.
+const PAGES: u64 = 16;
+
+/// The conditions of a clean page-cache page that may become volatile: the page cache's
+/// reference is the only one.
+const CLEAN: VolatileContext = VolatileContext {
+    mapping_mlocked: false,
+    caller_refs: 1,
+};
+
+/// Prints the seed and the command that replays this test with it.
+fn note_seed(t: &mut Test<'_>, name: &str, iterations: u64) {
+    let seed = t.seed();
+    t.diag(format_args!(
+        "seed {seed}, {iterations} iterations; replay: cargo xtask run --smp 2 -- \
+         ktest.filter=cmma::smp.{name} ktest.seed={seed}"
+    ));
+}
+
+/// The host's usage state of `pfn` (the tests need the model).
+fn host_state(pfn: Pfn) -> Option<UsageState> {
+    with_model(|model, _| model.state(pfn.as_u64()).0)
+}
+
+fn spin(n: u64) {
+    for _ in 0..n {
+        core::hint::spin_loop();
+    }
+}
+
+/// Waits up to `us` microseconds for `done`.
+fn wait_until(us: u64, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = cpu::tod() + cpu::us_to_tod(us);
+    while !done() {
+        if cpu::tod() > deadline {
+            return false;
+        }
+        core::hint::spin_loop();
+    }
+    true
+}
+
+/// Skips unless the memory manager runs over memory: a disk read on a secondary CPU
+/// would wait for an I/O interruption only CPU 0 takes (README "Limits").
+fn needs_memory_backing(t: &mut Test<'_>) -> bool {
+    if !needs_mm_with_model(t) {
+        return false;
+    }
+    let source = vm::with(|mm| mm.device().name());
+    if source != "-initrd image" {
+        t.skip("disk I/O is CPU 0's: the races need the -initrd backing store");
+        return false;
+    }
+    true
+}
+
+/// A frame of the test's own, with page metadata of a clean page-cache page both CPUs
+/// share, and a page-state layer of its own (the kernel's code, its own counters).
+struct Scratch {
+    pfn: Pfn,
+    page: Page,
+    layer: PageStates<MachineEssa>,
+}
+
+impl Scratch {
+    fn new() -> Option<Scratch> {
+        let pfn = vm::with(|mm| mm.alloc_page()).ok()?;
+        let mapping = MappingId::new(u32::MAX)?;
+        Some(Scratch {
+            pfn,
+            page: Page::detached_cache_page(mapping, 0, 1, 0),
+            layer: PageStates::new(MachineEssa),
+        })
+    }
+
+    fn make_volatile(&self) {
+        self.layer
+            .page_make_volatile(self.pfn, &self.page, CLEAN, VolatilePoint::Unlock);
+    }
+
+    fn make_stable(&self) -> Stability {
+        self.layer.page_make_stable(self.pfn, &self.page)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        // Stable again, as the memory manager recorded it, then back to the allocator
+        // (a CPU cut short may have left the lock held: nobody else uses it now).
+        self.page.unlock_state_change();
+        self.page.clear_shared(PageFlags::DIRTY);
+        self.make_stable();
+        vm::with(|mm| mm.put_page(self.pfn));
+    }
+}
+
+ktest! {
+    /// While CPU 1 holds a page's state-change lock (it is changing the page's state),
+    /// CPU 0's make-volatile gives up: no ESSA, the page stays stable, and the layer
+    /// counts the busy lock. Once CPU 1 let go, the same call makes the page volatile.
+    fn make_volatile_gives_up_while_another_cpu_holds_the_lock(t) [NEEDS_ESSA] {
+        if !needs_mm_with_model(t) { return; }
+        const ITERATIONS: u64 = 200;
+        note_seed(t, "make_volatile_gives_up_while_another_cpu_holds_the_lock", ITERATIONS);
+        let Some(s) = Scratch::new() else {
+            check!(t, false, "no frame for the test");
+            return;
+        };
+        t.on_cpus(2, |c| {
+            for i in 0..ITERATIONS {
+                if c.index() == 1 {
+                    check!(c, s.page.try_lock_state_change(), "iteration {i}: lock not free");
+                }
+                c.barrier();
+                if c.index() == 0 {
+                    let busy = s.layer.counters().lock_busy;
+                    s.make_volatile();
+                    check_eq!(c, s.layer.counters().lock_busy, busy + 1);
+                    check_eq!(c, host_state(s.pfn), Some(UsageState::Stable));
+                }
+                c.barrier();
+                if c.index() == 1 {
+                    s.page.unlock_state_change();
+                }
+                c.barrier();
+                if c.index() == 0 {
+                    s.make_volatile();
+                    check_eq!(c, host_state(s.pfn), Some(UsageState::Volatile));
+                    check_eq!(c, s.make_stable(), Stability::Stable);
+                }
+                c.barrier();
+            }
+        });
+    }
+}
+
+ktest! {
+    /// While CPU 1 holds a page's state-change lock, CPU 0's make-stable waits: it
+    /// returns only after CPU 1 let go (CPU 1 notes the iteration just before), and the
+    /// page is stable then. Without the wait, CPU 0 would overtake a make-volatile in
+    /// progress.
+    fn make_stable_waits_for_another_cpus_state_change(t) [NEEDS_ESSA] {
+        if !needs_mm_with_model(t) { return; }
+        const ITERATIONS: u64 = 200;
+        note_seed(t, "make_stable_waits_for_another_cpus_state_change", ITERATIONS);
+        let Some(s) = Scratch::new() else {
+            check!(t, false, "no frame for the test");
+            return;
+        };
+        let released = AtomicU64::new(u64::MAX);
+        t.on_cpus(2, |c| {
+            let mut rng = Rng::new(c.cpu_seed(), 1);
+            for i in 0..ITERATIONS {
+                if c.index() == 0 {
+                    s.make_volatile();
+                }
+                c.barrier();
+                if c.index() == 1 {
+                    check!(c, s.page.try_lock_state_change(), "iteration {i}: lock not free");
+                }
+                c.barrier();
+                if c.index() == 1 {
+                    spin(rng.within(1_000..=20_000));
+                    released.store(i, Ordering::Release);
+                    s.page.unlock_state_change();
+                } else {
+                    let stability = s.make_stable();
+                    check!(c, released.load(Ordering::Acquire) == i,
+                        "iteration {i}: make-stable returned while cpu 1 held the state-change lock");
+                    check_eq!(c, stability, Stability::Stable);
+                    check_eq!(c, host_state(s.pfn), Some(UsageState::Stable));
+                }
+                c.barrier();
+            }
+        });
+        check!(t, s.layer.counters().stable_waits > 0, "make-stable never found the lock held");
+    }
+}
+
+ktest! {
+    /// The race the lock exists for: CPU 0 offers the page for the volatile state over
+    /// and over; CPU 1 dirties it (a fact that forbids volatile) and makes it stable. Once
+    /// CPU 1's make-stable returned, the host state must be stable and stay so while the
+    /// page is dirty: a make-volatile that checked the page clean before CPU 1 dirtied it
+    /// must not land its ESSA after CPU 1's. Many iterations with random delays.
+    fn check_and_change_are_atomic_against_another_cpu(t) [NEEDS_ESSA] {
+        if !needs_mm_with_model(t) { return; }
+        const ITERATIONS: u64 = 20_000;
+        note_seed(t, "check_and_change_are_atomic_against_another_cpu", ITERATIONS);
+        let Some(s) = Scratch::new() else {
+            check!(t, false, "no frame for the test");
+            return;
+        };
+        let done = AtomicBool::new(false);
+        t.on_cpus(2, |c| {
+            let mut rng = Rng::new(c.cpu_seed(), 2);
+            c.barrier();
+            if c.index() == 0 {
+                let mut n = 0u64;
+                while !done.load(Ordering::Acquire) {
+                    s.make_volatile();
+                    spin(rng.below(300));
+                    n += 1;
+                    if n % 256 == 0 {
+                        c.progress();
+                    }
+                }
+                return;
+            }
+            for i in 0..ITERATIONS {
+                spin(rng.below(400));
+                s.page.set_shared(PageFlags::DIRTY);
+                let stability = s.make_stable();
+                let at_once = host_state(s.pfn);
+                spin(rng.below(400));
+                let later = host_state(s.pfn);
+                s.page.clear_shared(PageFlags::DIRTY);
+                let stable = Some(UsageState::Stable);
+                if stability != Stability::Stable || at_once != stable || later != stable {
+                    check!(c, false,
+                        "iteration {i}: a dirty page after make-stable: {stability:?}, host state {at_once:?}, then {later:?}");
+                    break;
+                }
+                if i % 64 == 0 {
+                    c.progress();
+                }
+            }
+            done.store(true, Ordering::Release);
+        });
+        let counters = s.layer.counters();
+        t.diag(format_args!(
+            "made volatile {}, refused {}, make-volatile gave up {}, make-stable waited {}",
+            counters.made_volatile, counters.refused, counters.lock_busy, counters.stable_waits
+        ));
+        check!(t, counters.made_volatile > 0 && counters.refused > 0,
+            "the race never happened: {counters:?}");
+    }
+}
+
+/// Maps the first [`PAGES`] pages of [`FILE`] read-only into a new space.
+fn map(t: &mut Test<'_>) -> Option<(UserSpace, MappingId, kernel::mm::addr::VirtAddr)> {
+    let space = match UserSpace::new() {
+        Ok(space) => space,
+        Err(e) => {
+            check!(t, false, "user space: {e:?}");
+            return None;
+        }
+    };
+    let (mapping, va) = crate::support::map_file(&space, FILE, 0, PAGES, VmFlags::READ);
+    Some((space, mapping, va))
+}
+
+/// Reads page `page` of the mapping at `va` in the current space and checks it against
+/// the file; the first bad offset.
+fn read_page(va: kernel::mm::addr::VirtAddr, page: u64) -> Result<(), u64> {
+    let mut buf = alloc::vec![0u8; PAGE_SIZE as usize];
+    uaccess::read_bytes(page_va(va, page), &mut buf);
+    check_pattern(FILE, page * PAGE_SIZE, &buf)
+}
+
+/// Has the host discard the cached page `page` of `mapping`; its frame.
+fn discard(mapping: MappingId, page: u64) -> Result<Pfn, alloc::string::String> {
+    let pfn = cached(mapping, page).ok_or_else(|| alloc::format!("page {page} not cached"))?;
+    match host_reclaim(pfn) {
+        Some(ReclaimOutcome::Discarded) => Ok(pfn),
+        other => Err(alloc::format!(
+            "host reclaim of page {page} (frame {pfn:?}): {other:?}"
+        )),
+    }
+}
+
+ktest! {
+    /// Deferred freeing (6/6), with a CPU that still holds a translation: CPU 1 touches
+    /// a page the host discarded and, in its block-volatility handler, waits for the
+    /// memory manager CPU 0 holds, with the frame's absolute address in hand. CPU 0
+    /// discards the page (`page_discard`, its last reference goes) and allocates: the
+    /// frame must not come back, although the free list hands out the last freed frame
+    /// first. Then CPU 1's handler finds a frame nobody references, and its retried
+    /// access reloads the file's bytes; exactly one page was discarded, and none of CPU
+    /// 0's new pages.
+    fn a_discarded_frame_waits_until_every_cpu_passed_a_quiescent_point(t) [NEEDS_ESSA] {
+        if !needs_memory_backing(t) { return; }
+        const ITERATIONS: u64 = 24;
+        note_seed(t, "a_discarded_frame_waits_until_every_cpu_passed_a_quiescent_point", ITERATIONS);
+        let Some((space, mapping, va)) = map(t) else { return };
+        let frame = AtomicU64::new(0);
+        let holding = AtomicU64::new(u64::MAX);
+        t.on_cpus(2, |c| {
+            if c.index() == 1 {
+                space.enter();
+            }
+            for i in 0..ITERATIONS {
+                let page = i % PAGES;
+                if c.index() == 1 {
+                    check_eq!(c, read_page(va, page), Ok(()));
+                }
+                c.barrier();
+                if c.index() == 0 {
+                    match discard(mapping, page) {
+                        Ok(pfn) => frame.store(pfn.as_u64(), Ordering::Relaxed),
+                        Err(e) => check!(c, false, "iteration {i}: {e}"),
+                    }
+                }
+                c.barrier();
+                if c.index() == 1 {
+                    // The 0x1A: the handler waits for CPU 0's memory manager.
+                    check!(c, wait_until(5_000_000, || holding.load(Ordering::Acquire) == i),
+                        "iteration {i}: cpu 0 never took the memory manager");
+                    check_eq!(c, read_page(va, page), Ok(()));
+                    c.barrier();
+                    continue;
+                }
+                let pfn = Pfn::new(frame.load(Ordering::Relaxed));
+                let (waited, discards, allocated) = vm::with(|mm| {
+                    holding.store(i, Ordering::Release);
+                    let waited = wait_until(5_000_000, || vm::fault_waiters() > 0);
+                    let discards = mm.stats().discards;
+                    let _ = mm.page_discard(pfn);
+                    let allocated: Vec<Pfn> = (0..8).filter_map(|_| mm.alloc_page().ok()).collect();
+                    (waited, discards, allocated)
+                });
+                check!(c, waited, "iteration {i}: cpu 1 never waited in its discard fault");
+                check!(c, !allocated.contains(&pfn),
+                    "iteration {i}: frame {pfn:?} of the discarded page handed out again while cpu 1 held its address");
+                c.barrier();
+                vm::with(|mm| {
+                    for &p in &allocated {
+                        let hit = mm.page(p).is_some_and(|pg| pg.test(PageFlags::DISCARDED));
+                        check!(c, !hit, "iteration {i}: cpu 1's discard fault discarded cpu 0's new page {p:?}");
+                        mm.put_page(p);
+                    }
+                    check_eq!(c, mm.stats().discards, discards + 1);
+                });
+            }
+            if c.index() == 1 {
+                space.leave();
+            }
+        });
+    }
+}
+
+ktest! {
+    /// `page_discard` racing a lookup on another CPU: CPU 1 touches a page the host
+    /// discarded (0x1A, then `page_discard` in its handler) while CPU 0 looks the same
+    /// page up (`find_get_page` finds it discarded and runs `page_discard` itself, then
+    /// reads the file). CPU 0 either waits until CPU 1 is in its handler or races it
+    /// right away (drawn from the seed). Whichever wins, the page is discarded exactly
+    /// once, the loser finds nothing left to do (a frame without references), and both
+    /// read the file's bytes.
+    fn page_discard_races_a_lookup_on_another_cpu(t) [NEEDS_ESSA] {
+        if !needs_memory_backing(t) { return; }
+        const ITERATIONS: u64 = 48;
+        note_seed(t, "page_discard_races_a_lookup_on_another_cpu", ITERATIONS);
+        let Some((space, mapping, va)) = map(t) else { return };
+        let cpu1_read = AtomicU64::new(u64::MAX);
+        t.on_cpus(2, |c| {
+            let mut rng = Rng::new(c.seed(), 3);
+            if c.index() == 1 {
+                space.enter();
+            }
+            for i in 0..ITERATIONS {
+                let page = i % PAGES;
+                let wait_for_cpu1 = rng.below(2) == 0;
+                let delay = rng.below(20_000);
+                if c.index() == 1 {
+                    check_eq!(c, read_page(va, page), Ok(()));
+                }
+                c.barrier();
+                let mut discards = 0;
+                if c.index() == 0 {
+                    discards = vm::with(|mm| mm.stats().discards);
+                    if let Err(e) = discard(mapping, page) {
+                        check!(c, false, "iteration {i}: {e}");
+                    }
+                }
+                c.barrier();
+                if c.index() == 1 {
+                    check_eq!(c, read_page(va, page), Ok(()));
+                    cpu1_read.store(i, Ordering::Release);
+                } else {
+                    spin(delay);
+                    let looked_up = vm::with(|mm| {
+                        if wait_for_cpu1 {
+                            // CPU 1 in its discard fault, or done without one (its
+                            // access came before this lock).
+                            wait_until(5_000_000, || {
+                                vm::fault_waiters() > 0 || cpu1_read.load(Ordering::Acquire) == i
+                            });
+                        }
+                        let mut byte = [0u8; 1];
+                        let offset = page * PAGE_SIZE + (i * 97) % PAGE_SIZE;
+                        mm.read_file(mapping, offset, &mut byte).map(|_| (offset, byte[0]))
+                    });
+                    match looked_up {
+                        Ok((offset, byte)) => {
+                            check_eq!(c, check_pattern(FILE, offset, &[byte]), Ok(()));
+                        }
+                        Err(e) => check!(c, false, "iteration {i}: read_file: {e:?}"),
+                    }
+                }
+                c.barrier();
+                if c.index() == 0 {
+                    let (after, bugs) = vm::with(|mm| (mm.stats().discards, mm.take_bugs()));
+                    check_eq!(c, after, discards + 1);
+                    check!(c, bugs.is_empty(), "iteration {i}: {bugs:?}");
+                }
+            }
+            if c.index() == 1 {
+                space.leave();
+            }
+        });
+    }
+}
