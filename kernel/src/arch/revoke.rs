@@ -133,7 +133,7 @@ pub fn kind(pfn: u64) -> Option<Kind> {
     let kinds = KINDS.get()?;
     match kinds
         .get(usize::try_from(pfn).ok()?)?
-        .load(Ordering::Relaxed)
+        .load(Ordering::SeqCst)
     {
         1 => Some(Kind::PagedOut),
         2 => Some(Kind::Discarded),
@@ -215,7 +215,10 @@ pub fn revoke(pfn: u64, why: Kind) {
     let Some(slot) = KINDS.get().and_then(|k| k.get(pfn as usize)) else {
         return;
     };
-    slot.store(why as u8, Ordering::Relaxed);
+    // Several CPUs: the kind first, then the walk, both ordered (SeqCst) against a
+    // memory manager storing an entry for this frame at the same time, which stores
+    // first and checks the kind after ([`store_entry`]): one of the two sees the other.
+    slot.store(why as u8, Ordering::SeqCst);
     with_dat_off(|| {
         if let Some((addr, raw)) = kernel_entry(pfn)
             && Pte::from_bits(raw).is_valid()
@@ -241,7 +244,7 @@ pub fn restore(pfn: u64) {
     let Some(slot) = KINDS.get().and_then(|k| k.get(pfn as usize)) else {
         return;
     };
-    slot.store(0, Ordering::Relaxed);
+    slot.store(0, Ordering::SeqCst);
     with_dat_off(|| {
         if let Some((addr, raw)) = kernel_entry(pfn)
             && raw & HOST_BIT != 0
@@ -251,14 +254,45 @@ pub fn restore(pfn: u64) {
     });
 }
 
-/// Makes the entry at `addr` what the guest wrote again, if the host's bits are set.
+/// Makes the entry at `addr` what the guest wrote again, if the host's bits are set and
+/// its frame is no longer revoked (another CPU's host may have taken it away again
+/// since the fault; the caller holds the host's lock, so it cannot do so meanwhile).
 pub fn unrevoke_entry(addr: PhysAddr) {
     with_dat_off(|| {
         let raw = Absolute.read_u64(addr);
-        if raw & HOST_BIT != 0 {
+        if raw & HOST_BIT != 0 && kind(Pte::from_bits(raw).pfn().as_u64()).is_none() {
             Absolute.write_u64(addr, guest_view(raw));
         }
     });
+}
+
+/// Stores the guest's entry `value` at `addr` (the memory manager's `write_pte`):
+/// revoked on the way if it maps a frame the host took away, also when another CPU's
+/// host revokes the frame while the entry is stored. The store comes first, the check
+/// of the frame's kind after (SeqCst), while [`revoke`] sets the kind first and walks
+/// the entries after: either this CPU sees the kind, or the revoking CPU sees the entry.
+pub fn store_entry(addr: PhysAddr, value: u64) {
+    Absolute.write_u64(addr, hardware_entry(value));
+    core::sync::atomic::fence(Ordering::SeqCst);
+    let pte = Pte::from_bits(value);
+    if pte.is_valid() && kind(pte.pfn().as_u64()).is_some() {
+        let raw = Absolute.read_u64(addr);
+        if raw & HOST_BIT == 0 && Pte::from_bits(raw).is_valid() {
+            // The frame went while the entry was stored: the CPUs' TLBs may hold it.
+            // Only the kernel's identity map and user entries reach here, both at the
+            // address the entry's table maps; purge by the frame's entry alone.
+            with_dat_off(|| purge_and_revoke(addr, raw));
+        }
+    }
+}
+
+/// Revokes the entry at `addr` whatever virtual address it maps: IPTE needs the page
+/// index, which the entry's table does not record, so every CPU's TLB is purged instead
+/// (COMPARE AND SWAP AND PURGE, as after freeing tables).
+fn purge_and_revoke(addr: PhysAddr, raw: u64) {
+    let mut machine = Absolute;
+    machine.write_u64(addr, raw | INVALID | HOST_BIT);
+    machine.flush_all();
 }
 
 /// A translation exception at `va` that the host caused.

@@ -112,7 +112,8 @@ impl PhysMem for Machine {
     }
 
     fn write_pte(&mut self, pa: PhysAddr, value: u64) {
-        self.write_u64(pa, super::revoke::hardware_entry(value));
+        super::revoke::touched(pa.pfn().as_u64());
+        super::revoke::store_entry(pa, value);
     }
 }
 

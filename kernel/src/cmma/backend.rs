@@ -144,9 +144,12 @@ impl HostMemory for MachineHost {
     }
 
     fn discard_frame(&mut self, pfn: u64) {
+        // Taken away first, poisoned after: another CPU may be reading the frame through
+        // a mapping right now, and must fault rather than see the poison (a host, too,
+        // unmaps a page before it reuses the frame).
+        revoke::revoke(pfn, Kind::Discarded);
         fill_frame(Pfn::new(pfn), POISON);
         clear_reference_and_change(pfn);
-        revoke::revoke(pfn, Kind::Discarded);
     }
 
     fn restore_zeroed(&mut self, pfn: u64) {
@@ -272,13 +275,16 @@ pub fn on_translation_fault(info: &PgmInfo) -> Option<Option<PgmInfo>> {
             revoke::unrevoke_entry(entry);
         }
     };
+    // The host's lock is held until the entry is valid again, so no other CPU's host
+    // takes the frame away in between (this CPU holding it: the fallbacks below).
+    let mut guard = lock_in_handler();
     let Some(kind) = fault.kind else {
         // The frame came back since this entry was revoked: make it valid, retry.
         restore_entry();
         return Some(None);
     };
-    let verdict = match lock_in_handler() {
-        Some(mut model) => {
+    let verdict = match guard.as_mut() {
+        Some(model) => {
             let model = model.as_mut()?;
             let mut host = MachineHost::new(model.frames());
             model.on_access(&mut host, fault.pfn)
