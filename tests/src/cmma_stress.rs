@@ -7,13 +7,15 @@
 //! failure with `ktest.seed=`. `ktest.stress_ops=` scales the run.
 
 use crate::support::{
-    Rng, cached, heap_free, host_reclaim, model_counters, needs_mm, state_counters,
+    Rng, cached, heap_free, host_reclaim, model_counters, needs_memory_backing, needs_mm,
+    state_counters,
 };
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
 use kernel::arch::essa::essa;
 use kernel::arch::uaccess;
 use kernel::cmdline;
@@ -70,24 +72,24 @@ impl Shape {
     /// Heap the oracle needs at most with this shape: the files' bytes, the anonymous
     /// regions' bytes, a private copy of every region page, a region read and its
     /// expected bytes.
-    fn heap_needed(&self) -> usize {
+    fn heap_needed(&self, share: Share) -> usize {
         let page = PAGE_SIZE as usize;
-        FILE_COUNT as usize * FILE_BYTES as usize
-            + MAX_ANON_PAGES as usize * page
+        share.files.len() * FILE_BYTES as usize
+            + share.anon_pages as usize * page
             + self.regions * self.region_pages as usize * page
             + 2 * self.region_pages as usize * page
     }
 
     /// The shape with fewer and smaller regions until it needs at most `heap` bytes; `None`
     /// when even the smallest does not fit.
-    fn fitted(mut self, heap: usize) -> Option<Self> {
-        while self.heap_needed() > heap && self.regions > 2 {
+    fn fitted(mut self, heap: usize, share: Share) -> Option<Self> {
+        while self.heap_needed(share) > heap && self.regions > 2 {
             self.regions -= 1;
         }
-        while self.heap_needed() > heap && self.region_pages > 2 {
+        while self.heap_needed(share) > heap && self.region_pages > 2 {
             self.region_pages -= 1;
         }
-        (self.heap_needed() <= heap).then_some(self)
+        (self.heap_needed(share) <= heap).then_some(self)
     }
 
     fn draw(seed: u64) -> Self {
@@ -96,6 +98,45 @@ impl Shape {
             regions: rng.within(2..=MAX_REGIONS as u64) as usize,
             region_pages: rng.within(2..=MAX_REGION_PAGES),
             io: rng.within(64..=MAX_IO),
+        }
+    }
+}
+
+/// One CPU's share of a workload on several CPUs: the scratch files only it uses (so its
+/// oracle knows every byte of them) and its anonymous memory (never reclaimed: the
+/// CPUs split the limit).
+#[derive(Clone, Copy, Debug)]
+struct Share {
+    files: &'static [u32],
+    anon_pages: u64,
+}
+
+/// The scratch files, ids in order.
+const ALL_FILES: [u32; FILE_COUNT as usize] = {
+    let mut ids = [0; FILE_COUNT as usize];
+    let mut n = 0;
+    while n < ids.len() {
+        ids[n] = FIRST_FILE + n as u32;
+        n += 1;
+    }
+    ids
+};
+
+impl Share {
+    /// The whole workload on one CPU.
+    const ALL: Share = Share {
+        files: &ALL_FILES,
+        anon_pages: MAX_ANON_PAGES,
+    };
+
+    /// CPU `index`'s share of `cpus`: a contiguous run of the files (every CPU gets at
+    /// least one; `cpus` is at most [`FILE_COUNT`]).
+    fn of(index: usize, cpus: usize) -> Share {
+        let n = ALL_FILES.len();
+        let (start, end) = (index * n / cpus, (index + 1) * n / cpus);
+        Share {
+            files: &ALL_FILES[start..end],
+            anon_pages: MAX_ANON_PAGES / cpus as u64,
         }
     }
 }
@@ -244,6 +285,7 @@ struct Stress<'s> {
     totals: Totals,
     mm_debug: bool,
     model: bool,
+    anon_limit: u64,
 }
 
 /// Where the kernel and the oracle disagree, or an operation failed.
@@ -304,10 +346,17 @@ fn compare(
 }
 
 impl<'s> Stress<'s> {
-    fn new(space: &'s UserSpace, seed: u64, shape: Shape) -> Result<Self, Failure> {
+    /// The workload of `seed` on `share`; `stream` tells the CPUs of one run apart (0
+    /// alone).
+    fn new(
+        space: &'s UserSpace,
+        seed: u64,
+        stream: u64,
+        shape: Shape,
+        share: Share,
+    ) -> Result<Self, Failure> {
         let mut files = Vec::new();
-        for n in 0..FILE_COUNT {
-            let id = FIRST_FILE + n;
+        for &id in share.files {
             let mapping =
                 vm::with(|mm| mm.open_file(id)).map_err(|e| Failure::Mm("open_file", e))?;
             // Only this suite uses these files, so they still hold the image's pattern.
@@ -320,11 +369,12 @@ impl<'s> Stress<'s> {
             space,
             files,
             regions: Vec::new(),
-            rng: Rng::new(seed, 0),
+            rng: Rng::new(seed, stream),
             shape,
             totals: Totals::default(),
             mm_debug: options.mm_debug,
             model: backend::current() == Backend::Model,
+            anon_limit: share.anon_pages,
         })
     }
 
@@ -357,7 +407,7 @@ impl<'s> Stress<'s> {
         let pages = 1 + self.rng.below(self.shape.region_pages);
         let anon_pages: u64 = self.regions.iter().map(Region::anon_pages).sum();
         let (flags, kind) = match self.rng.below(4) {
-            0 if anon_pages + pages <= MAX_ANON_PAGES => (
+            0 if anon_pages + pages <= self.anon_limit => (
                 VmFlags::READ | VmFlags::WRITE,
                 Kind::Anon(vec![0; (pages * PAGE_SIZE) as usize]),
             ),
@@ -735,7 +785,7 @@ ktest! {
         // A small heap (small storage, see `kernel::layout`) gets a smaller workload.
         let heap = heap_free().saturating_sub(HEAP_SLACK);
         let drawn = Shape::draw(seed);
-        let Some(shape) = drawn.fitted(heap) else {
+        let Some(shape) = drawn.fitted(heap, Share::ALL) else {
             t.skip("the heap is too small for the oracle of the smallest workload");
             return;
         };
@@ -743,7 +793,7 @@ ktest! {
             t.diag(format_args!("workload shape reduced to fit {} KiB of free heap", heap >> 10));
         }
         let space = UserSpace::new().expect("user space");
-        let mut stress = match Stress::new(&space, seed, shape) {
+        let mut stress = match Stress::new(&space, seed, 0, shape, Share::ALL) {
             Ok(s) => s,
             Err(e) => { check!(t, false, "{e}"); return; }
         };
@@ -802,6 +852,98 @@ ktest! {
             ));
         }
         check_eq!(t, result.is_ok(), true);
+    }
+}
+
+ktest! {
+    /// The workload on every online CPU at once (up to one per scratch file), each CPU
+    /// with its own address space, its own files and its own oracle, the host's discard
+    /// schedule striking whichever CPU's ESSA it follows: no byte lost or corrupted on
+    /// any CPU. The memory manager, the page-state layer and the host model are shared,
+    /// so every discard fault, refault, reclaim and writeback races the other CPUs'.
+    /// `ktest.stress_ops=` is the total over the CPUs; `cargo xtask stress --smp K`.
+    fn random_workload_on_every_cpu_loses_no_byte(t) {
+        if !needs_memory_backing(t) { return; }
+        // On one CPU this is the plain workload through the same path (the 1-CPU side
+        // of `cargo xtask bench stress`).
+        let online = kernel::arch::smp::online().len();
+        let cpus = online.min(FILE_COUNT as usize);
+        let options = cmdline::current();
+        let seed = t.seed();
+        let ops = options.stress_ops.unwrap_or(DEFAULT_OPS);
+        let rate = options.discard_rate.unwrap_or(DEFAULT_DISCARD_RATE);
+        t.diag(format_args!(
+            "seed {seed:#x} (replay: cargo xtask run --smp {online} -- ktest.filter=cmma::stress.random_workload_on_every_cpu_loses_no_byte ktest.seed={seed:#x}), {ops} operations on {cpus} CPUs, host discard rate {rate}/1000 ESSAs, mm.debug={}",
+            u8::from(options.mm_debug)
+        ));
+        let heap = heap_free().saturating_sub(HEAP_SLACK) / cpus;
+        // The CPUs split the regions as they split the anonymous memory, so what they map
+        // and lock at once stays what one CPU's workload maps and locks.
+        let mut drawn = Shape::draw(seed);
+        drawn.regions = (drawn.regions / cpus).max(2);
+        let shapes: Option<Vec<Shape>> =
+            (0..cpus).map(|i| drawn.fitted(heap, Share::of(i, cpus))).collect();
+        let Some(shapes) = shapes else {
+            t.skip("the heap is too small for the oracles of the smallest workload");
+            return;
+        };
+        let before = (vm::with(|mm| mm.stats()), model_counters());
+        let done_ops = AtomicU64::new(0);
+        let verified = AtomicU64::new(0);
+        let schedule = (backend::current() == Backend::Model).then(|| ScheduleGuard::install(seed, rate));
+        let start = kernel::arch::cpu::tod();
+        t.on_cpus(cpus, |c| {
+            let index = c.index();
+            let share = Share::of(index, cpus);
+            let per_cpu = ops / cpus as u64 + u64::from((index as u64) < ops % cpus as u64);
+            let space = match UserSpace::new() {
+                Ok(space) => space,
+                Err(e) => { check!(c, false, "user space: {e:?}"); return; }
+            };
+            let mut stress = match Stress::new(&space, seed, index as u64, shapes[index], share) {
+                Ok(s) => s,
+                Err(e) => { check!(c, false, "{e}"); return; }
+            };
+            let mut result = stress.invariants();
+            while result.is_ok() && stress.totals.ops < per_cpu {
+                result = stress.step().and_then(|()| stress.invariants());
+                c.progress();
+            }
+            let result = result.and_then(|()| stress.verify_all()).and_then(|()| stress.invariants());
+            if let Err(failure) = &result {
+                check!(c, false, "files {:?}: after operation {} of seed {seed:#x} (stream {index}): {failure}",
+                    share.files, stress.totals.ops);
+            }
+            done_ops.fetch_add(stress.totals.ops, Ordering::Relaxed);
+            verified.fetch_add(stress.totals.bytes_verified, Ordering::Relaxed);
+        });
+        let elapsed_us = kernel::arch::cpu::tod_to_us(kernel::arch::cpu::tod() - start);
+        drop(schedule);
+        let (mm_after, host_after) = (vm::with(|mm| mm.stats()), model_counters());
+        let ops_done = done_ops.load(Ordering::Relaxed);
+        // The line `cargo xtask bench stress` reads.
+        t.diag(format_args!(
+            "bench: op=stress cpus={cpus} ops={ops_done} time_us={elapsed_us} ops_per_s={}",
+            ops_done * 1_000_000 / elapsed_us.max(1)
+        ));
+        // The totals `cargo xtask stress` reads (as the one-CPU workload prints them).
+        t.diag(format_args!("ops {ops_done}, cpus {cpus}, bytes verified {}", verified.load(Ordering::Relaxed)));
+        t.diag(format_args!(
+            "host discards {}, discard faults {}, page_discard {}, refaults (major faults) {}, reclaimed {}, writebacks {}",
+            host_after.discards - before.1.discards,
+            host_after.discard_faults - before.1.discard_faults,
+            mm_after.discards - before.0.discards,
+            mm_after.major_faults - before.0.major_faults,
+            mm_after.reclaimed - before.0.reclaimed,
+            mm_after.writebacks - before.0.writebacks,
+        ));
+        let essa = host_after.essa_total() - before.1.essa_total();
+        t.diag(format_args!(
+            "essa {essa}, scheduled strikes {}, scheduled reclaims {}, scheduled volatile discards {}",
+            host_after.scheduled_strikes - before.1.scheduled_strikes,
+            host_after.scheduled_reclaims - before.1.scheduled_reclaims,
+            host_after.scheduled_volatile_discards - before.1.scheduled_volatile_discards,
+        ));
     }
 }
 

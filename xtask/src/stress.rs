@@ -1,7 +1,8 @@
 //! `cargo xtask stress`: the `cmma::stress` workload under many seeds, under real memory
 //! pressure, with the totals of what was checked and a replay command for every failure.
 //!
-//! Each seed is one boot with `ktest.filter=cmma::stress ktest.seed=<seed>` and a page pool
+//! Each seed is one boot with `ktest.filter=cmma::stress.<workload> ktest.seed=<seed>` (the
+//! workload on one CPU, or with `--smp K` on K CPUs at once) and a page pool
 //! (`mm.pool=`) several times smaller than the data the workload keeps alive, so the page
 //! cache must reclaim, write back and refault all the time.
 
@@ -21,8 +22,12 @@ use crate::results::{Outcome, TestRecord};
 
 /// The suite the command runs.
 const SUITE: &str = "cmma::stress";
-/// The workload's test, whose diagnostics carry the totals.
+/// The workload's test on one CPU, whose diagnostics carry the totals.
 const WORKLOAD: &str = "random_workload_loses_no_byte";
+/// The workload on every CPU at once (`--smp K`).
+const SMP_WORKLOAD: &str = "random_workload_on_every_cpu_loses_no_byte";
+/// Most CPUs `--smp` takes: the workload gives each CPU scratch files of its own.
+pub const MAX_SMP: u32 = 7;
 /// Bytes the workload keeps alive (`tests/src/cmma_stress.rs`): 7 scratch files of
 /// 256 KiB in the page cache, plus at most 64 pages of anonymous memory.
 pub const WORKLOAD_BYTES: u64 = 7 * (256 << 10) + 64 * 4096;
@@ -62,6 +67,17 @@ pub struct StressArgs {
     /// Build the kernel with the release profile.
     #[arg(long)]
     release: bool,
+    /// CPUs: with more than one, the workload runs on all of them at once, each with its
+    /// own files and oracle (`cmma::stress.random_workload_on_every_cpu_loses_no_byte`).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=MAX_SMP as i64))]
+    smp: u32,
+}
+
+impl StressArgs {
+    /// The test that runs the workload and reports its totals.
+    fn workload(&self) -> &'static str {
+        if self.smp > 1 { SMP_WORKLOAD } else { WORKLOAD }
+    }
 }
 
 /// `4M`, `384K` or a byte count, as the kernel's `mm.pool=` takes it (at least one page).
@@ -209,7 +225,7 @@ impl Plan<'_> {
 
 fn kernel_args(args: &StressArgs, seed: u64) -> Vec<String> {
     let mut kernel = vec![
-        format!("ktest.filter={SUITE}"),
+        format!("ktest.filter={SUITE}.{}", args.workload()),
         format!("ktest.seed={seed:#x}"),
         format!("ktest.stress_ops={}", args.ops),
         format!("ktest.discard_rate={}", args.discard_rate),
@@ -223,8 +239,13 @@ fn kernel_args(args: &StressArgs, seed: u64) -> Vec<String> {
 
 /// The command that boots one seed again, alone, with the console on the terminal.
 fn replay_command(args: &StressArgs, seed: u64) -> String {
+    let smp = if args.smp > 1 {
+        format!(" --smp {}", args.smp)
+    } else {
+        String::new()
+    };
     format!(
-        "cargo xtask run --timeout {} -- {}",
+        "cargo xtask run{smp} --timeout {} -- {}",
         args.timeout,
         kernel_args(args, seed).join(" ")
     )
@@ -237,6 +258,7 @@ pub fn run(args: &StressArgs) -> Result<bool> {
     let kernel = crate::cargo::build_kernel(args.release)?;
     let machine = Machine {
         initrd: Some(crate::backing_store::ensure_standard()?),
+        smp: args.smp,
         ..Machine::default()
     };
     machine.check_memory()?;
@@ -249,7 +271,9 @@ pub fn run(args: &StressArgs) -> Result<bool> {
         .minutes
         .map(|m| Instant::now() + Duration::from_secs(m * 60));
     println!(
-        "== stress: {SUITE}, seeds from {first_seed:#x}{}{}, {} ops each, discard rate {}/1000, pool {} KiB (the workload keeps {} KiB alive: {:.1}x), mm.debug={}, -j {}",
+        "== stress: {SUITE}.{}, {} CPU(s), seeds from {first_seed:#x}{}{}, {} ops each, discard rate {}/1000, pool {} KiB (the workload keeps {} KiB alive: {:.1}x), mm.debug={}, -j {}",
+        args.workload(),
+        args.smp,
         seeds.map_or(String::new(), |n| format!(", {n} seeds")),
         args.minutes
             .map_or(String::new(), |m| format!(", for {m} minutes")),
@@ -416,8 +440,8 @@ fn run_seed(plan: &Plan<'_>, seed: u64) -> Result<SeedRun> {
         },
     )?;
     let infra_error = outcome.infrastructure_error();
-    let failure = judge(&records, outcome.failure_reason());
-    let workload = records.iter().find(|r| r.id.name == WORKLOAD);
+    let failure = judge(&records, outcome.failure_reason(), plan.args.workload());
+    let workload = records.iter().find(|r| r.id.name == plan.args.workload());
     let totals = workload.map_or_else(Totals::default, |r| {
         Totals::from_diagnostics(&r.diagnostics)
     });
@@ -437,7 +461,7 @@ fn run_seed(plan: &Plan<'_>, seed: u64) -> Result<SeedRun> {
 
 /// Why a seed did not pass: the boot did not finish, the workload did not report, or a test
 /// failed (with its first failure message).
-fn judge(records: &[TestRecord], boot_failure: Option<String>) -> Option<String> {
+fn judge(records: &[TestRecord], boot_failure: Option<String>, workload: &str) -> Option<String> {
     if let Some(reason) = boot_failure {
         return Some(reason);
     }
@@ -453,10 +477,10 @@ fn judge(records: &[TestRecord], boot_failure: Option<String>) -> Option<String>
         };
         return Some(format!("{}: {message}", bad.id));
     }
-    match records.iter().find(|r| r.id.name == WORKLOAD) {
-        None => Some(format!("{SUITE}.{WORKLOAD} did not report")),
+    match records.iter().find(|r| r.id.name == workload) {
+        None => Some(format!("{SUITE}.{workload} did not report")),
         Some(r) if r.outcome == Outcome::Skip => {
-            Some(format!("{SUITE}.{WORKLOAD} skipped: {}", r.reason))
+            Some(format!("{SUITE}.{workload} skipped: {}", r.reason))
         }
         Some(_) => None,
     }
@@ -535,7 +559,7 @@ mod tests {
         ]);
         assert_eq!(
             replay_command(&args, 0x2a),
-            "cargo xtask run --timeout 300 -- ktest.filter=cmma::stress ktest.seed=0x2a ktest.stress_ops=500 ktest.discard_rate=100 mm.pool=1024K mm.debug=1"
+            "cargo xtask run --timeout 300 -- ktest.filter=cmma::stress.random_workload_loses_no_byte ktest.seed=0x2a ktest.stress_ops=500 ktest.discard_rate=100 mm.pool=1024K mm.debug=1"
         );
         let default = self::args(&[]);
         assert!(
@@ -570,18 +594,51 @@ mod tests {
     }
 
     #[test]
+    fn more_than_one_cpu_runs_the_workload_on_every_cpu() {
+        let one = args(&[]);
+        assert_eq!(one.smp, 1);
+        assert!(kernel_args(&one, 1)[0].ends_with(&format!(".{WORKLOAD}")));
+        assert!(!replay_command(&one, 1).contains("--smp"));
+        let four = args(&["--smp", "4"]);
+        assert_eq!(
+            kernel_args(&four, 1)[0],
+            format!("ktest.filter={SUITE}.{SMP_WORKLOAD}")
+        );
+        assert!(replay_command(&four, 1).starts_with("cargo xtask run --smp 4 "));
+        let too_many = (MAX_SMP + 1).to_string();
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: StressArgs,
+        }
+        assert!(<Cli as clap::Parser>::try_parse_from(["stress", "--smp", &too_many]).is_err());
+        assert!(<Cli as clap::Parser>::try_parse_from(["stress", "--smp", "0"]).is_err());
+    }
+
+    #[test]
     fn a_seed_passes_only_when_the_workload_passed() {
         let record =
             |name: &str, outcome| TestRecord::synthesized(TestId::new(SUITE, name), outcome, "why");
-        assert_eq!(judge(&[record(WORKLOAD, Outcome::Pass)], None), None);
-        assert!(judge(&[record(WORKLOAD, Outcome::Pass)], Some("timeout".into())).is_some());
+        assert_eq!(
+            judge(&[record(WORKLOAD, Outcome::Pass)], None, WORKLOAD),
+            None
+        );
+        assert!(
+            judge(
+                &[record(WORKLOAD, Outcome::Pass)],
+                Some("timeout".into()),
+                WORKLOAD
+            )
+            .is_some()
+        );
         assert_eq!(
             judge(
                 &[
                     record(WORKLOAD, Outcome::Pass),
                     record("other", Outcome::Fail)
                 ],
-                None
+                None,
+                WORKLOAD
             )
             .as_deref(),
             Some("cmma::stress.other: why")
@@ -593,14 +650,18 @@ mod tests {
             "check failed: false: after operation 19".into(),
         ];
         assert_eq!(
-            judge(&[failed], None).as_deref(),
+            judge(&[failed], None, WORKLOAD).as_deref(),
             Some(
                 "cmma::stress.random_workload_loses_no_byte: check failed: false: after operation 19"
             )
         );
-        assert!(judge(&[], None).unwrap().contains("did not report"));
         assert!(
-            judge(&[record(WORKLOAD, Outcome::Skip)], None)
+            judge(&[], None, WORKLOAD)
+                .unwrap()
+                .contains("did not report")
+        );
+        assert!(
+            judge(&[record(WORKLOAD, Outcome::Skip)], None, WORKLOAD)
                 .unwrap()
                 .contains("skipped")
         );

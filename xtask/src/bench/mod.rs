@@ -1,4 +1,4 @@
-//! `cargo xtask bench [boot|suite|mm|pressure|parallel]`: side-by-side performance numbers
+//! `cargo xtask bench [boot|suite|mm|pressure|parallel|stress]`: side-by-side performance numbers
 //! (issue 8).
 //!
 //! Every benchmark reports min, median and max over `--repeat` runs, prints a table and adds
@@ -11,6 +11,7 @@
 //! | [`mm`] | guest ns and ESSA per memory-manager operation at 1k, 10k and 100k pages |
 //! | [`pressure`] | host reclaim of the page cache with hinting on and off (`cmma=off`) |
 //! | [`parallel`] | `cargo xtask test -j 2` against `-j 1` on the default matrix (ratio) |
+//! | [`stress`] | the stress workload's operations per second on 1, 2 and 4 CPUs (ratios) |
 
 pub mod boot;
 pub mod guest;
@@ -20,6 +21,7 @@ pub mod parallel;
 pub mod plot;
 pub mod pressure;
 pub mod store;
+pub mod stress;
 pub mod suite;
 
 use std::path::{Path, PathBuf};
@@ -46,6 +48,8 @@ pub enum BenchKind {
     Pressure,
     /// `cargo xtask test -j 2` against `-j 1` on the default matrix.
     Parallel,
+    /// The stress workload's throughput on 1, 2 and 4 CPUs.
+    Stress,
 }
 
 impl BenchKind {
@@ -56,6 +60,7 @@ impl BenchKind {
             Self::Mm => "mm",
             Self::Pressure => "pressure",
             Self::Parallel => "parallel",
+            Self::Stress => "stress",
         }
     }
 
@@ -63,7 +68,7 @@ impl BenchKind {
     /// minute each (a 420 MB backing store, 100k pages under TCG), the others seconds.
     fn default_repeat(self) -> usize {
         match self {
-            Self::Mm | Self::Pressure => 3,
+            Self::Mm | Self::Pressure | Self::Stress => 3,
             Self::Boot | Self::Suite | Self::Parallel => 10,
         }
     }
@@ -78,7 +83,7 @@ pub struct BenchArgs {
     /// Write the results as JSON.
     #[arg(long, value_name = "PATH")]
     pub json: Option<PathBuf>,
-    /// Measured runs per side (default: 10; 3 for mm and pressure).
+    /// Measured runs per side (default: 10; 3 for mm, pressure and stress).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1000))]
     pub repeat: Option<u64>,
     /// Write SVG charts (mm: ns per operation against pages; pressure: host reclaim) here.
@@ -169,6 +174,9 @@ pub struct BenchReport {
     /// `cargo xtask bench parallel`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parallel: Option<parallel::ParallelBench>,
+    /// `cargo xtask bench stress`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stress: Option<stress::StressBench>,
 }
 
 /// Runs the chosen benchmarks (all without a name), prints their tables, writes the JSON.
@@ -188,6 +196,7 @@ pub fn run(args: &BenchArgs) -> Result<BenchReport> {
             BenchKind::Mm,
             BenchKind::Pressure,
             BenchKind::Parallel,
+            BenchKind::Stress,
         ],
     };
     let qemu = install::ensure_qemu()?;
@@ -237,6 +246,12 @@ pub fn run(args: &BenchArgs) -> Result<BenchReport> {
                 let bench = parallel::parallel_bench(&qemu, repeat)?;
                 let table = parallel::table(&bench);
                 result.parallel = Some(bench);
+                table
+            }
+            BenchKind::Stress => {
+                let bench = stress::stress_bench(&qemu, repeat)?;
+                let table = stress::table(&bench);
+                result.stress = Some(bench);
                 table
             }
         };
