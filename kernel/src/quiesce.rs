@@ -42,6 +42,14 @@ impl Grace {
     pub fn with_capacity(cpus: usize) -> Self {
         Grace(Vec::with_capacity(cpus))
     }
+
+    /// CPU `cpu` does not hold this grace period up (the CPU that starts it holds
+    /// nothing of what it retires).
+    pub fn without(&mut self, cpu: usize) {
+        if let Some(at) = self.0.get_mut(cpu) {
+            *at = None;
+        }
+    }
 }
 
 impl Quiescence {
@@ -154,6 +162,21 @@ mod tests {
         q.quiescent(1);
         assert!(q.elapsed(&grace));
         assert!(q.holders(&grace).is_empty());
+    }
+
+    #[test]
+    fn the_starting_cpu_can_leave_itself_out() {
+        let q = Quiescence::new(2);
+        q.set_online(0, true);
+        let mut grace = Grace::with_capacity(2);
+        q.start_into(&mut grace);
+        assert!(!q.elapsed(&grace), "CPU 0 is busy");
+        grace.without(0);
+        assert!(q.elapsed(&grace), "one CPU: nothing to wait for");
+        q.set_online(1, true);
+        q.start_into(&mut grace);
+        grace.without(0);
+        assert_eq!(q.holders(&grace), [1]);
     }
 
     #[test]

@@ -112,9 +112,10 @@ impl PageStateHooks for Hinting {
     }
     fn start_grace(&mut self) {
         let Some(q) = QUIESCENCE.get() else { return };
-        // The CPU that frees the frames holds nothing of them any more.
-        q.quiescent(this_cpu());
+        // The CPU that frees the frames holds nothing of them any more: on one CPU the
+        // grace period has elapsed at once.
         q.start_into(&mut self.grace);
+        self.grace.without(this_cpu());
     }
     fn grace_elapsed(&mut self) -> bool {
         QUIESCENCE.get().is_none_or(|q| q.elapsed(&self.grace))

@@ -359,9 +359,15 @@ impl<'s> Stress<'s> {
         for &id in share.files {
             let mapping =
                 vm::with(|mm| mm.open_file(id)).map_err(|e| Failure::Mm("open_file", e))?;
-            // Only this suite uses these files, so they still hold the image's pattern.
+            // Only this suite uses these files; a workload before this one (the other
+            // test, or one cut short) may have changed them: the image's pattern again.
             let mut bytes = vec![0; FILE_BYTES as usize];
             fill_pattern(id, 0, &mut bytes);
+            vm::with(|mm| {
+                mm.write_file(mapping, 0, &bytes)?;
+                mm.sync_mapping(mapping)
+            })
+            .map_err(|e| Failure::Mm("restoring the file's pattern", e))?;
             files.push(FileModel { id, mapping, bytes });
         }
         let options = cmdline::current();

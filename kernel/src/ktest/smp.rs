@@ -290,6 +290,10 @@ pub fn run(
     for &nr in &shared.cpus[1..] {
         crate::vm::set_cpu_active(nr, false);
     }
+    // The secondaries hold nothing now: free what waited for them.
+    if crate::vm::available() {
+        crate::vm::with(|mm| mm.reap_deferred());
+    }
     *ACTIVE.lock() = None;
     if let Err(info) = result {
         // Only CPU 0's own bookkeeping runs outside its part's recovery scope.
