@@ -896,6 +896,10 @@ ktest! {
         let before = (vm::with(|mm| mm.stats()), model_counters());
         let done_ops = AtomicU64::new(0);
         let verified = AtomicU64::new(0);
+        let checkpoints = AtomicU64::new(0);
+        let invariant_checks = AtomicU64::new(0);
+        let met_by_mlock = AtomicU64::new(0);
+        let found_discarded_before = state_counters().found_discarded;
         let schedule = (backend::current() == Backend::Model).then(|| ScheduleGuard::install(seed, rate));
         let start = kernel::arch::cpu::tod();
         t.on_cpus(cpus, |c| {
@@ -920,8 +924,12 @@ ktest! {
                 check!(c, false, "files {:?}: after operation {} of seed {seed:#x} (stream {index}): {failure}",
                     share.files, stress.totals.ops);
             }
-            done_ops.fetch_add(stress.totals.ops, Ordering::Relaxed);
-            verified.fetch_add(stress.totals.bytes_verified, Ordering::Relaxed);
+            let totals = &stress.totals;
+            done_ops.fetch_add(totals.ops, Ordering::Relaxed);
+            verified.fetch_add(totals.bytes_verified, Ordering::Relaxed);
+            checkpoints.fetch_add(totals.checkpoints, Ordering::Relaxed);
+            invariant_checks.fetch_add(totals.invariant_checks, Ordering::Relaxed);
+            met_by_mlock.fetch_add(totals.discards_met_by_mlock, Ordering::Relaxed);
         });
         let elapsed_us = kernel::arch::cpu::tod_to_us(kernel::arch::cpu::tod() - start);
         drop(schedule);
@@ -933,7 +941,17 @@ ktest! {
             ops_done * 1_000_000 / elapsed_us.max(1)
         ));
         // The totals `cargo xtask stress` reads (as the one-CPU workload prints them).
-        t.diag(format_args!("ops {ops_done}, cpus {cpus}, bytes verified {}", verified.load(Ordering::Relaxed)));
+        t.diag(format_args!(
+            "ops {ops_done}, cpus {cpus}, checkpoints {}, bytes verified {}, invariant checks {}",
+            checkpoints.load(Ordering::Relaxed),
+            verified.load(Ordering::Relaxed),
+            invariant_checks.load(Ordering::Relaxed)
+        ));
+        t.diag(format_args!(
+            "discards found by make-stable {}, discards met by mlock {}",
+            state_counters().found_discarded - found_discarded_before,
+            met_by_mlock.load(Ordering::Relaxed)
+        ));
         t.diag(format_args!(
             "host discards {}, discard faults {}, page_discard {}, refaults (major faults) {}, reclaimed {}, writebacks {}",
             host_after.discards - before.1.discards,

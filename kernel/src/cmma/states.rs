@@ -605,4 +605,59 @@ mod tests {
         plain.frame_allocated(Pfn::new(3), &mut Page::new(), FrameUse::Data);
         assert!(!plain.essa.model.borrow().state(3).2);
     }
+
+    /// ESSA against the model behind a lock, for the layer shared by threads.
+    struct SharedModelEssa(spin::Mutex<(HostModel, FakeMemory)>);
+
+    impl Essa for SharedModelEssa {
+        fn essa(&self, orc: Orc, pfn: Pfn) -> PageStateByte {
+            let ctx = EssaContext {
+                orc_raw: orc.code(),
+                addr: pfn.as_u64() << 12,
+                problem_state: false,
+                facility_147: false,
+            };
+            let mut guard = self.0.lock();
+            let (model, mem) = &mut *guard;
+            model.essa(mem, ctx).expect("valid ESSA")
+        }
+    }
+
+    /// The race of the state-change lock on threads (the kernel test is
+    /// `cmma::smp.check_and_change_are_atomic_against_another_cpu`): once a make-stable
+    /// of a dirty page returned, the page is stable and stays so while it is dirty.
+    #[test]
+    fn a_dirty_page_stays_stable_against_a_concurrent_make_volatile() {
+        use std::sync::atomic::AtomicBool;
+        let layer = PageStates::new(SharedModelEssa(spin::Mutex::new((
+            HostModel::new(16, ModelOptions::default()),
+            FakeMemory::new(16),
+        ))));
+        let page = cache_page();
+        let pfn = Pfn::new(3);
+        let done = AtomicBool::new(false);
+        let state = || layer.essa.0.lock().0.state(3).0;
+        // The first iteration that saw the page volatile while dirty; the other thread
+        // stops either way (an assertion inside the scope would leave it spinning).
+        let broken = std::thread::scope(|scope| {
+            scope.spawn(|| {
+                while !done.load(Ordering::Acquire) {
+                    layer.page_make_volatile(pfn, &page, CTX, VolatilePoint::Unlock);
+                }
+            });
+            let broken = (0..20_000).find(|_| {
+                page.set_shared(PageFlags::DIRTY);
+                let stable = layer.page_make_stable(pfn, &page) == Stability::Stable
+                    && state() == UsageState::Stable;
+                std::thread::yield_now();
+                let still = state() == UsageState::Stable;
+                page.clear_shared(PageFlags::DIRTY);
+                !(stable && still)
+            });
+            done.store(true, Ordering::Release);
+            broken
+        });
+        assert_eq!(broken, None, "a dirty page went volatile after make-stable");
+        assert!(layer.counters().made_volatile > 0);
+    }
 }
