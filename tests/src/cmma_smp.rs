@@ -14,9 +14,7 @@
 //! on a frame of their own, with page metadata both CPUs share; the others run the
 //! memory manager and the host model. Files: `SCRATCH + 22`, read only.
 
-use crate::support::{
-    Rng, cached, host_reclaim, needs_memory_backing, needs_mm_with_model, page_va,
-};
+use crate::support::{Rng, cached, host_reclaim, needs_mm_with_model, page_va};
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use kernel::arch::{cpu, uaccess};
@@ -317,7 +315,7 @@ ktest! {
     /// access reloads the file's bytes; exactly one page was discarded, and none of CPU
     /// 0's new pages.
     fn a_discarded_frame_waits_until_every_cpu_passed_a_quiescent_point(t) [NEEDS_ESSA] {
-        if !needs_mm_with_model(t) || !needs_memory_backing(t) { return; }
+        if !needs_mm_with_model(t) { return; }
         const ITERATIONS: u64 = 24;
         note_seed(t, "a_discarded_frame_waits_until_every_cpu_passed_a_quiescent_point", ITERATIONS);
         let Some((space, mapping, va)) = map(t) else { return };
@@ -386,7 +384,7 @@ ktest! {
     /// once, the loser finds nothing left to do (a frame without references), and both
     /// read the file's bytes.
     fn page_discard_races_a_lookup_on_another_cpu(t) [NEEDS_ESSA] {
-        if !needs_mm_with_model(t) || !needs_memory_backing(t) { return; }
+        if !needs_mm_with_model(t) { return; }
         const ITERATIONS: u64 = 48;
         note_seed(t, "page_discard_races_a_lookup_on_another_cpu", ITERATIONS);
         let Some((space, mapping, va)) = map(t) else { return };

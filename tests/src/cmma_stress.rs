@@ -7,8 +7,7 @@
 //! failure with `ktest.seed=`. `ktest.stress_ops=` scales the run.
 
 use crate::support::{
-    Rng, cached, heap_free, host_reclaim, model_counters, needs_memory_backing, needs_mm,
-    state_counters,
+    Rng, cached, heap_free, host_reclaim, model_counters, needs_mm, state_counters,
 };
 use alloc::boxed::Box;
 use alloc::format;
@@ -869,7 +868,7 @@ ktest! {
     /// so every discard fault, refault, reclaim and writeback races the other CPUs'.
     /// `ktest.stress_ops=` is the total over the CPUs; `cargo xtask stress --smp K`.
     fn random_workload_on_every_cpu_loses_no_byte(t) {
-        if !needs_memory_backing(t) { return; }
+        if !needs_mm(t) { return; }
         // On one CPU this is the plain workload through the same path (the 1-CPU side
         // of `cargo xtask bench stress`).
         let online = kernel::arch::smp::online().len();

@@ -96,21 +96,6 @@ pub(crate) fn needs_mm_with_model(t: &mut Test<'_>) -> bool {
         )
 }
 
-/// Skips unless the memory manager runs over memory (`-initrd`): a disk read on a
-/// secondary CPU would wait for an I/O interruption only CPU 0 takes (README "Limits"),
-/// so the multi-CPU memory-manager tests need the `-initrd` backing store.
-pub(crate) fn needs_memory_backing(t: &mut Test<'_>) -> bool {
-    if !needs_mm(t) {
-        return false;
-    }
-    let source = vm::with(|mm| mm.device().name());
-    if source != "-initrd image" {
-        t.skip("disk I/O is CPU 0's: the multi-CPU memory-manager tests need -initrd");
-        return false;
-    }
-    true
-}
-
 /// Free bytes of the kernel heap (sized from storage, `kernel::layout`): tests whose data
 /// must fit in it size themselves or skip.
 pub(crate) fn heap_free() -> usize {

@@ -74,6 +74,14 @@ pub fn init() {
     css::set_isc_enabled(KERNEL_ISC, true);
 }
 
+/// Enables the kernel's subclass in this CPU's CR6 (a secondary CPU, which started
+/// with CPU 0's control registers from before [`init`]), so a disk request this CPU
+/// waits for can end its wait: I/O interruptions are floating, and only a CPU in an
+/// enabled I/O wait (`css::wait_for_io`) takes one.
+pub fn enable_here() {
+    css::set_isc_enabled(KERNEL_ISC, true);
+}
+
 /// The I/O subchannels with a device attached, in subchannel-number order, up to the
 /// first subchannel number that is not provided.
 pub fn enumerate() -> Vec<(SubchannelId, Schib)> {

@@ -309,6 +309,10 @@ pub fn run(
 /// One CPU's part: the body under a recovery scope, then its outcome.
 fn part(run: &Run<'_>, index: usize) {
     let shared = &*run.shared;
+    if index > 0 {
+        // A body may fault in a page from the virtio-blk disk on this CPU.
+        crate::io::channel::enable_here();
+    }
     let progress = &shared.progress[index];
     progress.enter(Phase::Running, cpu::tod());
     let mut ctx = CpuTest { index, run: shared };
