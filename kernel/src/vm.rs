@@ -45,7 +45,9 @@ pub struct MachineEssa;
 
 impl Essa for MachineEssa {
     fn essa(&self, orc: Orc, pfn: Pfn) -> PageStateByte {
-        crate::arch::essa::essa_frame(orc, pfn)
+        // The arch layer knows raw codes and bytes only; the types are the page-state
+        // layer's.
+        PageStateByte(crate::arch::essa::essa(orc.code(), pfn.addr().as_u64()))
     }
 }
 

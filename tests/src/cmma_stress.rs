@@ -735,7 +735,9 @@ impl<'s> Stress<'s> {
         vm::with(|mm| {
             debug::check(mm)?;
             let host = with_model(|model, _| {
-                debug::host_violations(mm, |pfn| model.frame_state(pfn.as_u64()).map(|s| s.usage))
+                debug::host_violations(mm, UsageState::Stable, |pfn| {
+                    model.frame_state(pfn.as_u64()).map(|s| s.usage)
+                })
             });
             match host.and_then(|v| v.into_iter().next()) {
                 Some(v) => Err(v),
@@ -1025,11 +1027,11 @@ ktest! {
         check_eq!(t, written, Ok(1));
         let addr = pfn.addr().as_u64();
         let host_usage = |p: Pfn| (p == pfn).then(|| PageStateByte(essa(0, addr)).usage());
-        let before = vm::with(|mm| debug::host_violations(mm, host_usage));
+        let before = vm::with(|mm| debug::host_violations(mm, UsageState::Stable, host_usage));
         essa(3, addr);
-        let after = vm::with(|mm| debug::host_violations(mm, host_usage));
+        let after = vm::with(|mm| debug::host_violations(mm, UsageState::Stable, host_usage));
         essa(1, addr);
-        let repaired = vm::with(|mm| debug::host_violations(mm, host_usage));
+        let repaired = vm::with(|mm| debug::host_violations(mm, UsageState::Stable, host_usage));
         check_eq!(t, before.len(), 0);
         check!(t, after.iter().any(|v| v.rule == Rule::HostState && v.pfn == pfn), "dirty page volatile on the host: {after:?}");
         check_eq!(t, repaired.len(), 0);

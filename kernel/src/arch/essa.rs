@@ -4,8 +4,6 @@
 //! [`crate::trap`] emulates it against the host model, so this wrapper is the same on
 //! every host.
 
-use crate::cmma::essa::{Orc, PageStateByte};
-use crate::mm::addr::{PAGE_SIZE, Pfn};
 use core::arch::asm;
 
 /// Issues ESSA with the operation request code `ORC` (0-15: codes above 7 exist only to
@@ -25,11 +23,6 @@ pub fn essa_raw<const ORC: u8>(addr: u64) -> u8 {
         );
     }
     state as u8
-}
-
-/// Issues ESSA with `orc` for `frame`; returns the frame's previous state.
-pub fn essa_frame(orc: Orc, frame: Pfn) -> PageStateByte {
-    PageStateByte(essa(orc.code(), frame.as_u64() * PAGE_SIZE))
 }
 
 /// Issues ESSA with the raw operation request code `orc` 0..=15 (codes above 7 exist to

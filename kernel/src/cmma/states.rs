@@ -33,25 +33,10 @@ pub trait Essa {
     fn essa(&self, orc: Orc, pfn: Pfn) -> PageStateByte;
 }
 
-/// `Page::last_state` values: what this layer last set (0: never set). Public so the
-/// memory manager's invariant checks (`mm::debug`) can read them.
-pub mod last {
-    /// Never set by this layer.
-    pub const UNKNOWN: u8 = 0;
-    /// Stable (ORC 1 or 6).
-    pub const STABLE: u8 = 1;
-    /// Unused (ORC 2): a free frame.
-    pub const UNUSED: u8 = 2;
-    /// Volatile (ORC 3): the host may discard it.
-    pub const VOLATILE: u8 = 3;
-    /// Potentially volatile (ORC 4): the host may discard it while its change bit is off.
-    pub const POT_VOLATILE: u8 = 4;
-
-    /// Whether the host may discard a frame in `state`: volatile or potentially volatile.
-    pub fn is_discardable(state: u8) -> bool {
-        matches!(state, VOLATILE | POT_VOLATILE)
-    }
-}
+/// `Page::last_state` values: what this layer last set. They live with `Page` in the
+/// memory manager, which reads them in its invariant checks (`mm::debug`) without
+/// importing this layer.
+pub use crate::mm::page::last;
 
 /// What the layer did, for tests and the benchmark's ESSA economy.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -9,6 +9,7 @@
 
 use super::{KTest, Test};
 use crate::cmma::backend::with_model;
+use crate::cmma::essa::UsageState;
 use crate::cmma::model::HostSnapshot;
 use crate::mm::debug;
 use crate::mm::residue::{Residue, Snapshot};
@@ -64,7 +65,7 @@ impl Boundary {
             let violations = vm::with(|mm| {
                 let mut v = debug::violations(mm);
                 let host = with_model(|model, _| {
-                    debug::host_violations(mm, |pfn| {
+                    debug::host_violations(mm, UsageState::Stable, |pfn| {
                         model.frame_state(pfn.as_u64()).map(|s| s.usage)
                     })
                 });

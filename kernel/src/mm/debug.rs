@@ -19,10 +19,8 @@ use super::hooks::PageStateHooks;
 use super::ids::SpaceId;
 use super::machine::Machine;
 use super::manager::Mm;
-use super::page::{Page, PageFlags};
+use super::page::{Page, PageFlags, last};
 use super::vma::VmFlags;
-use crate::cmma::essa::UsageState;
-use crate::cmma::states::last;
 
 /// One invariant of the memory manager and the page-state rules.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -182,12 +180,14 @@ pub fn violations<M: Machine, D: BlockDevice, H: PageStateHooks>(
 }
 
 /// Compares the kernel's page metadata with the host's usage state of each frame
-/// (`host_usage`; `None`: the host does not know the frame). Dirty and anonymous
+/// (`host_usage`, in the caller's encoding of usage states, `stable` being the stable
+/// one; `None`: the host does not know the frame). Dirty and anonymous
 /// pages must be stable on the host, and so must pages whose recorded state is stable
 /// (the layer skips ESSA on that record).
-pub fn host_violations<M: Machine, D: BlockDevice, H: PageStateHooks>(
+pub fn host_violations<M: Machine, D: BlockDevice, H: PageStateHooks, S: PartialEq + fmt::Debug>(
     mm: &Mm<M, D, H>,
-    mut host_usage: impl FnMut(Pfn) -> Option<UsageState>,
+    stable: S,
+    mut host_usage: impl FnMut(Pfn) -> Option<S>,
 ) -> Vec<Violation> {
     let mut out = Vec::new();
     for (pfn, page) in mm.frames().pages().iter() {
@@ -208,7 +208,7 @@ pub fn host_violations<M: Machine, D: BlockDevice, H: PageStateHooks>(
         } else {
             continue;
         };
-        if usage != UsageState::Stable {
+        if usage != stable {
             out.push(violation(
                 Rule::HostState,
                 pfn,

@@ -7,6 +7,27 @@ use core::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 use super::addr::Pfn;
 use super::ids::{MappingId, SpaceId};
 
+/// `Page::last_state` values: the page-state layer's record of what it last set for
+/// the frame (0: never set). Defined here, beside the field, so that the invariant
+/// checks (`mm::debug`) read them without importing the layer (`cmma::states`).
+pub mod last {
+    /// Never set by this layer.
+    pub const UNKNOWN: u8 = 0;
+    /// Stable (ORC 1 or 6).
+    pub const STABLE: u8 = 1;
+    /// Unused (ORC 2): a free frame.
+    pub const UNUSED: u8 = 2;
+    /// Volatile (ORC 3): the host may discard it.
+    pub const VOLATILE: u8 = 3;
+    /// Potentially volatile (ORC 4): the host may discard it while its change bit is off.
+    pub const POT_VOLATILE: u8 = 4;
+
+    /// Whether the host may discard a frame in `state`: volatile or potentially volatile.
+    pub fn is_discardable(state: u8) -> bool {
+        matches!(state, VOLATILE | POT_VOLATILE)
+    }
+}
+
 /// Page flag bits (Linux: `PG_*`).
 #[derive(Clone, Copy, PartialEq, Eq, Default)]
 pub struct PageFlags(u32);

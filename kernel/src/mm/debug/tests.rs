@@ -265,12 +265,22 @@ fn page_left_locked_fires() {
     w.assert_fires(Rule::TransientFlag);
 }
 
+/// The host's usage states as the caller encodes them (the checker takes any encoding).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum UsageState {
+    Stable,
+    Volatile,
+}
+
 #[test]
 fn host_state_disagreeing_fires_only_for_pages_that_must_be_stable() {
     let w = World::new();
-    assert_eq!(host_violations(&w.mm, |_| Some(UsageState::Stable)), []);
-    assert_eq!(host_violations(&w.mm, |_| None), []);
-    let found = host_violations(&w.mm, |_| Some(UsageState::Volatile));
+    assert_eq!(
+        host_violations(&w.mm, UsageState::Stable, |_| Some(UsageState::Stable)),
+        []
+    );
+    assert_eq!(host_violations(&w.mm, UsageState::Stable, |_| None), []);
+    let found = host_violations(&w.mm, UsageState::Stable, |_| Some(UsageState::Volatile));
     let dirty = w.pfn_at(page(w.shared, 1));
     let anon = w.pfn_at(w.anon);
     assert!(found.iter().all(|v| v.rule == Rule::HostState));
