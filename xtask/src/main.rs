@@ -4,11 +4,11 @@
 //! |---|---|
 //! | `build [--release]` | builds the kernel image (`cargo build -p boot --target s390x-unknown-linux-gnu`) |
 //! | `run [...] [-- ARGS]` | builds, boots once, streams the console, keeps `target/xtask/run/console.log` |
-//! | `test [...] [-- ARGS]` | provisions, host unit tests, then the in-kernel suites for each matrix configuration (one boot each, a seed each), with reports and replay commands; `--seeds N` sweeps seeds |
+//! | `test [...] [-- ARGS]` | provisions, host unit tests, then the in-kernel suites for each matrix configuration (one boot each, a seed each), with reports and replay commands; `--seeds N` sweeps seeds; `--shard K/N` runs one CI machine's share of the boots |
 //! | `parse FILE` | judges a captured console log with the same verdict, into the same reports |
 //! | `provision` | installs the s390x target, QEMU and the host tests' reference consumers ([`provision`]) |
 //! | `image --format elf\|raw\|zvm\|lpar [--out DIR] [-- ARGS]` | the kernel as a flat image, z/VM reader deck or HMC `.ins` load ([`image`]) |
-//! | `stress [--seeds N] [--minutes M] [-j N] [--ops N] [--discard-rate R] [--debug] [--smp K]` | the `cmma::stress` workload per seed under a small page pool, on one CPU or on K at once; totals and replay commands ([`mod@stress`]) |
+//! | `stress [--seeds N] [--minutes M] [--shard K/N --first-seed S] [-j N] [--ops N] [--discard-rate R] [--debug] [--smp K]` | the `cmma::stress` workload per seed under a small page pool, on one CPU or on K at once; totals and replay commands ([`mod@stress`]) |
 //! | `bench [boot\|suite\|mm\|pressure\|parallel\|stress]` | boot time against a stop-at-once ELF; the suite's per-test cost; memory-manager cost per operation and ESSA economy; host pressure with and without hinting; `-j 2` against `-j 1`; stress throughput on 1, 2 and 4 CPUs (default: all) |
 //!
 //! Exit codes: 0 all passed, 1 test failures or a crash, 2 usage or infrastructure errors,
@@ -34,6 +34,7 @@ mod qemu;
 mod recovery;
 mod report;
 mod results;
+mod shard;
 mod stress;
 mod verdict;
 
@@ -231,6 +232,9 @@ struct TestArgs {
     /// failing seed is printed with its replay command.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
     seeds: Option<u32>,
+    /// Run only shard K of N of the planned boots (configurations x seeds), for a CI matrix.
+    #[arg(long, value_name = "K/N")]
+    shard: Option<shard::Shard>,
     /// Test order inside each boot (default: `shuffled` for a seed sweep, else `sorted`).
     #[arg(long, value_enum)]
     order: Option<Order>,
@@ -816,7 +820,10 @@ fn plan_jobs(
             }
         }
     }
-    Ok(jobs)
+    Ok(match args.shard {
+        Some(shard) => shard.take(jobs),
+        None => jobs,
+    })
 }
 
 /// Where a seed sweep keeps the console logs of its failing seeds.
@@ -1260,6 +1267,24 @@ mod tests {
             .remove(0);
         config.append = append.iter().map(|a| a.to_string()).collect();
         config
+    }
+
+    #[test]
+    fn shards_split_the_planned_boots() {
+        let configs = [config("a", &[]), config("b", &[]), config("c", &[])];
+        let names = |shard: &str| -> Vec<String> {
+            let args = test_args(&["--shard", shard]);
+            let jobs = plan_jobs(&configs, &args, &[]).unwrap();
+            jobs.into_iter().map(|job| job.config.name).collect()
+        };
+        assert_eq!(names("1/2"), ["a", "c"]);
+        assert_eq!(names("2/2"), ["b"]);
+        assert_eq!(names("1/1"), ["a", "b", "c"]);
+        assert_eq!(names("3/4"), ["c"]);
+        assert!(
+            names("4/4").is_empty(),
+            "more shards than boots: some are empty"
+        );
     }
 
     #[test]

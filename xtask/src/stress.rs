@@ -40,6 +40,10 @@ pub struct StressArgs {
     /// Seeds to run (default 4 when --minutes is not given either).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     seeds: Option<u64>,
+    /// Run only shard K of N of the seeds (seed i belongs to shard i mod N + 1), for a CI matrix;
+    /// needs `--first-seed` so every shard counts from the same seed.
+    #[arg(long, value_name = "K/N", requires = "first_seed")]
+    shard: Option<crate::shard::Shard>,
     /// Start no new seed after this many minutes.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     minutes: Option<u64>,
@@ -367,6 +371,13 @@ fn run_seeds(
                     let index = next.fetch_add(1, Ordering::SeqCst);
                     if seeds.is_some_and(|n| index >= n) {
                         break;
+                    }
+                    if plan
+                        .args
+                        .shard
+                        .is_some_and(|shard| !shard.owns(index as usize))
+                    {
+                        continue;
                     }
                     match run_seed(plan, first_seed.wrapping_add(index)) {
                         Ok(run) => {
