@@ -820,10 +820,18 @@ fn plan_jobs(
             }
         }
     }
-    Ok(match args.shard {
-        Some(shard) => shard.take(jobs),
-        None => jobs,
-    })
+    let Some(shard) = args.shard else {
+        return Ok(jobs);
+    };
+    let planned = jobs.len();
+    let share = shard.take(jobs);
+    if share.is_empty() {
+        // A CI machine that ran nothing must not report a pass.
+        anyhow::bail!(
+            "shard {shard} gets none of the {planned} planned boots: use at most {planned} shards"
+        );
+    }
+    Ok(share)
 }
 
 /// Where a seed sweep keeps the console logs of its failing seeds.
@@ -1272,18 +1280,19 @@ mod tests {
     #[test]
     fn shards_split_the_planned_boots() {
         let configs = [config("a", &[]), config("b", &[]), config("c", &[])];
+        let plan = |shard: &str| plan_jobs(&configs, &test_args(&["--shard", shard]), &[]);
         let names = |shard: &str| -> Vec<String> {
-            let args = test_args(&["--shard", shard]);
-            let jobs = plan_jobs(&configs, &args, &[]).unwrap();
+            let jobs = plan(shard).unwrap();
             jobs.into_iter().map(|job| job.config.name).collect()
         };
         assert_eq!(names("1/2"), ["a", "c"]);
         assert_eq!(names("2/2"), ["b"]);
         assert_eq!(names("1/1"), ["a", "b", "c"]);
         assert_eq!(names("3/4"), ["c"]);
-        assert!(
-            names("4/4").is_empty(),
-            "more shards than boots: some are empty"
+        let empty = plan("4/4").unwrap_err().to_string();
+        assert_eq!(
+            empty,
+            "shard 4/4 gets none of the 3 planned boots: use at most 3 shards"
         );
     }
 
