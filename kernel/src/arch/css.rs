@@ -32,27 +32,35 @@ use spin::Mutex;
 #[repr(C, align(8))]
 struct Block<const N: usize>([u8; N]);
 
+/// Issues the subchannel instruction `$opcode` (S format: its control block at `$block`,
+/// the subsystem-identification word in GR1) and evaluates to its condition code. Use
+/// inside `unsafe`, with a `// SAFETY:` comment for what the instruction does with the block.
+macro_rules! subchannel_instruction {
+    ($opcode:literal, $block:expr, $sid:expr) => {{
+        let cc: u64;
+        asm!(
+            concat!(".insn s,", $opcode, ",0({b})"),
+            "ipm {cc}",
+            "srl {cc}, 28",
+            b = in(reg_addr) $block,
+            cc = lateout(reg) cc,
+            in("r1") u64::from($sid.word()),
+            options(nostack),
+        );
+        // IPM + SRL set only the low word: the high word keeps whatever the register held.
+        (cc & 3) as u8
+    }};
+}
+
 /// STORE SUBCHANNEL: the SCHIB of `sid`; `Err(NotOperational)` (cc 3) when the
 /// subchannel is not provided, which ends an enumeration.
 pub fn stsch(sid: SubchannelId) -> Result<Schib, IoError> {
     let mut block = Block([0u8; SCHIB_BYTES]);
-    let cc: u64;
     // SAFETY: STSCH stores 52 bytes into the local, word-aligned block; GR1 holds a
     // subsystem-id word with the one bit set (else: operand exception, which
     // `SubchannelId` rules out).
-    unsafe {
-        asm!(
-            ".insn s,0xb2340000,0({b})",
-            "ipm {cc}",
-            "srl {cc}, 28",
-            b = in(reg_addr) block.0.as_mut_ptr(),
-            cc = lateout(reg) cc,
-            in("r1") u64::from(sid.word()),
-            options(nostack),
-        );
-    }
-    // IPM + SRL set only the low word: the high word keeps whatever the register held.
-    match cc as u32 {
+    let cc = unsafe { subchannel_instruction!("0xb2340000", block.0.as_mut_ptr(), sid) };
+    match cc {
         0 => Ok(Schib::decode(&block.0)),
         _ => Err(IoError::NotOperational),
     }
@@ -62,21 +70,10 @@ pub fn stsch(sid: SubchannelId) -> Result<Schib, IoError> {
 /// concurrent sense). cc 1 status pending, 2 busy, 3 not operational.
 pub fn msch(sid: SubchannelId, schib: &Schib) -> Result<(), IoError> {
     let block = Block(schib.encode());
-    let cc: u64;
     // SAFETY: MSCH only reads the local SCHIB image; changing the PMCW affects nothing
     // but which interruptions the subchannel makes.
-    unsafe {
-        asm!(
-            ".insn s,0xb2320000,0({b})",
-            "ipm {cc}",
-            "srl {cc}, 28",
-            b = in(reg_addr) block.0.as_ptr(),
-            cc = lateout(reg) cc,
-            in("r1") u64::from(sid.word()),
-            options(nostack),
-        );
-    }
-    instruction_cc(cc as u8)
+    let cc = unsafe { subchannel_instruction!("0xb2320000", block.0.as_ptr(), sid) };
+    instruction_cc(cc)
 }
 
 /// START SUBCHANNEL with `orb`.
@@ -87,42 +84,19 @@ pub fn msch(sid: SubchannelId, schib: &Schib) -> Result<(), IoError> {
 /// status stored by TSCH, or a clear function completed).
 unsafe fn ssch(sid: SubchannelId, orb: &Orb) -> Result<(), IoError> {
     let block = Block(orb.encode());
-    let cc: u64;
     // SAFETY: the ORB image is read during the instruction only; the caller keeps the
     // program alive until the I/O ends.
-    unsafe {
-        asm!(
-            ".insn s,0xb2330000,0({b})",
-            "ipm {cc}",
-            "srl {cc}, 28",
-            b = in(reg_addr) block.0.as_ptr(),
-            cc = lateout(reg) cc,
-            in("r1") u64::from(sid.word()),
-            options(nostack),
-        );
-    }
-    instruction_cc(cc as u8)
+    let cc = unsafe { subchannel_instruction!("0xb2330000", block.0.as_ptr(), sid) };
+    instruction_cc(cc)
 }
 
 /// TEST SUBCHANNEL: the IRB when status was pending (cc 0), which also clears it;
 /// `Ok(None)` when no status was pending (cc 1); cc 3 not operational.
 pub fn tsch(sid: SubchannelId) -> Result<Option<Irb>, IoError> {
     let mut block = Block([0u8; IRB_BYTES]);
-    let cc: u64;
     // SAFETY: TSCH stores 96 bytes into the local block.
-    unsafe {
-        asm!(
-            ".insn s,0xb2350000,0({b})",
-            "ipm {cc}",
-            "srl {cc}, 28",
-            b = in(reg_addr) block.0.as_mut_ptr(),
-            cc = lateout(reg) cc,
-            in("r1") u64::from(sid.word()),
-            options(nostack),
-        );
-    }
-    // IPM + SRL set only the low word: the high word keeps whatever the register held.
-    match cc as u32 {
+    let cc = unsafe { subchannel_instruction!("0xb2350000", block.0.as_mut_ptr(), sid) };
+    match cc {
         0 => Ok(Some(Irb::decode(&block.0))),
         1 => Ok(None),
         _ => Err(IoError::NotOperational),
@@ -132,19 +106,10 @@ pub fn tsch(sid: SubchannelId) -> Result<Option<Irb>, IoError> {
 /// CLEAR SUBCHANNEL: ends whatever the subchannel does; completion is signalled by
 /// status pending with the clear function.
 pub fn csch(sid: SubchannelId) -> Result<(), IoError> {
-    let cc: u64;
-    // SAFETY: CSCH takes only GR1; it stops all data transfer of the subchannel.
-    unsafe {
-        asm!(
-            ".insn s,0xb2300000,0",
-            "ipm {cc}",
-            "srl {cc}, 28",
-            cc = lateout(reg) cc,
-            in("r1") u64::from(sid.word()),
-            options(nostack),
-        );
-    }
-    instruction_cc(cc as u8)
+    // SAFETY: CSCH takes only GR1 (its second-operand address is ignored); it stops all
+    // data transfer of the subchannel.
+    let cc = unsafe { subchannel_instruction!("0xb2300000", 0u64, sid) };
+    instruction_cc(cc)
 }
 
 /// An I/O-interruption code TPI took from the pending interruptions.
