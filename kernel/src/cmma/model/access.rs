@@ -68,8 +68,8 @@ impl HostModel {
 
 #[cfg(test)]
 mod tests {
-    use super::super::fake::{Call, FakeMemory};
-    use super::super::{EssaContext, ModelOptions};
+    use super::super::ModelOptions;
+    use super::super::fake::{Call, FakeMemory, essa};
     use super::*;
 
     const FRAMES: u64 = 4;
@@ -80,16 +80,6 @@ mod tests {
             ..ModelOptions::default()
         };
         (HostModel::new(FRAMES, options), FakeMemory::new(FRAMES))
-    }
-
-    fn essa(model: &mut HostModel, mem: &mut FakeMemory, orc_raw: u8, pfn: u64) {
-        let ctx = EssaContext {
-            orc_raw,
-            addr: pfn << FRAME_SHIFT,
-            problem_state: false,
-            facility_147: false,
-        };
-        model.essa(mem, ctx).expect("ESSA succeeds");
     }
 
     /// Sets the usage with `orc`, then lets the host reclaim the frame.

@@ -1,6 +1,6 @@
 //! A recording memory backend for host tests of the model.
 
-use super::HostMemory;
+use super::{EssaContext, FRAME_SHIFT, HostMemory, HostModel};
 
 /// A backend call, as the fake records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,4 +129,17 @@ impl HostMemory for FakeMemory {
     fn frames(&self) -> u64 {
         self.revoked.len() as u64
     }
+}
+
+/// Executes ESSA with the raw `orc_raw` for frame `pfn` in supervisor state with facility
+/// 147, and expects it to succeed (the tests' usual case; exception tests build their own
+/// [`EssaContext`]).
+pub(crate) fn essa(model: &mut HostModel, mem: &mut FakeMemory, orc_raw: u8, pfn: u64) {
+    let ctx = EssaContext {
+        orc_raw,
+        addr: pfn << FRAME_SHIFT,
+        problem_state: false,
+        facility_147: true,
+    };
+    model.essa(mem, ctx).expect("ESSA succeeds");
 }

@@ -267,8 +267,8 @@ impl Scheduler {
 
 #[cfg(test)]
 mod tests {
-    use super::super::fake::{Call, FakeMemory};
-    use super::super::{EssaContext, FRAME_SHIFT, FrameState, ModelOptions};
+    use super::super::fake::{Call, FakeMemory, essa};
+    use super::super::{FrameState, ModelOptions};
     use super::*;
 
     const FRAMES: u64 = 8;
@@ -278,16 +278,6 @@ mod tests {
             HostModel::new(FRAMES, ModelOptions::default()),
             FakeMemory::new(FRAMES),
         )
-    }
-
-    fn essa(model: &mut HostModel, mem: &mut FakeMemory, orc_raw: u8, pfn: u64) {
-        let ctx = EssaContext {
-            orc_raw,
-            addr: pfn << FRAME_SHIFT,
-            problem_state: false,
-            facility_147: true,
-        };
-        model.essa(mem, ctx).expect("ESSA succeeds");
     }
 
     fn state(model: &HostModel, pfn: u64) -> (UsageState, ContentState) {

@@ -99,20 +99,10 @@ impl HostSnapshot {
 
 #[cfg(test)]
 mod tests {
-    use super::super::fake::FakeMemory;
-    use super::super::{DiscardRate, EssaContext, FRAME_SHIFT, ModelOptions};
+    use super::super::fake::{FakeMemory, essa};
+    use super::super::{DiscardRate, ModelOptions};
     use super::*;
     use alloc::string::ToString;
-
-    fn essa(model: &mut HostModel, mem: &mut FakeMemory, orc_raw: u8, pfn: u64) {
-        let ctx = EssaContext {
-            orc_raw,
-            addr: pfn << FRAME_SHIFT,
-            problem_state: false,
-            facility_147: true,
-        };
-        model.essa(mem, ctx).expect("ESSA succeeds");
-    }
 
     #[test]
     fn hinted_frames_outside_the_pool_and_schedules_are_residue() {
