@@ -12,7 +12,8 @@ use kernel::arch::percpu::{MAX_CPUS, PerCpu, this_cpu};
 use kernel::arch::smp::{self, BringUpError, CpuState, Signal};
 use kernel::arch::storage::Machine;
 use kernel::arch::{kspace, probe};
-use kernel::ktest::smp::{Options, run};
+use kernel::ktest::cpus::RunReport;
+use kernel::ktest::smp::{Options, TooFewCpus, run, run_with_first_tick};
 use kernel::mm::addr::VirtAddr;
 use kernel::mm::dat::Walk;
 use kernel::mm::machine::{PhysMem, Tlb};
@@ -332,6 +333,33 @@ ktest! {
     }
 }
 
+/// A run on `cpus` CPUs with a 300 ms watchdog in which the part with index `hung`
+/// spins forever and the others wait at a barrier; CPU 0's watchdog ticks first after
+/// `first_tick_us`.
+fn run_with_a_hung_part(
+    cpus: usize,
+    hung: usize,
+    first_tick_us: u64,
+    seed: u64,
+) -> Result<RunReport, TooFewCpus> {
+    let options = Options {
+        cpus,
+        watchdog_ms: 300,
+        seed,
+    };
+    run_with_first_tick(options, first_tick_us, &|c| {
+        if c.index() == hung {
+            loop {
+                black_box(());
+            }
+        }
+        c.barrier();
+    })
+}
+
+/// CPU 0's usual watchdog tick (`ktest::smp`), in microseconds.
+const TICK_US: u64 = 20_000;
+
 ktest! {
     /// The harness: a secondary that stops making progress is found by the watchdog on
     /// CPU 0, reported with where it was, stopped and restarted; the other CPUs leave
@@ -343,15 +371,7 @@ ktest! {
         }
         let hung_cpu = smp::online()[1];
         let starts = smp::cpus()[hung_cpu].starts;
-        let options = Options { cpus: smp::online().len().min(3), watchdog_ms: 300, seed: t.seed() };
-        let report = run(options, &|c| {
-            if c.index() == 1 {
-                loop {
-                    black_box(());
-                }
-            }
-            c.barrier();
-        });
+        let report = run_with_a_hung_part(smp::online().len().min(3), 1, TICK_US, t.seed());
         let Ok(report) = report else {
             check!(t, false, "{report:?}");
             return;
@@ -382,25 +402,22 @@ ktest! {
 
 ktest! {
     /// The harness: CPU 0 hanging in its own part is found by its timer and unwound out
-    /// of it; the secondaries are released from their barrier.
+    /// of it; the secondaries are released from their barrier. Twice: with the usual
+    /// first tick, and with one already pending when CPU 0 enables external
+    /// interruptions, before it enters the body (the watchdog must stay armed for the
+    /// body: it once stopped there, and the hung body hung the boot).
     fn watchdog_unwinds_a_hung_cpu0(t) {
-        let options = Options { cpus: smp::online().len().min(2), watchdog_ms: 300, seed: t.seed() };
-        let report = run(options, &|c| {
-            if c.index() == 0 {
-                loop {
-                    black_box(());
-                }
+        for first_tick_us in [TICK_US, 0] {
+            let report = run_with_a_hung_part(smp::online().len().min(2), 0, first_tick_us, t.seed());
+            let Ok(report) = report else {
+                check!(t, false, "{report:?}");
+                return;
+            };
+            check_eq!(t, report.hung(), [0]);
+            check!(t, report.parts[0].abandoned, "first tick after {first_tick_us} us");
+            for part in &report.parts[1..] {
+                check!(t, part.abandoned, "cpu {} was not released from the barrier", part.cpu);
             }
-            c.barrier();
-        });
-        let Ok(report) = report else {
-            check!(t, false, "{report:?}");
-            return;
-        };
-        check_eq!(t, report.hung(), [0]);
-        check!(t, report.parts[0].abandoned);
-        for part in &report.parts[1..] {
-            check!(t, part.abandoned, "cpu {} was not released from the barrier", part.cpu);
         }
     }
 }
