@@ -199,3 +199,35 @@ ktest! {
         check!(t, faults >= 1, "the page was not discarded before it was mapped: the test saw no discard fault");
     }
 }
+
+ktest! {
+    /// A read fault in a shared writable mapping completes under a host that strikes
+    /// after every ESSA, and reads the file. The fault hints its page twice: volatile
+    /// after readpage (ORC 3), potentially volatile when it maps it writable (ORC 4,
+    /// series 4/6); the strike after ORC 4 must spare it, as the strike after any ESSA
+    /// spares the frame that ESSA hinted (`MIN_AGE_ESSA`). When the host aged the frame
+    /// from its first hint it took the page each time the fault had mapped it, and the
+    /// access never completed (`cargo xtask stress --discard-rate 1000`, seed 0x4e21).
+    fn shared_writable_read_fault_completes_under_a_host_striking_after_every_essa(t) [NEEDS_ESSA] {
+        if !needs_mm(t) || !needs_model(t, "only the host model discards on a schedule") { return; }
+        let space = UserSpace::new().expect("space");
+        let flags = VmFlags::READ | VmFlags::WRITE | VmFlags::SHARED;
+        let (mapping, va) = map_file(&space, files::MEDIUM, 41, 1, flags);
+        vm::with(|mm| mm.truncate_inode_pages(mapping, 0)).expect("truncate");
+        let schedule = DiscardSchedule { seed: t.seed(), rate: DiscardRate::PerMille(1000), min_age: MIN_AGE_ESSA };
+        let before = model_counters();
+        // Every frame hinted so far goes first: the fault's page is then the only
+        // hinted frame the strikes during the fault can choose.
+        with_model(|model, host| {
+            model.set_schedule(Some(schedule));
+            while model.maybe_reclaim(host).is_some() {}
+        });
+        space.enter();
+        let word = uaccess::read_u64(VirtAddr::new(va.as_u64() + 24));
+        space.leave();
+        with_model(|model, _| model.set_schedule(None));
+        let after = model_counters();
+        check_eq!(t, word, pattern(files::MEDIUM, 41 * 4096 + 24));
+        check!(t, after.scheduled_strikes > before.scheduled_strikes, "the host did not strike during the fault");
+    }
+}

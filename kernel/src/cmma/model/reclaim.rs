@@ -109,10 +109,19 @@ impl HintedFrames {
         };
         if !is_discardable(state) {
             *at = 0;
-        } else if *at == 0 {
-            // Wrapping is harmless: only ages of at most 2^31 ESSAs are compared.
-            *at = (now as u32).max(1);
-            self.order.push_back((pfn, *at));
+            return;
+        }
+        // Aged from its latest hint, also when it was hinted already: a read fault in a
+        // shared writable mapping hints its page volatile after readpage (ORC 3) and
+        // potentially volatile when it maps it writable (ORC 4); aged from the first
+        // hint, the strike after ORC 4 took the page the fault had just mapped, the
+        // retried access faulted again, and the guest never got on (`--discard-rate
+        // 1000`). The older entry in `order` goes stale.
+        // Wrapping is harmless: only ages of at most 2^31 ESSAs are compared.
+        let hinted = (now as u32).max(1);
+        if *at != hinted {
+            *at = hinted;
+            self.order.push_back((pfn, hinted));
         }
     }
 
@@ -524,6 +533,27 @@ mod tests {
             min_age: MIN_AGE_ESSA,
         }));
         essa(&mut model, &mut mem, 3, 4);
+        assert_eq!(model.maybe_reclaim(&mut mem), None);
+        essa(&mut model, &mut mem, 3, 5);
+        assert_eq!(
+            model.maybe_reclaim(&mut mem),
+            Some((4, ReclaimOutcome::Discarded))
+        );
+    }
+
+    #[test]
+    fn a_frame_hinted_again_is_aged_from_its_latest_hint() {
+        let (mut model, mut mem) = setup();
+        model.set_schedule(Some(DiscardSchedule {
+            seed: 9,
+            rate: DiscardRate::PerMille(1000),
+            min_age: MIN_AGE_ESSA,
+        }));
+        // Volatile, then potentially volatile (a fault maps the page writable): the
+        // strike after ORC 4 must spare the frame ORC 4 hinted.
+        essa(&mut model, &mut mem, 3, 4);
+        assert_eq!(model.maybe_reclaim(&mut mem), None);
+        essa(&mut model, &mut mem, 4, 4);
         assert_eq!(model.maybe_reclaim(&mut mem), None);
         essa(&mut model, &mut mem, 3, 5);
         assert_eq!(
