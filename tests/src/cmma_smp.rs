@@ -14,10 +14,12 @@
 //! on a frame of their own, with page metadata both CPUs share; the others run the
 //! memory manager and the host model. Files: `SCRATCH + 22`, read only.
 
-use crate::support::{Rng, cached, host_reclaim, needs_mm_with_model, page_va};
+use crate::support::{
+    Rng, cached, host_reclaim, needs_mm_with_model, page_va, spin_until, wait_until,
+};
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use kernel::arch::{cpu, uaccess};
+use kernel::arch::uaccess;
 use kernel::cmma::backend::with_model;
 use kernel::cmma::essa::UsageState;
 use kernel::cmma::model::ReclaimOutcome;
@@ -65,18 +67,6 @@ fn spin(n: u64) {
     for _ in 0..n {
         core::hint::spin_loop();
     }
-}
-
-/// Waits up to `us` microseconds for `done`.
-fn wait_until(us: u64, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = cpu::tod() + cpu::us_to_tod(us);
-    while !done() {
-        if cpu::tod() > deadline {
-            return false;
-        }
-        core::hint::spin_loop();
-    }
-    true
 }
 
 /// A frame of the test's own, with page metadata of a clean page-cache page both CPUs
@@ -169,7 +159,9 @@ ktest! {
     /// While CPU 1 holds a page's state-change lock, CPU 0's make-stable waits: it
     /// returns only after CPU 1 let go (CPU 1 notes the iteration just before), and the
     /// page is stable then. Without the wait, CPU 0 would overtake a make-volatile in
-    /// progress.
+    /// progress. CPU 1 lets go only once CPU 0's make-stable has found the lock held (the
+    /// layer counted a wait) or returned, then after a random delay: every iteration
+    /// tests the wait, however the host schedules the two CPUs.
     fn make_stable_waits_for_another_cpus_state_change(t) [NEEDS_ESSA] {
         if !needs_mm_with_model(t) { return; }
         const ITERATIONS: u64 = 200;
@@ -179,6 +171,7 @@ ktest! {
             return;
         };
         let released = AtomicU64::new(u64::MAX);
+        let returned = AtomicU64::new(u64::MAX);
         let ran = t.on_cpus(2, |c| {
             let mut rng = Rng::new(c.cpu_seed(), 1);
             for i in 0..ITERATIONS {
@@ -186,16 +179,22 @@ ktest! {
                     s.make_volatile();
                 }
                 c.barrier();
+                let waits = s.layer.counters().stable_waits;
                 if c.index() == 1 {
                     check!(c, s.page.try_lock_state_change(), "iteration {i}: lock not free");
                 }
                 c.barrier();
                 if c.index() == 1 {
+                    spin_until(|| {
+                        s.layer.counters().stable_waits > waits
+                            || returned.load(Ordering::Acquire) == i
+                    });
                     spin(rng.within(1_000..=20_000));
                     released.store(i, Ordering::Release);
                     s.page.unlock_state_change();
                 } else {
                     let stability = s.make_stable();
+                    returned.store(i, Ordering::Release);
                     check!(c, released.load(Ordering::Acquire) == i,
                         "iteration {i}: make-stable returned while cpu 1 held the state-change lock");
                     check_eq!(c, stability, Stability::Stable);
@@ -205,7 +204,7 @@ ktest! {
             }
         });
         if ran {
-            check!(t, s.layer.counters().stable_waits > 0, "make-stable never found the lock held");
+            check_eq!(t, s.layer.counters().stable_waits, ITERATIONS);
         }
     }
 }
@@ -215,10 +214,12 @@ ktest! {
     /// and over; CPU 1 dirties it (a fact that forbids volatile) and makes it stable. Once
     /// CPU 1's make-stable returned, the host state must be stable and stay so while the
     /// page is dirty: a make-volatile that checked the page clean before CPU 1 dirtied it
-    /// must not land its ESSA after CPU 1's. Many iterations with random delays.
+    /// must not land its ESSA after CPU 1's. Many iterations with random delays, in
+    /// which CPU 0 takes its turns (refused while the page is dirty, volatile once it is
+    /// clean): without the lock, a few dozen iterations find the page volatile.
     fn check_and_change_are_atomic_against_another_cpu(t) [NEEDS_ESSA] {
         if !needs_mm_with_model(t) { return; }
-        const ITERATIONS: u64 = 20_000;
+        const ITERATIONS: u64 = 2_000;
         note_seed(t, "check_and_change_are_atomic_against_another_cpu", ITERATIONS);
         let Some(s) = Scratch::new() else {
             check!(t, false, "no frame for the test");
@@ -245,9 +246,17 @@ ktest! {
                 s.page.set_shared(PageFlags::DIRTY);
                 let stability = s.make_stable();
                 let at_once = host_state(s.pfn);
+                // CPU 0 is refused once while the page is dirty before CPU 1 looks
+                // again, so a make-volatile CPU 0 decided before the page became dirty
+                // has landed by then; and it makes the page volatile once it is clean
+                // again. The two CPUs take turns, however the host schedules them.
+                let refused = s.layer.counters().refused;
+                spin_until(|| s.layer.counters().refused > refused);
                 spin(rng.below(400));
                 let later = host_state(s.pfn);
+                let made = s.layer.counters().made_volatile;
                 s.page.clear_shared(PageFlags::DIRTY);
+                spin_until(|| s.layer.counters().made_volatile > made);
                 let stable = Some(UsageState::Stable);
                 if stability != Stability::Stable || at_once != stable || later != stable {
                     check!(c, false,
@@ -268,8 +277,8 @@ ktest! {
             "made volatile {}, refused {}, make-volatile gave up {}, make-stable waited {}",
             counters.made_volatile, counters.refused, counters.lock_busy, counters.stable_waits
         ));
-        check!(t, counters.made_volatile > 0 && counters.refused > 0,
-            "the race never happened: {counters:?}");
+        check!(t, counters.made_volatile >= ITERATIONS && counters.refused >= ITERATIONS,
+            "cpu 0 did not take its turns: {counters:?}");
     }
 }
 

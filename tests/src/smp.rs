@@ -14,6 +14,7 @@ use kernel::arch::storage::Machine;
 use kernel::arch::{kspace, probe};
 use kernel::ktest::cpus::RunReport;
 use kernel::ktest::smp::{Options, TooFewCpus, run, run_with_first_tick};
+use crate::support::wait_until;
 use kernel::mm::addr::VirtAddr;
 use kernel::mm::dat::Walk;
 use kernel::mm::machine::{PhysMem, Tlb};
@@ -23,17 +24,6 @@ kernel::ktest_suite!("smp");
 
 /// How long the signal tests wait for a CPU to take a signal, in microseconds.
 const SIGNAL_TIMEOUT_US: u64 = 5_000_000;
-
-fn wait_until(timeout_us: u64, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = cpu::tod() + cpu::us_to_tod(timeout_us);
-    while !done() {
-        if cpu::tod() > deadline {
-            return false;
-        }
-        core::hint::spin_loop();
-    }
-    true
-}
 
 ktest! {
     /// Every CPU address READ SCP INFO lists is either running the kernel or reported

@@ -7,7 +7,7 @@
 use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
-use kernel::arch::uaccess;
+use kernel::arch::{cpu, uaccess};
 use kernel::cmma::backend::{self, Backend, with_model};
 use kernel::cmma::essa::UsageState;
 use kernel::cmma::model::{Counters, ReclaimOutcome};
@@ -370,4 +370,24 @@ impl Rng {
 /// The flags of the page in `pfn` (empty for a frame outside the memory manager).
 pub(crate) fn flags_of(pfn: Pfn) -> kernel::mm::page::PageFlags {
     vm::with(|mm| mm.page(pfn).map(|p| p.flags()).unwrap_or_default())
+}
+
+/// Waits up to `us` microseconds for `done`; whether it came.
+pub(crate) fn wait_until(us: u64, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = cpu::tod() + cpu::us_to_tod(us);
+    while !done() {
+        if cpu::tod() > deadline {
+            return false;
+        }
+        core::hint::spin_loop();
+    }
+    true
+}
+
+/// Waits for `done`, which a working kernel brings about: when it does not, a
+/// multi-CPU run's watchdog finds this CPU without progress and fails the test.
+pub(crate) fn spin_until(mut done: impl FnMut() -> bool) {
+    while !done() {
+        core::hint::spin_loop();
+    }
 }
