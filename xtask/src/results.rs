@@ -103,16 +103,30 @@ impl TestRecord {
         }
     }
 
-    /// The message a failure report shows: the reason, else the first diagnostic.
+    /// The message a failure report shows: the reason, else the first diagnostic that
+    /// records a failed check, else the first diagnostic (a test's opening lines, such
+    /// as its seed, say less about what went wrong than the check that failed).
     pub fn message(&self) -> String {
         if !self.reason.is_empty() {
             return self.reason.clone();
         }
         self.diagnostics
-            .first()
+            .iter()
+            .find(|line| is_failed_check(line))
+            .or(self.diagnostics.first())
             .cloned()
             .unwrap_or_else(|| self.outcome.label().to_lowercase())
     }
+}
+
+/// Whether a diagnostic is the kernel's record of a failed check (`Test::fail_at`):
+/// it ends in ` at FILE.rs:LINE`.
+fn is_failed_check(line: &str) -> bool {
+    line.rsplit_once(" at ")
+        .and_then(|(_, at)| at.rsplit_once(".rs:"))
+        .is_some_and(|(file, line)| {
+            !file.is_empty() && !line.is_empty() && line.bytes().all(|b| b.is_ascii_digit())
+        })
 }
 
 /// Passed, failed and skipped counts.
@@ -182,5 +196,27 @@ mod tests {
             skipped: 0,
         });
         assert_eq!(total.passed, 4);
+    }
+
+    #[test]
+    fn a_failure_is_summed_up_by_its_failed_check_not_its_first_diagnostic() {
+        let mut record = TestRecord::synthesized(TestId::new("s", "t"), Outcome::Fail, "");
+        assert_eq!(record.message(), "fail");
+        record.diagnostics = vec![
+            "seed 7, 200 iterations; replay: cargo xtask run -- ktest.seed=7".into(),
+            "cpu 1: check failed: x == 1: iteration 3 at tests/src/a.rs:12".into(),
+            "check failed: y at tests/src/a.rs:20".into(),
+        ];
+        assert_eq!(
+            record.message(),
+            "cpu 1: check failed: x == 1: iteration 3 at tests/src/a.rs:12"
+        );
+        record.diagnostics.drain(1..);
+        assert_eq!(record.message(), record.diagnostics[0]);
+        for not_a_check in ["look at a.rs:", "at a.rs:12", "look at .rs:1", "x at a.rs:1x"] {
+            assert!(!is_failed_check(not_a_check), "{not_a_check}");
+        }
+        record.reason = "hung".into();
+        assert_eq!(record.message(), "hung");
     }
 }
