@@ -12,6 +12,8 @@ mod entry;
 mod ipl;
 #[cfg(target_arch = "s390x")]
 mod libc;
+#[cfg(target_arch = "s390x")]
+mod registry;
 
 /// First Rust code, called by `_start` on the boot stack with DAT off, interrupts
 /// disabled, CR0 AFP set and BSS cleared.
@@ -20,7 +22,7 @@ mod libc;
 extern "C" fn boot_main() -> ! {
     // Referencing the suites crate makes the linker pull in its test descriptors.
     tests::link();
-    kernel::start::kernel_main()
+    kernel::start::kernel_main(registry::tests())
 }
 
 #[cfg(target_arch = "s390x")]

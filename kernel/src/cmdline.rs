@@ -55,7 +55,7 @@ pub struct Options {
     pub bench: bool,
     /// `ktest.inject=KIND@TEST[,KIND@TEST]`: faults to inject (panic, hang, pgm, garbage,
     /// exit) into the tests matching the `suite.test` glob.
-    pub inject: Vec<crate::ktest::runner::Inject>,
+    pub inject: Vec<Inject>,
     /// `ktest.seed=N`: seed for randomized tests (and for the test order under
     /// `ktest.shuffle`).
     pub seed: Option<u64>,
@@ -256,7 +256,6 @@ fn apply(o: &mut Options, key: &str, value: Option<&str>) -> Result<(), Option<&
             }
         }
         "ktest.inject" => {
-            use crate::ktest::runner::{Inject, Injection};
             const WHAT: &str = "KIND@TEST[,KIND@TEST] with KIND panic, hang, pgm, garbage or exit";
             let mut injects = Vec::new();
             for item in list(value, WHAT)? {
@@ -355,6 +354,44 @@ fn number(value: Option<&str>) -> Option<u64> {
     }
 }
 
+/// A fault `ktest.inject=kind@TEST` injects instead of running a test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Injection {
+    /// The test panics.
+    Panic,
+    /// The test never returns.
+    Hang,
+    /// The test takes an unexpected program interruption.
+    Pgm,
+    /// Console garbage instead of the test's result line.
+    Garbage,
+    /// The kernel ends the run (`EXIT: STATUS=1`) in the middle of the test.
+    Exit,
+}
+
+impl Injection {
+    /// The injection named `name` (`panic`, `hang`, `pgm`, `garbage`, `exit`).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "panic" => Injection::Panic,
+            "hang" => Injection::Hang,
+            "pgm" => Injection::Pgm,
+            "garbage" => Injection::Garbage,
+            "exit" => Injection::Exit,
+            _ => return None,
+        })
+    }
+}
+
+/// One requested injection: `kind` into the tests matching the `suite.test` glob.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Inject {
+    /// What to inject.
+    pub kind: Injection,
+    /// Glob over `suite.test`.
+    pub target: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -398,7 +435,6 @@ mod tests {
 
     #[test]
     fn injections_name_a_kind_and_a_test() {
-        use crate::ktest::runner::Injection;
         let (o, w) = parse(b"ktest.inject=panic@mm::vma.split,garbage@cmma::*");
         assert!(w.is_empty(), "{w:?}");
         assert_eq!(o.inject.len(), 2);

@@ -9,6 +9,7 @@ use crate::arch::percpu::this_cpu;
 use crate::arch::sclp::ServcBackend;
 use crate::arch::sync::{CpuMutex, CpuMutexGuard};
 use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 /// The one SCLP console.
 pub static CONSOLE: CpuMutex<sclp::Sclp<ServcBackend>> =
@@ -74,4 +75,22 @@ macro_rules! print {
 macro_rules! println {
     () => { $crate::print!("\n") };
     ($($arg:tt)*) => { $crate::console::print(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+/// Spaces before each line of a report from an interruption or crash path.
+static REPORT_INDENT: AtomicUsize = AtomicUsize::new(0);
+
+/// The deepest [`set_report_indent`] keeps.
+const MAX_INDENT: &str = "        ";
+
+/// Sets the indentation of reports from interruption and crash paths (which know
+/// nothing of tests): the test runner sets its subtest's while a test runs, so those
+/// reports land inside that subtest.
+pub fn set_report_indent(indent: &str) {
+    REPORT_INDENT.store(indent.len().min(MAX_INDENT.len()), Ordering::Relaxed);
+}
+
+/// The indentation for a report printed now.
+pub fn report_indent() -> &'static str {
+    &MAX_INDENT[..REPORT_INDENT.load(Ordering::Relaxed)]
 }

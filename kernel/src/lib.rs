@@ -19,6 +19,9 @@ pub mod machine;
 pub mod mm;
 pub mod quiesce;
 
+#[cfg(test)]
+mod layers;
+
 #[cfg(target_arch = "s390x")]
 pub mod arch;
 #[cfg(target_arch = "s390x")]

@@ -17,8 +17,10 @@ use alloc::vec::Vec;
 /// `Bail out! not enough memory: need N KiB, have M KiB` (see `docs/architecture.md`).
 pub const NOT_ENOUGH_MEMORY_STATUS: u32 = 5;
 
-/// Called by `boot` on the boot stack, DAT off, interruptions disabled.
-pub fn kernel_main() -> ! {
+/// Called by `boot` on the boot stack, DAT off, interruptions disabled, with the
+/// image's test descriptors.
+pub fn kernel_main(tests: &'static [ktest::KTest]) -> ! {
+    ktest::machine::set_registry(tests);
     let boot_start = cpu::tod();
     crate::arch::smp::init_boot_cpu();
     crate::arch::interrupts::register(crate::trap::handlers(external_interruption));

@@ -7,9 +7,8 @@
 use crate::arch::cpu::{self, psw_mask};
 use crate::arch::interrupts::{self, InterruptFrame, PgmInfo};
 use crate::arch::percpu::{MAX_CPUS, PerCpu, this_cpu};
-use crate::ktest::ktap::SUBTEST_INDENT;
 use crate::vm::{self, FaultOutcome};
-use crate::{console, ktest, shutdown};
+use crate::{console, shutdown};
 use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -195,7 +194,7 @@ fn fatal_nested_program_interruption(frame: &InterruptFrame, info: &PgmInfo) -> 
 pub fn unexpected_interruption(kind: &str, code: u64, frame: &InterruptFrame) -> ! {
     {
         let mut w = console::lock_for_report();
-        let indent = indent();
+        let indent = console::report_indent();
         let _ = writeln!(
             w,
             "{indent}# unexpected {kind} interruption: code 0x{code:x}"
@@ -213,15 +212,6 @@ pub fn restore_kernel_state() {
     vm::reset_address_space();
 }
 
-/// Diagnostics go inside the running test's subtest, or at top level.
-fn indent() -> &'static str {
-    if ktest::current::get().is_some() {
-        SUBTEST_INDENT
-    } else {
-        ""
-    }
-}
-
 /// Crash reports of program interruptions printed so far (expected ones print none).
 pub fn reports_printed() -> u64 {
     REPORTS.load(Ordering::Relaxed)
@@ -233,7 +223,7 @@ fn report(frame: &InterruptFrame, what: &str, info: &PgmInfo, refused: Option<Re
     REPORTS.fetch_add(1, Ordering::Relaxed);
     let mut w = console::lock_for_report();
     let w: &mut dyn Write = &mut *w;
-    let indent = indent();
+    let indent = console::report_indent();
     let _ = writeln!(
         w,
         "{indent}# {what}: code 0x{:04x} ilen {} at 0x{:x}",

@@ -76,21 +76,3 @@ pub fn layout() -> Layout {
         }
     }
 }
-
-unsafe extern "C" {
-    static __kernel_tests_start: u8;
-    static __kernel_tests_end: u8;
-}
-
-/// The test descriptors that `ktest!` placed in the `.kernel_tests` section.
-pub fn test_registry() -> &'static [crate::ktest::KTest] {
-    // SAFETY: the linker script brackets `.kernel_tests` with these symbols; the section
-    // holds only `KTest` statics (8-byte aligned, `#[repr(C)]`), built with static
-    // relocations so their pointers are valid.
-    unsafe {
-        let start = core::ptr::addr_of!(__kernel_tests_start).cast::<crate::ktest::KTest>();
-        let end = core::ptr::addr_of!(__kernel_tests_end).cast::<crate::ktest::KTest>();
-        let count = (end as usize - start as usize) / core::mem::size_of::<crate::ktest::KTest>();
-        core::slice::from_raw_parts(start, count)
-    }
-}

@@ -8,9 +8,17 @@ use crate::arch::interrupts::PgmInfo;
 use alloc::format;
 use alloc::string::String;
 
-/// Every registered test descriptor.
+/// The image's test descriptors, handed over by `boot` ([`set_registry`]).
+static REGISTRY: spin::Once<&'static [KTest]> = spin::Once::new();
+
+/// Records the image's test descriptors (once, at start-up).
+pub fn set_registry(tests: &'static [KTest]) {
+    REGISTRY.call_once(|| tests);
+}
+
+/// Every registered test descriptor (none before [`set_registry`]).
 pub fn registry() -> &'static [KTest] {
-    crate::arch::image::test_registry()
+    REGISTRY.get().copied().unwrap_or(&[])
 }
 
 /// Runs test bodies on this CPU.

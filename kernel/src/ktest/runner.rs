@@ -36,43 +36,7 @@ pub struct Options {
     pub inject: Vec<Inject>,
 }
 
-/// A fault `ktest.inject=kind@TEST` injects instead of running a test.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Injection {
-    /// The test panics.
-    Panic,
-    /// The test never returns.
-    Hang,
-    /// The test takes an unexpected program interruption.
-    Pgm,
-    /// Console garbage instead of the test's result line.
-    Garbage,
-    /// The kernel ends the run (`EXIT: STATUS=1`) in the middle of the test.
-    Exit,
-}
-
-impl Injection {
-    /// The injection named `name` (`panic`, `hang`, `pgm`, `garbage`, `exit`).
-    pub fn from_name(name: &str) -> Option<Self> {
-        Some(match name {
-            "panic" => Injection::Panic,
-            "hang" => Injection::Hang,
-            "pgm" => Injection::Pgm,
-            "garbage" => Injection::Garbage,
-            "exit" => Injection::Exit,
-            _ => return None,
-        })
-    }
-}
-
-/// One requested injection: `kind` into the tests matching the `suite.test` glob.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Inject {
-    /// What to inject.
-    pub kind: Injection,
-    /// Glob over `suite.test`.
-    pub target: String,
-}
+pub use crate::cmdline::{Inject, Injection};
 
 /// Console noise that looks almost like KTAP: control characters, a broken result line,
 /// a line without an end. The harness must not take any of it for a result.
