@@ -4,6 +4,7 @@
 //! purges reach every CPU; and the multi-CPU test harness itself reports failures,
 //! program interruptions and hangs on any CPU with its number and goes on.
 
+use crate::support::wait_until;
 use alloc::vec::Vec;
 use core::hint::black_box;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -14,7 +15,6 @@ use kernel::arch::storage::Machine;
 use kernel::arch::{kspace, probe};
 use kernel::ktest::cpus::RunReport;
 use kernel::ktest::smp::{Options, TooFewCpus, run, run_with_first_tick};
-use crate::support::wait_until;
 use kernel::mm::addr::VirtAddr;
 use kernel::mm::dat::Walk;
 use kernel::mm::machine::{PhysMem, Tlb};

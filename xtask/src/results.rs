@@ -213,7 +213,12 @@ mod tests {
         );
         record.diagnostics.drain(1..);
         assert_eq!(record.message(), record.diagnostics[0]);
-        for not_a_check in ["look at a.rs:", "at a.rs:12", "look at .rs:1", "x at a.rs:1x"] {
+        for not_a_check in [
+            "look at a.rs:",
+            "at a.rs:12",
+            "look at .rs:1",
+            "x at a.rs:1x",
+        ] {
             assert!(!is_failed_check(not_a_check), "{not_a_check}");
         }
         record.reason = "hung".into();
