@@ -232,7 +232,12 @@ struct TestArgs {
     /// failing seed is printed with its replay command.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
     seeds: Option<u32>,
-    /// Run only shard K of N of the planned boots (configurations x seeds), for a CI matrix.
+    /// The sweep's first seed (default: from the clock, printed); the others follow from
+    /// it, so every shard of a sweep (`--shard`) plans the same seeds.
+    #[arg(long, value_name = "S", requires = "seeds", value_parser = stress::parse_seed)]
+    first_seed: Option<u64>,
+    /// Run only shard K of N of the planned boots (configurations x seeds), for a CI matrix;
+    /// with `--seeds`, needs `--first-seed`.
     #[arg(long, value_name = "K/N")]
     shard: Option<shard::Shard>,
     /// Test order inside each boot (default: `shuffled` for a seed sweep, else `sorted`).
@@ -571,13 +576,25 @@ impl Job {
     }
 }
 
-fn test(args: TestArgs) -> Result<Outcome> {
+fn test(mut args: TestArgs) -> Result<Outcome> {
     for path in args.junit.iter().chain(&args.tap) {
         report::check_writable(path)?;
     }
     check_kernel_args(&args.kernel_args)?;
     if args.seeds.is_some() && seed_in(&args.kernel_args).is_some() {
         bail!("--seeds draws the seeds itself; drop ktest.seed= from the kernel arguments");
+    }
+    if let Some(count) = args.seeds {
+        if args.shard.is_some() && args.first_seed.is_none() {
+            bail!(
+                "--shard with --seeds needs --first-seed S, the same on every shard, so that the shards split one sweep"
+            );
+        }
+        let first = *args.first_seed.get_or_insert_with(random_seed);
+        println!(
+            "seed sweep: {count} seeds from --first-seed {first}{}",
+            args.shard.map(|s| format!(", shard {s}")).unwrap_or_default()
+        );
     }
     let filter_args = filter_args(&args.filter)?;
     let _lock = cargo::lock("test")?;
@@ -794,7 +811,7 @@ fn plan_jobs(
     match args.seeds {
         Some(count) => {
             let sweep_dir = sweep_dir();
-            let first = random_seed();
+            let first = args.first_seed.unwrap_or_else(random_seed);
             for index in 0..u64::from(count) {
                 let seed = first.wrapping_add(index.wrapping_mul(0x9e37_79b9_7f4a_7c15)) >> 1;
                 for config in configs {
@@ -1343,6 +1360,33 @@ mod tests {
             Some("7"),
             "a configuration's own seed stays"
         );
+    }
+
+    #[test]
+    fn the_shards_of_a_sweep_split_one_set_of_seeds() {
+        let configs = [config("a", &[]), config("b", &[])];
+        let boots = |words: &[&str]| -> Vec<(u64, String)> {
+            let jobs = plan_jobs(&configs, &test_args(words), &[]).unwrap();
+            jobs.into_iter()
+                .map(|j| (j.sweep_seed.unwrap(), j.config.name))
+                .collect()
+        };
+        let whole = boots(&["--seeds", "5", "--first-seed", "0x10"]);
+        assert_eq!(whole.len(), 10);
+        assert_eq!(whole, boots(&["--seeds", "5", "--first-seed", "16"]), "the plan is the seed's");
+        let mut shards: Vec<(u64, String)> = (1..=3)
+            .flat_map(|k| {
+                let shard = format!("{k}/3");
+                boots(&["--seeds", "5", "--first-seed", "16", "--shard", &shard])
+            })
+            .collect();
+        let mut expected = whole.clone();
+        shards.sort();
+        expected.sort();
+        assert_eq!(shards, expected, "every boot once, on one shard");
+        let unshared = test(test_args(&["--seeds", "4", "--shard", "1/2"]));
+        assert!(unshared.unwrap_err().to_string().contains("needs --first-seed"));
+        assert!(Cli::try_parse_from(["xtask", "test", "--first-seed", "1"]).is_err(), "only for a sweep");
     }
 
     #[test]
