@@ -16,7 +16,7 @@ pub const LARGE: [u32; 2] = [4, 5];
 /// one per test that must not share a mapping with another (mlock, page states).
 pub const SCRATCH: u32 = 100;
 /// How many scratch files there are.
-pub const SCRATCH_COUNT: u32 = 32;
+pub const SCRATCH_COUNT: u32 = 33;
 
 /// `(file id, size in bytes)` of every file in the standard image.
 pub fn standard() -> alloc::vec::Vec<(u32, u64)> {

@@ -34,7 +34,8 @@ use kernel::{check, check_eq, ktest};
 
 kernel::ktest_suite!("cmma::stress");
 
-/// This suite's scratch files (the other suites use `SCRATCH..SCRATCH + 25`).
+/// This suite's scratch files (the other suites use `SCRATCH..SCRATCH + 25` and
+/// `SCRATCH + 32`).
 const FIRST_FILE: u32 = files::SCRATCH + 25;
 const FILE_COUNT: u32 = 7;
 const FILE_BYTES: u64 = 256 << 10;
