@@ -29,6 +29,8 @@ mod install;
 mod interrupt;
 mod ktap;
 mod matrix;
+#[cfg(test)]
+mod pipelines;
 mod provision;
 mod qemu;
 mod recovery;
@@ -237,7 +239,7 @@ struct TestArgs {
     #[arg(long, value_name = "S", requires = "seeds", value_parser = stress::parse_seed)]
     first_seed: Option<u64>,
     /// Run only shard K of N of the planned boots (configurations x seeds), for a CI matrix;
-    /// with `--seeds`, needs `--first-seed`.
+    /// with `--seeds`, needs `--first-seed`. Shard 1 also runs the host tests.
     #[arg(long, value_name = "K/N")]
     shard: Option<shard::Shard>,
     /// Test order inside each boot (default: `shuffled` for a seed sweep, else `sorted`).
@@ -593,7 +595,9 @@ fn test(mut args: TestArgs) -> Result<Outcome> {
         let first = *args.first_seed.get_or_insert_with(random_seed);
         println!(
             "seed sweep: {count} seeds from --first-seed {first}{}",
-            args.shard.map(|s| format!(", shard {s}")).unwrap_or_default()
+            args.shard
+                .map(|s| format!(", shard {s}"))
+                .unwrap_or_default()
         );
     }
     let filter_args = filter_args(&args.filter)?;
@@ -610,7 +614,8 @@ fn test(mut args: TestArgs) -> Result<Outcome> {
         }
         config.machine.initrd = config.initrd.resolve()?;
     }
-    let host = !args.no_host && args.seeds.is_none();
+    // The host tests run once per plan: on shard 1 of a CI matrix.
+    let host = !args.no_host && args.seeds.is_none() && args.shard.is_none_or(|s| s.is_first());
     provision::provision(host)?;
     let view = LiveView::from_environment();
     let mut suites: Vec<SuiteReport> = Vec::new();
@@ -1373,7 +1378,11 @@ mod tests {
         };
         let whole = boots(&["--seeds", "5", "--first-seed", "0x10"]);
         assert_eq!(whole.len(), 10);
-        assert_eq!(whole, boots(&["--seeds", "5", "--first-seed", "16"]), "the plan is the seed's");
+        assert_eq!(
+            whole,
+            boots(&["--seeds", "5", "--first-seed", "16"]),
+            "the plan is the seed's"
+        );
         let mut shards: Vec<(u64, String)> = (1..=3)
             .flat_map(|k| {
                 let shard = format!("{k}/3");
@@ -1385,8 +1394,16 @@ mod tests {
         expected.sort();
         assert_eq!(shards, expected, "every boot once, on one shard");
         let unshared = test(test_args(&["--seeds", "4", "--shard", "1/2"]));
-        assert!(unshared.unwrap_err().to_string().contains("needs --first-seed"));
-        assert!(Cli::try_parse_from(["xtask", "test", "--first-seed", "1"]).is_err(), "only for a sweep");
+        assert!(
+            unshared
+                .unwrap_err()
+                .to_string()
+                .contains("needs --first-seed")
+        );
+        assert!(
+            Cli::try_parse_from(["xtask", "test", "--first-seed", "1"]).is_err(),
+            "only for a sweep"
+        );
     }
 
     #[test]

@@ -18,6 +18,11 @@ impl Shard {
         position % self.count == self.index - 1
     }
 
+    /// Whether this is shard 1, which also runs what is not split (the host tests).
+    pub fn is_first(self) -> bool {
+        self.index == 1
+    }
+
     /// This shard's share of `items`, in their order.
     pub fn take<T>(self, items: Vec<T>) -> Vec<T> {
         items
