@@ -19,6 +19,17 @@ pub enum CmmaMode {
     Model,
 }
 
+/// As written on the command line (`auto`, `off`, `model`).
+impl core::fmt::Display for CmmaMode {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            CmmaMode::Auto => "auto",
+            CmmaMode::Off => "off",
+            CmmaMode::Model => "model",
+        })
+    }
+}
+
 /// Which device backs the memory manager's files (`mm.backing=`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum BackingChoice {

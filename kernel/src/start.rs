@@ -140,7 +140,7 @@ pub fn kernel_main(tests: &'static [ktest::KTest]) -> ! {
         env!("CARGO_PKG_VERSION")
     );
     println!(
-        "memory: {} MiB, cpus: {}, host: {host}, console: {consoles:?}",
+        "memory: {} MiB, cpus: {}, host: {host}, console: {consoles}",
         memory >> 20,
         cpus.map_or_else(
             || alloc::string::String::from("unknown"),
@@ -150,7 +150,7 @@ pub fn kernel_main(tests: &'static [ktest::KTest]) -> ! {
     crate::smp::print_report(smp_boot);
     println!("facilities: {facilities}");
     println!(
-        "essa: {}, cmma: {:?} -> {}",
+        "essa: {}, cmma={} -> {}",
         if essa_native {
             "executes"
         } else {

@@ -60,6 +60,18 @@ impl Consoles {
     }
 }
 
+/// In words, for the boot banner: `ASCII`, `line-mode`, `ASCII and line-mode` or `none`.
+impl core::fmt::Display for Consoles {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match (self.ascii, self.line_mode) {
+            (true, true) => "ASCII and line-mode",
+            (true, false) => "ASCII",
+            (false, true) => "line-mode",
+            (false, false) => "none",
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,5 +119,27 @@ mod tests {
             .send_mask(),
             0x40
         );
+    }
+
+    #[test]
+    fn consoles_read_as_words() {
+        assert_eq!(Consoles::BOTH.to_string(), "ASCII and line-mode");
+        assert_eq!(
+            Consoles {
+                ascii: true,
+                line_mode: false
+            }
+            .to_string(),
+            "ASCII"
+        );
+        assert_eq!(
+            Consoles {
+                ascii: false,
+                line_mode: true
+            }
+            .to_string(),
+            "line-mode"
+        );
+        assert_eq!(Consoles::NONE.to_string(), "none");
     }
 }

@@ -311,7 +311,11 @@ fn map(t: &mut Test<'_>) -> Option<(UserSpace, MappingId, kernel::mm::addr::Virt
     // Pages of a mapping that was ever mlocked stay stable, and the host cannot discard
     // them: a suite that shares the file would make these tests fail for that reason.
     if is_mlocked(mapping) != Some(false) {
-        check!(t, false, "precondition: file {FILE} was mlocked by another test");
+        check!(
+            t,
+            false,
+            "precondition: file {FILE} was mlocked by another test"
+        );
         return None;
     }
     Some((space, mapping, va))
