@@ -65,10 +65,29 @@ pub struct BootOutcome {
 pub struct Sinks<'a> {
     /// The raw console log (every byte, unchanged).
     pub log: &'a mut File,
-    /// Copy the console live to stdout (`cargo xtask run`).
-    pub echo: bool,
+    /// What of the console goes live to stdout (`cargo xtask run`).
+    pub echo: Echo,
     /// Called for every finished test.
     pub on_record: &'a mut dyn FnMut(&TestRecord),
+}
+
+/// What [`boot_at`] copies live to stdout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Echo {
+    /// Nothing (the log and the callback have it all).
+    Off,
+    /// Every byte as it comes (`cargo xtask run --raw`), and QEMU's stderr.
+    Raw,
+    /// The kernel's banner, the lines before its KTAP document, and QEMU's stderr; the
+    /// results come through [`Sinks::on_record`].
+    Banner,
+}
+
+/// The line to show while the banner lasts ([`Echo::Banner`]): every line before the
+/// KTAP document's first (`KTAP version`), which ends it.
+fn banner_line<'l>(in_banner: &mut bool, line: &'l [u8]) -> Option<&'l [u8]> {
+    *in_banner &= !line.starts_with(b"KTAP version");
+    in_banner.then_some(line)
 }
 
 impl std::fmt::Debug for Sinks<'_> {
@@ -112,7 +131,7 @@ pub fn boot_quietly(
         limits,
         Sinks {
             log,
-            echo: false,
+            echo: Echo::Off,
             on_record: &mut |_| {},
         },
     )
@@ -156,7 +175,8 @@ fn boot_with_grace(
     grace: Duration,
 ) -> Result<BootOutcome> {
     let started = Instant::now();
-    let mut qemu = RunningQemu::spawn(qemu_program, qemu_args, sinks.echo)?;
+    let mut qemu = RunningQemu::spawn(qemu_program, qemu_args, sinks.echo != Echo::Off)?;
+    let mut in_banner = sinks.echo == Echo::Banner;
     let mut lines = Lines::new();
     lines.line_mode = qemu_args.iter().any(|a| a.contains("sclplmconsole"));
     lines.qemu_charset = lines.line_mode;
@@ -195,11 +215,16 @@ fn boot_with_grace(
                     .log
                     .write_all(&bytes)
                     .context("writing the console log")?;
-                if sinks.echo {
+                if sinks.echo == Echo::Raw {
                     let _ = stdout.write_all(&bytes).and_then(|()| stdout.flush());
                 }
                 lines.feed(&bytes);
                 while let Some(raw) = lines.next_line() {
+                    if let Some(line) = banner_line(&mut in_banner, &raw) {
+                        let _ = stdout
+                            .write_all(line)
+                            .and_then(|()| stdout.write_all(b"\n"));
+                    }
                     judge.line(lines.newlines, &raw, sinks.on_record);
                 }
             }
@@ -355,7 +380,7 @@ mod tests {
             limits,
             Sinks {
                 log: &mut log,
-                echo: false,
+                echo: Echo::Off,
                 on_record: &mut |r| seen.push(r.id.to_string()),
             },
             Place::default(),
@@ -475,5 +500,27 @@ mod tests {
         assert!(started.elapsed() >= grace && started.elapsed() < Duration::from_secs(20));
         assert_eq!(outcome.end, End::Exited);
         assert_eq!(outcome.failure_reason(), None);
+    }
+
+    #[test]
+    fn the_banner_is_the_lines_before_the_ktap_document() {
+        let log = [
+            "zhint 0.1.0",
+            "memory: 256 MiB",
+            "KTAP version 1",
+            "1..1",
+            "zhint again",
+        ];
+        let mut in_banner = true;
+        let shown: Vec<&[u8]> = log
+            .iter()
+            .filter_map(|l| banner_line(&mut in_banner, l.as_bytes()))
+            .collect();
+        assert_eq!(shown, [b"zhint 0.1.0".as_slice(), b"memory: 256 MiB"]);
+        let mut raw_mode = false;
+        assert!(
+            log.iter()
+                .all(|l| banner_line(&mut raw_mode, l.as_bytes()).is_none())
+        );
     }
 }

@@ -183,6 +183,11 @@ struct RunArgs {
     /// Backing-store image for `-initrd`: a path, or `none` (default: the standard image).
     #[arg(long, value_name = "PATH|none")]
     initrd: Option<String>,
+    /// Stream the console as it is (KTAP and all) instead of the kernel's banner and one
+    /// line per test (colour on a terminal unless `NO_COLOR` is set); the console log in
+    /// target/xtask/run keeps every byte either way.
+    #[arg(long)]
+    raw: bool,
     /// Kernel command-line arguments.
     #[arg(last = true)]
     kernel_args: Vec<String>,
@@ -417,6 +422,7 @@ fn run(args: RunArgs) -> Result<Outcome> {
     let qemu_args = machine.args(&kernel, &args.kernel_args);
     eprintln!("xtask: {}", qemu::display_command(&qemu, &qemu_args));
     let log_path = run_dir.join("console.log");
+    let view = LiveView::from_environment();
     let mut log = std::fs::File::create(&log_path)
         .with_context(|| format!("cannot create {}", log_path.display()))?;
     let limits = boot::Limits {
@@ -429,8 +435,16 @@ fn run(args: RunArgs) -> Result<Outcome> {
         limits,
         boot::Sinks {
             log: &mut log,
-            echo: true,
-            on_record: &mut |_| {},
+            echo: if args.raw {
+                boot::Echo::Raw
+            } else {
+                boot::Echo::Banner
+            },
+            on_record: &mut |record| {
+                if !args.raw {
+                    println!("{}", view.test_line(None, record));
+                }
+            },
         },
         boot::Place::default(),
     )?;

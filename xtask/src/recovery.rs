@@ -107,7 +107,7 @@ pub fn run_config(
             limits,
             Sinks {
                 log: &mut log,
-                echo: false,
+                echo: boot::Echo::Off,
                 on_record,
             },
             Place {

@@ -446,7 +446,7 @@ fn run_seed(plan: &Plan<'_>, seed: u64) -> Result<SeedRun> {
         limits,
         Sinks {
             log: &mut log,
-            echo: false,
+            echo: boot::Echo::Off,
             on_record: &mut |r| records.push(r.clone()),
         },
     )?;

@@ -932,7 +932,15 @@ impl Run {
                 "boot {number} planned other tests, or another order, than the first boot (was the seed or filter changed?)"
             ));
         }
-        let running = boot.running().map(|l| format!("`{}.{}`", l.suite, l.name));
+        // A panic's own result line (`# ERROR panic: ...`) names the test that panicked;
+        // the first test without a result never started.
+        let panicked = boot
+            .records
+            .last()
+            .filter(|r| r.outcome == Outcome::Error && r.reason.starts_with("panic: "))
+            .map(|r| format!("`{}`", r.id));
+        let running =
+            panicked.or_else(|| boot.running().map(|l| format!("`{}.{}`", l.suite, l.name)));
         let stopped = (!boot.completed()).then(|| boot.failure_reason()).flatten();
         self.stop = stopped.as_ref().map(|reason| {
             let reason = match how {

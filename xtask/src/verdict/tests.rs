@@ -487,6 +487,23 @@ fn a_panic_then_a_resumed_boot_settles_every_test_once() {
         verdict.records[2].reason, "panic: boom",
         "the test that panicked, once, with the kernel's reason"
     );
+
+    // Without the resumed boot (`cargo xtask run`), the tests that never started say
+    // which test the kernel panicked in: the third, not the fourth, which never ran.
+    let verdict = judge(format!("xtask: boot 1 (default): q\n{boot1}").as_bytes());
+    let not_run: Vec<&TestRecord> = verdict
+        .records
+        .iter()
+        .filter(|r| r.reason.starts_with("not run"))
+        .collect();
+    assert_eq!(not_run.len(), 3, "{:#?}", verdict.records);
+    for record in not_run {
+        assert!(
+            record.reason.ends_with(&format!("while `{third}` ran")),
+            "{}",
+            record.reason
+        );
+    }
 }
 
 #[test]
