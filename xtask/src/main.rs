@@ -31,6 +31,7 @@ mod ktap;
 mod matrix;
 #[cfg(test)]
 mod pipelines;
+mod progress;
 mod provision;
 mod qemu;
 mod recovery;
@@ -918,6 +919,12 @@ fn run_jobs(
 ) -> Result<Vec<Option<recovery::ConfigRun>>> {
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<(usize, Result<recovery::ConfigRun>)>> = Mutex::new(Vec::new());
+    // A sweep's boots are many and quiet (only failures print): show how far it is.
+    let bar = jobs
+        .iter()
+        .any(|j| j.sweep_seed.is_some())
+        .then(|| progress::Bar::steps(jobs.len() as u64, "boots"));
+    let failed_boots = AtomicUsize::new(0);
     std::thread::scope(|scope| {
         for _ in 0..threads.min(jobs.len()) {
             scope.spawn(|| {
@@ -930,6 +937,13 @@ fn run_jobs(
                         break;
                     };
                     let outcome = run_job(job, qemu_path, kernel, view, qualify);
+                    if let Some(bar) = &bar {
+                        if !outcome.as_ref().is_ok_and(|run| run.verdict.passed()) {
+                            failed_boots.fetch_add(1, Ordering::Relaxed);
+                        }
+                        bar.message(format!("{} failed", failed_boots.load(Ordering::Relaxed)));
+                        bar.inc();
+                    }
                     let failed = outcome.is_err();
                     if let Ok(mut results) = results.lock() {
                         results.push((index, outcome));
@@ -964,7 +978,7 @@ fn run_job(
         matrix::Emulator::Qemu => format!("{} cpu={}", config.machine.accel, config.machine.cpu),
         matrix::Emulator::Hercules => "hercules".to_string(),
     };
-    println!(
+    progress::println(&format!(
         "== [{label}] {emulator} mem={} smp={} seed={}",
         config.machine.mem,
         config.machine.smp,
@@ -977,7 +991,7 @@ fn run_job(
                 .collect::<Vec<_>>()
         )
         .unwrap_or("chosen by the kernel")
-    );
+    ));
     std::fs::create_dir_all(&job.log_dir)
         .with_context(|| format!("cannot create {}", job.log_dir.display()))?;
     let log = job.log_dir.join("console.log");

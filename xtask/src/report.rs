@@ -322,7 +322,7 @@ impl LiveView {
 
     /// Prints a finished test.
     pub fn test(&self, config: Option<&str>, record: &TestRecord) {
-        println!("{}", self.test_line(config, record));
+        crate::progress::println(&self.test_line(config, record));
     }
 }
 

@@ -361,6 +361,19 @@ fn run_seeds(
     let next = AtomicU64::new(0);
     let runs: Mutex<Vec<SeedRun>> = Mutex::new(Vec::new());
     let errors: Mutex<Vec<anyhow::Error>> = Mutex::new(Vec::new());
+    let started = Instant::now();
+    let bar = match (seeds, deadline) {
+        (_, Some(deadline)) => crate::progress::Bar::time(deadline - started),
+        (Some(n), None) => {
+            let owned = match plan.args.shard {
+                Some(shard) => (0..n).filter(|&i| shard.owns(i as usize)).count() as u64,
+                None => n,
+            };
+            crate::progress::Bar::steps(owned, "seeds")
+        }
+        (None, None) => unreachable!("seeds or minutes"),
+    };
+    let failures = AtomicU64::new(0);
     std::thread::scope(|scope| {
         for _ in 0..plan.args.jobs {
             scope.spawn(|| {
@@ -381,7 +394,15 @@ fn run_seeds(
                     }
                     match run_seed(plan, first_seed.wrapping_add(index)) {
                         Ok(run) => {
-                            println!("{}", seed_line(&run));
+                            crate::progress::println(&seed_line(&run));
+                            if run.failure.is_some() || run.infra_error.is_some() {
+                                failures.fetch_add(1, Ordering::Relaxed);
+                            }
+                            bar.message(format!("{} failed", failures.load(Ordering::Relaxed)));
+                            match deadline {
+                                Some(_) => bar.set_position(started.elapsed().as_secs()),
+                                None => bar.inc(),
+                            }
                             if let Ok(mut runs) = runs.lock() {
                                 runs.push(run);
                             }

@@ -203,12 +203,14 @@ pub fn run(args: &BenchArgs) -> Result<BenchReport> {
     };
     let qemu = install::ensure_qemu()?;
     let mut result = BenchReport::default();
+    let bar = crate::progress::Bar::steps(kinds.len() as u64, "benchmarks");
     for kind in kinds {
         let repeat = args.repeat_for(kind);
-        eprintln!(
+        bar.message(format!("(now: {})", kind.name()));
+        crate::progress::eprintln(&format!(
             "xtask: bench {}: {repeat} measured run(s) per side",
             kind.name()
-        );
+        ));
         let table = match kind {
             BenchKind::Boot => {
                 let bench = run_boot(&qemu, &args.append, repeat)?;
@@ -227,7 +229,10 @@ pub fn run(args: &BenchArgs) -> Result<BenchReport> {
                 if let Some(dir) = &args.plot {
                     let path = dir.join(plot::MM_FILE);
                     plot::mm_chart(&bench, &path)?;
-                    eprintln!("xtask: bench mm: chart {}", path.display());
+                    crate::progress::eprintln(&format!(
+                        "xtask: bench mm: chart {}",
+                        path.display()
+                    ));
                 }
                 let table = mm::table(&bench);
                 result.mm = Some(bench);
@@ -238,7 +243,10 @@ pub fn run(args: &BenchArgs) -> Result<BenchReport> {
                 if let Some(dir) = &args.plot {
                     let path = dir.join(plot::PRESSURE_FILE);
                     plot::pressure_chart(&bench, &path)?;
-                    eprintln!("xtask: bench pressure: chart {}", path.display());
+                    crate::progress::eprintln(&format!(
+                        "xtask: bench pressure: chart {}",
+                        path.display()
+                    ));
                 }
                 let table = pressure::table(&bench);
                 result.pressure = Some(bench);
@@ -257,8 +265,10 @@ pub fn run(args: &BenchArgs) -> Result<BenchReport> {
                 table
             }
         };
-        println!("{table}");
+        crate::progress::println(&table);
+        bar.inc();
     }
+    drop(bar);
     if let Some(path) = &args.json {
         let json = serde_json::to_string_pretty(&result).context("serializing the benchmark")?;
         report::write_atomically(path, json.as_bytes())?;
