@@ -77,6 +77,7 @@ pub fn println(line: &str) {
 }
 
 /// Prints a line on stderr, lifting the bar while it does.
+#[cfg(feature = "bench")]
 pub fn eprintln(line: &str) {
     let bar = CURRENT.lock().ok().and_then(|c| c.clone());
     match bar {
