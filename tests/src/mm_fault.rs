@@ -5,7 +5,8 @@
 use crate::support::{map_file, model_counters, needs_mm, needs_model};
 use kernel::arch::uaccess;
 use kernel::cmma::backend::with_model;
-use kernel::cmma::model::{DiscardRate, DiscardSchedule, MIN_AGE_ESSA};
+use kernel::cmma::model::{Counters, DiscardRate, DiscardSchedule, MIN_AGE_ESSA};
+use kernel::ktest::Test;
 use kernel::mm::addr::VirtAddr;
 use kernel::mm::backing::{files, pattern, pattern_byte};
 use kernel::mm::mmap::MapSource;
@@ -169,6 +170,36 @@ ktest! {
     }
 }
 
+/// Maps page `page` of `files::MEDIUM` with `flags`, drops it from the page cache, lets a
+/// host that strikes after every ESSA take every frame hinted so far (so the fault's page
+/// is the only one left for the strikes during the fault), and reads the word at
+/// `offset` through the mapping: the word, and the model's counters before and after.
+fn read_under_a_host_striking_after_every_essa(
+    t: &mut Test<'_>,
+    page: u64,
+    flags: VmFlags,
+    offset: u64,
+) -> (u64, Counters, Counters) {
+    let space = UserSpace::new().expect("space");
+    let (mapping, va) = map_file(&space, files::MEDIUM, page, 1, flags);
+    vm::with(|mm| mm.truncate_inode_pages(mapping, 0)).expect("truncate");
+    let schedule = DiscardSchedule {
+        seed: t.seed(),
+        rate: DiscardRate::PerMille(1000),
+        min_age: MIN_AGE_ESSA,
+    };
+    let before = model_counters();
+    with_model(|model, host| {
+        model.set_schedule(Some(schedule));
+        while model.maybe_reclaim(host).is_some() {}
+    });
+    space.enter();
+    let word = uaccess::read_u64(VirtAddr::new(va.as_u64() + offset));
+    space.leave();
+    with_model(|model, _| model.set_schedule(None));
+    (word, before, model_counters())
+}
+
 ktest! {
     /// The host discards a page between the fault that read it and the PTE that maps it
     /// (the page, hinted volatile after readpage, is taken by the host while the fault
@@ -179,22 +210,8 @@ ktest! {
     /// the host model's poison (found by `cargo xtask stress --discard-rate 1000`).
     fn page_discarded_before_it_is_mapped_still_faults(t) [NEEDS_ESSA] {
         if !needs_mm(t) || !needs_model(t, "only the host model discards on a schedule") { return; }
-        let space = UserSpace::new().expect("space");
-        let (mapping, va) = map_file(&space, files::MEDIUM, 40, 1, VmFlags::READ);
-        vm::with(|mm| mm.truncate_inode_pages(mapping, 0)).expect("truncate");
-        let schedule = DiscardSchedule { seed: t.seed(), rate: DiscardRate::PerMille(1000), min_age: MIN_AGE_ESSA };
-        let before = model_counters();
-        // Every frame hinted so far goes first, so the page the fault hints is the
-        // only one left for the strikes while the fault builds the page tables.
-        with_model(|model, host| {
-            model.set_schedule(Some(schedule));
-            while model.maybe_reclaim(host).is_some() {}
-        });
-        space.enter();
-        let word = uaccess::read_u64(VirtAddr::new(va.as_u64() + 16));
-        space.leave();
-        with_model(|model, _| model.set_schedule(None));
-        let faults = model_counters().discard_faults - before.discard_faults;
+        let (word, before, after) = read_under_a_host_striking_after_every_essa(t, 40, VmFlags::READ, 16);
+        let faults = after.discard_faults - before.discard_faults;
         check_eq!(t, word, pattern(files::MEDIUM, 40 * 4096 + 16));
         check!(t, faults >= 1, "the page was not discarded before it was mapped: the test saw no discard fault");
     }
@@ -210,23 +227,8 @@ ktest! {
     /// access never completed (`cargo xtask stress --discard-rate 1000`, seed 0x4e21).
     fn shared_writable_read_fault_completes_under_a_host_striking_after_every_essa(t) [NEEDS_ESSA] {
         if !needs_mm(t) || !needs_model(t, "only the host model discards on a schedule") { return; }
-        let space = UserSpace::new().expect("space");
         let flags = VmFlags::READ | VmFlags::WRITE | VmFlags::SHARED;
-        let (mapping, va) = map_file(&space, files::MEDIUM, 41, 1, flags);
-        vm::with(|mm| mm.truncate_inode_pages(mapping, 0)).expect("truncate");
-        let schedule = DiscardSchedule { seed: t.seed(), rate: DiscardRate::PerMille(1000), min_age: MIN_AGE_ESSA };
-        let before = model_counters();
-        // Every frame hinted so far goes first: the fault's page is then the only
-        // hinted frame the strikes during the fault can choose.
-        with_model(|model, host| {
-            model.set_schedule(Some(schedule));
-            while model.maybe_reclaim(host).is_some() {}
-        });
-        space.enter();
-        let word = uaccess::read_u64(VirtAddr::new(va.as_u64() + 24));
-        space.leave();
-        with_model(|model, _| model.set_schedule(None));
-        let after = model_counters();
+        let (word, before, after) = read_under_a_host_striking_after_every_essa(t, 41, flags, 24);
         check_eq!(t, word, pattern(files::MEDIUM, 41 * 4096 + 24));
         check!(t, after.scheduled_strikes > before.scheduled_strikes, "the host did not strike during the fault");
     }

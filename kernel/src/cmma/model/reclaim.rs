@@ -522,16 +522,21 @@ mod tests {
         );
     }
 
-    /// With [`MIN_AGE_ESSA`], the strike after an ESSA never takes the frame that ESSA
-    /// hinted, but does take one hinted by the ESSA before.
-    #[test]
-    fn the_strike_after_a_hint_spares_that_frame_only() {
-        let (mut model, mut mem) = setup();
+    /// A host that strikes after every ESSA, sparing the frame that ESSA hinted.
+    fn strike_after_every_essa(model: &mut HostModel) {
         model.set_schedule(Some(DiscardSchedule {
             seed: 9,
             rate: DiscardRate::PerMille(1000),
             min_age: MIN_AGE_ESSA,
         }));
+    }
+
+    /// With [`MIN_AGE_ESSA`], the strike after an ESSA never takes the frame that ESSA
+    /// hinted, but does take one hinted by the ESSA before.
+    #[test]
+    fn the_strike_after_a_hint_spares_that_frame_only() {
+        let (mut model, mut mem) = setup();
+        strike_after_every_essa(&mut model);
         essa(&mut model, &mut mem, 3, 4);
         assert_eq!(model.maybe_reclaim(&mut mem), None);
         essa(&mut model, &mut mem, 3, 5);
@@ -544,11 +549,7 @@ mod tests {
     #[test]
     fn a_frame_hinted_again_is_aged_from_its_latest_hint() {
         let (mut model, mut mem) = setup();
-        model.set_schedule(Some(DiscardSchedule {
-            seed: 9,
-            rate: DiscardRate::PerMille(1000),
-            min_age: MIN_AGE_ESSA,
-        }));
+        strike_after_every_essa(&mut model);
         // Volatile, then potentially volatile (a fault maps the page writable): the
         // strike after ORC 4 must spare the frame ORC 4 hinted.
         essa(&mut model, &mut mem, 3, 4);
