@@ -324,13 +324,15 @@ pub fn run(
             "{PROGRAM} not found; `cargo xtask provision` installs it (Debian package `hercules`)"
         )
     })?;
-    run_program(&hercules, dir, filter, on_line)
+    run_program(&hercules, dir, QUIT_GRACE, filter, on_line)
 }
 
-/// [`run`] with the emulator binary `hercules`.
+/// [`run`] with the emulator binary `hercules` and the time it may take to quit after the
+/// wait (the tests' stand-ins are killed sooner).
 fn run_program(
     hercules: &Path,
     dir: &Path,
+    quit_grace: Duration,
     filter: &mut LogFilter,
     mut on_line: impl FnMut(&str, Option<&str>) -> Result<()>,
 ) -> Result<Ended> {
@@ -374,7 +376,7 @@ fn run_program(
                     feed(&line, filter)?;
                 }
                 if filter.wait.is_some() && quit_by.is_none() {
-                    quit_by = Some(Instant::now() + QUIT_GRACE);
+                    quit_by = Some(Instant::now() + quit_grace);
                 }
             }
             Next::Idle => {}
@@ -588,12 +590,17 @@ HHCIN900I Begin Hercules shutdown
         let mut filter = LogFilter::new();
         let mut console = Vec::new();
         let started = std::time::Instant::now();
-        let ended = run_program(&fake, dir.path(), &mut filter, |_, kept| {
+        let grace = Duration::from_millis(300);
+        let ended = run_program(&fake, dir.path(), grace, &mut filter, |_, kept| {
             console.extend(kept.map(str::to_string));
             Ok(())
         })
         .unwrap();
-        assert!(started.elapsed() < QUIT_GRACE + Duration::from_secs(5));
+        let took = started.elapsed();
+        assert!(
+            took >= grace && took < grace + Duration::from_secs(5),
+            "{took:?}"
+        );
         assert!(ended.killed_after_wait);
         assert_eq!(ended.wait.map(|w| w.address), Some(0x0600_d001));
         assert_eq!(console, ["EXIT: STATUS=1"]);
@@ -617,7 +624,7 @@ HHCIN900I Begin Hercules shutdown
         .unwrap();
         std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
         let mut filter = LogFilter::new();
-        let ended = run_program(&fake, dir.path(), &mut filter, |_, _| Ok(())).unwrap();
+        let ended = run_program(&fake, dir.path(), QUIT_GRACE, &mut filter, |_, _| Ok(())).unwrap();
         assert!(!ended.killed_after_wait);
         assert_eq!(ended.wait, None);
         assert_eq!(exit_status(ended.wait).0, 3);

@@ -37,6 +37,7 @@ mod qemu;
 mod recovery;
 mod report;
 mod results;
+mod schedule;
 mod shard;
 mod stress;
 mod verdict;
@@ -45,7 +46,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -224,6 +225,10 @@ struct TestArgs {
     /// Matrix entries to run (default: group `default`); repeatable or comma-separated.
     #[arg(long, value_name = "NAME")]
     matrix: Vec<String>,
+    /// Run every matrix entry of these groups instead (e.g. `default,hercules`, what CI
+    /// runs); repeatable or comma-separated.
+    #[arg(long, value_name = "GROUP", conflicts_with = "matrix")]
+    group: Vec<String>,
     /// Override the accelerator of every configuration.
     #[arg(long, value_enum)]
     accel: Option<Accel>,
@@ -619,7 +624,7 @@ fn test(mut args: TestArgs) -> Result<Outcome> {
     let _lock = cargo::lock("test")?;
     let root = cargo::project_root();
     let all = matrix::load(&root.join("qemu-scripts/unittests.cfg"), &root)?;
-    let mut configs = matrix::select(&all, &args.matrix)?;
+    let mut configs = matrix::select(&all, &args.matrix, &args.group)?;
     for config in &mut configs {
         if let Some(accel) = args.accel {
             config.machine.accel = accel.name().into();
@@ -917,6 +922,10 @@ fn run_jobs(
     view: LiveView,
     qualify: bool,
 ) -> Result<Vec<Option<recovery::ConfigRun>>> {
+    let durations_file = cargo::target_dir().join("xtask").join("durations");
+    let names: Vec<&str> = jobs.iter().map(|j| j.config.name.as_str()).collect();
+    let start_order = schedule::longest_first(&names, &schedule::load(&durations_file));
+    let measured: Mutex<schedule::Durations> = Mutex::new(schedule::Durations::new());
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<(usize, Result<recovery::ConfigRun>)>> = Mutex::new(Vec::new());
     // A sweep's boots are many and quiet (only failures print): show how far it is.
@@ -932,11 +941,17 @@ fn run_jobs(
                     if interrupt::requested() {
                         break;
                     }
-                    let index = next.fetch_add(1, Ordering::SeqCst);
-                    let Some(job) = jobs.get(index) else {
+                    let Some(&index) = start_order.get(next.fetch_add(1, Ordering::SeqCst)) else {
                         break;
                     };
+                    let job = &jobs[index];
+                    let started = Instant::now();
                     let outcome = run_job(job, qemu_path, kernel, view, qualify);
+                    if outcome.is_ok()
+                        && let Ok(mut measured) = measured.lock()
+                    {
+                        measured.insert(job.config.name.clone(), started.elapsed());
+                    }
                     if let Some(bar) = &bar {
                         if !outcome.as_ref().is_ok_and(|run| run.verdict.passed()) {
                             failed_boots.fetch_add(1, Ordering::Relaxed);
@@ -955,6 +970,9 @@ fn run_jobs(
             });
         }
     });
+    if let Ok(measured) = measured.into_inner() {
+        schedule::save(&durations_file, &measured);
+    }
     let results = results
         .into_inner()
         .map_err(|_| anyhow::anyhow!("a worker thread panicked"))?;

@@ -191,23 +191,35 @@ fn non_empty(value: &str) -> Result<String> {
     Ok(value.to_string())
 }
 
-/// Picks configurations: the named ones (comma-separated allowed), else every configuration in
-/// group `default`. An unknown name is a usage error listing the known names.
-pub fn select(configs: &[Config], names: &[String]) -> Result<Vec<Config>> {
+/// Picks configurations: the named ones (comma-separated allowed), else every configuration
+/// in one of `groups` (comma-separated allowed; none given: group `default`). An unknown name
+/// or group is a usage error listing the known ones.
+pub fn select(configs: &[Config], names: &[String], groups: &[String]) -> Result<Vec<Config>> {
     if names.is_empty() {
+        let mut wanted: Vec<&str> = split_list(groups).collect();
+        if wanted.is_empty() {
+            wanted.push("default");
+        }
+        let mut known: Vec<&str> = configs
+            .iter()
+            .flat_map(|c| c.groups.iter().map(String::as_str))
+            .collect();
+        known.sort_unstable();
+        known.dedup();
+        if let Some(unknown) = wanted.iter().find(|g| !known.contains(g)) {
+            bail!(
+                "unknown matrix group `{unknown}`; known: {}",
+                known.join(", ")
+            );
+        }
         return Ok(configs
             .iter()
-            .filter(|c| c.groups.iter().any(|g| g == "default"))
+            .filter(|c| c.groups.iter().any(|g| wanted.contains(&g.as_str())))
             .cloned()
             .collect());
     }
     let mut chosen = Vec::new();
-    for name in names
-        .iter()
-        .flat_map(|n| n.split(','))
-        .map(str::trim)
-        .filter(|n| !n.is_empty())
-    {
+    for name in split_list(names) {
         match configs.iter().find(|c| c.name == name) {
             Some(config) if !chosen.contains(config) => chosen.push(config.clone()),
             Some(_) => {}
@@ -222,6 +234,15 @@ pub fn select(configs: &[Config], names: &[String]) -> Result<Vec<Config>> {
         }
     }
     Ok(chosen)
+}
+
+/// The items of repeatable, comma-separated arguments.
+fn split_list(values: &[String]) -> impl Iterator<Item = &str> {
+    values
+        .iter()
+        .flat_map(|n| n.split(','))
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
 }
 
 #[cfg(test)]
@@ -277,17 +298,34 @@ emulator = hercules
         let configs = parse(SAMPLE, Path::new("/")).unwrap();
         let names = |v: Vec<Config>| v.into_iter().map(|c| c.name).collect::<Vec<_>>();
         assert_eq!(
-            names(select(&configs, &[]).unwrap()),
+            names(select(&configs, &[], &[]).unwrap()),
             ["default", "lm-console"]
         );
         assert_eq!(
-            names(select(&configs, &["big,default".into(), "big".into()]).unwrap()),
+            names(select(&configs, &["big,default".into(), "big".into()], &[]).unwrap()),
             ["big", "default"]
         );
-        let error = select(&configs, &["nope".into()]).unwrap_err().to_string();
+        assert_eq!(
+            names(select(&configs, &[], &["nightly".into()]).unwrap()),
+            ["lm-console"]
+        );
+        assert_eq!(
+            names(select(&configs, &[], &["nightly,default".into()]).unwrap()),
+            ["default", "lm-console"]
+        );
+        let error = select(&configs, &["nope".into()], &[])
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             error,
             "unknown matrix entry `nope`; known: default, lm-console, big, herc"
+        );
+        let error = select(&configs, &[], &["nope".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("unknown matrix group `nope`; known: "),
+            "{error}"
         );
     }
 
@@ -312,7 +350,7 @@ emulator = hercules
     fn the_checked_in_matrix_parses_and_has_the_promised_entries() {
         let root = crate::cargo::project_root();
         let configs = load(&root.join("qemu-scripts/unittests.cfg"), &root).unwrap();
-        let defaults = select(&configs, &[]).unwrap();
+        let defaults = select(&configs, &[], &[]).unwrap();
         let names: Vec<_> = defaults.iter().map(|c| c.name.as_str()).collect();
         assert!(
             names.contains(&"default") && names.contains(&"smp2") && names.contains(&"lm-console"),

@@ -303,7 +303,7 @@ fn run_suite(qemu: &Path, repeat: usize) -> Result<suite::SuiteBench> {
 fn default_config() -> Result<matrix::Config> {
     let root = cargo::project_root();
     let all = matrix::load(&root.join("qemu-scripts/unittests.cfg"), &root)?;
-    let mut chosen = matrix::select(&all, &["default".to_string()])?;
+    let mut chosen = matrix::select(&all, &["default".to_string()], &[])?;
     chosen.pop().context("the matrix has no [default] entry")
 }
 

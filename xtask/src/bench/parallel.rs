@@ -54,7 +54,7 @@ pub fn ideal_ratio(configs: usize) -> f64 {
 pub fn parallel_bench(qemu: &Path, repeat: usize) -> Result<ParallelBench> {
     let root = cargo::project_root();
     let all = matrix::load(&root.join("qemu-scripts/unittests.cfg"), &root)?;
-    let configs: Vec<String> = matrix::select(&all, &[])?
+    let configs: Vec<String> = matrix::select(&all, &[], &[])?
         .into_iter()
         .map(|c| c.name)
         .collect();

@@ -1,0 +1,96 @@
+//! The order in which `-j N` workers take the planned boots: longest first, by each
+//! configuration's wall time in the last run that booted it (`target/xtask/durations`).
+//! Starting the long boots first lets the short ones fill in at the end (the LPT rule),
+//! instead of a long boot started last running alone while the other workers idle. The
+//! order decides only when a boot starts: reports keep the plan's order.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+/// Wall time per configuration name.
+pub type Durations = BTreeMap<String, Duration>;
+
+/// The durations on record; none when the file is missing or unreadable (the order is
+/// then the plan's).
+pub fn load(path: &Path) -> Durations {
+    std::fs::read_to_string(path)
+        .map(|text| parse(&text))
+        .unwrap_or_default()
+}
+
+/// Records `measured` over what `path` held (a boot that was not run keeps its old figure).
+/// A write that fails costs only the order of the next run, so it is not an error.
+pub fn save(path: &Path, measured: &Durations) {
+    let mut all = load(path);
+    all.extend(measured.iter().map(|(k, v)| (k.clone(), *v)));
+    let text: String = all
+        .iter()
+        .map(|(name, time)| format!("{name} {}\n", time.as_millis()))
+        .collect();
+    let _ = std::fs::write(path, text);
+}
+
+fn parse(text: &str) -> Durations {
+    text.lines()
+        .filter_map(|line| {
+            let (name, millis) = line.split_once(' ')?;
+            Some((
+                name.to_string(),
+                Duration::from_millis(millis.parse().ok()?),
+            ))
+        })
+        .collect()
+}
+
+/// Indices of `names` in the order to start them: configurations with no figure first
+/// (they may be long), then the longest first; ties keep the plan's order.
+pub fn longest_first(names: &[&str], known: &Durations) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..names.len()).collect();
+    order
+        .sort_by_key(|&i| std::cmp::Reverse(known.get(names[i]).copied().unwrap_or(Duration::MAX)));
+    order
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn longest_start_first_and_unknown_before_them() {
+        let known: Durations = [("a", 100), ("b", 900), ("c", 400)]
+            .into_iter()
+            .map(|(n, t)| (n.to_string(), ms(t)))
+            .collect();
+        assert_eq!(
+            longest_first(&["a", "b", "new", "c", "a"], &known),
+            [2, 1, 3, 0, 4]
+        );
+        assert_eq!(longest_first(&["x", "y"], &Durations::new()), [0, 1]);
+    }
+
+    #[test]
+    fn saved_figures_merge_with_the_old_ones_and_bad_lines_are_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("durations");
+        assert!(load(&path).is_empty());
+        std::fs::write(&path, "a 100\nb 200\ngarbage\nc x\n").unwrap();
+        save(
+            &path,
+            &[("b".to_string(), ms(250)), ("d".to_string(), ms(5))].into(),
+        );
+        let all = load(&path);
+        assert_eq!(
+            all.into_iter().collect::<Vec<_>>(),
+            [
+                ("a".to_string(), ms(100)),
+                ("b".to_string(), ms(250)),
+                ("d".to_string(), ms(5))
+            ]
+        );
+    }
+}
