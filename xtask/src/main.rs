@@ -9,7 +9,7 @@
 //! | `provision` | installs the s390x target, QEMU and the host tests' reference consumers ([`provision`]) |
 //! | `image --format elf\|raw\|zvm\|lpar [--out DIR] [-- ARGS]` | the kernel as a flat image, z/VM reader deck or HMC `.ins` load ([`image`]) |
 //! | `stress [--seeds N] [--minutes M] [--shard K/N --first-seed S] [-j N] [--ops N] [--discard-rate R] [--debug] [--smp K]` | the `cmma::stress` workload per seed under a small page pool, on one CPU or on K at once; totals and replay commands ([`mod@stress`]) |
-//! | `bench [boot\|suite\|mm\|pressure\|parallel\|stress]` | boot time against a stop-at-once ELF; the suite's per-test cost; memory-manager cost per operation and ESSA economy; host pressure with and without hinting; `-j 2` against `-j 1`; stress throughput on 1, 2 and 4 CPUs (default: all) |
+//! | `bench [boot\|suite\|mm\|pressure\|parallel\|stress\|cold]` | boot time against a stop-at-once ELF; the suite's per-test cost; memory-manager cost per operation and ESSA economy; host pressure with and without hinting; `-j 2` against `-j 1`; stress throughput on 1, 2 and 4 CPUs (default: all but `cold`); `cold`: a clean target directory to the first result |
 //!
 //! Exit codes: 0 all passed, 1 test failures or a crash, 2 usage or infrastructure errors,
 //! 130 interrupted. The kernel talks KTAP v1 over the SCLP console ([`ktap`]); whether a run

@@ -12,8 +12,10 @@
 //! | [`pressure`] | host reclaim of the page cache with hinting on and off (`cmma=off`) |
 //! | [`parallel`] | `cargo xtask test -j 2` against `-j 1` on the default matrix (ratio) |
 //! | [`stress`] | the stress workload's operations per second on 1, 2 and 4 CPUs (ratios) |
+//! | [`cold`] | a clean target directory to the first result of `cargo xtask run` (on request only) |
 
 pub mod boot;
+pub mod cold;
 pub mod guest;
 pub mod line;
 pub mod mm;
@@ -50,6 +52,9 @@ pub enum BenchKind {
     Parallel,
     /// The stress workload's throughput on 1, 2 and 4 CPUs.
     Stress,
+    /// A clean target directory to the first result of `cargo xtask run` (only when named:
+    /// every run compiles everything).
+    Cold,
 }
 
 impl BenchKind {
@@ -61,6 +66,7 @@ impl BenchKind {
             Self::Pressure => "pressure",
             Self::Parallel => "parallel",
             Self::Stress => "stress",
+            Self::Cold => "cold",
         }
     }
 
@@ -68,7 +74,7 @@ impl BenchKind {
     /// minute each (a 420 MB backing store, 100k pages under TCG), the others seconds.
     fn default_repeat(self) -> usize {
         match self {
-            Self::Mm | Self::Pressure | Self::Stress => 3,
+            Self::Mm | Self::Pressure | Self::Stress | Self::Cold => 3,
             Self::Boot | Self::Suite | Self::Parallel => 10,
         }
     }
@@ -83,7 +89,7 @@ pub struct BenchArgs {
     /// Write the results as JSON.
     #[arg(long, value_name = "PATH")]
     pub json: Option<PathBuf>,
-    /// Measured runs per side (default: 10; 3 for mm, pressure and stress).
+    /// Measured runs per side (default: 10; 3 for mm, pressure, stress and cold).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1000))]
     pub repeat: Option<u64>,
     /// Write SVG charts (mm: ns per operation against pages; pressure: host reclaim) here.
@@ -179,6 +185,9 @@ pub struct BenchReport {
     /// `cargo xtask bench stress`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stress: Option<stress::StressBench>,
+    /// `cargo xtask bench cold`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cold: Option<cold::ColdBench>,
 }
 
 /// Runs the chosen benchmarks (all without a name), prints their tables, writes the JSON.
@@ -262,6 +271,12 @@ pub fn run(args: &BenchArgs) -> Result<BenchReport> {
                 let bench = stress::stress_bench(&qemu, repeat)?;
                 let table = stress::table(&bench);
                 result.stress = Some(bench);
+                table
+            }
+            BenchKind::Cold => {
+                let bench = cold::cold_bench(repeat)?;
+                let table = cold::table(&bench);
+                result.cold = Some(bench);
                 table
             }
         };
