@@ -2,7 +2,7 @@
 //! page-cache pages whose bytes match the backing-store pattern, private writes copy on
 //! write, shared writes dirty the cache page, anonymous memory starts zeroed.
 
-use crate::support::{map_file, model_counters, needs_mm, needs_model};
+use crate::support::{map_file, model_counters, needs_mm, needs_model, strike_only_new_hints};
 use kernel::arch::uaccess;
 use kernel::cmma::backend::with_model;
 use kernel::cmma::model::{Counters, DiscardRate, DiscardSchedule, MIN_AGE_ESSA};
@@ -170,9 +170,9 @@ ktest! {
     }
 }
 
-/// Maps page `page` of `files::MEDIUM` with `flags`, drops it from the page cache, lets a
-/// host that strikes after every ESSA take every frame hinted so far (so the fault's page
-/// is the only one left for the strikes during the fault), and reads the word at
+/// Maps page `page` of `files::MEDIUM` with `flags`, drops it from the page cache, installs
+/// a host that strikes after every ESSA and only at frames hinted from then on (so the
+/// fault's page is the only one for the strikes during the fault), and reads the word at
 /// `offset` through the mapping: the word, and the model's counters before and after.
 fn read_under_a_host_striking_after_every_essa(
     t: &mut Test<'_>,
@@ -189,10 +189,7 @@ fn read_under_a_host_striking_after_every_essa(
         min_age: MIN_AGE_ESSA,
     };
     let before = model_counters();
-    with_model(|model, host| {
-        model.set_schedule(Some(schedule));
-        while model.maybe_reclaim(host).is_some() {}
-    });
+    strike_only_new_hints(schedule);
     space.enter();
     let word = uaccess::read_u64(VirtAddr::new(va.as_u64() + offset));
     space.leave();

@@ -9,6 +9,7 @@
 
 use crate::support::{
     device_bytes, model_counters, needs_mm, needs_model, open_file, restore_pattern,
+    strike_only_new_hints,
 };
 use alloc::vec;
 use alloc::vec::Vec;
@@ -373,12 +374,9 @@ ktest! {
         .expect("truncate");
         let before = model_counters();
         let schedule = DiscardSchedule { seed: t.seed(), rate: DiscardRate::PerMille(1000), min_age: 0 };
-        // Let the host reclaim every frame hinted so far (free frames, volatile cache),
-        // so that each page the reads hint is among the few a strike chooses from.
-        with_model(|model, host| {
-            model.set_schedule(Some(schedule));
-            while model.maybe_reclaim(host).is_some() {}
-        });
+        // Strikes only at frames hinted from now on, so that each page the reads hint is
+        // among the few a strike chooses from.
+        strike_only_new_hints(schedule);
         // The first page that reads wrong or fails, if any.
         let result = vm::with(|mm| {
             let mut buf = vec![0u8; PAGE_SIZE as usize];

@@ -10,7 +10,7 @@ use alloc::vec::Vec;
 use kernel::arch::{cpu, uaccess};
 use kernel::cmma::backend::{self, Backend, with_model};
 use kernel::cmma::essa::UsageState;
-use kernel::cmma::model::{Counters, ReclaimOutcome};
+use kernel::cmma::model::{Counters, DiscardSchedule, ReclaimOutcome};
 use kernel::cmma::states::{StateCounters, last_state_name};
 use kernel::ktest::Test;
 use kernel::mm::addr::{PAGE_SIZE, Pfn, PhysAddr, VirtAddr};
@@ -288,6 +288,17 @@ pub(crate) fn model_counters() -> Counters {
 /// Host reclaim of one frame (`None` without the model).
 pub(crate) fn host_reclaim(pfn: Pfn) -> Option<ReclaimOutcome> {
     with_model(|model, host| model.reclaim(host, pfn.as_u64()))
+}
+
+/// Installs `schedule` with the host's list of hinted frames empty, so its strikes take
+/// only the frames hinted from now on: what the test's next operation hints is all a
+/// strike can choose from. The frames hinted before stay hinted and resident (reclaiming
+/// them instead, every free frame of the pool under `mm.pool=all`, took 10 s under TCG).
+pub(crate) fn strike_only_new_hints(schedule: DiscardSchedule) {
+    with_model(|model, _| {
+        model.set_schedule(Some(schedule));
+        model.forget_earlier_hints();
+    });
 }
 
 /// One 4 KiB block of the test's own, filled with `0x5a`, to change the state of

@@ -221,6 +221,17 @@ impl HostModel {
         });
     }
 
+    /// Empties the installed schedule's list of hinted frames: its strikes take only
+    /// frames the guest hints from now on. The frames hinted before stay resident and
+    /// hinted. A test aims the strikes at what one operation hints this way, instead of
+    /// letting the host reclaim every frame hinted before (with `mm.pool=all`, every free
+    /// frame of the pool, each a poisoned and revoked page: ten seconds under TCG).
+    pub fn forget_earlier_hints(&mut self) {
+        if let Some(scheduler) = self.scheduler.as_mut() {
+            scheduler.hinted = HintedFrames::new(scheduler.hinted.hinted_at.len() as u64);
+        }
+    }
+
     /// The installed schedule, if any.
     pub fn schedule(&self) -> Option<DiscardSchedule> {
         self.scheduler.as_ref().map(|scheduler| scheduler.schedule)
@@ -529,6 +540,36 @@ mod tests {
             rate: DiscardRate::PerMille(1000),
             min_age: MIN_AGE_ESSA,
         }));
+    }
+
+    /// After `forget_earlier_hints`, strikes pass over the frames hinted before (which
+    /// stay as they were) and take the frames hinted since.
+    #[test]
+    fn forgotten_hints_are_not_struck_and_new_ones_are() {
+        let (mut model, mut mem) = setup();
+        essa(&mut model, &mut mem, 2, 1);
+        essa(&mut model, &mut mem, 3, 2);
+        strike_after_every_essa(&mut model);
+        model.forget_earlier_hints();
+        assert_eq!(model.maybe_reclaim(&mut mem), None);
+        essa(&mut model, &mut mem, 3, 6);
+        essa(&mut model, &mut mem, 1, 7);
+        assert_eq!(
+            model.maybe_reclaim(&mut mem),
+            Some((6, ReclaimOutcome::Discarded))
+        );
+        assert_eq!(model.maybe_reclaim(&mut mem), None);
+        assert_eq!(
+            state(&model, 1),
+            (UsageState::Unused, ContentState::Resident)
+        );
+        assert_eq!(
+            state(&model, 2),
+            (UsageState::Volatile, ContentState::Resident)
+        );
+        model.set_schedule(None);
+        model.forget_earlier_hints();
+        assert_eq!(model.schedule(), None);
     }
 
     /// With [`MIN_AGE_ESSA`], the strike after an ESSA never takes the frame that ESSA
