@@ -87,7 +87,8 @@ pub fn test_kernel() -> &'static Path {
     })
 }
 
-fn cargo() -> Command {
+/// `cargo` (the one running xtask, if any) in the project root.
+pub fn cargo() -> Command {
     let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     command.current_dir(project_root());
     command

@@ -11,7 +11,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -80,10 +80,8 @@ impl Marks {
 
 /// Runs the cold-start benchmark `repeat` times.
 pub fn cold_bench(repeat: usize) -> Result<ColdBench> {
-    let root = cargo::project_root();
-    let fetch = Command::new(cargo_program())
+    let fetch = cargo::cargo()
         .args(["fetch", "--quiet"])
-        .current_dir(&root)
         .status()
         .context("cannot run cargo fetch")?;
     if !fetch.success() {
@@ -97,7 +95,7 @@ pub fn cold_bench(repeat: usize) -> Result<ColdBench> {
             std::fs::remove_dir_all(&target)
                 .with_context(|| format!("cannot empty {}", target.display()))?;
         }
-        let marks = cold_run(&root, &target)?;
+        let marks = cold_run(&target)?;
         crate::progress::eprintln(&format!(
             "xtask: bench cold: run {}/{repeat}: first KTAP line after {:.1} s",
             round + 1,
@@ -126,16 +124,11 @@ pub fn cold_bench(repeat: usize) -> Result<ColdBench> {
     })
 }
 
-fn cargo_program() -> std::ffi::OsString {
-    std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
-}
-
 /// One `cargo xtask run` in the empty target directory `target`; every phase must be seen.
-fn cold_run(root: &Path, target: &Path) -> Result<Marks> {
+fn cold_run(target: &Path) -> Result<Marks> {
     let started = Instant::now();
-    let mut child = Command::new(cargo_program())
+    let mut child = cargo::cargo()
         .args(["xtask", "run", "--raw", "--", KERNEL_ARGS])
-        .current_dir(root)
         .env("CARGO_TARGET_DIR", target)
         .env("NO_COLOR", "1")
         .env_remove("CARGO")
