@@ -30,7 +30,8 @@ use crate::mm::backing::{BlockDevice, Image, ImageError};
 use crate::mm::error::MmError;
 use crate::mm::fault::Access;
 use crate::mm::hooks::{
-    FrameUse, NoHooks, PageStateHooks, Stability, StablePoint, VolatileContext, VolatilePoint,
+    FrameUse, Freed, NoHooks, PageStateHooks, Stability, StablePoint, VolatileContext,
+    VolatilePoint,
 };
 use crate::mm::ids::SpaceId;
 use crate::mm::manager::{Mm, MmConfig, USER_END, USER_START};
@@ -91,7 +92,7 @@ impl PageStateHooks for Hinting {
     fn frame_allocated(&mut self, pfn: Pfn, page: &mut Page, usage: FrameUse) {
         delegate!(self, h => h.frame_allocated(pfn, page, usage))
     }
-    fn frame_freed(&mut self, pfn: Pfn, page: &mut Page) {
+    fn frame_freed(&mut self, pfn: Pfn, page: &mut Page) -> Freed {
         delegate!(self, h => h.frame_freed(pfn, page))
     }
     fn try_make_volatile(

@@ -6,7 +6,8 @@
 //!   decides are one step against the other CPU (series 1/6);
 //! - deferred freeing of discarded frames (6/6): the frame of a discarded page is not
 //!   handed out again while another CPU still holds its absolute address from a
-//!   block-volatility exception it has not finished handling;
+//!   block-volatility exception it has not finished handling, also when truncation
+//!   freed the page without `page_discard` (1/6 `__remove_from_page_cache`);
 //! - `page_discard` racing a lookup on another CPU: whichever comes first, the page is
 //!   discarded once, and both CPUs read the file's bytes.
 //!
@@ -409,6 +410,87 @@ ktest! {
                         mm.put_page(p);
                     }
                     check_eq!(c, mm.stats().discards, discards + 1);
+                });
+            }
+            if c.index() == 1 {
+                space.leave();
+            }
+        });
+    }
+}
+
+ktest! {
+    /// The same race when the page leaves the page cache by truncation instead of
+    /// `page_discard` (series 1/6 `__remove_from_page_cache`): CPU 1 touches a page the
+    /// host discarded and waits in its block-volatility handler; CPU 0, holding the
+    /// memory manager, truncates the file there, which unmaps the clean page and frees
+    /// it without making it stable (reclaim does the same). The ESSA that makes the
+    /// frame unused returns its old state, discarded, so the frame waits for a grace
+    /// period: CPU 0's allocations must not get it, and CPU 1's handler must find a
+    /// frame nobody references, not one of CPU 0's new pages. The 4-CPU stress
+    /// workload met this through reclaim: the frame's new page was dirty, and CPU 1's
+    /// `page_discard` refused it.
+    fn a_truncated_page_the_host_discarded_waits_for_a_quiescent_point(t) [NEEDS_ESSA] {
+        if !needs_mm_with_model(t) { return; }
+        const ITERATIONS: u64 = 16;
+        /// The last page of the mapping: truncating there drops it alone.
+        const PAGE: u64 = PAGES - 1;
+        note_seed(t, "a_truncated_page_the_host_discarded_waits_for_a_quiescent_point", ITERATIONS);
+        let Some((space, mapping, va)) = map(t) else { return };
+        let frame = AtomicU64::new(0);
+        let holding = AtomicU64::new(u64::MAX);
+        let no_discard = AtomicBool::new(false);
+        t.on_cpus(2, |c| {
+            if c.index() == 1 {
+                space.enter();
+            }
+            for i in 0..ITERATIONS {
+                if c.index() == 1 {
+                    check_eq!(c, read_page(va, PAGE), Ok(()));
+                }
+                c.barrier();
+                if c.index() == 0 {
+                    match discard(mapping, PAGE) {
+                        Ok(pfn) => frame.store(pfn.as_u64(), Ordering::Relaxed),
+                        Err(e) => {
+                            check!(c, false, "iteration {i}: {e}");
+                            no_discard.store(true, Ordering::Release);
+                        }
+                    }
+                }
+                c.barrier();
+                if no_discard.load(Ordering::Acquire) {
+                    break;
+                }
+                if c.index() == 1 {
+                    check!(c, wait_until(5_000_000, || holding.load(Ordering::Acquire) == i),
+                        "iteration {i}: cpu 0 never took the memory manager");
+                    check_eq!(c, read_page(va, PAGE), Ok(()));
+                    c.barrier();
+                    continue;
+                }
+                let pfn = Pfn::new(frame.load(Ordering::Relaxed));
+                let (waited, before, truncated, allocated) = vm::with(|mm| {
+                    holding.store(i, Ordering::Release);
+                    let waited = wait_until(5_000_000, || vm::fault_waiters() > 0);
+                    let before = mm.stats();
+                    let truncated = mm.truncate_inode_pages(mapping, PAGE);
+                    let allocated: Vec<Pfn> = (0..8).filter_map(|_| mm.alloc_page().ok()).collect();
+                    (waited, before, truncated, allocated)
+                });
+                check!(c, waited, "iteration {i}: cpu 1 never waited in its discard fault");
+                check_eq!(c, truncated, Ok(()));
+                check!(c, !allocated.contains(&pfn),
+                    "iteration {i}: frame {pfn:?} of the truncated page handed out again while cpu 1 held its address");
+                c.barrier();
+                vm::with(|mm| {
+                    for &p in &allocated {
+                        mm.put_page(p);
+                    }
+                    let (after, bugs) = (mm.stats(), mm.take_bugs());
+                    check!(c, bugs.is_empty(), "iteration {i}: {bugs:?}");
+                    check_eq!(c, after.discards, before.discards); // no page_discard: the page was gone
+                    check_eq!(c, after.freed_discarded, before.freed_discarded + 1);
                 });
             }
             if c.index() == 1 {

@@ -21,7 +21,7 @@ use super::essa::{Orc, PageStateByte};
 use super::rules::{Forbidden, PageFacts, VolatileKind, volatile_verdict};
 use crate::mm::addr::Pfn;
 use crate::mm::hooks::{
-    FrameUse, PageStateHooks, Stability, StablePoint, VolatileContext, VolatilePoint,
+    FrameUse, Freed, PageStateHooks, Stability, StablePoint, VolatileContext, VolatilePoint,
 };
 use crate::mm::page::{Page, PageFlags};
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -259,8 +259,13 @@ impl<E: Essa> PageStateHooks for PageStates<E> {
         self.set(pfn, page, orc, last::STABLE);
     }
 
-    fn frame_freed(&mut self, pfn: Pfn, page: &mut Page) {
-        self.set(pfn, page, Orc::SetUnused, last::UNUSED);
+    fn frame_freed(&mut self, pfn: Pfn, page: &mut Page) -> Freed {
+        // The old state says whether the host discarded the page on its way out (no
+        // extra ESSA, unlike the series' check in `__remove_from_page_cache`).
+        match self.set(pfn, page, Orc::SetUnused, last::UNUSED) {
+            Some(old) if old.is_discarded() => Freed::Discarded,
+            _ => Freed::Kept,
+        }
     }
 
     fn try_make_volatile(
@@ -463,6 +468,28 @@ mod tests {
             Stability::Stable
         );
         assert_eq!(usage(&l, 9), UsageState::Stable);
+    }
+
+    #[test]
+    fn freeing_reports_a_discard_the_memory_manager_did_not_see() {
+        let mut l = layer();
+        let mut page = cache_page();
+        l.frame_allocated(Pfn::new(12), &mut page, FrameUse::Data);
+        assert_eq!(l.frame_freed(Pfn::new(12), &mut page), Freed::Kept);
+        l.frame_allocated(Pfn::new(12), &mut page, FrameUse::Data);
+        l.try_make_volatile(Pfn::new(12), &mut page, CTX, VolatilePoint::Unlock);
+        assert_eq!(l.frame_freed(Pfn::new(12), &mut page), Freed::Kept);
+        l.frame_allocated(Pfn::new(12), &mut page, FrameUse::Data);
+        l.try_make_volatile(Pfn::new(12), &mut page, CTX, VolatilePoint::Unlock);
+        let ModelEssa { model, mem, .. } = &mut l.essa;
+        model.get_mut().reclaim(mem.get_mut(), 12);
+        let essa = l.counters().essa;
+        assert_eq!(l.frame_freed(Pfn::new(12), &mut page), Freed::Discarded);
+        assert_eq!(l.counters().essa, essa + 1, "the ORC 2 alone tells");
+        assert_eq!(usage(&l, 12), UsageState::Unused);
+        // Freed again after its grace period: nothing issued, nothing reported.
+        assert_eq!(l.frame_freed(Pfn::new(12), &mut page), Freed::Kept);
+        assert_eq!(l.counters().essa, essa + 1);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use alloc::vec::Vec;
 use core::ops::Range;
 
 use super::addr::{PAGE_SIZE, Pfn, PhysAddr};
-use super::hooks::{FrameUse, PageStateHooks};
+use super::hooks::{FrameUse, Freed, PageStateHooks};
 use super::list::PageList;
 use super::page::{Page, PageArray, PageFlags};
 
@@ -63,6 +63,8 @@ pub struct FrameAllocator {
     free: PageList,
     /// Frames of discarded pages freed since the grace period in progress started.
     deferred: PageList,
+    /// Frames freed whose contents the host had discarded unknown to the memory manager.
+    freed_discarded: u64,
     /// Frames of discarded pages waiting for the grace period in progress.
     waiting: PageList,
     usable: usize,
@@ -88,6 +90,7 @@ impl FrameAllocator {
             free: PageList::new(),
             deferred: PageList::new(),
             waiting: PageList::new(),
+            freed_discarded: 0,
             usable: 0,
         };
         for range in usable {
@@ -135,6 +138,12 @@ impl FrameAllocator {
     /// Number of frames of discarded pages waiting for a grace period (6/6).
     pub fn deferred_count(&self) -> usize {
         self.deferred.len() + self.waiting.len()
+    }
+
+    /// Frames freed so far whose contents the host had discarded although the memory
+    /// manager had not seen it (they waited for a grace period like discarded pages).
+    pub fn freed_discarded(&self) -> u64 {
+        self.freed_discarded
     }
 
     /// Frees the frames whose grace period elapsed, and starts the next grace period
@@ -248,31 +257,42 @@ impl FrameAllocator {
             !page.test(PageFlags::LRU),
             "freeing frame {pfn:?} still on an LRU list"
         );
-        if page.test(PageFlags::DISCARDED) {
-            // 6/6: another CPU may still hold the absolute address of the discard
-            // fault that brought this page down, or be about to look the frame up:
-            // the frame is not handed out again before every CPU passed a quiescent
-            // point.
-            let page = &mut self.pages[pfn];
-            let last_state = page.last_state();
-            *page = Page::new();
-            page.set_last_state(last_state);
-            page.set(PageFlags::DEFERRED);
+        // 6/6: another CPU may still hold the absolute address of the discard fault
+        // that brought this page down, or be about to look the frame up: the frame is
+        // not handed out again before every CPU passed a quiescent point. This holds
+        // for a page the host discarded behind the memory manager's back as well (1/6
+        // `__remove_from_page_cache` keeps `PG_discarded` for it): reclaim and
+        // truncation free clean volatile pages without making them stable, and
+        // another CPU may have touched one through its mapping before they unmapped
+        // it. The frame is made unused first; its old state tells.
+        let discarded = page.test(PageFlags::DISCARDED);
+        self.reset(pfn);
+        if discarded || hooks.frame_freed(pfn, &mut self.pages[pfn]) == Freed::Discarded {
+            self.freed_discarded += u64::from(!discarded);
+            self.pages[pfn].set(PageFlags::DEFERRED);
             self.deferred.push_front(&mut self.pages, pfn);
             // On one CPU the grace period has elapsed at once.
             self.reap(hooks);
             return;
         }
-        self.release(pfn, hooks);
+        self.pages[pfn].set(PageFlags::FREE);
+        self.free.push_front(&mut self.pages, pfn);
     }
 
-    fn release<H: PageStateHooks + ?Sized>(&mut self, pfn: Pfn, hooks: &mut H) {
+    /// Clears the frame's metadata except the page-state layer's record of its state.
+    fn reset(&mut self, pfn: Pfn) {
         let page = &mut self.pages[pfn];
         let last_state = page.last_state();
         *page = Page::new();
         page.set_last_state(last_state);
-        page.set(PageFlags::FREE);
-        hooks.frame_freed(pfn, page);
+    }
+
+    /// Puts a frame nobody can hold any more on the free list, unused.
+    fn release<H: PageStateHooks + ?Sized>(&mut self, pfn: Pfn, hooks: &mut H) {
+        self.reset(pfn);
+        // Whether the host had discarded it no longer matters: nothing refers to it.
+        let _ = hooks.frame_freed(pfn, &mut self.pages[pfn]);
+        self.pages[pfn].set(PageFlags::FREE);
         self.free.push_front(&mut self.pages, pfn);
     }
 
@@ -334,9 +354,10 @@ mod tests {
             page.set_last_state(1);
             self.allocated.push((pfn, usage));
         }
-        fn frame_freed(&mut self, pfn: Pfn, page: &mut Page) {
+        fn frame_freed(&mut self, pfn: Pfn, page: &mut Page) -> Freed {
             page.set_last_state(2);
             self.freed.push(pfn);
+            Freed::Kept
         }
     }
 

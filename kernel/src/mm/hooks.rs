@@ -27,6 +27,17 @@ pub enum Stability {
     Discarded,
 }
 
+/// Result of [`PageStateHooks::frame_freed`]: what the host had done with the frame's
+/// contents (the old state the ESSA that makes the frame unused returns).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Freed {
+    /// The host kept them (or there is no host).
+    Kept,
+    /// The host had discarded them, unknown to the memory manager: reclaim and
+    /// truncation free a clean volatile page without making it stable.
+    Discarded,
+}
+
 /// Where a page may become volatile (series patch 1/6 lists them).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum VolatilePoint {
@@ -85,8 +96,11 @@ pub trait PageStateHooks {
     /// `frame` was just allocated (`arch_alloc_page`: set stable).
     fn frame_allocated(&mut self, _pfn: Pfn, _page: &mut Page, _usage: FrameUse) {}
 
-    /// `frame` was just freed (`arch_free_page`: set unused).
-    fn frame_freed(&mut self, _pfn: Pfn, _page: &mut Page) {}
+    /// `frame` was just freed (`arch_free_page`: set unused); whether the host had
+    /// discarded its contents.
+    fn frame_freed(&mut self, _pfn: Pfn, _page: &mut Page) -> Freed {
+        Freed::Kept
+    }
 
     /// The page may become volatile if no condition forbids it (`page_make_volatile`).
     fn try_make_volatile(

@@ -91,6 +91,10 @@ pub struct MmStats {
     pub unmap_refused_locked: u64,
     /// Pages removed by `page_discard`.
     pub discards: u64,
+    /// Frames freed whose contents the host had discarded unknown to the memory
+    /// manager (a clean volatile page reclaimed or truncated): they wait for a grace
+    /// period like those of `page_discard`.
+    pub freed_discarded: u64,
     /// Times an allocation found free frames below the low watermark.
     pub watermark_reclaims: u64,
     /// Blocks lumpy reclaim worked on to free room for a multi-frame DAT table.
@@ -247,7 +251,10 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
 
     /// Event counters.
     pub fn stats(&self) -> MmStats {
-        self.stats
+        MmStats {
+            freed_discarded: self.frames.freed_discarded(),
+            ..self.stats
+        }
     }
 
     /// Rules of the series found broken since the last [`Mm::take_bugs`] (the first

@@ -13,7 +13,7 @@ use super::error::MmError;
 use super::fake::FakeMachine;
 use super::fault::Access;
 use super::hooks::{
-    FrameUse, PageStateHooks, Stability, StablePoint, VolatileContext, VolatilePoint,
+    FrameUse, Freed, PageStateHooks, Stability, StablePoint, VolatileContext, VolatilePoint,
 };
 use super::ids::{MappingId, SpaceId};
 use super::machine::PhysMem;
@@ -49,6 +49,8 @@ pub struct RecordingHooks {
     pub discarded: BTreeSet<Pfn>,
     /// Whether discarded pages may be unmapped in locked VMAs (the seed's rule).
     pub seed_unmap_rule: bool,
+    /// A grace period never elapses (another CPU is taken to be inside a discard fault).
+    pub grace_held: bool,
 }
 
 impl RecordingHooks {
@@ -83,9 +85,14 @@ impl PageStateHooks for RecordingHooks {
         }
     }
 
-    fn frame_freed(&mut self, pfn: Pfn, _page: &mut Page) {
+    fn frame_freed(&mut self, pfn: Pfn, _page: &mut Page) -> Freed {
         if self.record_frames {
             self.events.push(HookEvent::Freed(pfn));
+        }
+        if self.discarded.remove(&pfn) {
+            Freed::Discarded
+        } else {
+            Freed::Kept
         }
     }
 
@@ -114,6 +121,10 @@ impl PageStateHooks for RecordingHooks {
 
     fn page_discarded(&mut self, pfn: Pfn, _page: &Page) {
         self.events.push(HookEvent::Discarded(pfn));
+    }
+
+    fn grace_elapsed(&mut self) -> bool {
+        !self.grace_held
     }
 }
 

@@ -2,6 +2,7 @@ use super::*;
 use crate::mm::addr::PAGE_SIZE;
 use crate::mm::backing::check_pattern;
 use crate::mm::error::Bug;
+use crate::mm::ids::MappingId;
 use crate::mm::mmap::MapSource;
 use crate::mm::testing::{
     HookEvent, RecordingHooks, mm_with_file, mmap_file, page_at, test_mm, user_read,
@@ -113,4 +114,64 @@ fn dirty_writeback_and_private_pages_are_never_discarded() {
         assert_eq!(mm.take_bugs().len(), 2);
         assert!(mm.bugs().is_empty());
     }
+}
+
+/// A page the host discarded after it was last made stable, cached at page 0 of a
+/// mapped file and then unmapped again; with grace periods held open.
+fn discarded_behind_the_guests_back() -> (crate::mm::testing::TestMm, MappingId, Pfn) {
+    let mut mm = test_mm(
+        64,
+        &[(1, 2 * P)],
+        RecordingHooks {
+            grace_held: true,
+            ..Default::default()
+        },
+    );
+    let m = mm.open_file(1).unwrap();
+    let (pfn, _) = mm.read_cache_page(m, 0).unwrap();
+    mm.put_page(pfn);
+    mm.hooks_mut().discarded.insert(pfn);
+    (mm, m, pfn)
+}
+
+#[test]
+fn truncating_a_page_the_host_discarded_defers_its_frame() {
+    // 1/6 `__remove_from_page_cache`: truncation frees a clean page without making it
+    // stable; if the host had discarded it, another CPU may still hold the frame's
+    // absolute address from a discard fault, so the frame waits for a grace period.
+    let (mut mm, m, pfn) = discarded_behind_the_guests_back();
+    mm.truncate_inode_pages(m, 0).unwrap();
+    assert!(!mm.frames().is_free(pfn));
+    assert_eq!(mm.frames().deferred_count(), 1);
+    assert_eq!(mm.stats().freed_discarded, 1);
+    assert_eq!(mm.stats().discards, 0, "no page_discard ran");
+    // That CPU's discard fault then finds a frame nobody references.
+    assert_eq!(mm.discard_fault(pfn.addr()), Ok(()));
+    assert_eq!(mm.stats().discards, 0);
+    mm.hooks_mut().grace_held = false;
+    mm.reap_deferred();
+    assert!(mm.frames().is_free(pfn));
+}
+
+#[test]
+fn reclaiming_a_page_the_host_discarded_defers_its_frame() {
+    let (mut mm, _, pfn) = discarded_behind_the_guests_back();
+    mm.deactivate(pfn);
+    assert_eq!(
+        mm.shrink_page(pfn),
+        crate::mm::reclaim::ShrinkOutcome::Freed
+    );
+    assert!(!mm.frames().is_free(pfn));
+    assert_eq!(mm.frames().deferred_count(), 1);
+    assert_eq!(mm.stats().freed_discarded, 1);
+}
+
+#[test]
+fn a_page_the_host_kept_is_freed_at_once() {
+    let (mut mm, m, pfn) = discarded_behind_the_guests_back();
+    mm.hooks_mut().discarded.clear();
+    mm.truncate_inode_pages(m, 0).unwrap();
+    assert!(mm.frames().is_free(pfn));
+    assert_eq!(mm.frames().deferred_count(), 0);
+    assert_eq!(mm.stats().freed_discarded, 0);
 }
