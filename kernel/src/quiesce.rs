@@ -20,7 +20,8 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 struct Slot {
     /// Quiescent points passed so far.
     passed: AtomicU64,
-    /// The CPU waits idle: it holds nothing and needs no quiescent point.
+    /// The CPU waits idle, or for the memory manager's lock between two operations: it
+    /// holds nothing and needs no quiescent point.
     idle: AtomicBool,
     /// The CPU runs the kernel (only those take part).
     online: AtomicBool,

@@ -164,9 +164,52 @@ pub fn fault_waiters() -> usize {
     FAULT_WAITERS.load(Ordering::Acquire)
 }
 
+/// CPUs waiting for the memory manager's lock, in a fault handler or not.
+static LOCK_WAITERS: AtomicUsize = AtomicUsize::new(0);
+
+/// How many CPUs wait for the memory manager's lock right now, for any reason.
+pub fn lock_waiters() -> usize {
+    LOCK_WAITERS.load(Ordering::Acquire)
+}
+
+/// What a CPU that waits for the memory manager's lock holds of its frames.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Holding {
+    /// Nothing: it waits between two operations, or with a translation exception (a
+    /// virtual address). It counts as quiescent while it waits, so the grace periods
+    /// the lock's holder starts do not wait for it: the holder may need the frames it
+    /// frees within the same operation, and this CPU cannot pass a point before it has
+    /// the lock.
+    Nothing,
+    /// The absolute address of a block-volatility exception it has not handled: the
+    /// grace periods wait for it (6/6).
+    DiscardedFrame,
+}
+
+/// The memory manager's lock, waited for as `holding` says.
+fn lock(holding: Holding) -> CpuMutexGuard<'static, Option<KernelMm>> {
+    if let Some(guard) = MM.try_lock() {
+        return guard;
+    }
+    let cpu = this_cpu();
+    let quiescence = QUIESCENCE
+        .get()
+        .filter(|q| holding == Holding::Nothing && cpu < q.cpus());
+    if let Some(q) = quiescence {
+        q.set_idle(cpu, true);
+    }
+    LOCK_WAITERS.fetch_add(1, Ordering::AcqRel);
+    let guard = MM.lock();
+    LOCK_WAITERS.fetch_sub(1, Ordering::AcqRel);
+    if let Some(q) = quiescence {
+        q.set_idle(cpu, false);
+    }
+    guard
+}
+
 /// The memory manager's lock for a fault handler: waits while another CPU holds it;
 /// `None` if this CPU holds it (the fault hit inside its own critical section).
-fn lock_for_fault() -> Option<CpuMutexGuard<'static, Option<KernelMm>>> {
+fn lock_for_fault(holding: Holding) -> Option<CpuMutexGuard<'static, Option<KernelMm>>> {
     if MM.held_here() {
         return None;
     }
@@ -174,7 +217,7 @@ fn lock_for_fault() -> Option<CpuMutexGuard<'static, Option<KernelMm>>> {
         return Some(guard);
     }
     FAULT_WAITERS.fetch_add(1, Ordering::AcqRel);
-    let guard = MM.lock();
+    let guard = lock(holding);
     FAULT_WAITERS.fetch_sub(1, Ordering::AcqRel);
     Some(guard)
 }
@@ -267,7 +310,7 @@ pub fn available() -> bool {
 /// If the memory manager did not start (suites check [`available`] and skip first).
 pub fn with<R>(f: impl FnOnce(&mut KernelMm) -> R) -> R {
     let result = {
-        let mut guard = MM.lock();
+        let mut guard = lock(Holding::Nothing);
         f(guard
             .as_mut()
             .expect("memory manager not started (no backing store)"))
@@ -427,7 +470,7 @@ pub fn translation_fault(info: &PgmInfo) -> FaultOutcome {
         0x10 | 0x11 | 0x38..=0x3b => Access::Read,
         _ => return FaultOutcome::NotMine,
     };
-    let Some(mut mm) = lock_for_fault() else {
+    let Some(mut mm) = lock_for_fault(Holding::Nothing) else {
         return FaultOutcome::Busy;
     };
     let Some(mm) = mm.as_mut() else {
@@ -458,7 +501,7 @@ pub fn take_bugs() -> alloc::vec::Vec<crate::mm::error::Bug> {
 /// `get_page_unless_zero`), and the deferred freeing keeps the frame from being the
 /// page of someone else by then.
 pub fn discard_fault(info: &PgmInfo) -> FaultOutcome {
-    let Some(mut mm) = lock_for_fault() else {
+    let Some(mut mm) = lock_for_fault(Holding::DiscardedFrame) else {
         return FaultOutcome::Busy;
     };
     let Some(mm) = mm.as_mut() else {

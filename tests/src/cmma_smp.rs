@@ -501,6 +501,80 @@ ktest! {
 }
 
 ktest! {
+    /// The other side of the grace period: a CPU that waits for the memory manager's
+    /// lock with nothing of a frame in hand (between two operations in `vm::with`, or
+    /// with a translation exception) does not hold a grace period up. CPU 1 waits
+    /// either way (drawn from the seed) while CPU 0, holding the memory manager, has
+    /// a page discarded (`page_discard`: its frame is deferred) and reaps: the frame
+    /// must be free within the same operation. Without this, an operation that frees
+    /// discarded pages under pressure and allocates again cannot get their frames
+    /// back while the other CPUs queue for the lock: the 4-CPU stress workload ran out
+    /// of memory.
+    fn a_cpu_waiting_for_the_memory_manager_does_not_hold_a_grace_period_up(t) [NEEDS_ESSA] {
+        if !needs_mm_with_model(t) { return; }
+        const ITERATIONS: u64 = 16;
+        /// The page CPU 1 faults on: truncated before each iteration.
+        const FAULTING: u64 = PAGES - 1;
+        note_seed(t, "a_cpu_waiting_for_the_memory_manager_does_not_hold_a_grace_period_up", ITERATIONS);
+        let Some((space, mapping, va)) = map(t) else { return };
+        let holding = AtomicU64::new(u64::MAX);
+        t.on_cpus(2, |c| {
+            let mut rng = Rng::new(c.seed(), 4);
+            if c.index() == 1 {
+                space.enter();
+            }
+            for i in 0..ITERATIONS {
+                let in_fault = rng.below(2) == 0;
+                let page = i % (PAGES - 1);
+                if c.index() == 0 {
+                    let truncated = vm::with(|mm| mm.truncate_inode_pages(mapping, FAULTING));
+                    check_eq!(c, truncated, Ok(()));
+                }
+                c.barrier();
+                if c.index() == 1 {
+                    check!(c, wait_until(5_000_000, || holding.load(Ordering::Acquire) == i),
+                        "iteration {i}: cpu 0 never took the memory manager");
+                    if in_fault {
+                        // A translation exception: the page is not cached any more.
+                        check_eq!(c, read_page(va, FAULTING), Ok(()));
+                    } else {
+                        vm::with(|_| ());
+                    }
+                    c.barrier();
+                    continue;
+                }
+                let (waited, outcome) = vm::with(|mm| {
+                    holding.store(i, Ordering::Release);
+                    let waited = wait_until(5_000_000, || vm::lock_waiters() > 0);
+                    let outcome = mm.read_cache_page(mapping, page).map(|(pfn, _)| {
+                        mm.put_page(pfn);
+                        // Deferred (6/6), and reaped at once if no CPU holds it up.
+                        let discarded = mm.page_discard(pfn);
+                        mm.reap_deferred();
+                        (pfn, discarded, mm.frames().is_free(pfn))
+                    });
+                    (waited, outcome)
+                });
+                check!(c, waited, "iteration {i}: cpu 1 never waited for the memory manager");
+                match outcome {
+                    Ok((pfn, discarded, free)) => {
+                        check_eq!(c, discarded, Ok(()));
+                        check!(c, free,
+                            "iteration {i}: frame {pfn:?} still deferred while cpu 1 waited {} with nothing in hand",
+                            if in_fault { "in a translation fault" } else { "to enter the memory manager" });
+                    }
+                    Err(e) => check!(c, false, "iteration {i}: read_cache_page: {e:?}"),
+                }
+                c.barrier();
+            }
+            if c.index() == 1 {
+                space.leave();
+            }
+        });
+    }
+}
+
+ktest! {
     /// `page_discard` racing a lookup on another CPU: CPU 1 touches a page the host
     /// discarded (0x1A, then `page_discard` in its handler) while CPU 0 looks the same
     /// page up (`find_get_page` finds it discarded and runs `page_discard` itself, then
