@@ -849,9 +849,10 @@ ktest! {
             reclaims * 10_000 / essa.max(1) % 10
         ));
         t.diag(format_args!(
-            "discards found by make-stable {}, discards met by mlock {}",
+            "discards found by make-stable {}, discards met by mlock {}, frames freed after an unseen discard {}",
             state_counters().found_discarded - found_discarded_before,
-            totals.discards_met_by_mlock
+            totals.discards_met_by_mlock,
+            mm_after.freed_discarded - before.0.freed_discarded
         ));
         if let Some(states) = vm::with(|mm| mm.hooks().states().map(|s| s.counters())) {
             t.diag(format_args!(
@@ -954,9 +955,10 @@ ktest! {
             invariant_checks.load(Ordering::Relaxed)
         ));
         t.diag(format_args!(
-            "discards found by make-stable {}, discards met by mlock {}",
+            "discards found by make-stable {}, discards met by mlock {}, frames freed after an unseen discard {}",
             state_counters().found_discarded - found_discarded_before,
-            met_by_mlock.load(Ordering::Relaxed)
+            met_by_mlock.load(Ordering::Relaxed),
+            mm_after.freed_discarded - before.0.freed_discarded
         ));
         t.diag(format_args!(
             "host discards {}, discard faults {}, page_discard {}, refaults (major faults) {}, reclaimed {}, writebacks {}",

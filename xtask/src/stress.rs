@@ -168,6 +168,10 @@ impl Totals {
                     "discards found by make-stable",
                 ),
                 ("discards met by mlock", "discards met by mlock"),
+                (
+                    "frames freed after an unseen discard",
+                    "frames freed after an unseen discard",
+                ),
                 ("refaults", "refaults (major faults)"),
                 ("reclaimed", "reclaimed"),
                 ("writebacks", "writebacks"),
@@ -550,7 +554,7 @@ mod tests {
         assert_eq!(totals.get("reclaimed"), 7402);
         assert!(
             totals.summary().starts_with(
-                "operations 2000, host rate achieved 0.0/1000 ESSAs (0 reclaims of hinted frames in 0 ESSAs), host discards 80, of volatile pages by the schedule 0, discard faults 8, discards found by make-stable 0, discards met by mlock 0, refaults 942"
+                "operations 2000, host rate achieved 0.0/1000 ESSAs (0 reclaims of hinted frames in 0 ESSAs), host discards 80, of volatile pages by the schedule 0, discard faults 8, discards found by make-stable 0, discards met by mlock 0, frames freed after an unseen discard 0, refaults 942"
             ),
             "{}",
             totals.summary()
