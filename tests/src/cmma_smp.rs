@@ -575,6 +575,44 @@ ktest! {
 }
 
 ktest! {
+    /// A CPU that has finished its part of a multi-CPU test holds nothing and passes no
+    /// quiescent point until the whole run ends: it must not hold grace periods up
+    /// meanwhile. CPU 1 returns at once; CPU 0 then has a page discarded
+    /// (`page_discard`: its frame is deferred) and must see the frame free again while
+    /// it still runs. Without this, the 4-CPU stress workload ran out of memory once
+    /// the first CPU was done.
+    fn a_cpu_done_with_its_part_does_not_hold_a_grace_period_up(t) [NEEDS_ESSA] {
+        if !needs_mm_with_model(t) { return; }
+        let Some((_space, mapping, _)) = map(t) else { return };
+        let done = AtomicBool::new(false);
+        t.on_cpus(2, |c| {
+            if c.index() == 1 {
+                done.store(true, Ordering::Release);
+                return;
+            }
+            check!(c, wait_until(5_000_000, || done.load(Ordering::Acquire)), "cpu 1 never ran");
+            let discarded = vm::with(|mm| {
+                let (pfn, _) = mm.read_cache_page(mapping, 0)?;
+                mm.put_page(pfn);
+                mm.page_discard(pfn).map(|()| pfn)
+            });
+            let pfn = match discarded {
+                Ok(pfn) => pfn,
+                Err(e) => {
+                    check!(c, false, "discarding page 0: {e:?}");
+                    return;
+                }
+            };
+            let free = wait_until(5_000_000, || vm::with(|mm| {
+                mm.reap_deferred();
+                mm.frames().is_free(pfn)
+            }));
+            check!(c, free, "frame {pfn:?} still deferred 5 s after cpu 1 finished its part");
+        });
+    }
+}
+
+ktest! {
     /// `page_discard` racing a lookup on another CPU: CPU 1 touches a page the host
     /// discarded (0x1A, then `page_discard` in its handler) while CPU 0 looks the same
     /// page up (`find_get_page` finds it discarded and runs `page_discard` itself, then

@@ -366,6 +366,11 @@ fn part(run: &Run<'_>, index: usize) {
         }
     }
     progress.enter(Phase::Done, cpu::tod());
+    if index > 0 {
+        // Done: the secondary holds nothing now, and it passes no quiescent point until
+        // the run ends; the others may go on freeing frames of discarded pages (6/6).
+        crate::vm::set_cpu_active(shared.cpus[index], false);
+    }
 }
 
 /// Looks at every CPU's progress; stops the hung ones (from CPU 0's timer
