@@ -63,10 +63,10 @@ pub struct FrameAllocator {
     free: PageList,
     /// Frames of discarded pages freed since the grace period in progress started.
     deferred: PageList,
-    /// Frames freed whose contents the host had discarded unknown to the memory manager.
-    freed_discarded: u64,
     /// Frames of discarded pages waiting for the grace period in progress.
     waiting: PageList,
+    /// Frames freed whose contents the host had discarded unknown to the memory manager.
+    freed_discarded: u64,
     usable: usize,
 }
 
