@@ -25,6 +25,9 @@ struct Slot {
     idle: AtomicBool,
     /// The CPU runs the kernel (only those take part).
     online: AtomicBool,
+    /// The one frame the CPU holds while it waits (frame number + 1; 0: none): the
+    /// absolute address of a block-volatility exception it has not handled yet.
+    held: AtomicU64,
 }
 
 /// Quiescent points of up to a fixed number of CPUs.
@@ -81,6 +84,13 @@ impl Quiescence {
         slot.idle.store(idle, Ordering::Release);
     }
 
+    /// CPU `cpu` waits holding only `frame` (`None`: it holds again what it held before:
+    /// the wait is over). Neither is a quiescent point.
+    pub fn set_held(&self, cpu: usize, frame: Option<u64>) {
+        let value = frame.map_or(0, |f| f + 1);
+        self.slots[cpu].held.store(value, Ordering::Release);
+    }
+
     /// Starts a grace period now, into `grace` (reusing its room: no allocation once
     /// it has held as many CPUs).
     pub fn start_into(&self, grace: &mut Grace) {
@@ -117,6 +127,26 @@ impl Quiescence {
                     || !s.online.load(Ordering::Acquire)
             }
         })
+    }
+
+    /// Whether the grace period that started at `grace` has elapsed for every frame but
+    /// those pushed to `held`: a CPU that has not passed a point since but waits holding
+    /// one frame ([`Quiescence::set_held`]) holds up that frame alone.
+    pub fn elapsed_but(&self, grace: &Grace, held: &mut Vec<u64>) -> bool {
+        for (s, at) in self.slots.iter().zip(&grace.0) {
+            let Some(at) = at else { continue };
+            if s.passed.load(Ordering::Acquire) != *at
+                || s.idle.load(Ordering::Acquire)
+                || !s.online.load(Ordering::Acquire)
+            {
+                continue;
+            }
+            match s.held.load(Ordering::Acquire) {
+                0 => return false,
+                frame => held.push(frame - 1),
+            }
+        }
+        true
     }
 
     /// The CPUs that keep the grace period from elapsing (for reports).
@@ -163,6 +193,34 @@ mod tests {
         q.quiescent(1);
         assert!(q.elapsed(&grace));
         assert!(q.holders(&grace).is_empty());
+    }
+
+    #[test]
+    fn a_cpu_waiting_with_one_frame_holds_up_that_frame_alone() {
+        let q = Quiescence::new(3);
+        for cpu in 0..3 {
+            q.set_online(cpu, true);
+        }
+        let grace = q.start();
+        q.quiescent(0);
+        let mut held = Vec::new();
+        assert!(!q.elapsed_but(&grace, &mut held), "CPUs 1 and 2 are busy");
+        q.set_held(1, Some(0x305c));
+        held.clear();
+        assert!(!q.elapsed_but(&grace, &mut held), "CPU 2 is busy");
+        q.set_held(2, Some(0));
+        held.clear();
+        assert!(q.elapsed_but(&grace, &mut held));
+        assert_eq!(held, [0x305c, 0]);
+        assert!(!q.elapsed(&grace), "not for every frame");
+        // The wait is over: busy again, not a point.
+        q.set_held(1, None);
+        held.clear();
+        assert!(!q.elapsed_but(&grace, &mut held));
+        q.quiescent(1);
+        held.clear();
+        assert!(q.elapsed_but(&grace, &mut held));
+        assert_eq!(held, [0]);
     }
 
     #[test]

@@ -30,7 +30,7 @@ use crate::mm::backing::{BlockDevice, Image, ImageError};
 use crate::mm::error::MmError;
 use crate::mm::fault::Access;
 use crate::mm::hooks::{
-    FrameUse, Freed, NoHooks, PageStateHooks, Stability, StablePoint, VolatileContext,
+    FrameUse, Freed, GraceState, NoHooks, PageStateHooks, Stability, StablePoint, VolatileContext,
     VolatilePoint,
 };
 use crate::mm::ids::SpaceId;
@@ -120,8 +120,16 @@ impl PageStateHooks for Hinting {
         q.start_into(&mut self.grace);
         self.grace.without(this_cpu());
     }
-    fn grace_elapsed(&mut self) -> bool {
-        QUIESCENCE.get().is_none_or(|q| q.elapsed(&self.grace))
+    fn grace_state(&mut self) -> GraceState {
+        let Some(q) = QUIESCENCE.get() else {
+            return GraceState::Elapsed(alloc::vec::Vec::new());
+        };
+        let mut held = alloc::vec::Vec::new();
+        if q.elapsed_but(&self.grace, &mut held) {
+            GraceState::Elapsed(held.into_iter().map(Pfn::new).collect())
+        } else {
+            GraceState::Running
+        }
     }
 }
 
@@ -182,8 +190,9 @@ enum Holding {
     /// the lock.
     Nothing,
     /// The absolute address of a block-volatility exception it has not handled: the
-    /// grace periods wait for it (6/6).
-    DiscardedFrame,
+    /// grace periods wait for it (6/6), but only for that frame; the lock's holder
+    /// may need the others within the same operation.
+    DiscardedFrame(Pfn),
 }
 
 /// The memory manager's lock, waited for as `holding` says.
@@ -192,17 +201,20 @@ fn lock(holding: Holding) -> CpuMutexGuard<'static, Option<KernelMm>> {
         return guard;
     }
     let cpu = this_cpu();
-    let quiescence = QUIESCENCE
-        .get()
-        .filter(|q| holding == Holding::Nothing && cpu < q.cpus());
-    if let Some(q) = quiescence {
-        q.set_idle(cpu, true);
+    let quiescence = QUIESCENCE.get().filter(|q| cpu < q.cpus());
+    match (quiescence, holding) {
+        (Some(q), Holding::Nothing) => q.set_idle(cpu, true),
+        (Some(q), Holding::DiscardedFrame(pfn)) => q.set_held(cpu, Some(pfn.as_u64())),
+        (None, _) => {}
     }
     LOCK_WAITERS.fetch_add(1, Ordering::AcqRel);
     let guard = MM.lock();
     LOCK_WAITERS.fetch_sub(1, Ordering::AcqRel);
-    if let Some(q) = quiescence {
-        q.set_idle(cpu, false);
+    // Nobody reaps while this CPU holds the lock.
+    match (quiescence, holding) {
+        (Some(q), Holding::Nothing) => q.set_idle(cpu, false),
+        (Some(q), Holding::DiscardedFrame(_)) => q.set_held(cpu, None),
+        (None, _) => {}
     }
     guard
 }
@@ -501,13 +513,14 @@ pub fn take_bugs() -> alloc::vec::Vec<crate::mm::error::Bug> {
 /// `get_page_unless_zero`), and the deferred freeing keeps the frame from being the
 /// page of someone else by then.
 pub fn discard_fault(info: &PgmInfo) -> FaultOutcome {
-    let Some(mut mm) = lock_for_fault(Holding::DiscardedFrame) else {
+    let addr = PhysAddr::new(info.teid & !0xfff);
+    let Some(mut mm) = lock_for_fault(Holding::DiscardedFrame(addr.pfn())) else {
         return FaultOutcome::Busy;
     };
     let Some(mm) = mm.as_mut() else {
         return FaultOutcome::NotMine;
     };
-    match mm.discard_fault(PhysAddr::new(info.teid & !0xfff)) {
+    match mm.discard_fault(addr) {
         Ok(()) => FaultOutcome::Resolved,
         Err(e) => FaultOutcome::Refused(e),
     }

@@ -347,9 +347,10 @@ ktest! {
     /// memory manager CPU 0 holds, with the frame's absolute address in hand. CPU 0
     /// discards the page (`page_discard`, its last reference goes) and allocates: the
     /// frame must not come back, although the free list hands out the last freed frame
-    /// first. Then CPU 1's handler finds a frame nobody references, and its retried
-    /// access reloads the file's bytes; exactly one page was discarded, and none of CPU
-    /// 0's new pages.
+    /// first; the frame of another page CPU 0 discards meanwhile is free at once (CPU
+    /// 1 holds only the frame of its fault). Then CPU 1's handler finds a frame nobody
+    /// references, and its retried access reloads the file's bytes; exactly the two
+    /// pages were discarded, and none of CPU 0's new pages.
     fn a_discarded_frame_waits_until_every_cpu_passed_a_quiescent_point(t) [NEEDS_ESSA] {
         if !needs_mm_with_model(t) { return; }
         const ITERATIONS: u64 = 24;
@@ -391,15 +392,27 @@ ktest! {
                     continue;
                 }
                 let pfn = Pfn::new(frame.load(Ordering::Relaxed));
-                let (waited, discards, allocated) = vm::with(|mm| {
+                let (waited, discards, other, allocated) = vm::with(|mm| {
                     holding.store(i, Ordering::Release);
                     let waited = wait_until(5_000_000, || vm::fault_waiters() > 0);
                     let discards = mm.stats().discards;
                     let _ = mm.page_discard(pfn);
+                    // Another page's frame: CPU 1 holds only the one of its fault.
+                    let other = mm.read_cache_page(mapping, (page + 1) % PAGES).and_then(|(q, _)| {
+                        mm.put_page(q);
+                        mm.page_discard(q)?;
+                        mm.reap_deferred();
+                        Ok((q, mm.frames().is_free(q)))
+                    });
                     let allocated: Vec<Pfn> = (0..8).filter_map(|_| mm.alloc_page().ok()).collect();
-                    (waited, discards, allocated)
+                    (waited, discards + 1, other, allocated)
                 });
                 check!(c, waited, "iteration {i}: cpu 1 never waited in its discard fault");
+                match other {
+                    Ok((q, free)) => check!(c, free,
+                        "iteration {i}: frame {q:?} of another discarded page held up by cpu 1, which holds only {pfn:?}"),
+                    Err(e) => check!(c, false, "iteration {i}: the other page: {e:?}"),
+                }
                 check!(c, !allocated.contains(&pfn),
                     "iteration {i}: frame {pfn:?} of the discarded page handed out again while cpu 1 held its address");
                 c.barrier();

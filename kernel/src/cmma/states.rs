@@ -657,19 +657,27 @@ mod tests {
                     layer.page_make_volatile(pfn, &page, CTX, VolatilePoint::Unlock);
                 }
             });
-            let broken = (0..20_000).find(|_| {
-                page.set_shared(PageFlags::DIRTY);
-                let stable = layer.page_make_stable(pfn, &page) == Stability::Stable
-                    && state() == UsageState::Stable;
-                std::thread::yield_now();
-                let still = state() == UsageState::Stable;
-                page.clear_shared(PageFlags::DIRTY);
-                !(stable && still)
-            });
+            // At least 20,000 rounds, and on until the other thread has made the page
+            // volatile a few times: on a loaded host it may not run for a while.
+            let raced = || layer.counters().made_volatile >= 16;
+            let broken = (0..20_000_000u32)
+                .take_while(|&i| i < 20_000 || !raced())
+                .find(|_| {
+                    page.set_shared(PageFlags::DIRTY);
+                    let stable = layer.page_make_stable(pfn, &page) == Stability::Stable
+                        && state() == UsageState::Stable;
+                    std::thread::yield_now();
+                    let still = state() == UsageState::Stable;
+                    page.clear_shared(PageFlags::DIRTY);
+                    !(stable && still)
+                });
             done.store(true, Ordering::Release);
             broken
         });
         assert_eq!(broken, None, "a dirty page went volatile after make-stable");
-        assert!(layer.counters().made_volatile > 0);
+        assert!(
+            layer.counters().made_volatile >= 16,
+            "the other thread never raced"
+        );
     }
 }

@@ -11,7 +11,7 @@ use alloc::vec::Vec;
 use core::ops::Range;
 
 use super::addr::{PAGE_SIZE, Pfn, PhysAddr};
-use super::hooks::{FrameUse, Freed, PageStateHooks};
+use super::hooks::{FrameUse, Freed, GraceState, PageStateHooks};
 use super::list::PageList;
 use super::page::{Page, PageArray, PageFlags};
 
@@ -149,16 +149,23 @@ impl FrameAllocator {
     /// Frees the frames whose grace period elapsed, and starts the next grace period
     /// for those freed since (series 6/6 frees discarded pages only after every CPU
     /// passed a quiescent point). One grace period at a time: frames freed while it
-    /// runs wait for the next.
+    /// runs wait for the next, and so does a frame a CPU still holds while it waits
+    /// for the memory manager in a block-volatility handler.
     pub fn reap<H: PageStateHooks + ?Sized>(&mut self, hooks: &mut H) {
-        loop {
+        // Two rounds: the grace period the first starts may have elapsed at once (one
+        // CPU), and a held frame goes round no more than once per call.
+        for _ in 0..2 {
             if !self.waiting.is_empty() {
-                if !hooks.grace_elapsed() {
+                let GraceState::Elapsed(held) = hooks.grace_state() else {
                     return;
-                }
+                };
                 while let Some(pfn) = self.waiting.pop_front(&mut self.pages) {
-                    self.pages[pfn].clear(PageFlags::DEFERRED);
-                    self.release(pfn, hooks);
+                    if held.contains(&pfn) {
+                        self.deferred.push_front(&mut self.pages, pfn);
+                    } else {
+                        self.pages[pfn].clear(PageFlags::DEFERRED);
+                        self.release(pfn, hooks);
+                    }
                 }
             }
             if self.deferred.is_empty() {
@@ -459,6 +466,8 @@ mod tests {
     struct Grace {
         started: usize,
         elapsed: bool,
+        /// Frames a CPU waiting in a discard fault holds.
+        held: Vec<Pfn>,
     }
 
     impl PageStateHooks for Grace {
@@ -466,23 +475,65 @@ mod tests {
             self.started += 1;
             self.elapsed = false;
         }
-        fn grace_elapsed(&mut self) -> bool {
-            self.elapsed
+        fn grace_state(&mut self) -> GraceState {
+            if self.elapsed {
+                GraceState::Elapsed(self.held.clone())
+            } else {
+                GraceState::Running
+            }
         }
+    }
+
+    /// Frees `count` frames of a 4-frame allocator as discarded pages; the allocator and
+    /// the frames.
+    fn discard_frames(hooks: &mut Grace, count: usize) -> (FrameAllocator, Vec<Pfn>) {
+        let mut frames =
+            FrameAllocator::new(Pfn::new(0)..Pfn::new(4), &[Pfn::new(0)..Pfn::new(4)], hooks);
+        let pfns: Vec<Pfn> = (0..count)
+            .map(|_| frames.alloc(FrameUse::Data, hooks).unwrap())
+            .collect();
+        for &pfn in &pfns {
+            frames.pages_mut()[pfn].set(PageFlags::DISCARDED);
+            frames.pages_mut()[pfn].set_refcount(0);
+            frames.free(pfn, hooks);
+        }
+        (frames, pfns)
+    }
+
+    #[test]
+    fn a_frame_a_cpu_holds_in_its_discard_fault_waits_alone() {
+        let mut hooks = Grace::default();
+        let (mut frames, pfns) = discard_frames(&mut hooks, 2);
+        assert_eq!(frames.deferred_count(), 2);
+        // Every CPU passed a point but one that waits in its discard fault for pfns[0].
+        // pfns[1] was freed during the first grace period: it needs a second.
+        hooks.held = vec![pfns[0]];
+        hooks.elapsed = true;
+        frames.reap(&mut hooks);
+        assert!(!frames.is_free(pfns[1]));
+        hooks.elapsed = true;
+        frames.reap(&mut hooks);
+        assert!(frames.is_free(pfns[1]));
+        assert!(!frames.is_free(pfns[0]));
+        assert!(frames.pages()[pfns[0]].test(PageFlags::DEFERRED));
+        assert_eq!(frames.deferred_count(), 1);
+        // Still waiting: it stays out, over more grace periods.
+        hooks.elapsed = true;
+        frames.reap(&mut hooks);
+        assert_eq!(frames.deferred_count(), 1);
+        // The CPU handled its fault and passed a point.
+        hooks.held.clear();
+        hooks.elapsed = true;
+        frames.reap(&mut hooks);
+        assert!(frames.is_free(pfns[0]));
+        assert_eq!(frames.deferred_count(), 0);
     }
 
     #[test]
     fn a_discarded_frame_is_handed_out_again_only_after_a_grace_period() {
         let mut hooks = Grace::default();
-        let mut frames = FrameAllocator::new(
-            Pfn::new(0)..Pfn::new(4),
-            &[Pfn::new(0)..Pfn::new(4)],
-            &mut hooks,
-        );
-        let discarded = frames.alloc(FrameUse::Data, &mut hooks).unwrap();
-        frames.pages_mut()[discarded].set(PageFlags::DISCARDED);
-        frames.pages_mut()[discarded].set_refcount(0);
-        frames.free(discarded, &mut hooks);
+        let (mut frames, pfns) = discard_frames(&mut hooks, 1);
+        let discarded = pfns[0];
         assert_eq!(frames.deferred_count(), 1);
         assert!(frames.pages()[discarded].test(PageFlags::DEFERRED));
         // Until the grace period elapsed, the frame stays out, although the free list

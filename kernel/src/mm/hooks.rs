@@ -6,6 +6,8 @@
 //! metadata is passed in so the implementation can read the facts it needs
 //! (flags, counts) and record the state it set ([`Page::set_last_state`]).
 
+use alloc::vec::Vec;
+
 use super::addr::Pfn;
 use super::page::Page;
 
@@ -36,6 +38,16 @@ pub enum Freed {
     /// The host had discarded them, unknown to the memory manager: reclaim and
     /// truncation free a clean volatile page without making it stable.
     Discarded,
+}
+
+/// Result of [`PageStateHooks::grace_state`].
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum GraceState {
+    /// A CPU has not passed a quiescent point since the grace period started.
+    Running,
+    /// Elapsed, but for these frames: CPUs that wait for the memory manager in a
+    /// block-volatility handler still hold their absolute addresses.
+    Elapsed(Vec<Pfn>),
 }
 
 /// Where a page may become volatile (series patch 1/6 lists them).
@@ -136,9 +148,10 @@ pub trait PageStateHooks {
     /// Whether the grace period [`PageStateHooks::start_grace`] started has elapsed:
     /// every other CPU has passed a quiescent point since, so none still holds a
     /// translation of these frames or the absolute address of a block-volatility
-    /// exception it has not finished handling.
-    fn grace_elapsed(&mut self) -> bool {
-        true
+    /// exception it has not finished handling; or has elapsed for every frame but
+    /// those a CPU waiting for the memory manager in such a handler holds.
+    fn grace_state(&mut self) -> GraceState {
+        GraceState::Elapsed(Vec::new())
     }
 }
 

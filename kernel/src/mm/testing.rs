@@ -13,7 +13,8 @@ use super::error::MmError;
 use super::fake::FakeMachine;
 use super::fault::Access;
 use super::hooks::{
-    FrameUse, Freed, PageStateHooks, Stability, StablePoint, VolatileContext, VolatilePoint,
+    FrameUse, Freed, GraceState, PageStateHooks, Stability, StablePoint, VolatileContext,
+    VolatilePoint,
 };
 use super::ids::{MappingId, SpaceId};
 use super::machine::PhysMem;
@@ -123,8 +124,12 @@ impl PageStateHooks for RecordingHooks {
         self.events.push(HookEvent::Discarded(pfn));
     }
 
-    fn grace_elapsed(&mut self) -> bool {
-        !self.grace_held
+    fn grace_state(&mut self) -> GraceState {
+        if self.grace_held {
+            GraceState::Running
+        } else {
+            GraceState::Elapsed(Vec::new())
+        }
     }
 }
 
