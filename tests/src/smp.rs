@@ -12,6 +12,7 @@ use kernel::arch::cpu::{self, sigp_status};
 use kernel::arch::percpu::{MAX_CPUS, PerCpu, this_cpu};
 use kernel::arch::smp::{self, BringUpError, CpuState, Signal};
 use kernel::arch::storage::Machine;
+use kernel::arch::sync::CpuMutex;
 use kernel::arch::{kspace, probe};
 use kernel::ktest::cpus::RunReport;
 use kernel::ktest::smp::{Options, TooFewCpus, run, run_with_first_tick};
@@ -132,6 +133,48 @@ ktest! {
         }
         check_eq!(t, sent.load(Ordering::Acquire), 1);
         check_eq!(t, smp::signals_received(0).2, smp::cpus()[smp::online()[1]].address);
+    }
+}
+
+ktest! {
+    /// A CPU that finds a lock held sleeps until the holder releases it, instead of
+    /// spinning on a host core the holder may need, and the release wakes it with an
+    /// external call. Twice: CPU 0 sleeping (it runs enabled, for its watchdog, whose
+    /// ticks must not be what wakes it) while CPU 1 holds the lock, then CPU 1 sleeping
+    /// (disabled: only the signal can wake it) while CPU 0 holds it. The holder releases
+    /// the lock once the other CPU went to sleep, and waits until it has the lock.
+    fn a_cpu_waiting_for_a_held_lock_sleeps_until_the_release_wakes_it(t) {
+        static LOCK: CpuMutex<u64> = CpuMutex::new(0);
+        static CPUS: [AtomicUsize; 2] = [const { AtomicUsize::new(0) }; 2];
+        for sleeper in 0..2 {
+            let holder = 1 - sleeper;
+            let taken = AtomicUsize::new(0);
+            if !t.on_cpus(2, |c| {
+                CPUS[c.index()].store(c.cpu(), Ordering::Relaxed);
+                if c.index() == holder {
+                    let guard = LOCK.lock();
+                    let sleeps = LOCK.sleeps();
+                    c.barrier();
+                    let asleep = wait_until(SIGNAL_TIMEOUT_US, || LOCK.sleeps() > sleeps);
+                    check!(c, asleep, "the other cpu did not sleep on the held lock");
+                    drop(guard);
+                    let woken = wait_until(SIGNAL_TIMEOUT_US, || taken.load(Ordering::Acquire) == 1);
+                    check!(c, woken, "the other cpu did not take the released lock");
+                } else {
+                    c.barrier();
+                    let before = smp::signals_received(c.cpu()).0;
+                    *LOCK.lock() += 1;
+                    taken.store(1, Ordering::Release);
+                    let (calls, _, sender) = smp::signals_received(c.cpu());
+                    check!(c, calls > before, "not woken by an external call");
+                    let from = smp::cpus()[CPUS[holder].load(Ordering::Relaxed)].address;
+                    check_eq!(c, sender, from);
+                }
+            }) {
+                return;
+            }
+        }
+        check_eq!(t, *LOCK.lock(), 2);
     }
 }
 

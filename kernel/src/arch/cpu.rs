@@ -250,6 +250,24 @@ pub fn enabled_wait_for_external() {
     }
 }
 
+/// Waits for a signal from another CPU (external call or emergency signal) alone: the
+/// other subclasses the kernel uses are masked in CR0 for the wait. A CPU that runs
+/// disabled (a secondary, or any CPU inside an interruption handler) thus takes nothing
+/// in the wait it would not have taken without it, and no handler nests in itself.
+pub fn wait_for_signal() {
+    // SAFETY: masking subclasses only delays interruptions; the two signals are
+    // handled by `zhint_ext_interrupt`.
+    let before = unsafe {
+        update_cr0(
+            cr0::EXTERNAL_CALL | cr0::EMERGENCY_SIGNAL,
+            cr0::CLOCK_COMPARATOR | cr0::SERVICE_SIGNAL,
+        )
+    };
+    enabled_wait_for_external();
+    // SAFETY: back to the subclasses this CPU had.
+    unsafe { write_cr::<0>(before) };
+}
+
 /// Loads a PSW with `mask` whose address is the next instruction: the one way the
 /// kernel changes PSW bits in place (wait, DAT, problem state).
 ///

@@ -6,26 +6,44 @@
 //! interruption (`trap::catch`), and a CPU the watchdog stopped. On several CPUs they may
 //! release only what *that* CPU held, never a lock another CPU holds legitimately at
 //! the same moment, so [`CpuMutex`] records its holder.
+//!
+//! A CPU that finds a [`CpuMutex`] held spins a short while, then sleeps in an enabled
+//! wait until the holder's release signals it (SIGP EXTERNAL CALL). On a host with fewer
+//! cores than virtual CPUs (QEMU's TCG on a 2-core machine with 4 vCPUs) a spinning
+//! waiter takes the core the holder needs to finish; a sleeping one gives it back, as
+//! Linux's s390 spinlocks yield to the holder (`arch_spin_lock_wait`, diagnose 0x9c).
 
-use super::percpu::{CpuNr, this_cpu};
+use super::percpu::{CpuNr, MAX_CPUS, this_cpu};
+use core::mem::ManuallyDrop;
 use core::ops::{Deref, DerefMut};
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering, fence};
 
 /// No CPU holds the lock.
 const NOBODY: usize = usize::MAX;
 
-/// A `spin::Mutex` that records which CPU holds it.
+/// Tries a waiter makes before it sleeps: a lock held only for a few instructions is
+/// taken without the cost of a signal and a wait.
+const SPINS_BEFORE_SLEEP: u32 = 256;
+
+/// One bit per CPU that may sleep on a lock.
+type Sleepers = [AtomicU64; MAX_CPUS.div_ceil(64)];
+
+/// A `spin::Mutex` that records which CPU holds it and which CPUs sleep until it is
+/// released.
 #[derive(Debug)]
 pub struct CpuMutex<T> {
     lock: spin::Mutex<T>,
     holder: AtomicUsize,
+    sleepers: Sleepers,
+    sleeps: AtomicU64,
 }
 
 /// Holds a [`CpuMutex`]; releases it when dropped.
 #[derive(Debug)]
 pub struct CpuMutexGuard<'a, T> {
-    guard: spin::MutexGuard<'a, T>,
+    guard: ManuallyDrop<spin::MutexGuard<'a, T>>,
     holder: &'a AtomicUsize,
+    sleepers: &'a Sleepers,
 }
 
 impl<T> CpuMutex<T> {
@@ -34,16 +52,22 @@ impl<T> CpuMutex<T> {
         CpuMutex {
             lock: spin::Mutex::new(value),
             holder: AtomicUsize::new(NOBODY),
+            sleepers: [const { AtomicU64::new(0) }; MAX_CPUS.div_ceil(64)],
+            sleeps: AtomicU64::new(0),
         }
     }
 
-    /// Spins until the lock is free, then takes it.
+    /// Takes the lock: at once if it is free, else after spinning a while and then
+    /// sleeping until the holder releases it (as often as another CPU takes it first).
     pub fn lock(&self) -> CpuMutexGuard<'_, T> {
-        let guard = self.lock.lock();
-        self.holder.store(this_cpu(), Ordering::Relaxed);
-        CpuMutexGuard {
-            guard,
-            holder: &self.holder,
+        loop {
+            for _ in 0..SPINS_BEFORE_SLEEP {
+                if let Some(guard) = self.try_lock() {
+                    return guard;
+                }
+                core::hint::spin_loop();
+            }
+            self.sleep_while_locked();
         }
     }
 
@@ -52,9 +76,40 @@ impl<T> CpuMutex<T> {
         let guard = self.lock.try_lock()?;
         self.holder.store(this_cpu(), Ordering::Relaxed);
         Some(CpuMutexGuard {
-            guard,
+            guard: ManuallyDrop::new(guard),
             holder: &self.holder,
+            sleepers: &self.sleepers,
         })
+    }
+
+    /// Waits enabled for an external interruption unless the lock is free. The CPU's
+    /// bit is set before the lock is looked at, and a release clears the lock before it
+    /// reads the bits (both with a full fence between): either this CPU sees the lock
+    /// free, or the release sees the bit and signals it. Any other interruption that ends
+    /// the wait makes the caller try again.
+    fn sleep_while_locked(&self) {
+        let cpu = this_cpu();
+        let (word, bit) = (&self.sleepers[cpu / 64], 1u64 << (cpu % 64));
+        word.fetch_or(bit, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        if self.lock.is_locked() {
+            self.sleeps.fetch_add(1, Ordering::Relaxed);
+            // Enabled already (CPU 0 in a multi-CPU test, for its watchdog): whatever
+            // may interrupt the spinning may interrupt the wait. Disabled: the wake-up
+            // signal alone.
+            if super::cpu::current_psw_mask() & super::cpu::psw_mask::EXT != 0 {
+                super::cpu::enabled_wait_for_external();
+            } else {
+                super::cpu::wait_for_signal();
+            }
+        }
+        word.fetch_and(!bit, Ordering::SeqCst);
+    }
+
+    /// How many times a CPU found the lock held after spinning and went to sleep on it
+    /// (counted just before its wait).
+    pub fn sleeps(&self) -> u64 {
+        self.sleeps.load(Ordering::Relaxed)
     }
 
     /// Whether any CPU holds the lock.
@@ -89,6 +144,24 @@ impl<T> CpuMutex<T> {
             // doing is at worst left half done, which the callers accept (a garbled
             // console line, a test's partial work).
             unsafe { self.lock.force_unlock() };
+            wake(&self.sleepers);
+        }
+    }
+}
+
+/// Signals every CPU that sleeps on a lock just released; each one tries again.
+fn wake(sleepers: &Sleepers) {
+    fence(Ordering::SeqCst);
+    for (index, word) in sleepers.iter().enumerate() {
+        if word.load(Ordering::SeqCst) == 0 {
+            continue;
+        }
+        let mut waiting = word.swap(0, Ordering::SeqCst);
+        while waiting != 0 {
+            let nr = index * 64 + waiting.trailing_zeros() as usize;
+            waiting &= waiting - 1;
+            // A CPU that went offline sleeps no more.
+            let _ = super::smp::send(nr, super::smp::Signal::ExternalCall);
         }
     }
 }
@@ -108,9 +181,12 @@ impl<T> DerefMut for CpuMutexGuard<'_, T> {
 
 impl<T> Drop for CpuMutexGuard<'_, T> {
     fn drop(&mut self) {
-        // Before the spin lock opens (the field drops after this): a CPU that takes it
-        // next records itself, and nobody sees a stale holder.
+        // Before the spin lock opens: a CPU that takes it next records itself, and
+        // nobody sees a stale holder.
         self.holder.store(NOBODY, Ordering::Relaxed);
+        // SAFETY: the guard is dropped here and nowhere else, and not used after.
+        unsafe { ManuallyDrop::drop(&mut self.guard) };
+        wake(self.sleepers);
     }
 }
 
