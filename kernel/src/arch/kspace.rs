@@ -21,7 +21,7 @@ struct BootTables {
 impl TableAlloc for BootTables {
     fn alloc_table(&mut self, count: usize) -> Option<Pfn> {
         let bytes = count as u64 * PAGE_SIZE;
-        let start = self.next.next_multiple_of(bytes);
+        let start = self.next.next_multiple_of(PAGE_SIZE);
         (start + bytes <= self.end).then(|| {
             self.next = start + bytes;
             Pfn::new(start / PAGE_SIZE)
@@ -72,7 +72,7 @@ pub fn init(
         end: tables.end,
     };
     let mut machine = Machine;
-    let mut space = DatSpace::new(&mut machine, &mut alloc)?;
+    let mut space = DatSpace::new_kernel(&mut machine, &mut alloc)?;
     let read_only = 0x10000..layout.rodata_end.next_multiple_of(PAGE_SIZE);
     let mut start = UNMAPPED_LOW;
     while start < memory {

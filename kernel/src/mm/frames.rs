@@ -251,6 +251,40 @@ impl FrameAllocator {
     /// On a reserved frame or a double free: both are kernel bugs that would
     /// corrupt the free list.
     pub fn free<H: PageStateHooks + ?Sized>(&mut self, pfn: Pfn, hooks: &mut H) {
+        self.check_freeable(pfn);
+        let page = &self.pages[pfn];
+        // 6/6: another CPU may still hold the absolute address of the discard fault
+        // that brought this page down, or be about to look the frame up: the frame is
+        // not handed out again before every CPU passed a quiescent point. This holds
+        // for a page the host discarded behind the memory manager's back as well (1/6
+        // `__remove_from_page_cache` keeps `PG_discarded` for it): reclaim and
+        // truncation free clean volatile pages without making them stable, and
+        // another CPU may have touched one through its mapping before they unmapped
+        // it. The frame is made unused first; its old state tells.
+        let discarded = page.test(PageFlags::DISCARDED);
+        self.reset(pfn);
+        if discarded || hooks.frame_freed(pfn, &mut self.pages[pfn]) == Freed::Discarded {
+            self.freed_discarded += u64::from(!discarded);
+            self.defer(pfn, hooks);
+            return;
+        }
+        self.pages[pfn].set(PageFlags::FREE);
+        self.free.push_front(&mut self.pages, pfn);
+    }
+
+    /// Frees a frame that a CPU may still read without a lock (a DAT table replaced
+    /// while its address space is in use): it waits for a grace period, as the frame
+    /// of a discarded page does, and is made unused when it is released.
+    ///
+    /// # Panics
+    /// As [`FrameAllocator::free`].
+    pub fn free_after_grace<H: PageStateHooks + ?Sized>(&mut self, pfn: Pfn, hooks: &mut H) {
+        self.check_freeable(pfn);
+        self.reset(pfn);
+        self.defer(pfn, hooks);
+    }
+
+    fn check_freeable(&self, pfn: Pfn) {
         let page = &self.pages[pfn];
         assert!(
             !page.test(PageFlags::RESERVED),
@@ -264,26 +298,13 @@ impl FrameAllocator {
             !page.test(PageFlags::LRU),
             "freeing frame {pfn:?} still on an LRU list"
         );
-        // 6/6: another CPU may still hold the absolute address of the discard fault
-        // that brought this page down, or be about to look the frame up: the frame is
-        // not handed out again before every CPU passed a quiescent point. This holds
-        // for a page the host discarded behind the memory manager's back as well (1/6
-        // `__remove_from_page_cache` keeps `PG_discarded` for it): reclaim and
-        // truncation free clean volatile pages without making them stable, and
-        // another CPU may have touched one through its mapping before they unmapped
-        // it. The frame is made unused first; its old state tells.
-        let discarded = page.test(PageFlags::DISCARDED);
-        self.reset(pfn);
-        if discarded || hooks.frame_freed(pfn, &mut self.pages[pfn]) == Freed::Discarded {
-            self.freed_discarded += u64::from(!discarded);
-            self.pages[pfn].set(PageFlags::DEFERRED);
-            self.deferred.push_front(&mut self.pages, pfn);
-            // On one CPU the grace period has elapsed at once.
-            self.reap(hooks);
-            return;
-        }
-        self.pages[pfn].set(PageFlags::FREE);
-        self.free.push_front(&mut self.pages, pfn);
+    }
+
+    fn defer<H: PageStateHooks + ?Sized>(&mut self, pfn: Pfn, hooks: &mut H) {
+        self.pages[pfn].set(PageFlags::DEFERRED);
+        self.deferred.push_front(&mut self.pages, pfn);
+        // On one CPU the grace period has elapsed at once.
+        self.reap(hooks);
     }
 
     /// Clears the frame's metadata except the page-state layer's record of its state.
@@ -527,6 +548,28 @@ mod tests {
         frames.reap(&mut hooks);
         assert!(frames.is_free(pfns[0]));
         assert_eq!(frames.deferred_count(), 0);
+    }
+
+    /// A DAT table replaced while its space is in use (a segment table that grew) may
+    /// still be read by a walker without the lock: its frame waits for a grace period.
+    #[test]
+    fn a_retired_table_frame_waits_for_a_grace_period() {
+        let mut hooks = Grace::default();
+        let mut frames = FrameAllocator::new(
+            Pfn::new(0)..Pfn::new(2),
+            &[Pfn::new(0)..Pfn::new(2)],
+            &mut hooks,
+        );
+        let table = frames.alloc(FrameUse::DatTable, &mut hooks).unwrap();
+        frames.free_after_grace(table, &mut hooks);
+        assert_eq!(frames.deferred_count(), 1);
+        assert!(!frames.is_free(table));
+        let other = frames.alloc(FrameUse::Data, &mut hooks).unwrap();
+        assert_ne!(other, table);
+        assert_eq!(frames.alloc(FrameUse::Data, &mut hooks), None);
+        hooks.elapsed = true;
+        assert_eq!(frames.alloc(FrameUse::Data, &mut hooks), Some(table));
+        assert!(!frames.pages()[table].test(PageFlags::DAT_TABLE));
     }
 
     #[test]

@@ -164,7 +164,7 @@ impl<H: PageStateHooks> TableAlloc for TableFrames<'_, H> {
             self.frames.alloc(FrameUse::DatTable, self.hooks)
         } else {
             self.frames
-                .alloc_contiguous(count, count as u64, FrameUse::DatTable, self.hooks)
+                .alloc_contiguous(count, 1, FrameUse::DatTable, self.hooks)
         }
     }
 
@@ -172,6 +172,13 @@ impl<H: PageStateHooks> TableAlloc for TableFrames<'_, H> {
         for n in 0..count as u64 {
             let pfn = Pfn::new(first.as_u64() + n);
             self.frames.free(pfn, self.hooks);
+        }
+    }
+
+    fn retire_table(&mut self, first: Pfn, count: usize) {
+        for n in 0..count as u64 {
+            let pfn = Pfn::new(first.as_u64() + n);
+            self.frames.free_after_grace(pfn, self.hooks);
         }
     }
 }
@@ -309,7 +316,7 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
     /// Every user space created afterwards shares it.
     pub fn build_kernel_space(&mut self, identity: Range<PhysAddr>) -> Result<Asce, MmError> {
         let (machine, mut tables) = self.table_frames();
-        let mut dat = DatSpace::new(machine, &mut tables)?;
+        let mut dat = DatSpace::new_kernel(machine, &mut tables)?;
         dat.identity_map(machine, &mut tables, identity, true)?;
         let asce = dat.asce();
         self.kernel = Some(dat);
@@ -330,22 +337,28 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
     /// Runs a DAT operation that may allocate tables and, if it ran out of frames,
     /// reclaims room for the tables and runs it once more (`op` must leave the tables
     /// consistent when it fails). Tables come straight from the free list, without
-    /// the watermark reclaim of [`Mm::alloc_page`], and a segment table needs
-    /// [`SEGMENT_TABLE_FRAMES`] contiguous aligned frames, which scattered free
-    /// frames cannot provide: [`Mm::reclaim_block`] frees such a block.
+    /// the watermark reclaim of [`Mm::alloc_page`]. A new segment table and a page
+    /// table are a frame each; a segment table that grows needs up to
+    /// [`SEGMENT_TABLE_FRAMES`] contiguous frames, which scattered free frames cannot
+    /// provide: [`Mm::reclaim_block`] frees such a block when single frames did not do.
     pub(crate) fn with_table_reclaim<R>(
         &mut self,
         mut op: impl FnMut(&mut Self) -> Result<R, MmError>,
     ) -> Result<R, MmError> {
         match op(self) {
             Err(MmError::OutOfMemory) => {
-                self.reclaim_block(SEGMENT_TABLE_FRAMES);
                 // A segment table and a page table may both be missing.
-                let needed = SEGMENT_TABLE_FRAMES + 1;
-                if self.frames.free_count() < needed {
-                    self.reclaim(needed - self.frames.free_count());
+                const NEEDED: usize = 2;
+                if self.frames.free_count() < NEEDED {
+                    self.reclaim(NEEDED - self.frames.free_count());
                 }
-                op(self)
+                match op(self) {
+                    Err(MmError::OutOfMemory) => {
+                        self.reclaim_block(SEGMENT_TABLE_FRAMES);
+                        op(self)
+                    }
+                    other => other,
+                }
             }
             other => other,
         }

@@ -6,6 +6,8 @@
 //! "Dynamic Address Translation". Bit numbers in comments are POP bit numbers
 //! (0 = most significant of the doubleword).
 
+use core::ops::{Range, RangeInclusive};
+
 use crate::mm::addr::{PAGE_SHIFT, Pfn, PhysAddr, VirtAddr};
 
 /// `_ASCE_ORIGIN`: table origin, bits 0-51.
@@ -56,6 +58,9 @@ pub const REGION3_ENTRIES: usize = 512;
 pub const SEGMENT_ENTRIES: usize = 2048;
 /// Frames of a full segment table.
 pub const SEGMENT_TABLE_FRAMES: usize = 4;
+/// Segment-table entries in one frame: the unit of the region-third entry's table
+/// offset and length (TF, TL), 512 MiB of address space.
+pub const SEGMENT_ENTRIES_PER_FRAME: usize = 512;
 /// Entries in a page table (256 x 8 bytes = 2 KiB).
 pub const PAGE_ENTRIES: usize = 256;
 
@@ -75,6 +80,12 @@ pub const fn region3_index(va: VirtAddr) -> usize {
 /// Segment index (SX, bits 33-43).
 pub const fn segment_index(va: VirtAddr) -> usize {
     ((va.as_u64() >> 20) & 0x7ff) as usize
+}
+
+/// Which frame of a full segment table holds the entry for `va` (SX bits 33-34, the
+/// bits the CPU compares with TF and TL).
+pub const fn segment_frame(va: VirtAddr) -> u64 {
+    (va.as_u64() >> 29) & 0x3
 }
 
 /// Page index (PX, bits 44-51).
@@ -118,7 +129,20 @@ impl Region3Entry {
 
     /// A valid entry pointing at a full segment table (TF = 0, TL = 3).
     pub const fn segment_table(origin: PhysAddr) -> Self {
-        Self((origin.as_u64() & REGION_ENTRY_ORIGIN) | REGION_ENTRY_TYPE_R3 | REGION_ENTRY_LENGTH)
+        Self::segment_table_part(origin, 0, 3)
+    }
+
+    /// A valid entry for frames `first..=last` (TF, TL: 0-3) of a segment table whose
+    /// entry 0 would be at `origin`: only those frames exist, and a segment index in
+    /// another frame raises a segment-translation exception (POP "Translation
+    /// Exceptions"; QEMU `mmu_translate_asce` checks `VADDR_SEGMENT_TL`).
+    pub const fn segment_table_part(origin: PhysAddr, first: u64, last: u64) -> Self {
+        Self(
+            (origin.as_u64() & REGION_ENTRY_ORIGIN)
+                | ((first << 6) & REGION_ENTRY_OFFSET)
+                | REGION_ENTRY_TYPE_R3
+                | (last & REGION_ENTRY_LENGTH),
+        )
     }
 
     /// The entry read from a table.
@@ -157,6 +181,29 @@ impl Region3Entry {
     /// Whether the protection bit is on.
     pub const fn is_protected(self) -> bool {
         self.0 & REGION_ENTRY_PROTECT != 0
+    }
+
+    /// The frames of the segment table that exist (TF..=TL, as frame numbers within
+    /// a full table).
+    pub const fn segment_frames(self) -> RangeInclusive<u64> {
+        let (first, last) = self.offset_and_length();
+        first..=last
+    }
+
+    /// The segment indexes the table holds.
+    pub const fn segment_indexes(self) -> Range<usize> {
+        let (first, last) = self.offset_and_length();
+        first as usize * SEGMENT_ENTRIES_PER_FRAME..(last as usize + 1) * SEGMENT_ENTRIES_PER_FRAME
+    }
+
+    /// The first frame of the segment table that exists, and how many there are.
+    pub const fn segment_table_frames(self) -> (Pfn, usize) {
+        let (first, last) = self.offset_and_length();
+        let start = self.origin().as_u64() + first * (1 << PAGE_SHIFT);
+        (
+            Pfn::new(start >> PAGE_SHIFT),
+            (last + 1).saturating_sub(first) as usize,
+        )
     }
 }
 
@@ -292,6 +339,18 @@ mod tests {
         assert_eq!(r3.table_type(), 1);
         assert_eq!(r3.offset_and_length(), (0, 3));
         assert!(!r3.is_protected());
+        assert_eq!(r3.segment_indexes(), 0..SEGMENT_ENTRIES);
+        assert_eq!(r3.segment_table_frames(), (Pfn::new(0x400), 4));
+        // The third frame alone: TF = TL = 2, the origin two frames below it.
+        let part = Region3Entry::segment_table_part(PhysAddr::new(0x40_0000), 2, 2);
+        assert_eq!(part.bits(), 0x40_0086); // origin | TF 2 << 6 | TT 01 | TL 2
+        assert_eq!(part.segment_frames(), 2..=2);
+        assert_eq!(part.segment_indexes(), 1024..1536);
+        assert_eq!(part.segment_table_frames(), (Pfn::new(0x402), 1));
+        assert_eq!(
+            segment_frame(VirtAddr::new((1 << 31) + (1 << 30) + (5 << 20))),
+            2
+        );
 
         assert_eq!(SegmentEntry::EMPTY.bits(), 0x20); // _SEGMENT_ENTRY_EMPTY
         let seg = SegmentEntry::page_table(PhysAddr::new(0x5_0800));

@@ -2,15 +2,23 @@
 //!
 //! Layout: the ASCE designates a region-third table of one frame (TL = 0, 512
 //! entries, 2 GiB each: 1 TiB of address space). Each valid region-third entry
-//! points at a full segment table (TF = 0, TL = 3: 2048 entries in 4 contiguous
-//! frames, 1 MiB each). Each valid segment entry points at a page table of 256
+//! points at a segment table of up to 2048 entries (1 MiB each) in up to 4
+//! contiguous frames. Each valid segment entry points at a page table of 256
 //! entries (2 KiB; one per frame, the second half unused). Tables are written
 //! through [`PhysMem`]; TLB maintenance goes through [`Tlb`].
+//!
+//! A user space's segment table starts as the one frame (512 MiB) its first
+//! mapping needs, designated with the region-third entry's table offset and length
+//! (TF = TL); a mapping in another frame's range moves it to a larger table. A full
+//! table is four contiguous frames, which a fragmented page pool may not have while
+//! plenty of single frames are free; one frame always fits. (Linux allocates whole
+//! tables, order 2, and relies on compaction.)
 //!
 //! The kernel part is shared by linking the kernel's region-third entries
 //! (hence its segment and page tables) into every address space
 //! ([`DatSpace::share_from`]); user mappings must therefore live in 2 GiB
-//! regions the kernel does not use.
+//! regions the kernel does not use. A copied entry must never change, so the
+//! kernel's segment tables are whole from the start ([`DatSpace::new_kernel`]).
 
 pub mod entry;
 
@@ -21,17 +29,23 @@ use super::error::MmError;
 use super::machine::{PhysMem, Tlb};
 pub use entry::{Asce, Pte, Region3Entry, SegmentEntry, VA_LIMIT};
 use entry::{
-    PAGE_ENTRIES, REGION3_ENTRIES, REGION3_SIZE, SEGMENT_ENTRIES, SEGMENT_SIZE,
-    SEGMENT_TABLE_FRAMES, page_index, region3_index, segment_index,
+    PAGE_ENTRIES, REGION3_ENTRIES, REGION3_SIZE, SEGMENT_ENTRIES_PER_FRAME, SEGMENT_SIZE,
+    SEGMENT_TABLE_FRAMES, page_index, region3_index, segment_frame, segment_index,
 };
 
 /// Where DAT tables come from: the frame allocator in the kernel, a simple
 /// counter in tests. Frames need not be zeroed; the tables are initialised here.
 pub trait TableAlloc {
-    /// `count` contiguous frames, the first aligned to `count` frames.
+    /// `count` contiguous frames (DAT needs 4 KiB alignment only).
     fn alloc_table(&mut self, count: usize) -> Option<Pfn>;
     /// Gives back what [`TableAlloc::alloc_table`] returned.
     fn free_table(&mut self, first: Pfn, count: usize);
+    /// Gives back a table that was replaced while its space stays in use: a walker
+    /// that takes no lock (the host model's revocation) may still be reading it, so
+    /// the frames must wait for a grace period before they are reused.
+    fn retire_table(&mut self, first: Pfn, count: usize) {
+        self.free_table(first, count);
+    }
 }
 
 /// Where a software walk of the tables ended.
@@ -66,6 +80,9 @@ impl Walk {
 #[derive(Debug, PartialEq, Eq)]
 pub struct DatSpace {
     region3: Pfn,
+    /// Segment tables are allocated whole (the kernel's, shared by copying the
+    /// region-third entries), not one frame at a time.
+    whole_segment_tables: bool,
 }
 
 fn fill<M: PhysMem + ?Sized>(mem: &mut M, first: Pfn, entries: usize, value: u64) {
@@ -80,14 +97,36 @@ fn entry_addr(table: PhysAddr, index: usize) -> PhysAddr {
 }
 
 impl DatSpace {
-    /// A new, empty address space: one region-third table, all entries invalid.
+    /// A new, empty user address space: one region-third table, all entries
+    /// invalid; segment tables grow a frame at a time as mappings need them.
     pub fn new<M: PhysMem + ?Sized, A: TableAlloc + ?Sized>(
         mem: &mut M,
         tables: &mut A,
     ) -> Result<Self, MmError> {
+        Self::with_segment_tables(mem, tables, false)
+    }
+
+    /// A new, empty kernel address space, whose segment tables are whole from the
+    /// start: [`DatSpace::share_from`] copies its region-third entries into other
+    /// spaces, and a copy would keep pointing at a table that moved.
+    pub fn new_kernel<M: PhysMem + ?Sized, A: TableAlloc + ?Sized>(
+        mem: &mut M,
+        tables: &mut A,
+    ) -> Result<Self, MmError> {
+        Self::with_segment_tables(mem, tables, true)
+    }
+
+    fn with_segment_tables<M: PhysMem + ?Sized, A: TableAlloc + ?Sized>(
+        mem: &mut M,
+        tables: &mut A,
+        whole_segment_tables: bool,
+    ) -> Result<Self, MmError> {
         let region3 = tables.alloc_table(1).ok_or(MmError::OutOfMemory)?;
         fill(mem, region3, REGION3_ENTRIES, Region3Entry::EMPTY.bits());
-        Ok(Self { region3 })
+        Ok(Self {
+            region3,
+            whole_segment_tables,
+        })
     }
 
     /// The ASCE to load for this address space.
@@ -116,6 +155,10 @@ impl DatSpace {
         if !r3.is_valid() {
             return Walk::NoSegmentTable;
         }
+        if !r3.segment_indexes().contains(&segment_index(va)) {
+            // Outside TF..TL: a segment-translation exception, as for an invalid entry.
+            return Walk::NoPageTable;
+        }
         let seg = SegmentEntry::from_bits(mem.read_u64(entry_addr(r3.origin(), segment_index(va))));
         if !seg.is_valid() {
             return Walk::NoPageTable;
@@ -128,7 +171,7 @@ impl DatSpace {
     }
 
     /// The PTE slot for `va`, building missing segment and page tables.
-    fn pte_slot<M: PhysMem + ?Sized, A: TableAlloc + ?Sized>(
+    fn pte_slot<M: PhysMem + Tlb + ?Sized, A: TableAlloc + ?Sized>(
         &mut self,
         mem: &mut M,
         tables: &mut A,
@@ -136,13 +179,8 @@ impl DatSpace {
     ) -> Result<PhysAddr, MmError> {
         let r3_addr = entry_addr(self.region3.addr(), region3_index(va));
         let mut r3 = Region3Entry::from_bits(mem.read_u64(r3_addr));
-        if !r3.is_valid() {
-            let seg_table = tables
-                .alloc_table(SEGMENT_TABLE_FRAMES)
-                .ok_or(MmError::OutOfMemory)?;
-            fill(mem, seg_table, SEGMENT_ENTRIES, SegmentEntry::EMPTY.bits());
-            r3 = Region3Entry::segment_table(seg_table.addr());
-            mem.write_u64(r3_addr, r3.bits());
+        if !r3.is_valid() || !r3.segment_indexes().contains(&segment_index(va)) {
+            r3 = self.segment_table_for(mem, tables, r3_addr, segment_frame(va))?;
         }
         let seg_addr = entry_addr(r3.origin(), segment_index(va));
         let mut seg = SegmentEntry::from_bits(mem.read_u64(seg_addr));
@@ -157,9 +195,64 @@ impl DatSpace {
         Ok(entry_addr(seg.origin(), page_index(va)))
     }
 
+    /// Makes the region-third entry at `r3_addr` designate a segment table that holds
+    /// frame `frame` (0-3) of a full one, and returns the entry: a new table of that
+    /// frame, or, if the entry is valid, a larger table holding the old frames and the
+    /// new one. A kernel space's tables are whole.
+    fn segment_table_for<M: PhysMem + Tlb + ?Sized, A: TableAlloc + ?Sized>(
+        &mut self,
+        mem: &mut M,
+        tables: &mut A,
+        r3_addr: PhysAddr,
+        frame: u64,
+    ) -> Result<Region3Entry, MmError> {
+        let old = Region3Entry::from_bits(mem.read_u64(r3_addr));
+        let (first, last) = if self.whole_segment_tables {
+            (0, SEGMENT_TABLE_FRAMES as u64 - 1)
+        } else if old.is_valid() {
+            let have = old.segment_frames();
+            (frame.min(*have.start()), frame.max(*have.end()))
+        } else {
+            (frame, frame)
+        };
+        let count = (last - first + 1) as usize;
+        let table = tables.alloc_table(count).ok_or(MmError::OutOfMemory)?;
+        // Entry 0 of the full table would sit `first` frames below the first one that
+        // exists. Frames that low are the lowcore, never a table; refuse rather than wrap.
+        let Some(origin) = table.addr().as_u64().checked_sub(first * PAGE_SIZE) else {
+            tables.free_table(table, count);
+            return Err(MmError::OutOfRange);
+        };
+        let origin = PhysAddr::new(origin);
+        fill(
+            mem,
+            table,
+            count * SEGMENT_ENTRIES_PER_FRAME,
+            SegmentEntry::EMPTY.bits(),
+        );
+        if old.is_valid() {
+            for sx in old.segment_indexes() {
+                let entry = mem.read_u64(entry_addr(old.origin(), sx));
+                mem.write_u64(entry_addr(origin, sx), entry);
+            }
+        }
+        let new = Region3Entry::segment_table_part(origin, first, last);
+        mem.write_u64(r3_addr, new.bits());
+        if old.is_valid() {
+            // Every entry reads the same through either table, so a translation in
+            // flight or cached gives the same result; but the TLB may cache the old
+            // region-third entry (as part of a combined region-and-segment-table
+            // entry), so every CPU's is purged before the old frames can be reused.
+            mem.flush_all();
+            let (old_first, old_count) = old.segment_table_frames();
+            tables.retire_table(old_first, old_count);
+        }
+        Ok(new)
+    }
+
     /// Maps `va` to `pfn`. `va` must not be mapped yet: changing a live entry
     /// needs TLB maintenance, which [`DatSpace::unmap`] and [`DatSpace::protect`] do.
-    pub fn map<M: PhysMem + ?Sized, A: TableAlloc + ?Sized>(
+    pub fn map<M: PhysMem + Tlb + ?Sized, A: TableAlloc + ?Sized>(
         &mut self,
         mem: &mut M,
         tables: &mut A,
@@ -171,7 +264,7 @@ impl DatSpace {
     }
 
     /// Installs `pte` for `va` (which must not be mapped yet).
-    fn map_pte<M: PhysMem + ?Sized, A: TableAlloc + ?Sized>(
+    fn map_pte<M: PhysMem + Tlb + ?Sized, A: TableAlloc + ?Sized>(
         &mut self,
         mem: &mut M,
         tables: &mut A,
@@ -226,7 +319,7 @@ impl DatSpace {
             if !r3.is_valid() {
                 continue;
             }
-            for sx in 0..SEGMENT_ENTRIES {
+            for sx in r3.segment_indexes() {
                 let seg = SegmentEntry::from_bits(mem.read_u64(entry_addr(r3.origin(), sx)));
                 if !seg.is_valid() {
                     continue;
@@ -250,11 +343,13 @@ impl DatSpace {
     pub fn from_asce(asce: Asce) -> DatSpace {
         DatSpace {
             region3: asce.origin().pfn(),
+            // A view allocates nothing.
+            whole_segment_tables: false,
         }
     }
 
     /// Maps `range` (page aligned) one to one: virtual = physical.
-    pub fn identity_map<M: PhysMem + ?Sized, A: TableAlloc + ?Sized>(
+    pub fn identity_map<M: PhysMem + Tlb + ?Sized, A: TableAlloc + ?Sized>(
         &mut self,
         mem: &mut M,
         tables: &mut A,
@@ -266,7 +361,7 @@ impl DatSpace {
 
     /// [`DatSpace::identity_map`], optionally with instruction-execution protection
     /// on every page (`no_exec`).
-    pub fn identity_map_with<M: PhysMem + ?Sized, A: TableAlloc + ?Sized>(
+    pub fn identity_map_with<M: PhysMem + Tlb + ?Sized, A: TableAlloc + ?Sized>(
         &mut self,
         mem: &mut M,
         tables: &mut A,
@@ -340,13 +435,14 @@ impl DatSpace {
             if !r3.is_valid() {
                 continue;
             }
-            for sx in 0..SEGMENT_ENTRIES {
+            for sx in r3.segment_indexes() {
                 let seg = SegmentEntry::from_bits(mem.read_u64(entry_addr(r3.origin(), sx)));
                 if seg.is_valid() {
                     tables.free_table(seg.origin().pfn(), 1);
                 }
             }
-            tables.free_table(r3.origin().pfn(), SEGMENT_TABLE_FRAMES);
+            let (first, count) = r3.segment_table_frames();
+            tables.free_table(first, count);
         }
         tables.free_table(self.region3, 1);
         mem.flush_all();

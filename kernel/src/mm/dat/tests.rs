@@ -4,16 +4,27 @@ use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use proptest::prelude::*;
 
-/// Hands out aligned frames from a counter and tracks which tables are live.
-#[derive(Default)]
+/// Hands out frames from a counter (from frame 4 up, as the lowcore is never a table)
+/// and tracks which tables are live and which were retired.
 struct CountingTables {
     next: u64,
     live: BTreeMap<u64, usize>,
+    retired: Vec<(u64, usize)>,
+}
+
+impl Default for CountingTables {
+    fn default() -> Self {
+        Self {
+            next: 4,
+            live: BTreeMap::new(),
+            retired: Vec::new(),
+        }
+    }
 }
 
 impl TableAlloc for CountingTables {
     fn alloc_table(&mut self, count: usize) -> Option<Pfn> {
-        let first = self.next.next_multiple_of(count as u64);
+        let first = self.next;
         if first + count as u64 > 200 {
             return None;
         }
@@ -28,6 +39,11 @@ impl TableAlloc for CountingTables {
             Some(count),
             "freeing unknown table"
         );
+    }
+
+    fn retire_table(&mut self, first: Pfn, count: usize) {
+        self.free_table(first, count);
+        self.retired.push((first.as_u64(), count));
     }
 }
 
@@ -89,7 +105,11 @@ fn tables_in_storage_have_the_architected_layout() {
     let asce = space.asce();
     assert_eq!(asce.bits() & 0xfff, 0x004);
     let r3 = mem.read_u64(PhysAddr::new(asce.origin().as_u64() + 3 * 8));
-    assert_eq!(r3 & 0xfff, 0x007, "valid R3 entry, TT=01, TL=3");
+    assert_eq!(
+        r3 & 0xfff,
+        0x004,
+        "valid R3 entry, TT=01, TF=TL=0: the first frame"
+    );
     let seg = mem.read_u64(PhysAddr::new((r3 & !0xfff) + 5 * 8));
     assert_eq!(seg & 0x7ff, 0, "valid segment entry, TT=00, FC=0");
     let pte = mem.read_u64(PhysAddr::new((seg & !0x7ff) + 7 * 8));
@@ -98,8 +118,95 @@ fn tables_in_storage_have_the_architected_layout() {
     assert_eq!(mem.read_u64(PhysAddr::new(asce.origin().as_u64())), 0x24);
     assert_eq!(mem.read_u64(PhysAddr::new(r3 & !0xfff)), 0x20);
     assert_eq!(mem.read_u64(PhysAddr::new(seg & !0x7ff)), 0x400);
-    // Segment tables are four aligned frames.
-    assert!(tables.live.values().any(|&n| n == SEGMENT_TABLE_FRAMES));
+    // A user space's segment table is the one frame the mapping needs.
+    assert!(tables.live.values().all(|&n| n == 1));
+    assert_eq!(tables.live.len(), 3);
+}
+
+/// Mappings in the first and then the last 512 MiB of a region: the segment table
+/// starts as one frame (TF = TL = 3 for a mapping in the last) and grows to the four
+/// frames both need, entries kept, the TLB purged before the old frame is retired
+/// (a walker without the lock may still read it).
+#[test]
+fn a_user_segment_table_grows_a_frame_range_at_a_time() {
+    let (mut mem, mut tables) = machine();
+    let mut space = DatSpace::new(&mut mem, &mut tables).unwrap();
+    let high = VirtAddr::new(USER + (3 << 29) + (7 << 20));
+    let low = VirtAddr::new(USER + (2 << 20));
+    space
+        .map(&mut mem, &mut tables, high, Pfn::new(0x300), true)
+        .unwrap();
+    let r3_addr = PhysAddr::new(space.asce().origin().as_u64() + 8 * region3_index(high) as u64);
+    let r3 = Region3Entry::from_bits(mem.read_u64(r3_addr));
+    assert_eq!(r3.segment_frames(), 3..=3);
+    let (first, count) = r3.segment_table_frames();
+    assert_eq!((tables.live.get(&first.as_u64()), count), (Some(&1), 1));
+    // Below TF: a segment-translation exception, no page table.
+    assert_eq!(space.walk(&mem, low), Walk::NoPageTable);
+    assert_eq!(mem.flushes, 0);
+    space
+        .map(&mut mem, &mut tables, low, Pfn::new(0x200), true)
+        .unwrap();
+    let grown = Region3Entry::from_bits(mem.read_u64(r3_addr));
+    assert_eq!(grown.segment_frames(), 0..=3);
+    assert_eq!(grown.segment_table_frames().1, SEGMENT_TABLE_FRAMES);
+    assert_eq!(tables.retired, [(first.as_u64(), 1)]);
+    assert_eq!(mem.flushes, 1, "the old table retired only after a purge");
+    for (va, pfn) in [(high, 0x300), (low, 0x200)] {
+        assert_eq!(
+            space.walk(&mem, va).valid_pte().unwrap().1.pfn(),
+            Pfn::new(pfn)
+        );
+    }
+    // A mapping inside the range grows nothing.
+    let middle = VirtAddr::new(USER + (1 << 29));
+    space
+        .map(&mut mem, &mut tables, middle, Pfn::new(0x100), true)
+        .unwrap();
+    assert_eq!(Region3Entry::from_bits(mem.read_u64(r3_addr)), grown);
+    space.destroy(&mut mem, &mut tables, VirtAddr::new(0)..VirtAddr::new(0));
+    assert!(tables.live.is_empty());
+}
+
+/// A kernel space's segment tables are whole from the first mapping: other spaces
+/// hold copies of its region-third entries, which must never move.
+#[test]
+fn a_kernel_segment_table_is_whole_from_the_start() {
+    let (mut mem, mut tables) = machine();
+    let mut kernel = DatSpace::new_kernel(&mut mem, &mut tables).unwrap();
+    kernel
+        .identity_map(
+            &mut mem,
+            &mut tables,
+            PhysAddr::new(0)..PhysAddr::new(0x1000),
+            true,
+        )
+        .unwrap();
+    let r3 = Region3Entry::from_bits(mem.read_u64(kernel.asce().origin()));
+    assert_eq!(r3.segment_frames(), 0..=3);
+    assert_eq!(
+        tables
+            .live
+            .values()
+            .filter(|&&n| n == SEGMENT_TABLE_FRAMES)
+            .count(),
+        1
+    );
+    // Far up in the same region: no new segment table.
+    kernel
+        .map(
+            &mut mem,
+            &mut tables,
+            VirtAddr::new(3 << 29),
+            Pfn::new(0x7),
+            true,
+        )
+        .unwrap();
+    assert_eq!(
+        Region3Entry::from_bits(mem.read_u64(kernel.asce().origin())),
+        r3
+    );
+    assert!(tables.retired.is_empty());
 }
 
 #[test]
@@ -150,7 +257,7 @@ fn bad_addresses_are_errors() {
 #[test]
 fn kernel_part_is_shared_and_survives_destroy() {
     let (mut mem, mut tables) = machine();
-    let mut kernel = DatSpace::new(&mut mem, &mut tables).unwrap();
+    let mut kernel = DatSpace::new_kernel(&mut mem, &mut tables).unwrap();
     kernel
         .identity_map(
             &mut mem,
@@ -237,8 +344,9 @@ proptest! {
         let (mut mem, mut tables) = machine();
         let mut space = DatSpace::new(&mut mem, &mut tables).unwrap();
         let mut model: BTreeMap<u64, (u64, bool)> = BTreeMap::new();
-        // Spread pages over several page tables, segment tables and regions.
-        let va_of = |n: u64| VirtAddr::new(USER + (n % 4) * REGION3_SIZE + (n / 4 % 4) * (1 << 20) + (n / 16) * 0x1000);
+        // Spread pages over several page tables, frames of segment tables (which
+        // grow) and regions.
+        let va_of = |n: u64| VirtAddr::new(USER + (n % 2) * REGION3_SIZE + (n / 2 % 4) * (1 << 29) + (n / 8 % 2) * (1 << 20) + (n / 16) * 0x1000);
         for (op, n, w) in ops {
             let va = va_of(n);
             match op {

@@ -201,9 +201,9 @@ struct Model {
 }
 
 /// Fills the pool with page-cache pages of `mapping`, then takes every free frame
-/// and gives back only frames that leave no aligned block of four free: blocks
-/// holding a cache page get all their taken frames back, blocks of taken frames
-/// alone keep one. Returns the frames kept (the caller puts them).
+/// and gives back only frames that leave no two contiguous frames free: going up the
+/// pool, a taken frame right after a given-back one is kept. Returns the frames kept
+/// (the caller puts them).
 fn fragment_pool<H: crate::mm::hooks::PageStateHooks>(
     mm: &mut TestMm<H>,
     mapping: MappingId,
@@ -220,36 +220,50 @@ fn fragment_pool<H: crate::mm::hooks::PageStateHooks>(
     }
     taken.sort_unstable();
     let mut kept = Vec::new();
-    for block in taken.chunk_by(|a, b| a.as_u64() / 4 == b.as_u64() / 4) {
-        let first = block[0].as_u64() & !3;
-        let cache_in_block =
-            (first..first + 4).any(|n| mm.page(Pfn::new(n)).is_some_and(|p| p.mapping().is_some()));
-        let keep = if cache_in_block { 0 } else { 1 };
-        kept.extend_from_slice(&block[..keep]);
-        for &pfn in &block[keep..] {
+    let mut previous_given_back: Option<u64> = None;
+    for pfn in taken {
+        if previous_given_back.is_some_and(|p| p + 1 == pfn.as_u64()) {
+            kept.push(pfn);
+            previous_given_back = None;
+        } else {
             mm.put_page(pfn);
+            previous_given_back = Some(pfn.as_u64());
         }
     }
     kept
 }
 
+/// A new space's first mapping needs a segment table and a page table, one frame each,
+/// which scattered free frames provide; a mapping 1.5 GiB further in the same region
+/// needs a segment table of four contiguous frames, which lumpy reclaim frees.
 #[test]
-fn segment_tables_come_from_lumpy_reclaim_when_free_frames_are_scattered() {
+fn segment_tables_take_single_frames_and_grow_by_lumpy_reclaim() {
     let mut mm = test_mm(FRAMES, &[(1, 3 * FRAMES * P)], RecordingHooks::default());
     let mapping = mm.open_file(1).unwrap();
     let kept = fragment_pool(&mut mm, mapping, 2 * FRAMES);
-    assert!(mm.frames().free_count() > 8, "{}", mm.frames().free_count());
+    assert!(mm.frames().free_count() > 4, "{}", mm.frames().free_count());
     assert!(
-        !mm.frames().has_free_block(4, 4),
+        !mm.frames().has_free_block(2, 1),
         "the pool is not fragmented"
     );
-    // A new space's first mapping needs a segment table: four aligned frames.
     let space = mm.create_space().unwrap();
     let va = mmap_file(&mut mm, space, mapping, 4 * P, VmFlags::READ);
     let mut buf = vec![0u8; P as usize];
     user_read(&mut mm, space, page_at(va, 3), &mut buf).unwrap();
     assert_eq!(check_pattern(1, 3 * P, &buf), Ok(()));
+    assert_eq!(mm.stats().lumpy_reclaims, 0);
+    assert!(
+        !mm.frames().has_free_block(2, 1),
+        "the pool is not fragmented"
+    );
+    let far = VirtAddr::new(va.as_u64() + (3 << 29));
+    let source = MapSource::File { mapping, offset: 0 };
+    assert_eq!(mm.mmap(space, Some(far), P, VmFlags::READ, source), Ok(far));
+    user_read(&mut mm, space, far, &mut buf).unwrap();
+    assert_eq!(check_pattern(1, 0, &buf), Ok(()));
     assert_eq!(mm.stats().lumpy_reclaims, 1);
+    user_read(&mut mm, space, page_at(va, 3), &mut buf).unwrap();
+    assert_eq!(check_pattern(1, 3 * P, &buf), Ok(()));
     for pfn in kept {
         mm.put_page(pfn);
     }
@@ -318,6 +332,11 @@ fn lumpy_reclaim_spares_mapped_pages_when_it_can() {
 fn lumpy_reclaim_never_frees_pinned_frames() {
     let mut mm = test_mm(FRAMES, &[(1, 3 * FRAMES * P)], RecordingHooks::default());
     let mapping = mm.open_file(1).unwrap();
+    // The space's one-frame segment table exists before the pool is taken.
+    let space = mm.create_space().unwrap();
+    let va = mmap_file(&mut mm, space, mapping, P, VmFlags::READ);
+    let mut buf = vec![0u8; P as usize];
+    user_read(&mut mm, space, va, &mut buf).unwrap();
     mm.set_watermarks(0, 0);
     // Every frame taken and kept except one in each block: nothing lumpy may free.
     let mut taken = Vec::new();
@@ -328,18 +347,19 @@ fn lumpy_reclaim_never_frees_pinned_frames() {
         mm.put_page(pfn);
     }
     assert!(!mm.reclaim_block(4));
-    assert_eq!(mm.create_space().map(|_| ()), Ok(()));
-    let space = mm.create_space().unwrap();
-    let va = mmap_file(&mut mm, space, mapping, P, VmFlags::READ);
-    let mut buf = vec![0u8; P as usize];
+    // A mapping 1.5 GiB further needs the segment table to grow to four frames.
+    let far = VirtAddr::new(va.as_u64() + (3 << 29));
+    let source = MapSource::File { mapping, offset: 0 };
+    assert_eq!(mm.mmap(space, Some(far), P, VmFlags::READ, source), Ok(far));
     assert_eq!(
-        user_read(&mut mm, space, va, &mut buf),
+        user_read(&mut mm, space, far, &mut buf),
         Err(MmError::OutOfMemory)
     );
     for pfn in taken.into_iter().filter(|p| p.as_u64() % 4 != 1) {
         mm.put_page(pfn);
     }
-    user_read(&mut mm, space, va, &mut buf).unwrap();
+    user_read(&mut mm, space, far, &mut buf).unwrap();
+    assert_eq!(check_pattern(1, 0, &buf), Ok(()));
 }
 
 fn expected_file(id: u32, pages: u64) -> Vec<u8> {
