@@ -16,6 +16,7 @@
 //! idle; a CPU still inside a discard fault for a frame has not, so the frame is not
 //! handed out again under it.
 
+use crate::arch::cpu;
 use crate::arch::interrupts::PgmInfo;
 use crate::arch::kspace;
 use crate::arch::percpu::{CpuNr, MAX_CPUS, PerCpu, this_cpu};
@@ -120,6 +121,18 @@ impl PageStateHooks for Hinting {
         q.start_into(&mut self.grace);
         self.grace.without(this_cpu());
     }
+    fn wait_for_grace(&mut self) -> bool {
+        let deadline = cpu::tod() + cpu::us_to_tod(GRACE_WAIT_US);
+        loop {
+            if !matches!(self.grace_state(), GraceState::Running) {
+                return true;
+            }
+            if cpu::tod() > deadline {
+                return false;
+            }
+            core::hint::spin_loop();
+        }
+    }
     fn grace_state(&mut self) -> GraceState {
         let Some(q) = QUIESCENCE.get() else {
             return GraceState::Elapsed(alloc::vec::Vec::new());
@@ -132,6 +145,12 @@ impl PageStateHooks for Hinting {
         }
     }
 }
+
+/// How long an allocation that found nothing free waits for other CPUs to pass a
+/// quiescent point (they do between two operations, and a CPU waiting for the memory
+/// manager's lock holds nothing): long enough for a CPU in the middle of a test body
+/// under TCG, short enough that a CPU that never gets there costs one failed allocation.
+const GRACE_WAIT_US: u64 = 100_000;
 
 /// Quiescent points of every CPU (set up with the memory manager; CPU 0 takes part from
 /// the start, a secondary while it runs a part of a multi-CPU test).

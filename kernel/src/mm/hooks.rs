@@ -153,6 +153,13 @@ pub trait PageStateHooks {
     fn grace_state(&mut self) -> GraceState {
         GraceState::Elapsed(Vec::new())
     }
+
+    /// Waits a bounded time for the grace period in progress to elapse, for an
+    /// allocation that found nothing free but frames waiting for one; returns whether
+    /// it elapsed. Default: one CPU, where a grace period elapses at once.
+    fn wait_for_grace(&mut self) -> bool {
+        false
+    }
 }
 
 /// The memory manager without page states: every hook is a no-op.

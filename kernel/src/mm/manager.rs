@@ -99,6 +99,9 @@ pub struct MmStats {
     pub watermark_reclaims: u64,
     /// Blocks lumpy reclaim worked on to free room for a multi-frame DAT table.
     pub lumpy_reclaims: u64,
+    /// Allocations that found nothing free and got a frame by waiting for the grace
+    /// period of frames of discarded pages.
+    pub grace_waits: u64,
     /// Rules of the series found broken ([`Bug`]); each also kept in [`Mm::bugs`].
     pub bugs: u64,
 }
@@ -355,7 +358,12 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
                 match op(self) {
                     Err(MmError::OutOfMemory) => {
                         self.reclaim_block(SEGMENT_TABLE_FRAMES);
-                        op(self)
+                        match op(self) {
+                            Err(MmError::OutOfMemory) if self.wait_for_deferred_frames() => {
+                                op(self)
+                            }
+                            other => other,
+                        }
                     }
                     other => other,
                 }
@@ -478,9 +486,34 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
             return Ok(pfn);
         }
         self.reclaim(1);
-        self.frames
-            .alloc(FrameUse::Data, &mut self.hooks)
-            .ok_or(MmError::OutOfMemory)
+        loop {
+            if let Some(pfn) = self.frames.alloc(FrameUse::Data, &mut self.hooks) {
+                return Ok(pfn);
+            }
+            if !self.wait_for_deferred_frames() {
+                return Err(MmError::OutOfMemory);
+            }
+        }
+    }
+
+    /// When nothing is free but frames of discarded pages wait for other CPUs'
+    /// quiescent points (6/6), waits for their grace period and reports whether a frame
+    /// came free. Linux does not fail an order-0 allocation while progress is possible
+    /// either: `__alloc_pages_slowpath` retries. Two grace periods at most (the frames
+    /// freed while the first ran need the second); a frame a CPU holds in its discard
+    /// fault, waiting for this lock, stays out.
+    pub(crate) fn wait_for_deferred_frames(&mut self) -> bool {
+        for _ in 0..2 {
+            if self.frames.deferred_count() == 0 || !self.hooks.wait_for_grace() {
+                return false;
+            }
+            self.frames.reap(&mut self.hooks);
+            if self.frames.free_count() > 0 {
+                self.stats.grace_waits += 1;
+                return true;
+            }
+        }
+        false
     }
 
     /// Frees the frames of discarded pages whose grace period elapsed (6/6), and

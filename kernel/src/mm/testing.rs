@@ -52,6 +52,10 @@ pub struct RecordingHooks {
     pub seed_unmap_rule: bool,
     /// A grace period never elapses (another CPU is taken to be inside a discard fault).
     pub grace_held: bool,
+    /// `wait_for_grace` ends a held grace period (the other CPU passes a point).
+    pub grace_ends_on_wait: bool,
+    /// Calls of `wait_for_grace`.
+    pub grace_waits: u32,
 }
 
 impl RecordingHooks {
@@ -130,6 +134,14 @@ impl PageStateHooks for RecordingHooks {
         } else {
             GraceState::Elapsed(Vec::new())
         }
+    }
+
+    fn wait_for_grace(&mut self) -> bool {
+        self.grace_waits += 1;
+        if self.grace_ends_on_wait {
+            self.grace_held = false;
+        }
+        !self.grace_held
     }
 }
 

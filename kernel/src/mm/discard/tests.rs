@@ -153,6 +153,35 @@ fn truncating_a_page_the_host_discarded_defers_its_frame() {
     assert!(mm.frames().is_free(pfn));
 }
 
+/// With every frame taken but one that waits for a grace period (another CPU still
+/// inside a discard fault), an allocation waits for the grace period instead of failing;
+/// if the grace period does not end, it fails with OutOfMemory.
+#[test]
+fn an_allocation_waits_for_the_grace_period_of_the_only_frame_left() {
+    for ends in [true, false] {
+        let (mut mm, m, pfn) = discarded_behind_the_guests_back();
+        mm.truncate_inode_pages(m, 0).unwrap();
+        assert_eq!(mm.frames().deferred_count(), 1);
+        mm.set_watermarks(0, 0);
+        let mut taken = Vec::new();
+        while mm.frames().free_count() > 0 {
+            taken.push(mm.alloc_page().unwrap());
+        }
+        mm.hooks_mut().grace_ends_on_wait = ends;
+        let got = mm.alloc_page();
+        assert_eq!(
+            got,
+            if ends {
+                Ok(pfn)
+            } else {
+                Err(MmError::OutOfMemory)
+            }
+        );
+        assert_eq!(mm.stats().grace_waits, u64::from(ends));
+        assert!(mm.hooks().grace_waits >= 1);
+    }
+}
+
 #[test]
 fn reclaiming_a_page_the_host_discarded_defers_its_frame() {
     let (mut mm, _, pfn) = discarded_behind_the_guests_back();
