@@ -216,6 +216,16 @@ enum Holding {
 
 /// The memory manager's lock, waited for as `holding` says.
 fn lock(holding: Holding) -> CpuMutexGuard<'static, Option<KernelMm>> {
+    lock_counted(holding, &[])
+}
+
+/// [`lock`], counted while it waits in `waiters` as well as in [`LOCK_WAITERS`]. The
+/// counts go up only once the CPU is idle or has published its frame: a CPU that sees
+/// one (a test waiting for a CPU to wait) also sees what the wait holds up.
+fn lock_counted(
+    holding: Holding,
+    waiters: &[&AtomicUsize],
+) -> CpuMutexGuard<'static, Option<KernelMm>> {
     if let Some(guard) = MM.try_lock() {
         return guard;
     }
@@ -226,9 +236,13 @@ fn lock(holding: Holding) -> CpuMutexGuard<'static, Option<KernelMm>> {
         (Some(q), Holding::DiscardedFrame(pfn)) => q.set_held(cpu, Some(pfn.as_u64())),
         (None, _) => {}
     }
-    LOCK_WAITERS.fetch_add(1, Ordering::AcqRel);
+    for count in waiters.iter().chain([&&LOCK_WAITERS]) {
+        count.fetch_add(1, Ordering::AcqRel);
+    }
     let guard = MM.lock();
-    LOCK_WAITERS.fetch_sub(1, Ordering::AcqRel);
+    for count in waiters.iter().chain([&&LOCK_WAITERS]) {
+        count.fetch_sub(1, Ordering::AcqRel);
+    }
     // Nobody reaps while this CPU holds the lock.
     match (quiescence, holding) {
         (Some(q), Holding::Nothing) => q.set_idle(cpu, false),
@@ -244,13 +258,7 @@ fn lock_for_fault(holding: Holding) -> Option<CpuMutexGuard<'static, Option<Kern
     if MM.held_here() {
         return None;
     }
-    if let Some(guard) = MM.try_lock() {
-        return Some(guard);
-    }
-    FAULT_WAITERS.fetch_add(1, Ordering::AcqRel);
-    let guard = lock(holding);
-    FAULT_WAITERS.fetch_sub(1, Ordering::AcqRel);
-    Some(guard)
+    Some(lock_counted(holding, &[&FAULT_WAITERS]))
 }
 
 /// Why the memory manager could not start.
