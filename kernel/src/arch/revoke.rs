@@ -67,8 +67,11 @@ pub fn init(frames: u64, kernel: Asce) {
     KERNEL_ASCE.store(kernel.bits(), Ordering::Relaxed);
     KINDS.call_once(|| {
         let len = usize::try_from(frames).expect("frame count fits in usize");
-        let table: alloc::vec::Vec<AtomicU8> = (0..len).map(|_| AtomicU8::new(0)).collect();
-        alloc::boxed::Box::leak(table.into_boxed_slice())
+        // Zeroed in one fill (MVCLE), not an element at a time: one byte per frame of
+        // storage is 64 Ki elements at 256 MiB, which took ~5 ms of a 30 ms boot under TCG.
+        let table = alloc::boxed::Box::<[AtomicU8]>::new_zeroed_slice(len);
+        // SAFETY: an all-zero byte is a valid `AtomicU8` (value 0: not revoked).
+        alloc::boxed::Box::leak(unsafe { table.assume_init() })
     });
 }
 
