@@ -268,8 +268,6 @@ pub enum InitError {
     NoBackingStore,
     /// A backing store is there but is no usable image (wrong format, truncated).
     BadImage(ImageError),
-    /// The memory manager refused (no memory).
-    Mm(MmError),
 }
 
 impl core::fmt::Display for InitError {
@@ -277,7 +275,6 @@ impl core::fmt::Display for InitError {
         match self {
             Self::NoBackingStore => f.write_str("no backing store"),
             Self::BadImage(e) => write!(f, "the backing store is unusable: {e}"),
-            Self::Mm(e) => write!(f, "the memory manager refused to start: {e:?}"),
         }
     }
 }
@@ -305,7 +302,7 @@ pub fn init(pool: Range<Pfn>, disk: KernelDisk) -> Result<(), InitError> {
 }
 
 fn start(pool: Range<Pfn>, mut disk: KernelDisk) -> Result<(), InitError> {
-    Image::load(&mut disk).map_err(InitError::BadImage)?;
+    let image = Image::load(&mut disk).map_err(InitError::BadImage)?;
     let layer = match backend::current() {
         Backend::Off => Layer::Off(NoHooks),
         Backend::Native | Backend::Model => {
@@ -322,15 +319,15 @@ fn start(pool: Range<Pfn>, mut disk: KernelDisk) -> Result<(), InitError> {
     let pool_frames =
         usize::try_from(pool.end.as_u64() - pool.start.as_u64()).unwrap_or(usize::MAX);
     // Page metadata only for the frames the memory manager owns.
-    let mut mm = Mm::new(
+    let mut mm = Mm::with_image(
         Machine,
         disk,
+        image,
         hinting,
         pool.clone(),
         &[pool],
         MmConfig::for_pool(pool_frames),
-    )
-    .map_err(InitError::Mm)?;
+    );
     if let Some(kernel) = kspace::kernel_space_view() {
         mm.adopt_kernel_space(kernel);
     }

@@ -192,14 +192,30 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
     pub fn new(
         machine: M,
         mut device: D,
-        mut hooks: H,
+        hooks: H,
         memory: Range<Pfn>,
         usable: &[Range<Pfn>],
         config: MmConfig,
     ) -> Result<Self, MmError> {
         let image = Image::load(&mut device).map_err(|_| MmError::NoSuchObject)?;
+        Ok(Self::with_image(
+            machine, device, image, hooks, memory, usable, config,
+        ))
+    }
+
+    /// [`Mm::new`] with the image already loaded from `device` (a caller that reports
+    /// image errors itself need not read it twice).
+    pub fn with_image(
+        machine: M,
+        device: D,
+        image: Image,
+        mut hooks: H,
+        memory: Range<Pfn>,
+        usable: &[Range<Pfn>],
+        config: MmConfig,
+    ) -> Self {
         let frames = FrameAllocator::new(memory, usable, &mut hooks);
-        Ok(Self {
+        Self {
             machine,
             device,
             hooks,
@@ -216,7 +232,7 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
             io_errors: BTreeMap::new(),
             next_space: 1,
             next_mapping: 1,
-        })
+        }
     }
 
     /// The machine (tests reach the fake through it).
