@@ -7,7 +7,7 @@
 //! failure with `ktest.seed=`. `ktest.stress_ops=` scales the run.
 
 use crate::support::{
-    Rng, cached, heap_free, host_reclaim, model_counters, needs_mm, state_counters,
+    Rng, cached, device_bytes, heap_free, host_reclaim, model_counters, needs_mm, state_counters,
 };
 use alloc::boxed::Box;
 use alloc::format;
@@ -205,6 +205,23 @@ impl Region {
         }
     }
 
+    /// The scratch file and the page of it that the byte at `offset` reads from (none
+    /// for anonymous memory and private copies).
+    fn file_page(&self, offset: u64) -> Option<(usize, u64)> {
+        let page = offset / PAGE_SIZE;
+        match &self.kind {
+            Kind::Anon(_) => None,
+            Kind::Shared { file, first_page } => Some((*file, first_page + page)),
+            Kind::Private {
+                file,
+                first_page,
+                copies,
+            } => copies[page as usize]
+                .is_none()
+                .then_some((*file, first_page + page)),
+        }
+    }
+
     /// Records a store of `data` at `offset`.
     fn store(&mut self, files: &mut [FileModel], offset: u64, data: &[u8]) {
         for (i, &b) in data.iter().enumerate() {
@@ -296,6 +313,9 @@ enum Failure {
         at: u64,
         got: u8,
         want: u8,
+        /// What the memory manager, the host and the backing store hold for the page
+        /// (`Stress::forensics`), when the bytes belong to a file page.
+        page: Option<String>,
     },
     Mm(&'static str, MmError),
     Invariant(Violation),
@@ -310,10 +330,17 @@ impl core::fmt::Display for Failure {
                 at,
                 got,
                 want,
-            } => write!(
-                f,
-                "{what} {object:#x}: byte at offset {at:#x} reads {got:#04x}, the oracle says {want:#04x}"
-            ),
+                page,
+            } => {
+                write!(
+                    f,
+                    "{what} {object:#x}: byte at offset {at:#x} reads {got:#04x}, the oracle says {want:#04x}"
+                )?;
+                match page {
+                    Some(page) => write!(f, "; {page}"),
+                    None => Ok(()),
+                }
+            }
             Failure::Mm(op, e) => write!(f, "{op} failed: {e}"),
             Failure::Invariant(v) => write!(f, "{v}"),
         }
@@ -340,6 +367,7 @@ fn compare(
                 at,
                 got: got[i],
                 want: want[i],
+                page: None,
             })
         }
     }
@@ -514,7 +542,107 @@ impl<'s> Stress<'s> {
         self.totals.bytes_verified += n as u64;
         let want = region.expected(&self.files, offset, n);
         let what = |at| format!("user load in the {} region at", region.describe(at));
-        compare(what, region.va.as_u64(), offset, &got, &want)
+        let result = compare(what, region.va.as_u64(), offset, &got, &want);
+        self.with_forensics(result, |stress, at| {
+            let region = &stress.regions[r];
+            let (file, file_page) = region.file_page(at)?;
+            Some((file, file_page, Some(region.addr(at))))
+        })
+    }
+
+    /// Adds [`Stress::forensics`] to a corruption of a file page: `locate` maps the
+    /// offset of the wrong byte to (file, page of the file, user address if mapped).
+    fn with_forensics(
+        &mut self,
+        result: Step,
+        locate: impl FnOnce(&Self, u64) -> Option<(usize, u64, Option<VirtAddr>)>,
+    ) -> Step {
+        match result {
+            Err(Failure::Corrupt {
+                what,
+                object,
+                at,
+                got,
+                want,
+                page: None,
+            }) => {
+                let page = locate(self, at).map(|(file, file_page, va)| {
+                    self.forensics(file, file_page, (at % PAGE_SIZE) as usize, va)
+                });
+                Err(Failure::Corrupt {
+                    what,
+                    object,
+                    at,
+                    got,
+                    want,
+                    page,
+                })
+            }
+            other => other,
+        }
+    }
+
+    /// What holds page `file_page` of scratch file `file` after a byte `in_page` of it
+    /// read wrong: the cached frame and its flags, the host's state of it, the PTE that
+    /// maps `va` (if given), and whether a second read (through `va`, or `read_file`)
+    /// and the backing store's copy of the page match the oracle, so a report tells a
+    /// lost write (the backing store's old bytes) from a foreign or zeroed frame.
+    fn forensics(
+        &self,
+        file: usize,
+        file_page: u64,
+        in_page: usize,
+        va: Option<VirtAddr>,
+    ) -> String {
+        let model = &self.files[file];
+        let start = (file_page * PAGE_SIZE) as usize;
+        let oracle = &model.bytes[start..start + PAGE_SIZE as usize];
+        let space = self.space.id();
+        let (cached, pte, device) = vm::with(|mm| {
+            let cached = mm.mapping(model.mapping).and_then(|m| m.lookup(file_page)).map(|pfn| {
+                let host = with_model(|m, _| m.frame_state(pfn.as_u64())).flatten();
+                let page = mm.page(pfn);
+                format!(
+                    "cached in frame {:#x} ({:?}, refcount {}, mapcount {}, last state {:#x}, host {host:?})",
+                    pfn.as_u64(),
+                    page.map(|p| p.flags()),
+                    page.map_or(0, |p| p.refcount()),
+                    page.map_or(0, |p| p.mapcount()),
+                    page.map_or(0, |p| p.last_state()),
+                )
+            });
+            let pte =
+                va.map(|va| format!("{:?}", mm.space(space).map(|s| s.walk(mm.machine(), va))));
+            let device = device_bytes(mm, model.mapping, file_page * PAGE_SIZE, PAGE_SIZE as usize);
+            (cached, pte, device)
+        });
+        let mut again = vec![0; PAGE_SIZE as usize];
+        let second = match va {
+            Some(va) => {
+                let page_va = VirtAddr::new(va.as_u64() & !(PAGE_SIZE - 1));
+                self.space.enter();
+                uaccess::read_bytes(page_va, &mut again);
+                self.space.leave();
+                "a second user load"
+            }
+            None => {
+                let _ =
+                    vm::with(|mm| mm.read_file(model.mapping, file_page * PAGE_SIZE, &mut again));
+                "a second read_file"
+            }
+        };
+        let differing = |bytes: &[u8]| bytes.iter().zip(oracle).filter(|(a, b)| a != b).count();
+        format!(
+            "page {file_page} of file {}: {}; pte {}; {second} reads {:#04x} ({} of 4096 bytes differ from the oracle, {} are zero); the backing store holds {:#04x} there ({} bytes differ from the oracle)",
+            model.id,
+            cached.unwrap_or_else(|| "not cached".into()),
+            pte.unwrap_or_else(|| "-".into()),
+            again[in_page],
+            differing(&again),
+            again.iter().filter(|&&b| b == 0).count(),
+            device[in_page],
+            differing(&device),
+        )
     }
 
     fn user_write(&mut self) -> Step {
@@ -558,13 +686,14 @@ impl<'s> Stress<'s> {
             }
             self.totals.bytes_verified += read as u64;
             let want = &self.files[file].bytes[at as usize..at as usize + read];
-            compare(
+            let result = compare(
                 |_| "read_file of file".into(),
                 u64::from(self.files[file].id),
                 at,
                 piece,
                 want,
-            )?;
+            );
+            self.with_forensics(result, |_, at| Some((file, at / PAGE_SIZE, None)))?;
             done += read;
         }
         Ok(())

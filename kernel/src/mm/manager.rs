@@ -12,13 +12,13 @@ use core::ops::Range;
 use super::addr::{Pfn, PhysAddr, VirtAddr};
 use super::backing::{BlockDevice, Image, IoError, Transfer};
 use super::dat::entry::SEGMENT_TABLE_FRAMES;
-use super::dat::{Asce, DatSpace, TableAlloc};
+use super::dat::{Asce, DatSpace, TableAlloc, Walk};
 use super::error::{Bug, MmError};
 use super::frames::FrameAllocator;
 use super::hooks::{FrameUse, PageStateHooks, VolatileContext, VolatilePoint};
 use super::ids::{MappingId, SpaceId};
 use super::lru::Lru;
-use super::machine::Machine;
+use super::machine::{Machine, PhysMem};
 use super::page::{Page, PageFlags};
 use super::page_cache::Mapping;
 use super::vma::VmaTree;
@@ -128,6 +128,11 @@ impl AddressSpace {
     /// The VMAs.
     pub fn vmas(&self) -> &VmaTree {
         &self.vmas
+    }
+
+    /// Walks this space's tables for `va` as the CPU would (no side effects).
+    pub fn walk<M: PhysMem + ?Sized>(&self, mem: &M, va: VirtAddr) -> Walk {
+        self.dat.walk(mem, va)
     }
 }
 
