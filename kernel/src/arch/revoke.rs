@@ -23,10 +23,10 @@
 //! allocator, and is resolved on this path.
 
 use super::cpu::{dat_enabled, with_dat_off};
-use super::storage::Absolute;
+use super::storage::{self, Absolute};
 use crate::mm::addr::{PAGE_SIZE, PhysAddr, VirtAddr};
 use crate::mm::dat::{Asce, DatSpace, Pte};
-use crate::mm::machine::{PhysMem, Tlb};
+use crate::mm::machine::PhysMem;
 use crate::mm::manager::{USER_END, USER_START};
 use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use spin::{Mutex, Once};
@@ -205,11 +205,22 @@ fn kernel_entry(pfn: u64) -> Option<(PhysAddr, u64)> {
     }
 }
 
-/// Sets the host's bits in the entry at `addr` (valid, mapping the frame at `va`).
-fn revoke_entry(addr: PhysAddr, va: VirtAddr, raw: u64) {
-    let mut machine = Absolute;
-    machine.invalidate_page(addr, va);
-    machine.write_u64(addr, raw | INVALID | HOST_BIT);
+/// Sets the host's bits in the entry at `addr` that was read as `raw` (valid, mapping
+/// frame `pfn`) and purges every CPU's TLB, in one atomic step. The memory manager
+/// stores entries under its own lock, which the host does not take: if it stored
+/// another entry meanwhile, the new one is looked at again (it stored a revoked frame's
+/// entry revoked already, [`store_entry`]).
+fn revoke_entry(addr: PhysAddr, mut raw: u64, pfn: u64) {
+    loop {
+        let pte = Pte::from_bits(raw);
+        if !pte.is_valid() || raw & HOST_BIT != 0 || pte.pfn().as_u64() != pfn {
+            return;
+        }
+        if storage::swap_entry(addr, raw, raw | INVALID | HOST_BIT, true) {
+            return;
+        }
+        raw = Absolute.read_u64(addr);
+    }
 }
 
 /// Takes frame `pfn` away: every DAT mapping of it faults from now on, the kernel's
@@ -223,19 +234,13 @@ pub fn revoke(pfn: u64, why: Kind) {
     // first and checks the kind after ([`store_entry`]): one of the two sees the other.
     slot.store(why as u8, Ordering::SeqCst);
     with_dat_off(|| {
-        if let Some((addr, raw)) = kernel_entry(pfn)
-            && Pte::from_bits(raw).is_valid()
-        {
-            revoke_entry(addr, VirtAddr::new(pfn * PAGE_SIZE), raw);
+        if let Some((addr, raw)) = kernel_entry(pfn) {
+            revoke_entry(addr, raw, pfn);
         }
         let spaces = USER_SPACES.lock();
         for &asce in spaces.iter().filter(|&&a| a != 0) {
-            space(asce).for_each_pte(&Absolute, USER_START..USER_END, |va, addr, _| {
-                let raw = Absolute.read_u64(addr);
-                let pte = Pte::from_bits(raw);
-                if pte.is_valid() && pte.pfn().as_u64() == pfn {
-                    revoke_entry(addr, va, raw);
-                }
+            space(asce).for_each_pte(&Absolute, USER_START..USER_END, |_, addr, _| {
+                revoke_entry(addr, Absolute.read_u64(addr), pfn);
             });
         }
     });
@@ -252,7 +257,8 @@ pub fn restore(pfn: u64) {
         if let Some((addr, raw)) = kernel_entry(pfn)
             && raw & HOST_BIT != 0
         {
-            Absolute.write_u64(addr, guest_view(raw));
+            // Making an entry valid needs no purge; atomic, as for a user entry.
+            storage::swap_entry(addr, raw, guest_view(raw), false);
         }
     });
 }
@@ -264,7 +270,9 @@ pub fn unrevoke_entry(addr: PhysAddr) {
     with_dat_off(|| {
         let raw = Absolute.read_u64(addr);
         if raw & HOST_BIT != 0 && kind(Pte::from_bits(raw).pfn().as_u64()).is_none() {
-            Absolute.write_u64(addr, guest_view(raw));
+            // Atomic: the memory manager may store another entry here meanwhile (it
+            // unmaps under its own lock), which a plain store would undo.
+            storage::swap_entry(addr, raw, guest_view(raw), false);
         }
     });
 }
@@ -293,9 +301,8 @@ pub fn store_entry(addr: PhysAddr, value: u64) {
 /// index, which the entry's table does not record, so every CPU's TLB is purged instead
 /// (COMPARE AND SWAP AND PURGE, as after freeing tables).
 fn purge_and_revoke(addr: PhysAddr, raw: u64) {
-    let mut machine = Absolute;
-    machine.write_u64(addr, raw | INVALID | HOST_BIT);
-    machine.flush_all();
+    // If the entry changed since, the host revoked it (or gave the frame back) itself.
+    storage::swap_entry(addr, raw, raw | INVALID | HOST_BIT, true);
 }
 
 /// A translation exception at `va` that the host caused.

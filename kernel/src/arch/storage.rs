@@ -152,6 +152,35 @@ fn flush_all() {
     };
 }
 
+/// Replaces the doubleword at absolute address `addr` (a page-table entry, DAT off) with
+/// `new` if it still holds `old`, atomically against every other CPU's stores; with
+/// `purge`, every CPU's TLB is purged as well when it did. Returns whether it did.
+///
+/// COMPARE AND SWAP AND PURGE (CSPG, DAT-enhancement facility): the host model changes
+/// entries the memory manager writes under its own lock, so a plain read-modify-write
+/// could undo the memory manager's store, and IPTE followed by a store would show other
+/// CPUs an invalid entry without the host's bit in between.
+pub fn swap_entry(addr: PhysAddr, old: u64, new: u64, purge: bool) -> bool {
+    let cc: u64;
+    // SAFETY: CSPG compares the doubleword at `addr` (8-byte aligned: an entry of a
+    // page table) with r2 and, if equal, stores r3 there and, with the purge bit (bit
+    // 63 of the address register), purges every CPU's TLB; the callers run with DAT
+    // off, where `addr` is the entry's absolute (= real) address. Only that entry and
+    // the TLBs change, and only to a value the caller computed from the one it read.
+    unsafe {
+        asm!(
+            "cspg %r2, {a}",
+            "ipm {cc}",
+            a = in(reg_addr) addr.as_u64() | u64::from(purge),
+            cc = out(reg) cc,
+            inout("r2") old => _,
+            in("r3") new,
+            options(nostack),
+        )
+    };
+    (cc >> 28) & 3 == 0
+}
+
 impl Tlb for Absolute {
     fn invalidate_page(&mut self, pte: PhysAddr, va: VirtAddr) {
         invalidate_page(pte, va);
