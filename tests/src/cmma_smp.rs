@@ -28,8 +28,9 @@ use kernel::cmma::essa::UsageState;
 use kernel::cmma::model::ReclaimOutcome;
 use kernel::cmma::states::PageStates;
 use kernel::ktest::Test;
-use kernel::mm::addr::{PAGE_SIZE, Pfn};
+use kernel::mm::addr::{PAGE_SIZE, Pfn, VirtAddr};
 use kernel::mm::backing::{check_pattern, files};
+use kernel::mm::dat::Pte;
 use kernel::mm::hooks::{Stability, VolatileContext, VolatilePoint};
 use kernel::mm::ids::MappingId;
 use kernel::mm::machine::PhysMem;
@@ -695,5 +696,86 @@ ktest! {
                 space.leave();
             }
         });
+    }
+}
+
+/// The entry the host stops at between reading and swapping it (0: none), and the
+/// handshake of [`a_host_revocation_does_not_undo_a_concurrent_store_of_the_entry`].
+static STOP_AT: AtomicU64 = AtomicU64::new(0);
+static HOST_READ: AtomicBool = AtomicBool::new(false);
+static MM_STORED: AtomicBool = AtomicBool::new(false);
+
+/// The host's hook between reading an entry and swapping it: at [`STOP_AT`] it tells
+/// the other CPU and waits (bounded) for its store.
+fn stop_between_read_and_swap(entry: kernel::mm::addr::PhysAddr) {
+    if STOP_AT.load(Ordering::Acquire) != entry.as_u64() {
+        return;
+    }
+    HOST_READ.store(true, Ordering::Release);
+    let _ = wait_until(5_000_000, || MM_STORED.load(Ordering::Acquire));
+}
+
+/// The PTE that maps `va` in `space` (valid ones only) and its address.
+fn user_pte(space: &UserSpace, va: VirtAddr) -> Option<(kernel::mm::addr::PhysAddr, Pte)> {
+    vm::with(|mm| {
+        mm.space(space.id())
+            .and_then(|s| s.walk(mm.machine(), va).valid_pte())
+    })
+}
+
+ktest! {
+    /// The host revokes an entry the memory manager changes at the same time: CPU 1's
+    /// host pages out the frame of an anonymous page CPU 0 mapped writable and stops
+    /// after reading the entry; CPU 0 write-protects the page (`mprotect`, under the
+    /// memory manager's lock) and lets the host go on. The entry must stay
+    /// write-protected: the host swaps its bits in only if the entry still holds what it
+    /// read (CSPG, `arch::revoke`). A plain store of what it read made the page writable
+    /// again behind the memory manager's back (a lost write-notify or COW; the 4-CPU
+    /// stress workload with the invariant checker found entries the memory manager had
+    /// let go). The page then comes back read-only on a touch, with its data.
+    fn a_host_revocation_does_not_undo_a_concurrent_store_of_the_entry(t) [NEEDS_ESSA] {
+        if !needs_mm_with_model(t) { return; }
+        let space = match UserSpace::new() {
+            Ok(space) => space,
+            Err(e) => { check!(t, false, "user space: {e:?}"); return; }
+        };
+        let va = crate::support::map_anon(&space, 1);
+        space.enter();
+        uaccess::write_u64(va, 0x5eed_c0de);
+        space.leave();
+        let Some((entry, pte)) = user_pte(&space, va) else {
+            check!(t, false, "the store did not map the page");
+            return;
+        };
+        check!(t, !pte.is_protected(), "the page is mapped writable after the store");
+        kernel::arch::revoke::set_between_read_and_swap(stop_between_read_and_swap);
+        HOST_READ.store(false, Ordering::Release);
+        MM_STORED.store(false, Ordering::Release);
+        STOP_AT.store(entry.as_u64(), Ordering::Release);
+        let ran = t.on_cpus(2, |c| {
+            if c.index() == 1 {
+                check_eq!(c, host_reclaim(pte.pfn()), Some(ReclaimOutcome::PagedOut));
+                return;
+            }
+            check!(c, wait_until(5_000_000, || HOST_READ.load(Ordering::Acquire)),
+                "the host never read the entry");
+            let protect = vm::with(|mm| mm.mprotect(space.id(), va, PAGE_SIZE, VmFlags::READ));
+            check_eq!(c, protect, Ok(()));
+            MM_STORED.store(true, Ordering::Release);
+        });
+        STOP_AT.store(0, Ordering::Release);
+        if !ran {
+            return; // one CPU online: skipped
+        }
+        match user_pte(&space, va) {
+            Some((_, pte)) => check!(t, pte.is_protected(), "the host's revocation made the entry writable again: {pte:?}"),
+            None => check!(t, false, "the page is no longer mapped"),
+        }
+        space.enter();
+        let word = uaccess::read_u64(va);
+        space.leave();
+        check_eq!(t, word, 0x5eed_c0de);
+        let violations = vm::with(|mm| kernel::mm::debug::violations(mm));
+        check!(t, violations.is_empty(), "{violations:?}");
     }
 }

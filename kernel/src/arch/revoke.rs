@@ -211,6 +211,9 @@ fn kernel_entry(pfn: u64) -> Option<(PhysAddr, u64)> {
 /// another entry meanwhile, the new one is looked at again (it stored a revoked frame's
 /// entry revoked already, [`store_entry`]).
 fn revoke_entry(addr: PhysAddr, mut raw: u64, pfn: u64) {
+    if let Some(hook) = BETWEEN_READ_AND_SWAP.get().copied().flatten() {
+        hook(addr);
+    }
     loop {
         let pte = Pte::from_bits(raw);
         if !pte.is_valid() || raw & HOST_BIT != 0 || pte.pfn().as_u64() != pfn {
@@ -221,6 +224,16 @@ fn revoke_entry(addr: PhysAddr, mut raw: u64, pfn: u64) {
         }
         raw = Absolute.read_u64(addr);
     }
+}
+
+/// Called by [`revoke`] between reading an entry and swapping it (tests that interleave a
+/// memory-manager store with a revocation set it).
+static BETWEEN_READ_AND_SWAP: Once<Option<fn(PhysAddr)>> = Once::new();
+
+/// Installs the hook [`revoke`] calls with an entry's address after it read the entry
+/// and before it swaps it (once per boot: a test that needs to stop the host there).
+pub fn set_between_read_and_swap(hook: fn(PhysAddr)) {
+    BETWEEN_READ_AND_SWAP.call_once(|| Some(hook));
 }
 
 /// Takes frame `pfn` away: every DAT mapping of it faults from now on, the kernel's
