@@ -554,32 +554,17 @@ impl<'s> Stress<'s> {
     /// offset of the wrong byte to (file, page of the file, user address if mapped).
     fn with_forensics(
         &mut self,
-        result: Step,
+        mut result: Step,
         locate: impl FnOnce(&Self, u64) -> Option<(usize, u64, Option<VirtAddr>)>,
     ) -> Step {
-        match result {
-            Err(Failure::Corrupt {
-                what,
-                object,
-                at,
-                got,
-                want,
-                page: None,
-            }) => {
-                let page = locate(self, at).map(|(file, file_page, va)| {
-                    self.forensics(file, file_page, (at % PAGE_SIZE) as usize, va)
-                });
-                Err(Failure::Corrupt {
-                    what,
-                    object,
-                    at,
-                    got,
-                    want,
-                    page,
-                })
-            }
-            other => other,
+        if let Err(Failure::Corrupt { at, page, .. }) = &mut result
+            && page.is_none()
+        {
+            let in_page = (*at % PAGE_SIZE) as usize;
+            *page = locate(self, *at)
+                .map(|(file, file_page, va)| self.forensics(file, file_page, in_page, va));
         }
+        result
     }
 
     /// What holds page `file_page` of scratch file `file` after a byte `in_page` of it
