@@ -205,23 +205,23 @@ fn kernel_entry(pfn: u64) -> Option<(PhysAddr, u64)> {
     }
 }
 
-/// Sets the host's bits in the entry at `addr` that was read as `raw` (valid, mapping
-/// frame `pfn`) and purges every CPU's TLB, in one atomic step. The memory manager
-/// stores entries under its own lock, which the host does not take: if it stored
-/// another entry meanwhile, the new one is looked at again (it stored a revoked frame's
-/// entry revoked already, [`store_entry`]).
+/// Sets the host's bits in the entry at `addr` that was read as `raw`, if it maps frame
+/// `pfn`, and purges every CPU's TLB, in one atomic step. The memory manager stores
+/// entries under its own lock, which the host does not take: if it stored another entry
+/// meanwhile, the new one is looked at again (it stored a revoked frame's entry revoked
+/// already, [`store_entry`]; a revoked entry has the invalid bit).
 fn revoke_entry(addr: PhysAddr, mut raw: u64, pfn: u64) {
+    let maps_frame = |raw| {
+        let pte = Pte::from_bits(raw);
+        pte.is_valid() && pte.pfn().as_u64() == pfn
+    };
+    if !maps_frame(raw) {
+        return;
+    }
     if let Some(hook) = BETWEEN_READ_AND_SWAP.get().copied().flatten() {
         hook(addr);
     }
-    loop {
-        let pte = Pte::from_bits(raw);
-        if !pte.is_valid() || raw & HOST_BIT != 0 || pte.pfn().as_u64() != pfn {
-            return;
-        }
-        if storage::swap_entry(addr, raw, raw | INVALID | HOST_BIT, true) {
-            return;
-        }
+    while maps_frame(raw) && !storage::swap_entry(addr, raw, raw | INVALID | HOST_BIT, true) {
         raw = Absolute.read_u64(addr);
     }
 }
