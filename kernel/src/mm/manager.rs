@@ -369,28 +369,27 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
         &mut self,
         mut op: impl FnMut(&mut Self) -> Result<R, MmError>,
     ) -> Result<R, MmError> {
-        match op(self) {
-            Err(MmError::OutOfMemory) => {
-                // A segment table and a page table may both be missing.
-                const NEEDED: usize = 2;
-                if self.frames.free_count() < NEEDED {
-                    self.reclaim(NEEDED - self.frames.free_count());
-                }
-                match op(self) {
-                    Err(MmError::OutOfMemory) => {
-                        self.reclaim_block(SEGMENT_TABLE_FRAMES);
-                        match op(self) {
-                            Err(MmError::OutOfMemory) if self.wait_for_deferred_frames() => {
-                                op(self)
-                            }
-                            other => other,
-                        }
-                    }
-                    other => other,
-                }
+        let mut result = op(self);
+        // Each way to more frames, cheapest first, until the operation gets what it needs.
+        for step in 0..3 {
+            if !matches!(result, Err(MmError::OutOfMemory)) {
+                break;
             }
-            other => other,
+            let more = match step {
+                // A segment table and a page table may both be missing.
+                0 => {
+                    const NEEDED: usize = 2;
+                    let free = self.frames.free_count();
+                    free < NEEDED && self.reclaim(NEEDED - free) > 0
+                }
+                1 => self.reclaim_block(SEGMENT_TABLE_FRAMES),
+                _ => self.wait_for_deferred_frames(),
+            };
+            if more {
+                result = op(self);
+            }
         }
+        result
     }
 
     /// A new, empty user address space sharing the kernel part.
