@@ -18,7 +18,8 @@
 //! that suite, in a shuffled order, its pages stayed stable and no discard worked).
 
 use crate::support::{
-    Rng, cached, host_reclaim, is_mlocked, needs_mm_with_model, page_va, spin_until, wait_until,
+    Rng, cached, host_reclaim, is_mlocked, needs_mm, needs_mm_with_model, page_va, spin_until,
+    wait_until,
 };
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -777,5 +778,79 @@ ktest! {
         check_eq!(t, word, 0x5eed_c0de);
         let violations = vm::with(|mm| kernel::mm::debug::violations(mm));
         check!(t, violations.is_empty(), "{violations:?}");
+    }
+}
+
+/// The frames of the memory manager that hold DAT tables.
+fn table_frames() -> Vec<Pfn> {
+    vm::with(|mm| {
+        mm.frames()
+            .pages()
+            .iter()
+            .filter(|(_, p)| p.test(PageFlags::DAT_TABLE))
+            .map(|(pfn, _)| pfn)
+            .collect()
+    })
+}
+
+ktest! {
+    /// A segment table that grows is replaced while its space stays in use, and the
+    /// host's revocation walks the tables of every registered space without the memory
+    /// manager's lock: the old table's frame must wait for a grace period before it is
+    /// handed out again (`TableAlloc::retire_table`). CPU 0 maps a page 1.5 GiB beyond
+    /// its first one while CPU 1 is busy (no quiescent point): the old frame stays
+    /// deferred until CPU 1 is done. Freed at once, a walker still inside the old table
+    /// would read whatever the frame holds next as segment entries.
+    fn a_replaced_segment_table_waits_for_a_grace_period(t) {
+        if !needs_mm(t) { return; }
+        let space = match UserSpace::new() {
+            Ok(space) => space,
+            Err(e) => { check!(t, false, "user space: {e:?}"); return; }
+        };
+        let first = crate::support::map_anon(&space, 1);
+        space.enter();
+        uaccess::write_u64(first, 1);
+        space.leave();
+        let far = VirtAddr::new(first.as_u64() + (3 << 29));
+        let mapped = vm::with(|mm| mm.mmap(space.id(), Some(far), PAGE_SIZE, VmFlags::READ | VmFlags::WRITE, kernel::mm::mmap::MapSource::Anon));
+        check_eq!(t, mapped, Ok(far));
+        let busy = AtomicBool::new(true);
+        let started = AtomicBool::new(false);
+        let ran = t.on_cpus(2, |c| {
+            if c.index() == 1 {
+                started.store(true, Ordering::Release);
+                // Busy, outside the memory manager: no quiescent point until it returns.
+                check!(c, wait_until(5_000_000, || !busy.load(Ordering::Acquire)), "cpu 0 never finished");
+                return;
+            }
+            check!(c, wait_until(5_000_000, || started.load(Ordering::Acquire)), "cpu 1 never ran");
+            let before = table_frames();
+            space.enter();
+            uaccess::write_u64(far, 2);
+            space.leave();
+            let after = table_frames();
+            let replaced: Vec<Pfn> = before.into_iter().filter(|p| !after.contains(p)).collect();
+            check_eq!(c, replaced.len(), 1);
+            let states: Vec<(bool, bool)> = vm::with(|mm| {
+                mm.reap_deferred();
+                replaced.iter().map(|&p| (mm.frames().is_free(p), mm.page(p).is_some_and(|pg| pg.test(PageFlags::DEFERRED)))).collect()
+            });
+            check!(c, states.iter().all(|&(free, deferred)| !free && deferred),
+                "the replaced segment table {replaced:?} (free, deferred) {states:?} while cpu 1 may still walk it");
+            busy.store(false, Ordering::Release);
+            let freed = wait_until(5_000_000, || vm::with(|mm| {
+                mm.reap_deferred();
+                replaced.iter().all(|&p| mm.frames().is_free(p))
+            }));
+            check!(c, freed, "the replaced segment table {replaced:?} still deferred after cpu 1 finished");
+        });
+        busy.store(false, Ordering::Release);
+        if !ran {
+            return; // one CPU online: skipped
+        }
+        space.enter();
+        let words = (uaccess::read_u64(first), uaccess::read_u64(far));
+        space.leave();
+        check_eq!(t, words, (1, 2));
     }
 }
