@@ -97,6 +97,8 @@ ktest! {
         check_is!(t, cached_state(m, 0), Some(STABLE), "dirty, after a release");
         check_eq!(t, vm::with(|mm| mm.sync_mapping(m)), Ok(()));
         check_is!(t, cached_state(m, 0), Some(VOLATILE), "clean again");
+        drop(space);
+        check_eq!(t, vm::with(|mm| restore_pattern(mm, m, 8, 8)), Ok(()));
     }
 }
 

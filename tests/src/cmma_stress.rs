@@ -840,6 +840,31 @@ impl<'s> Stress<'s> {
         Ok(())
     }
 
+    /// Puts the image's pattern back into every page of the files the workload changed
+    /// and writes it back, so a disk that persists between runs holds the image again
+    /// (xtask's disk check fails a run that leaves a file page changed).
+    fn put_back_pattern(&mut self) -> Step {
+        let mut page = vec![0u8; PAGE_SIZE as usize];
+        for file in &mut self.files {
+            let mut changed = false;
+            for (index, bytes) in file.bytes.chunks_mut(PAGE_SIZE as usize).enumerate() {
+                let offset = index as u64 * PAGE_SIZE;
+                fill_pattern(file.id, offset, &mut page);
+                if bytes != page.as_slice() {
+                    vm::with(|mm| mm.write_file(file.mapping, offset, &page))
+                        .map_err(|e| Failure::Mm("putting the pattern back", e))?;
+                    bytes.copy_from_slice(&page);
+                    changed = true;
+                }
+            }
+            if changed {
+                vm::with(|mm| mm.sync_mapping(file.mapping))
+                    .map_err(|e| Failure::Mm("writing the pattern back", e))?;
+            }
+        }
+        Ok(())
+    }
+
     /// With `mm.debug=1`: the memory manager's invariants, and its page states against
     /// the host model's.
     fn invariants(&mut self) -> Step {
@@ -932,6 +957,7 @@ ktest! {
         }
         let result = result.and_then(|()| stress.verify_all()).and_then(|()| stress.invariants());
         drop(schedule);
+        let result = result.and_then(|()| stress.put_back_pattern());
         if let Err(failure) = &result {
             check!(t, false, "after operation {} of seed {seed:#x}: {failure}", stress.totals.ops);
         }
@@ -1040,7 +1066,10 @@ ktest! {
                 result = stress.step().and_then(|()| stress.invariants());
                 c.progress();
             }
-            let result = result.and_then(|()| stress.verify_all()).and_then(|()| stress.invariants());
+            let result = result
+                .and_then(|()| stress.verify_all())
+                .and_then(|()| stress.invariants())
+                .and_then(|()| stress.put_back_pattern());
             if let Err(failure) = &result {
                 check!(c, false, "files {:?}: after operation {} of seed {seed:#x} (stream {index}): {failure}",
                     share.files, stress.totals.ops);

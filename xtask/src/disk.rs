@@ -6,11 +6,15 @@
 //!
 //! After the run, [`check`] compares the file with what it held before (the image, then
 //! zeros) and with the writes every boot reported (`# disk-writes:` lines, see
-//! `backing::writes`): a block that differs from both fails the run, named.
+//! `backing::writes`): a block that differs from both fails the run, named. A page of a
+//! standard file that the run left changed fails it too: a test that writes a file puts
+//! its pattern back, so the suites pass again on a disk that persists between runs (a
+//! DASD or minidisk under z/VM, any `-drive` of one's own).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use backing::image::Image;
 use backing::writes::{self, BlockWrite, Mismatch, ReportError};
 
 use crate::qemu::Machine;
@@ -65,6 +69,9 @@ pub enum CheckError {
     },
     /// The file disagrees with the original and the reports.
     Mismatch(Vec<Mismatch>),
+    /// The guest's writes check, but these pages of standard files (`(file id, page)`)
+    /// no longer hold the image's pattern at the end of the run.
+    LeftChanged(Vec<(u32, u64)>),
 }
 
 impl std::fmt::Display for CheckError {
@@ -83,6 +90,23 @@ impl std::fmt::Display for CheckError {
                 )?;
                 if found.len() > 3 {
                     write!(f, " (and {} more)", found.len() - 3)?;
+                }
+                Ok(())
+            }
+            Self::LeftChanged(pages) => {
+                let first: Vec<String> = pages
+                    .iter()
+                    .take(5)
+                    .map(|(file, page)| format!("file {file} page {page}"))
+                    .collect();
+                write!(
+                    f,
+                    "the run left {} page(s) of the standard files changed (a test that writes a file must put its pattern back): {}",
+                    pages.len(),
+                    first.join(", ")
+                )?;
+                if pages.len() > 5 {
+                    write!(f, " (and {} more)", pages.len() - 5)?;
                 }
                 Ok(())
             }
@@ -126,11 +150,35 @@ pub fn check_bytes(original: &[u8], disk: &[u8], log: &str) -> Result<usize, Che
     }
     let merged = writes::merge(&reports).map_err(|m| CheckError::Mismatch(vec![m]))?;
     let found = writes::verify(original, disk, &merged);
-    if found.is_empty() {
+    if !found.is_empty() {
+        return Err(CheckError::Mismatch(found));
+    }
+    let changed = left_changed(original, disk);
+    if changed.is_empty() {
         Ok(merged.len())
     } else {
-        Err(CheckError::Mismatch(found))
+        Err(CheckError::LeftChanged(changed))
     }
+}
+
+/// The pages of the files of the image at the start of `original` that differ in `disk`
+/// (the scratch area after the image is the guest's to write). An `original` that is not
+/// an image has no files.
+fn left_changed(original: &[u8], disk: &[u8]) -> Vec<(u32, u64)> {
+    let Ok(image) = Image::parse(original) else {
+        return Vec::new();
+    };
+    let mut changed = Vec::new();
+    for file in image.files() {
+        for index in 0..file.pages() {
+            let start = (file.start_block + index) as usize * backing::PAGE_BYTES;
+            let range = start..start + backing::PAGE_BYTES;
+            if original.get(range.clone()) != disk.get(range) {
+                changed.push((file.id, index));
+            }
+        }
+    }
+    changed
 }
 
 /// Checks the disk at `path` after a run whose console log is `log_path`. `Ok(Err(_))` is
@@ -275,6 +323,35 @@ mod tests {
                 "# disk-writes: begin blocks=0\n# disk-writes: end blocks=0\n"
             ),
             Ok(0)
+        );
+    }
+
+    #[test]
+    fn a_file_page_the_run_left_changed_fails_naming_file_and_page() {
+        // Header block 0, file 3 in blocks 1-2, file 9 in block 3, then two scratch blocks.
+        let mut original = backing::image::build_image(&[(3, 2 * 4096), (9, 100)]);
+        assert_eq!(original.len(), 4 * 4096);
+        original.resize(6 * 4096, 0);
+        let write = |disk: &mut Vec<u8>, log: &mut writes::WriteLog, block: usize, byte: u8| {
+            disk[block * 4096..(block + 1) * 4096].fill(byte);
+            log.record(block as u64 * 8, &disk[block * 4096..(block + 1) * 4096]);
+        };
+        // Writes to the scratch area, and a file page written and then put back: clean.
+        let mut disk = original.clone();
+        let mut log = writes::WriteLog::new();
+        write(&mut disk, &mut log, 4, 0xaa);
+        write(&mut disk, &mut log, 2, 0x55);
+        disk[2 * 4096..3 * 4096].copy_from_slice(&original[2 * 4096..3 * 4096]);
+        log.record(16, &disk[2 * 4096..3 * 4096]);
+        assert_eq!(check_bytes(&original, &disk, &log_of(&[&log])), Ok(2));
+        // File 3's page 1 and file 9's page 0 written and left so: the run fails, naming them.
+        write(&mut disk, &mut log, 2, 0x55);
+        write(&mut disk, &mut log, 3, 0x66);
+        let error = check_bytes(&original, &disk, &log_of(&[&log])).unwrap_err();
+        assert_eq!(error, CheckError::LeftChanged(vec![(3, 1), (9, 0)]));
+        assert_eq!(
+            error.to_string(),
+            "the run left 2 page(s) of the standard files changed (a test that writes a file must put its pattern back): file 3 page 1, file 9 page 0"
         );
     }
 
