@@ -148,6 +148,30 @@ struct FileModel {
     bytes: Vec<u8>,
 }
 
+impl FileModel {
+    /// Writes the image's pattern into every page whose contents (`bytes`) differ from
+    /// it, and writes those pages back.
+    fn put_back_pattern(&mut self) -> Step {
+        let mut page = vec![0u8; PAGE_SIZE as usize];
+        let mut changed = false;
+        for (index, bytes) in self.bytes.chunks_mut(PAGE_SIZE as usize).enumerate() {
+            let offset = index as u64 * PAGE_SIZE;
+            fill_pattern(self.id, offset, &mut page);
+            if bytes != page.as_slice() {
+                vm::with(|mm| mm.write_file(self.mapping, offset, &page))
+                    .map_err(|e| Failure::Mm("putting the pattern back", e))?;
+                bytes.copy_from_slice(&page);
+                changed = true;
+            }
+        }
+        if changed {
+            vm::with(|mm| mm.sync_mapping(self.mapping))
+                .map_err(|e| Failure::Mm("writing the pattern back", e))?;
+        }
+        Ok(())
+    }
+}
+
 /// What a region maps.
 enum Kind {
     /// Anonymous memory: its bytes.
@@ -387,16 +411,15 @@ impl<'s> Stress<'s> {
         for &id in share.files {
             let mapping =
                 vm::with(|mm| mm.open_file(id)).map_err(|e| Failure::Mm("open_file", e))?;
-            // Only this suite uses these files; a workload before this one (the other
-            // test, or one cut short) may have changed them: the image's pattern again.
+            // Only this suite uses these files, and a workload puts their pattern back
+            // when it ends; one cut short may have left pages changed: those get the
+            // image's pattern again.
             let mut bytes = vec![0; FILE_BYTES as usize];
-            fill_pattern(id, 0, &mut bytes);
-            vm::with(|mm| {
-                mm.write_file(mapping, 0, &bytes)?;
-                mm.sync_mapping(mapping)
-            })
-            .map_err(|e| Failure::Mm("restoring the file's pattern", e))?;
-            files.push(FileModel { id, mapping, bytes });
+            vm::with(|mm| mm.read_file(mapping, 0, &mut bytes))
+                .map_err(|e| Failure::Mm("read_file", e))?;
+            let mut file = FileModel { id, mapping, bytes };
+            file.put_back_pattern()?;
+            files.push(file);
         }
         let options = cmdline::current();
         Ok(Stress {
@@ -844,25 +867,9 @@ impl<'s> Stress<'s> {
     /// and writes it back, so a disk that persists between runs holds the image again
     /// (xtask's disk check fails a run that leaves a file page changed).
     fn put_back_pattern(&mut self) -> Step {
-        let mut page = vec![0u8; PAGE_SIZE as usize];
-        for file in &mut self.files {
-            let mut changed = false;
-            for (index, bytes) in file.bytes.chunks_mut(PAGE_SIZE as usize).enumerate() {
-                let offset = index as u64 * PAGE_SIZE;
-                fill_pattern(file.id, offset, &mut page);
-                if bytes != page.as_slice() {
-                    vm::with(|mm| mm.write_file(file.mapping, offset, &page))
-                        .map_err(|e| Failure::Mm("putting the pattern back", e))?;
-                    bytes.copy_from_slice(&page);
-                    changed = true;
-                }
-            }
-            if changed {
-                vm::with(|mm| mm.sync_mapping(file.mapping))
-                    .map_err(|e| Failure::Mm("writing the pattern back", e))?;
-            }
-        }
-        Ok(())
+        self.files
+            .iter_mut()
+            .try_for_each(FileModel::put_back_pattern)
     }
 
     /// With `mm.debug=1`: the memory manager's invariants, and its page states against
