@@ -12,6 +12,8 @@
 //! cores than virtual CPUs (QEMU's TCG on a 2-core machine with 4 vCPUs) a spinning
 //! waiter takes the core the holder needs to finish; a sleeping one gives it back, as
 //! Linux's s390 spinlocks yield to the holder (`arch_spin_lock_wait`, diagnose 0x9c).
+//! The sleeping half is a [`WaitQueue`] of its own, which the barrier of multi-CPU tests
+//! uses as well.
 
 use super::percpu::{CpuNr, MAX_CPUS, this_cpu};
 use core::mem::ManuallyDrop;
@@ -28,71 +30,34 @@ const SPINS_BEFORE_SLEEP: u32 = 256;
 /// One bit per CPU that may sleep on a lock.
 type Sleepers = [AtomicU64; MAX_CPUS.div_ceil(64)];
 
-/// A `spin::Mutex` that records which CPU holds it and which CPUs sleep until it is
-/// released.
+/// CPUs that sleep until another CPU makes what they wait for true and wakes them: the
+/// sleeping half of [`CpuMutex`], and of the barrier of multi-CPU tests.
 #[derive(Debug)]
-pub struct CpuMutex<T> {
-    lock: spin::Mutex<T>,
-    holder: AtomicUsize,
+pub struct WaitQueue {
     sleepers: Sleepers,
     sleeps: AtomicU64,
 }
 
-/// Holds a [`CpuMutex`]; releases it when dropped.
-#[derive(Debug)]
-pub struct CpuMutexGuard<'a, T> {
-    guard: ManuallyDrop<spin::MutexGuard<'a, T>>,
-    holder: &'a AtomicUsize,
-    sleepers: &'a Sleepers,
-}
-
-impl<T> CpuMutex<T> {
-    /// An unlocked mutex around `value`.
-    pub const fn new(value: T) -> Self {
-        CpuMutex {
-            lock: spin::Mutex::new(value),
-            holder: AtomicUsize::new(NOBODY),
+impl WaitQueue {
+    /// A queue nobody sleeps on.
+    pub const fn new() -> Self {
+        WaitQueue {
             sleepers: [const { AtomicU64::new(0) }; MAX_CPUS.div_ceil(64)],
             sleeps: AtomicU64::new(0),
         }
     }
 
-    /// Takes the lock: at once if it is free, else after spinning a while and then
-    /// sleeping until the holder releases it (as often as another CPU takes it first).
-    pub fn lock(&self) -> CpuMutexGuard<'_, T> {
-        loop {
-            for _ in 0..SPINS_BEFORE_SLEEP {
-                if let Some(guard) = self.try_lock() {
-                    return guard;
-                }
-                core::hint::spin_loop();
-            }
-            self.sleep_while_locked();
-        }
-    }
-
-    /// Takes the lock if it is free.
-    pub fn try_lock(&self) -> Option<CpuMutexGuard<'_, T>> {
-        let guard = self.lock.try_lock()?;
-        self.holder.store(this_cpu(), Ordering::Relaxed);
-        Some(CpuMutexGuard {
-            guard: ManuallyDrop::new(guard),
-            holder: &self.holder,
-            sleepers: &self.sleepers,
-        })
-    }
-
-    /// Waits enabled for an external interruption unless the lock is free. The CPU's
-    /// bit is set before the lock is looked at, and a release clears the lock before it
-    /// reads the bits (both with a full fence between): either this CPU sees the lock
-    /// free, or the release sees the bit and signals it. Any other interruption that ends
-    /// the wait makes the caller try again.
-    fn sleep_while_locked(&self) {
+    /// Waits enabled for an external interruption unless `ready()`. The CPU's bit is set
+    /// before `ready` is asked, and a waker makes it true before it reads the bits in
+    /// [`WaitQueue::wake_all`] (both with a full fence between): either this CPU sees it
+    /// true, or the waker sees the bit and signals it. Any other interruption that ends
+    /// the wait returns too: the caller asks again.
+    pub fn sleep_unless(&self, ready: impl FnOnce() -> bool) {
         let cpu = this_cpu();
         let (word, bit) = (&self.sleepers[cpu / 64], 1u64 << (cpu % 64));
         word.fetch_or(bit, Ordering::SeqCst);
         fence(Ordering::SeqCst);
-        if self.lock.is_locked() {
+        if !ready() {
             self.sleeps.fetch_add(1, Ordering::Relaxed);
             // Enabled already (CPU 0 in a multi-CPU test, for its watchdog): whatever
             // may interrupt the spinning may interrupt the wait. Disabled: the wake-up
@@ -106,10 +71,93 @@ impl<T> CpuMutex<T> {
         word.fetch_and(!bit, Ordering::SeqCst);
     }
 
+    /// Signals every CPU that sleeps on the queue (SIGP EXTERNAL CALL); call it after
+    /// making what they wait for true.
+    pub fn wake_all(&self) {
+        fence(Ordering::SeqCst);
+        for (index, word) in self.sleepers.iter().enumerate() {
+            if word.load(Ordering::SeqCst) == 0 {
+                continue;
+            }
+            let mut waiting = word.swap(0, Ordering::SeqCst);
+            while waiting != 0 {
+                let nr = index * 64 + waiting.trailing_zeros() as usize;
+                waiting &= waiting - 1;
+                // A CPU that went offline sleeps no more.
+                let _ = super::smp::send(nr, super::smp::Signal::ExternalCall);
+            }
+        }
+    }
+
+    /// How many times a CPU went to sleep on the queue (counted just before its wait).
+    pub fn sleeps(&self) -> u64 {
+        self.sleeps.load(Ordering::Relaxed)
+    }
+}
+
+impl Default for WaitQueue {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A `spin::Mutex` that records which CPU holds it and which CPUs sleep until it is
+/// released.
+#[derive(Debug)]
+pub struct CpuMutex<T> {
+    lock: spin::Mutex<T>,
+    holder: AtomicUsize,
+    waiters: WaitQueue,
+}
+
+/// Holds a [`CpuMutex`]; releases it when dropped.
+#[derive(Debug)]
+pub struct CpuMutexGuard<'a, T> {
+    guard: ManuallyDrop<spin::MutexGuard<'a, T>>,
+    holder: &'a AtomicUsize,
+    waiters: &'a WaitQueue,
+}
+
+impl<T> CpuMutex<T> {
+    /// An unlocked mutex around `value`.
+    pub const fn new(value: T) -> Self {
+        CpuMutex {
+            lock: spin::Mutex::new(value),
+            holder: AtomicUsize::new(NOBODY),
+            waiters: WaitQueue::new(),
+        }
+    }
+
+    /// Takes the lock: at once if it is free, else after spinning a while and then
+    /// sleeping until the holder releases it (as often as another CPU takes it first).
+    pub fn lock(&self) -> CpuMutexGuard<'_, T> {
+        loop {
+            for _ in 0..SPINS_BEFORE_SLEEP {
+                if let Some(guard) = self.try_lock() {
+                    return guard;
+                }
+                core::hint::spin_loop();
+            }
+            // Sleeps unless the lock is free: the release clears it before it wakes.
+            self.waiters.sleep_unless(|| !self.lock.is_locked());
+        }
+    }
+
+    /// Takes the lock if it is free.
+    pub fn try_lock(&self) -> Option<CpuMutexGuard<'_, T>> {
+        let guard = self.lock.try_lock()?;
+        self.holder.store(this_cpu(), Ordering::Relaxed);
+        Some(CpuMutexGuard {
+            guard: ManuallyDrop::new(guard),
+            holder: &self.holder,
+            waiters: &self.waiters,
+        })
+    }
+
     /// How many times a CPU found the lock held after spinning and went to sleep on it
     /// (counted just before its wait).
     pub fn sleeps(&self) -> u64 {
-        self.sleeps.load(Ordering::Relaxed)
+        self.waiters.sleeps()
     }
 
     /// Whether any CPU holds the lock.
@@ -144,24 +192,7 @@ impl<T> CpuMutex<T> {
             // doing is at worst left half done, which the callers accept (a garbled
             // console line, a test's partial work).
             unsafe { self.lock.force_unlock() };
-            wake(&self.sleepers);
-        }
-    }
-}
-
-/// Signals every CPU that sleeps on a lock just released; each one tries again.
-fn wake(sleepers: &Sleepers) {
-    fence(Ordering::SeqCst);
-    for (index, word) in sleepers.iter().enumerate() {
-        if word.load(Ordering::SeqCst) == 0 {
-            continue;
-        }
-        let mut waiting = word.swap(0, Ordering::SeqCst);
-        while waiting != 0 {
-            let nr = index * 64 + waiting.trailing_zeros() as usize;
-            waiting &= waiting - 1;
-            // A CPU that went offline sleeps no more.
-            let _ = super::smp::send(nr, super::smp::Signal::ExternalCall);
+            self.waiters.wake_all();
         }
     }
 }
@@ -186,7 +217,7 @@ impl<T> Drop for CpuMutexGuard<'_, T> {
         self.holder.store(NOBODY, Ordering::Relaxed);
         // SAFETY: the guard is dropped here and nowhere else, and not used after.
         unsafe { ManuallyDrop::drop(&mut self.guard) };
-        wake(self.sleepers);
+        self.waiters.wake_all();
     }
 }
 

@@ -113,45 +113,75 @@ pub fn check(
     }
 }
 
+/// How a CPU waiting at a [`Barrier`] gives its host core away until it is woken, and how
+/// the CPU that arrives last (or aborts the run) wakes it: on the machine an enabled wait
+/// and SIGP (`arch::sync::WaitQueue`). A waiter that spins instead takes, on a host with
+/// fewer cores than virtual CPUs, the core a CPU still on its way to the barrier needs.
+pub trait Sleep {
+    /// Sleeps unless `ready()`; may return early, the caller asks again.
+    fn sleep_unless(&self, ready: &dyn Fn() -> bool);
+    /// Wakes every CPU that sleeps in [`Sleep::sleep_unless`].
+    fn wake_all(&self);
+}
+
+/// Times a waiter looks at the barrier before it sleeps: CPUs that arrive together pass
+/// without a signal and a wait.
+const SPINS_BEFORE_SLEEP: u32 = 256;
+
 /// A barrier for a fixed number of CPUs, reusable (sense by generation): each
 /// [`Barrier::wait`] returns once all have arrived, or early when the run is aborted.
 #[derive(Debug)]
-pub struct Barrier {
+pub struct Barrier<S> {
     parties: usize,
     arrived: AtomicUsize,
     generation: AtomicUsize,
+    sleep: S,
 }
 
 /// The barrier was left because the run was aborted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Aborted;
 
-impl Barrier {
-    /// A barrier for `parties` CPUs.
-    pub fn new(parties: usize) -> Self {
+impl<S: Sleep> Barrier<S> {
+    /// A barrier for `parties` CPUs whose waiters sleep with `sleep`.
+    pub fn new(parties: usize, sleep: S) -> Self {
         Barrier {
             parties,
             arrived: AtomicUsize::new(0),
             generation: AtomicUsize::new(0),
+            sleep,
         }
     }
 
-    /// Waits until all parties have arrived; `aborted` is asked while waiting.
-    pub fn wait(&self, mut aborted: impl FnMut() -> bool) -> Result<(), Aborted> {
+    /// Waits until all parties have arrived; `aborted` is asked while waiting (whoever
+    /// aborts the run calls [`Barrier::wake_all`] after).
+    pub fn wait(&self, aborted: impl Fn() -> bool) -> Result<(), Aborted> {
         let generation = self.generation.load(Ordering::Acquire);
         if self.arrived.fetch_add(1, Ordering::AcqRel) + 1 == self.parties {
             self.arrived.store(0, Ordering::Relaxed);
             // Release: what every party did before arriving is visible after the wait.
             self.generation.fetch_add(1, Ordering::AcqRel);
+            self.sleep.wake_all();
             return Ok(());
         }
-        while self.generation.load(Ordering::Acquire) == generation {
-            if aborted() {
-                return Err(Aborted);
+        let released = || self.generation.load(Ordering::Acquire) != generation;
+        loop {
+            for _ in 0..SPINS_BEFORE_SLEEP {
+                if released() {
+                    return Ok(());
+                }
+                if aborted() {
+                    return Err(Aborted);
+                }
+                core::hint::spin_loop();
             }
-            core::hint::spin_loop();
+            self.sleep.sleep_unless(&|| released() || aborted());
         }
-        Ok(())
+    }
+
+    /// Wakes the CPUs that sleep at the barrier, so they see an abort.
+    pub fn wake_all(&self) {
+        self.sleep.wake_all();
     }
 }
 
@@ -316,27 +346,56 @@ mod tests {
         assert_eq!(check(&parts, 1_000_000, 50, |_| {}), Health::Healthy);
     }
 
+    /// Sleeps on a condition variable: the host's stand-in for an enabled wait and SIGP,
+    /// with the same contract (the waker makes `ready` true before it wakes).
+    #[derive(Debug, Default)]
+    struct Condvar {
+        lock: std::sync::Mutex<()>,
+        cond: std::sync::Condvar,
+        sleeps: AtomicUsize,
+    }
+
+    impl Sleep for Condvar {
+        fn sleep_unless(&self, ready: &dyn Fn() -> bool) {
+            let guard = self.lock.lock().unwrap();
+            if !ready() {
+                self.sleeps.fetch_add(1, Ordering::Relaxed);
+                // Bounded: a lost wake-up fails the test instead of hanging it.
+                let (guard, timeout) = self
+                    .cond
+                    .wait_timeout(guard, std::time::Duration::from_secs(5))
+                    .unwrap();
+                assert!(!timeout.timed_out() || ready(), "a sleeper was never woken");
+                drop(guard);
+            }
+        }
+
+        fn wake_all(&self) {
+            let _guard = self.lock.lock().unwrap();
+            self.cond.notify_all();
+        }
+    }
+
     #[test]
     fn the_barrier_holds_every_thread_until_all_arrive_many_times() {
         const THREADS: usize = 4;
         const ROUNDS: usize = 500;
-        let barrier = Arc::new(Barrier::new(THREADS));
+        let barrier = Arc::new(Barrier::new(THREADS, Condvar::default()));
         let counter = Arc::new(AtomicUsize::new(0));
         let handles: Vec<_> = (0..THREADS)
-            .map(|_| {
+            .map(|thread| {
                 let (barrier, counter) = (barrier.clone(), counter.clone());
                 std::thread::spawn(move || {
                     for round in 0..ROUNDS {
-                        // Waiters yield, so that threads beyond the host's cores arrive.
-                        let waiting = || {
-                            std::thread::yield_now();
-                            false
-                        };
+                        // One thread late now and then: the others sleep.
+                        if round % 50 == thread {
+                            std::thread::sleep(std::time::Duration::from_millis(1));
+                        }
                         counter.fetch_add(1, Ordering::SeqCst);
-                        barrier.wait(waiting).unwrap();
+                        barrier.wait(|| false).unwrap();
                         // Everyone has counted this round before anyone goes on.
                         assert!(counter.load(Ordering::SeqCst) >= (round + 1) * THREADS);
-                        barrier.wait(waiting).unwrap();
+                        barrier.wait(|| false).unwrap();
                     }
                 })
             })
@@ -345,19 +404,26 @@ mod tests {
             h.join().unwrap();
         }
         assert_eq!(counter.load(Ordering::SeqCst), THREADS * ROUNDS);
+        assert!(
+            barrier.sleep.sleeps.load(Ordering::Relaxed) > 0,
+            "nobody slept"
+        );
     }
 
     #[test]
-    fn an_abort_releases_the_waiters() {
-        let barrier = Barrier::new(2);
-        let mut asked = 0;
-        assert_eq!(
-            barrier.wait(|| {
-                asked += 1;
-                asked > 3
-            }),
-            Err(Aborted)
-        );
+    fn an_abort_releases_the_waiters_also_asleep() {
+        let barrier = Arc::new(Barrier::new(2, Condvar::default()));
+        let abort = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let waiter = {
+            let (barrier, abort) = (barrier.clone(), abort.clone());
+            std::thread::spawn(move || barrier.wait(|| abort.load(Ordering::Relaxed)))
+        };
+        while barrier.sleep.sleeps.load(Ordering::Relaxed) == 0 {
+            std::thread::yield_now();
+        }
+        abort.store(true, Ordering::Relaxed);
+        barrier.wake_all();
+        assert_eq!(waiter.join().unwrap(), Err(Aborted));
     }
 
     fn recorded(report: &RunReport) -> (String, crate::ktest::Outcome) {

@@ -16,13 +16,15 @@
 //! every recorded check. A body that loops for long without any must call
 //! [`CpuTest::progress`].
 
-use super::cpus::{self, Barrier, Health, Hung, Message, PartReport, Phase, Progress, RunReport};
+use super::cpus::{
+    self, Barrier, Health, Hung, Message, PartReport, Phase, Progress, RunReport, Sleep,
+};
 use super::test::Test;
 use crate::arch::cpu::{self, Psw, psw_mask};
 use crate::arch::interrupts::{self, ABANDONED, InterruptFrame, PgmInfo};
 use crate::arch::percpu::{CpuNr, this_cpu};
 use crate::arch::smp;
-use crate::arch::sync::CpuMutex;
+use crate::arch::sync::{CpuMutex, WaitQueue};
 use alloc::format;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -78,7 +80,7 @@ struct HungSlot {
 struct Shared {
     cpus: Vec<CpuNr>,
     progress: Vec<Progress>,
-    barrier: Barrier,
+    barrier: Barrier<WaitQueue>,
     abort: AtomicBool,
     messages: Vec<CpuMutex<Vec<Message>>>,
     hung: Vec<HungSlot>,
@@ -87,6 +89,25 @@ struct Shared {
     seed: u64,
     /// CPU 0 runs its part of the body (the only time its watchdog may unwind it).
     coordinator_in_body: AtomicBool,
+}
+
+impl Shared {
+    /// Aborts the run: the CPUs leave their barrier (woken if they sleep there) or their
+    /// next progress point.
+    fn abort(&self) {
+        self.abort.store(true, Ordering::Relaxed);
+        self.barrier.wake_all();
+    }
+}
+
+impl Sleep for WaitQueue {
+    fn sleep_unless(&self, ready: &dyn Fn() -> bool) {
+        WaitQueue::sleep_unless(self, ready);
+    }
+
+    fn wake_all(&self) {
+        WaitQueue::wake_all(self);
+    }
 }
 
 /// One run: the shared state and the body.
@@ -249,7 +270,7 @@ pub fn run_with_first_tick(
     let now = cpu::tod();
     let shared = Arc::new(Shared {
         progress: cpus.iter().map(|_| Progress::new(now)).collect(),
-        barrier: Barrier::new(cpus.len()),
+        barrier: Barrier::new(cpus.len(), WaitQueue::new()),
         abort: AtomicBool::new(false),
         messages: cpus.iter().map(|_| CpuMutex::new(Vec::new())).collect(),
         hung: cpus.iter().map(|_| HungSlot::default()).collect(),
@@ -284,7 +305,7 @@ pub fn run_with_first_tick(
                         .lock()
                         .push(Message::Failure(format!("could not start its part: {e:?}")));
                     shared.progress[index].enter(Phase::Done, cpu::tod());
-                    shared.abort.store(true, Ordering::Relaxed);
+                    shared.abort();
                 }
             }
             let armed = cpu::tod();
@@ -362,7 +383,7 @@ fn part(run: &Run<'_>, index: usize) {
                 info.ilen,
                 info.teid
             )));
-            shared.abort.store(true, Ordering::Relaxed);
+            shared.abort();
         }
     }
     progress.enter(Phase::Done, cpu::tod());
@@ -395,7 +416,7 @@ fn watchdog(run: &Shared, mut frame: Option<&mut InterruptFrame>) {
             }
             note_hung(slot, idle, Some(frame.psw));
             run.coordinator_in_body.store(false, Ordering::Relaxed);
-            run.abort.store(true, Ordering::Relaxed);
+            run.abort();
             let info = PgmInfo {
                 code: ABANDONED,
                 ilen: 0,
@@ -406,7 +427,7 @@ fn watchdog(run: &Shared, mut frame: Option<&mut InterruptFrame>) {
             return;
         }
         let nr = run.cpus[index];
-        run.abort.store(true, Ordering::Relaxed);
+        run.abort();
         let status = smp::stop_and_restart(nr);
         crate::trap::release_locks_held_by(nr);
         run.messages[index].release_held_by(nr);
@@ -414,7 +435,7 @@ fn watchdog(run: &Shared, mut frame: Option<&mut InterruptFrame>) {
         run.progress[index].enter(Phase::Done, cpu::tod());
     });
     if matches!(health, Health::BarrierDeadlock) {
-        run.abort.store(true, Ordering::Relaxed);
+        run.abort();
     }
 }
 
