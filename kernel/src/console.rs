@@ -25,6 +25,28 @@ pub fn print(args: fmt::Arguments<'_>) {
     let _ = CONSOLE.lock().write_fmt(args);
 }
 
+/// Holds completed lines until [`release`]: for output that cannot hang (the banner, the
+/// runner's lines between two test bodies), which then costs one SCLP request per console
+/// for as many lines as an SCCB carries instead of one per line. Every path that ends the
+/// run or reports from an interruption handler releases first.
+pub fn hold() {
+    CONSOLE.lock().hold();
+}
+
+/// Writes the held lines and writes each line as it completes again (before a test body,
+/// which may hang, and before the machine stops).
+pub fn release() {
+    let _ = CONSOLE.lock().release();
+}
+
+/// `guard` with the held lines written and nothing held from now on.
+fn released(
+    mut guard: CpuMutexGuard<'static, sclp::Sclp<ServcBackend>>,
+) -> CpuMutexGuard<'static, sclp::Sclp<ServcBackend>> {
+    let _ = guard.release();
+    guard
+}
+
 /// Whether this CPU holds the console lock.
 pub fn held_here() -> bool {
     CONSOLE.held_here()
@@ -35,7 +57,7 @@ pub fn held_here() -> bool {
 /// another CPU is waited for.
 pub fn lock_for_report() -> CpuMutexGuard<'static, sclp::Sclp<ServcBackend>> {
     CONSOLE.release_held_by(this_cpu());
-    CONSOLE.lock()
+    released(CONSOLE.lock())
 }
 
 /// The console for the last words of a run, whoever holds it: only after every other
@@ -44,7 +66,7 @@ pub fn take_over() -> CpuMutexGuard<'static, sclp::Sclp<ServcBackend>> {
     if let Some(holder) = CONSOLE.holder() {
         CONSOLE.release_held_by(holder);
     }
-    CONSOLE.lock()
+    released(CONSOLE.lock())
 }
 
 /// Releases the console lock if this CPU holds it: code on this CPU that held it was

@@ -23,6 +23,7 @@ pub const PASS_WAIT_CODE: u64 = 0x0600_d000;
 /// Hercules' wait PSW).
 pub fn exit(status: u32) -> ! {
     crate::println!("EXIT: STATUS={status}");
+    console::release();
     // This CPU must be the last one running: QEMU ends the run only when every CPU has
     // stopped (a disabled wait, too, counts as a panic only on the last one).
     smp::stop_others();

@@ -28,6 +28,8 @@ pub fn kernel_main(tests: &'static [ktest::KTest]) -> ! {
         // No console: nothing can be reported, so end as a crash QEMU can see.
         cpu::disabled_wait(shutdown::CRASH_WAIT_CODE | 0xc0);
     }
+    // The banner and the runner's lines up to the first test go out together.
+    console::hold();
     let facilities = Facilities(cpu::facilities());
     let extended_sccb = facilities.has(facility::EXTENDED_LENGTH_SCCB);
     let info = console::CONSOLE.lock().read_scp_info_with(extended_sccb);
@@ -180,6 +182,7 @@ pub fn kernel_main(tests: &'static [ktest::KTest]) -> ! {
         Some(Deliberate::Panic) => panic!("deliberate panic requested by panic=now"),
         Some(Deliberate::Hang) => {
             println!("hanging as requested by hang=now");
+            console::release();
             #[allow(clippy::empty_loop)]
             loop {}
         }

@@ -3,7 +3,10 @@
 //!
 //! Output is collected into a line and written with one SERVC per console per line: the
 //! line-mode console starts a new line with every write, and one request per byte would be slow
-//! on every console. A line longer than [`LINE_CAPACITY`] is written in pieces; the ASCII console
+//! on every console. While output is held ([`Sclp::hold`]) completed lines collect instead and
+//! go out together, one SERVC per console for as many lines as one SCCB carries (several lines
+//! in one ASCII event, several MTOs in one line-mode message, as Linux's `sclp_vt220` and
+//! `sclp_rw` write them), when released or when the next line would not fit. A line longer than [`LINE_CAPACITY`] is written in pieces; the ASCII console
 //! continues the piece on the same line. A line-mode line longer than [`LINE_MODE_WIDTH`] is
 //! split into several message text objects (MTOs), each shown as a line of its own; every line
 //! ends with an MTO shorter than the width (an empty one when the text fills its last MTO
@@ -13,7 +16,9 @@
 use core::fmt;
 
 use crate::ebcdic::to_cp037;
-use crate::spec::{EventBufferHeader, SccbHeader, command, event_type, line_mode, response};
+use crate::spec::{
+    EventBufferHeader, SCCB_SIZE, SccbHeader, command, event_type, line_mode, response,
+};
 use crate::{Backend, Error, Sclp};
 
 /// Bytes collected before they are written even without a newline: two full line-mode MTOs,
@@ -63,6 +68,114 @@ impl LineBuffer {
 
     fn clear(&mut self) {
         self.len = 0;
+    }
+}
+
+/// Most pieces of lines one write carries (a piece is a line, or part of a long one).
+const MAX_PIECES: usize = 64;
+
+/// Bytes of an ASCII event's data one SCCB carries.
+const ASCII_CAPACITY: usize = SCCB_SIZE - SccbHeader::SIZE - EventBufferHeader::SIZE;
+
+/// Bytes of MTOs one line-mode SCCB carries.
+const LINE_MODE_CAPACITY: usize = SCCB_SIZE - FIRST_MTO;
+
+/// One piece of output: bytes of the held text, and whether a newline ends it.
+#[derive(Clone, Copy, Debug, Default)]
+struct Piece {
+    start: usize,
+    end: usize,
+    newline: bool,
+}
+
+/// The pieces of lines written but not yet sent, and what they take in each console's event.
+#[derive(Clone, Debug)]
+pub(crate) struct Held {
+    text: [u8; ASCII_CAPACITY],
+    len: usize,
+    pieces: [Piece; MAX_PIECES],
+    count: usize,
+    ascii_bytes: usize,
+    line_mode_bytes: usize,
+}
+
+impl Held {
+    pub(crate) const fn new() -> Self {
+        Self {
+            text: [0; ASCII_CAPACITY],
+            len: 0,
+            pieces: [Piece {
+                start: 0,
+                end: 0,
+                newline: false,
+            }; MAX_PIECES],
+            count: 0,
+            ascii_bytes: 0,
+            line_mode_bytes: 0,
+        }
+    }
+
+    /// Pieces held.
+    pub(crate) fn len(&self) -> usize {
+        self.count
+    }
+
+    /// What `text` (ended by a newline or not) takes in an ASCII event and in line-mode MTOs.
+    fn cost(text: &[u8], newline: bool, crlf: bool) -> (usize, usize) {
+        let terminator = match (newline, crlf) {
+            (false, _) => 0,
+            (true, false) => 1,
+            (true, true) => 2,
+        };
+        let shown = text
+            .iter()
+            .filter(|&&b| line_mode_char(b).is_some())
+            .count();
+        let mut mtos = shown.div_ceil(LINE_MODE_WIDTH);
+        if shown % LINE_MODE_WIDTH == 0 && (newline || shown == 0) {
+            mtos += 1;
+        }
+        (
+            text.len() + terminator,
+            mtos * line_mode::MTO_HEADER_SIZE + shown,
+        )
+    }
+
+    /// Whether `text` fits besides what is held.
+    fn fits(&self, text: &[u8], newline: bool, crlf: bool) -> bool {
+        let (ascii, line_mode) = Self::cost(text, newline, crlf);
+        self.count < MAX_PIECES
+            && self.ascii_bytes + ascii <= ASCII_CAPACITY
+            && self.line_mode_bytes + line_mode <= LINE_MODE_CAPACITY
+    }
+
+    /// Holds `text`; the caller made sure it [`fits`](Self::fits).
+    fn push(&mut self, text: &[u8], newline: bool, crlf: bool) {
+        let (ascii, line_mode) = Self::cost(text, newline, crlf);
+        let start = self.len;
+        self.text[start..start + text.len()].copy_from_slice(text);
+        self.len += text.len();
+        self.pieces[self.count] = Piece {
+            start,
+            end: self.len,
+            newline,
+        };
+        self.count += 1;
+        self.ascii_bytes += ascii;
+        self.line_mode_bytes += line_mode;
+    }
+
+    fn pieces(&self) -> impl Iterator<Item = (&[u8], bool)> {
+        self.pieces[..self.count]
+            .iter()
+            .map(|p| (&self.text[p.start..p.end], p.newline))
+    }
+
+    fn clear(&mut self) {
+        self.len = 0;
+        self.count = 0;
+        self.ascii_bytes = 0;
+        self.line_mode_bytes = 0;
     }
 }
 
@@ -123,13 +236,33 @@ impl<B: Backend> Sclp<B> {
         self.write_bytes(s.as_bytes())
     }
 
-    /// Writes what is queued even though no newline ended it. On the ASCII console the next
-    /// output continues the same line; on the line-mode console it starts a new one.
+    /// Writes what is queued even though no newline ended it, held lines included. On the
+    /// ASCII console the next output continues the same line; on the line-mode console it
+    /// starts a new one.
     pub fn flush(&mut self) -> Result<(), Error> {
-        if self.line.len() == 0 {
-            return Ok(());
+        if self.line.len() > 0 {
+            self.queue_line(false)?;
         }
-        self.write_line(false)
+        self.send_held()
+    }
+
+    /// Holds completed lines from now on instead of writing each: they go out together at
+    /// [`release`](Self::release), [`flush`](Self::flush), or when an SCCB is full. For
+    /// stretches of output that cannot hang (a banner, a test's result lines); what is
+    /// held is lost if the machine stops before the release.
+    pub fn hold(&mut self) {
+        self.holding = true;
+    }
+
+    /// Writes the held lines and writes each line again as it completes.
+    pub fn release(&mut self) -> Result<(), Error> {
+        self.holding = false;
+        self.send_held()
+    }
+
+    /// Whether completed lines are held.
+    pub fn is_holding(&self) -> bool {
+        self.holding
     }
 
     /// Ends ASCII-console lines with `"\r\n"` instead of `"\n"` (the LPAR HMC's integrated ASCII
@@ -138,22 +271,46 @@ impl<B: Backend> Sclp<B> {
         self.crlf = on;
     }
 
-    /// Writes the queued line to every console and empties the queue. A console that answers
+    /// Ends the queued line (`newline`) or a piece of it: written at once, or held.
+    fn write_line(&mut self, newline: bool) -> Result<(), Error> {
+        self.queue_line(newline)?;
+        if self.holding {
+            return Ok(());
+        }
+        self.send_held()
+    }
+
+    /// Moves the queued line into the held pieces, sending what is held first if it would
+    /// not fit.
+    fn queue_line(&mut self, newline: bool) -> Result<(), Error> {
+        let mut result = Ok(());
+        if !self.held.fits(self.line.as_bytes(), newline, self.crlf) {
+            result = self.send_held();
+        }
+        self.held.push(self.line.as_bytes(), newline, self.crlf);
+        self.line.clear();
+        result
+    }
+
+    /// Writes the held pieces to every console and empties them. A console that answers
     /// "not active" (0x05F0, z/VM's VT220) or "invalid function" (0x40F0, no such device) is
     /// dropped and the other carries on; any other failure is returned after both were tried.
-    fn write_line(&mut self, newline: bool) -> Result<(), Error> {
+    fn send_held(&mut self) -> Result<(), Error> {
+        if self.held.len() == 0 {
+            return Ok(());
+        }
         let mut first_error = None;
         if self.consoles.ascii
-            && let Err(error) = self.write_ascii(newline)
+            && let Err(error) = self.write_ascii()
         {
             first_error = Some(error);
         }
         if self.consoles.line_mode
-            && let Err(error) = self.write_line_mode(newline)
+            && let Err(error) = self.write_line_mode()
         {
             first_error.get_or_insert(error);
         }
-        self.line.clear();
+        self.held.clear();
         match first_error {
             Some(error) => Err(error),
             None if self.consoles.is_empty() => Err(Error::NoConsole),
@@ -161,49 +318,36 @@ impl<B: Backend> Sclp<B> {
         }
     }
 
-    /// One ASCII console event (type 0x1a) with the queued bytes and the line terminator.
-    fn write_ascii(&mut self, newline: bool) -> Result<(), Error> {
-        let terminator: &[u8] = match (newline, self.crlf) {
-            (false, _) => b"",
-            (true, false) => b"\n",
-            (true, true) => b"\r\n",
-        };
-        let text = self.line.as_bytes();
-        let event_length = EventBufferHeader::SIZE + text.len() + terminator.len();
-        let length = SccbHeader::SIZE + event_length;
-
+    /// One ASCII console event (type 0x1a) with the held pieces, each newline as the line
+    /// terminator.
+    fn write_ascii(&mut self) -> Result<(), Error> {
+        let terminator: &[u8] = if self.crlf { b"\r\n" } else { b"\n" };
         self.sccb.clear();
         let bytes = self.sccb.as_bytes_mut();
-        SccbHeader::request(length).encode(bytes);
+        let data = SccbHeader::SIZE + EventBufferHeader::SIZE;
+        let mut end = data;
+        for (text, newline) in self.held.pieces() {
+            bytes[end..end + text.len()].copy_from_slice(text);
+            end += text.len();
+            if newline {
+                bytes[end..end + terminator.len()].copy_from_slice(terminator);
+                end += terminator.len();
+            }
+        }
+        SccbHeader::request(end).encode(bytes);
         EventBufferHeader {
-            length: event_length as u16,
+            length: (end - SccbHeader::SIZE) as u16,
             event_type: event_type::ASCII_CONSOLE,
             flags: 0,
         }
         .encode(&mut bytes[SccbHeader::SIZE..]);
-        let data = SccbHeader::SIZE + EventBufferHeader::SIZE;
-        bytes[data..data + text.len()].copy_from_slice(text);
-        bytes[data + text.len()..length].copy_from_slice(terminator);
         self.write_event_data(Console::Ascii)
     }
 
-    /// One message event (type 0x02): MDB header, GO object, then one MTO per
-    /// [`LINE_MODE_WIDTH`] characters of EBCDIC text. At the end of a line (`newline`) the
-    /// last MTO is shorter than the width: an empty one follows text that filled its MTO.
-    fn write_line_mode(&mut self, newline: bool) -> Result<(), Error> {
-        let mut text = [0; LINE_CAPACITY];
-        let mut text_len = 0;
-        for code in self
-            .line
-            .as_bytes()
-            .iter()
-            .filter_map(|&b| line_mode_char(b))
-        {
-            text[text_len] = to_cp037(code);
-            text_len += 1;
-        }
-        let text = &text[..text_len];
-
+    /// One message event (type 0x02): MDB header, GO object, then for each held piece one
+    /// MTO per [`LINE_MODE_WIDTH`] characters of EBCDIC text. At the end of a line the last
+    /// MTO is shorter than the width: an empty one follows text that filled its MTO.
+    fn write_line_mode(&mut self) -> Result<(), Error> {
         self.sccb.clear();
         let bytes = self.sccb.as_bytes_mut();
         let mut end = FIRST_MTO;
@@ -213,11 +357,20 @@ impl<B: Backend> Sclp<B> {
             bytes[text_start..text_start + chunk.len()].copy_from_slice(chunk);
             end = text_start + chunk.len();
         };
-        for chunk in text.chunks(LINE_MODE_WIDTH) {
-            put_mto(bytes, chunk);
-        }
-        if text.len() % LINE_MODE_WIDTH == 0 && (newline || text.is_empty()) {
-            put_mto(bytes, &[]);
+        for (piece, newline) in self.held.pieces() {
+            let mut text = [0; LINE_CAPACITY];
+            let mut text_len = 0;
+            for code in piece.iter().filter_map(|&b| line_mode_char(b)) {
+                text[text_len] = to_cp037(code);
+                text_len += 1;
+            }
+            let text = &text[..text_len];
+            for chunk in text.chunks(LINE_MODE_WIDTH) {
+                put_mto(bytes, chunk);
+            }
+            if text.len() % LINE_MODE_WIDTH == 0 && (newline || text.is_empty()) {
+                put_mto(bytes, &[]);
+            }
         }
 
         SccbHeader::request(end).encode(bytes);
@@ -309,6 +462,71 @@ mod tests {
         sclp.write_str_raw(" line\n").unwrap();
         assert_eq!(event_requests(&sclp).len(), 2);
         assert_eq!(sclp.backend.ascii_text(), "first line\nsecond line\n");
+    }
+
+    /// Output with lines of every length that matters (empty, a full MTO, a full line buffer,
+    /// longer), a piece without newline, carriage returns and tabs.
+    fn mixed_output(sclp: &mut Sclp<crate::fake::FakeSclp>) {
+        for n in [0, 1, 131, 132, 133, 263, 264, 265, 600, 5] {
+            writeln!(sclp, "{}", "z".repeat(n)).unwrap();
+        }
+        for i in 0..200 {
+            writeln!(sclp, "    ok {i} a_test_name\t# time_us: {}\r", i * 37).unwrap();
+        }
+        write!(sclp, "no newline yet").unwrap();
+        sclp.flush().unwrap();
+        writeln!(sclp, " and then one").unwrap();
+    }
+
+    #[test]
+    fn held_lines_read_exactly_as_lines_written_one_by_one_in_fewer_writes() {
+        for crlf in [false, true] {
+            let (mut one_by_one, _) = initialized(Config::default());
+            one_by_one.set_crlf(crlf);
+            mixed_output(&mut one_by_one);
+            let (mut held, _) = initialized(Config::default());
+            held.set_crlf(crlf);
+            held.hold();
+            assert!(held.is_holding());
+            mixed_output(&mut held);
+            held.release().unwrap();
+            assert!(!held.is_holding());
+            assert_eq!(held.backend.ascii_text(), one_by_one.backend.ascii_text());
+            assert_eq!(
+                held.backend.line_mode_lines(),
+                one_by_one.backend.line_mode_lines()
+            );
+            let (few, many) = (
+                event_requests(&held).len(),
+                event_requests(&one_by_one).len(),
+            );
+            assert!(few * 10 < many, "{few} writes held, {many} one by one");
+            for event in event_requests(&held) {
+                assert!(event.len() <= crate::spec::SCCB_SIZE, "{}", event.len());
+            }
+        }
+    }
+
+    #[test]
+    fn held_lines_wait_for_the_release_or_a_flush() {
+        let (mut sclp, _) = initialized(Config {
+            receive_mask: ASCII_ONLY,
+            ..Config::default()
+        });
+        sclp.hold();
+        sclp.write_str_raw("first\nsecond\n").unwrap();
+        assert_eq!(event_requests(&sclp).len(), 0);
+        sclp.flush().unwrap();
+        assert_eq!(event_requests(&sclp).len(), 1);
+        assert_eq!(sclp.backend.ascii_text(), "first\nsecond\n");
+        sclp.write_str_raw("third\n").unwrap();
+        assert_eq!(event_requests(&sclp).len(), 1, "still held after a flush");
+        sclp.release().unwrap();
+        sclp.write_str_raw("fourth\n").unwrap();
+        assert_eq!(event_requests(&sclp).len(), 3);
+        assert_eq!(sclp.backend.ascii_text(), "first\nsecond\nthird\nfourth\n");
+        sclp.release().unwrap();
+        assert_eq!(event_requests(&sclp).len(), 3, "nothing held: no write");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use core::fmt;
 
-use crate::console::LineBuffer;
+use crate::console::{Held, LineBuffer};
 use crate::spec::{
     INTERRUPTION_PARAMETER_FLAGS, WriteEventMask, command, condition_code, response,
 };
@@ -25,6 +25,8 @@ pub struct Sclp<B: Backend> {
     pub(crate) consoles: Consoles,
     pub(crate) crlf: bool,
     pub(crate) line: LineBuffer,
+    pub(crate) held: Held,
+    pub(crate) holding: bool,
 }
 
 impl<B: Backend> Sclp<B> {
@@ -37,6 +39,8 @@ impl<B: Backend> Sclp<B> {
             consoles: Consoles::BOTH,
             crlf: false,
             line: LineBuffer::new(),
+            held: Held::new(),
+            holding: false,
         }
     }
 
@@ -111,6 +115,7 @@ impl<B: Backend> fmt::Debug for Sclp<B> {
             .field("consoles", &self.consoles)
             .field("crlf", &self.crlf)
             .field("pending", &self.line.len())
+            .field("held", &self.held.len())
             .finish_non_exhaustive()
     }
 }

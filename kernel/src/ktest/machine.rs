@@ -93,7 +93,11 @@ fn run_registered(
 ) -> Result<(), String> {
     let boundary = Boundary::take();
     current::set(Some((test, position.1)));
+    // The runner's lines since the last body go out before this one runs (it may hang);
+    // its own lines go out as it prints them.
+    crate::console::release();
     let result = crate::trap::catch(|| (body.run)(t));
+    crate::console::hold();
     current::set(None);
     crate::trap::restore_kernel_state();
     // A rule of the series the memory manager found broken while the test ran (the
