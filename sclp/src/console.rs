@@ -116,7 +116,7 @@ impl Held {
     }
 
     /// Pieces held.
-    pub(crate) fn len(&self) -> usize {
+    pub(crate) fn pieces_held(&self) -> usize {
         self.count
     }
 
@@ -296,7 +296,7 @@ impl<B: Backend> Sclp<B> {
     /// "not active" (0x05F0, z/VM's VT220) or "invalid function" (0x40F0, no such device) is
     /// dropped and the other carries on; any other failure is returned after both were tried.
     fn send_held(&mut self) -> Result<(), Error> {
-        if self.held.len() == 0 {
+        if self.held.pieces_held() == 0 {
             return Ok(());
         }
         let mut first_error = None;

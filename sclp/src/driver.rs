@@ -115,7 +115,7 @@ impl<B: Backend> fmt::Debug for Sclp<B> {
             .field("consoles", &self.consoles)
             .field("crlf", &self.crlf)
             .field("pending", &self.line.len())
-            .field("held", &self.held.len())
+            .field("held", &self.held.pieces_held())
             .finish_non_exhaustive()
     }
 }
