@@ -106,14 +106,15 @@ fn chunks(va: VirtAddr, len: usize) -> impl Iterator<Item = (usize, usize)> {
 unsafe fn mvc(dst: u64, src: u64, n: usize) {
     debug_assert!((1..=256).contains(&n));
     // SAFETY: the caller's contract; EXRL ORs `n - 1` into the length field of the MVC
-    // template, which is skipped when reached in line.
+    // template, which is skipped when reached in line. The length must not be in r0, for
+    // which EXECUTE ORs nothing (the MVC would move one byte): `reg_addr` excludes it.
     unsafe {
         asm!(
             "exrl {len}, 1f",
             "j 2f",
             "1: mvc 0(1,{dst}),0({src})",
             "2:",
-            len = in(reg) n - 1,
+            len = in(reg_addr) n - 1,
             dst = in(reg_addr) dst,
             src = in(reg_addr) src,
             options(nostack),
