@@ -107,33 +107,46 @@ pub fn kernel_main(tests: &'static [ktest::KTest]) -> ! {
     let essa_native = cmma::backend::probe();
     let backend = cmma::backend::select(options.cmma, essa_native, memory);
     crate::io::channel::init();
-    let disk_status = match crate::io::disk::init() {
-        Ok(()) => crate::io::disk::with(|d| {
+    let tests = ktest::machine::registry();
+    if tests.is_empty() {
+        panic!("no tests registered: the .kernel_tests section is empty (link problem)");
+    }
+    let run_options = runner::Options {
+        filter: options.filter.clone(),
+        skip: options.skip,
+        list: options.list,
+        seed: options.seed.unwrap_or_else(|| cpu::tod() >> 12),
+        shuffle: options.shuffle,
+        command_line: options.raw.clone(),
+        selftest: options.selftest.clone(),
+        bench: options.bench,
+        inject: options.inject.clone(),
+    };
+    // Nothing done at boot that a test does not need: opening the disk and starting the
+    // memory manager are half the boot's work under TCG.
+    let needed = runner::needs_memory_manager(tests, &run_options);
+    let disk_status = match needed.then(crate::io::disk::init) {
+        None => {
+            crate::io::disk::leave_unopened();
+            alloc::format!("not opened: {NOT_NEEDED}")
+        }
+        Some(Ok(())) => crate::io::disk::with(|d| {
             alloc::format!("virtio-blk at {}, {} sectors", d.subchannel(), d.sectors())
         })
         .unwrap_or_default(),
-        Err(e) => alloc::format!("{e}"),
+        Some(Err(e)) => alloc::format!("{e}"),
     };
-    let mm_status = match backing_store(options.mm_backing) {
-        Err(why) => alloc::format!("off ({why})"),
-        Ok(disk) => match (disk.name(), vm::init(pool.clone(), disk)) {
-            (backing, Ok(())) => alloc::format!(
-                "{} frames ({} KiB{}) at {:#x}, backing store {backing}: {} KiB",
-                pool.end.as_u64() - pool.start.as_u64(),
-                pool_size >> 10,
-                match (pool_capped_from, options.mm_pool) {
-                    (Some(default), None) =>
-                        alloc::format!(", not the default {} KiB: storage is short", default >> 10),
-                    _ => alloc::string::String::new(),
-                },
-                pool_bytes.start,
-                vm::with(|mm| {
-                    use crate::mm::backing::BlockDevice;
-                    mm.device().blocks() * 4
-                })
-            ),
-            (_, Err(e)) => alloc::format!("failed to start: {e}"),
-        },
+    let mm_status = if !needed {
+        vm::leave_off();
+        alloc::format!("not started: {NOT_NEEDED}")
+    } else {
+        start_mm(
+            &options,
+            &pool,
+            pool_size,
+            pool_capped_from,
+            pool_bytes.start,
+        )
     };
 
     let consoles = console::CONSOLE.lock().consoles();
@@ -193,21 +206,6 @@ pub fn kernel_main(tests: &'static [ktest::KTest]) -> ! {
         "boot: {} us of guest time",
         cpu::tod_to_us(cpu::tod().wrapping_sub(boot_start))
     );
-    let tests = ktest::machine::registry();
-    if tests.is_empty() {
-        panic!("no tests registered: the .kernel_tests section is empty (link problem)");
-    }
-    let run_options = runner::Options {
-        filter: options.filter.clone(),
-        skip: options.skip,
-        list: options.list,
-        seed: options.seed.unwrap_or_else(|| cpu::tod() >> 12),
-        shuffle: options.shuffle,
-        command_line: options.raw.clone(),
-        selftest: options.selftest.clone(),
-        bench: options.bench,
-        inject: options.inject.clone(),
-    };
     for w in runner::option_warnings(tests, &run_options) {
         println!("# warning: {w}");
     }
@@ -227,6 +225,41 @@ pub fn kernel_main(tests: &'static [ktest::KTest]) -> ! {
     // What the run wrote to the disk: xtask checks the disk file against it.
     crate::io::disk::print_write_report();
     shutdown::exit(totals.exit_status())
+}
+
+/// What the banner says of the disk and the memory manager a boot leaves off.
+const NOT_NEEDED: &str = "no test this boot runs needs it (all flagged no_mm)";
+
+/// Starts the memory manager over the backing store `mm.backing=` chose, with the frames
+/// of `pool`; returns the banner's `mm:` text.
+fn start_mm(
+    options: &cmdline::Options,
+    pool: &core::ops::Range<Pfn>,
+    pool_size: u64,
+    pool_capped_from: Option<u64>,
+    pool_start: u64,
+) -> alloc::string::String {
+    match backing_store(options.mm_backing) {
+        Err(why) => alloc::format!("off ({why})"),
+        Ok(disk) => match (disk.name(), vm::init(pool.clone(), disk)) {
+            (backing, Ok(())) => alloc::format!(
+                "{} frames ({} KiB{}) at {:#x}, backing store {backing}: {} KiB",
+                pool.end.as_u64() - pool.start.as_u64(),
+                pool_size >> 10,
+                match (pool_capped_from, options.mm_pool) {
+                    (Some(default), None) =>
+                        alloc::format!(", not the default {} KiB: storage is short", default >> 10),
+                    _ => alloc::string::String::new(),
+                },
+                pool_start,
+                vm::with(|mm| {
+                    use crate::mm::backing::BlockDevice;
+                    mm.device().blocks() * 4
+                })
+            ),
+            (_, Err(e)) => alloc::format!("failed to start: {e}"),
+        },
+    }
 }
 
 /// The memory manager's backing store as `mm.backing=` chose it, or why there is none.

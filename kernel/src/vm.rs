@@ -39,7 +39,7 @@ use crate::mm::manager::{Mm, MmConfig, USER_END, USER_START};
 use crate::mm::page::Page;
 use crate::quiesce::{Grace, Quiescence};
 use core::ops::Range;
-use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
 /// ESSA as the kernel issues it: the instruction (native, or trapped into the model).
 #[derive(Debug, Default)]
@@ -333,6 +333,21 @@ fn start(pool: Range<Pfn>, mut disk: KernelDisk) -> Result<(), InitError> {
     }
     *MM.lock() = Some(mm);
     Ok(())
+}
+
+/// Set when the boot left the memory manager off because no test it runs needs it
+/// (`ktest::flags::NO_MM`).
+static LEFT_OFF: AtomicBool = AtomicBool::new(false);
+
+/// The boot does without the memory manager: no test it runs needs it.
+pub fn leave_off() {
+    LEFT_OFF.store(true, Ordering::Relaxed);
+}
+
+/// Whether the boot left the memory manager off on purpose ([`leave_off`]): a test that
+/// asks for it then was flagged `NO_MM` wrongly, which fails it.
+pub fn left_off() -> bool {
+    LEFT_OFF.load(Ordering::Relaxed)
 }
 
 /// True when the memory manager runs (there is a backing store).

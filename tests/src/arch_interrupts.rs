@@ -9,7 +9,7 @@ kernel::ktest_suite!("arch::interrupts");
 
 ktest! {
     /// An unassigned opcode: operation exception, ILC 2, old PSW after the instruction.
-    fn operation_exception(t) [EXPECTS_PGM] {
+    fn operation_exception(t) [EXPECTS_PGM, NO_MM] {
         if let Some(info) = t.expect_pgm(0x01, probe::invalid_opcode) {
             check_eq!(t, info.ilen, 2);
             check_eq!(t, info.psw.addr, info.instruction_address() + 2);
@@ -22,7 +22,7 @@ ktest! {
     /// A privileged instruction (STCTG, 6 bytes) in problem state: privileged-operation
     /// exception with the problem-state bit in the old PSW; the kernel is back in
     /// supervisor state afterwards.
-    fn privileged_operation(t) [EXPECTS_PGM] {
+    fn privileged_operation(t) [EXPECTS_PGM, NO_MM] {
         if let Some(info) = t.expect_pgm(0x02, probe::privileged_operation_in_problem_state) {
             check_eq!(t, info.ilen, 6);
             check!(t, info.psw.mask & psw_mask::PSTATE != 0, "old PSW mask {:#x}", info.psw.mask);
@@ -33,7 +33,7 @@ ktest! {
 
 ktest! {
     /// A misaligned LPSWE operand: specification exception.
-    fn specification_exception(t) [EXPECTS_PGM] {
+    fn specification_exception(t) [EXPECTS_PGM, NO_MM] {
         if let Some(info) = t.expect_pgm(0x06, probe::misaligned_lpswe) {
             check_eq!(t, info.ilen, 4);
         }
@@ -42,7 +42,7 @@ ktest! {
 
 ktest! {
     /// A store beyond the configured storage: addressing exception.
-    fn addressing_exception(t) [EXPECTS_PGM] {
+    fn addressing_exception(t) [EXPECTS_PGM, NO_MM] {
         if let Some(info) = t.expect_pgm(0x05, probe::store_beyond_storage) {
             check_eq!(t, info.ilen, 4);
         }
@@ -52,7 +52,7 @@ ktest! {
 ktest! {
     /// `expect_pgm` fails a test when nothing arrives (checked on a scratch context, so
     /// this test stays green).
-    fn expect_pgm_without_interruption_fails(t) {
+    fn expect_pgm_without_interruption_fails(t) [NO_MM] {
         let mut scratch = alloc::string::String::new();
         let mut inner = kernel::ktest::Test::new(&mut scratch, "", 0);
         let got = inner.expect_pgm(0x01, || {});
@@ -64,7 +64,7 @@ ktest! {
 
 ktest! {
     /// A different code than expected is a failure too, and reports both codes.
-    fn expect_pgm_wrong_code_fails(t) {
+    fn expect_pgm_wrong_code_fails(t) [NO_MM] {
         let mut scratch = alloc::string::String::new();
         let mut inner = kernel::ktest::Test::new(&mut scratch, "", 0);
         let got = inner.expect_pgm(0x06, probe::invalid_opcode);
@@ -77,7 +77,7 @@ ktest! {
 ktest! {
     /// After an interruption was caught, the kernel's state is intact: interruptions
     /// still disabled, supervisor state, 64-bit mode.
-    fn state_survives_caught_interruptions(t) {
+    fn state_survives_caught_interruptions(t) [NO_MM] {
         let _ = t.expect_pgm(0x01, probe::invalid_opcode);
         let mask = kernel::arch::cpu::current_psw_mask();
         check_eq!(t, mask & (psw_mask::EXT | psw_mask::IO | psw_mask::PSTATE), 0);

@@ -17,7 +17,7 @@ kernel::ktest_suite!("arch::protection");
 ktest! {
     /// A store to real address 0x100 (low-address-protected lowcore) raises a
     /// protection exception.
-    fn low_address_protection(t) [EXPECTS_PGM] {
+    fn low_address_protection(t) [EXPECTS_PGM, NO_MM] {
         if let Some(info) = t.expect_pgm(0x04, || probe::rewrite_low_real(0x100)) {
             // With enhanced suppression on protection 2 (facility 131), TEID bits 56, 60
             // and 61 = 1, 0, 0 name low-address protection. Without it they need not
@@ -33,7 +33,7 @@ ktest! {
 
 ktest! {
     /// Kernel text is mapped read-only: a store raises a protection exception.
-    fn text_is_read_only(t) [EXPECTS_PGM] {
+    fn text_is_read_only(t) [EXPECTS_PGM, NO_MM] {
         if let Some(info) = t.expect_pgm(0x04, probe::rewrite_kernel_text) {
             check_eq!(t, info.teid & !0xfff, image::layout().text_start);
         }
@@ -44,7 +44,7 @@ ktest! {
 
 ktest! {
     /// Page 0 is not mapped: a null dereference raises a page-translation exception.
-    fn null_page_is_unmapped(t) [EXPECTS_PGM] {
+    fn null_page_is_unmapped(t) [EXPECTS_PGM, NO_MM] {
         if let Some(info) = t.expect_pgm(0x11, || { black_box(probe::load_null()); }) {
             check_eq!(t, info.teid & !0xfff, 0);
         }
@@ -69,7 +69,7 @@ fn recurse(depth: u64) -> u64 {
 ktest! {
     /// Every stack has an unmapped guard page below it; running into it is a
     /// translation exception at the guard page, and the kernel names it a stack overflow.
-    fn stack_overflow_hits_the_guard_page(t) [EXPECTS_PGM] {
+    fn stack_overflow_hits_the_guard_page(t) [EXPECTS_PGM, NO_MM] {
         let guards = image::layout().stack_guards;
         for guard in guards {
             check!(t, kspace::kernel_mapping(guard).is_none(), "guard {guard:#x} mapped");
@@ -84,7 +84,7 @@ ktest! {
 ktest! {
     /// Data is not executable where the CPU has instruction-execution protection
     /// (facility 130): branching into the heap raises a protection exception.
-    fn data_is_not_executable(t) [EXPECTS_PGM] {
+    fn data_is_not_executable(t) [EXPECTS_PGM, NO_MM] {
         if !Facilities(kernel::arch::cpu::facilities()).has(facility::IEP) {
             t.skip("no instruction-execution protection (facility 130) on this CPU model");
             return;
@@ -170,7 +170,7 @@ ktest! {
     /// Key-controlled store protection: a store needs PSW key 0 or the frame's access
     /// key; under any other key it is refused with a protection exception and storage
     /// stays as it was.
-    fn store_needs_a_matching_storage_key(t) [EXPECTS_PGM] {
+    fn store_needs_a_matching_storage_key(t) [EXPECTS_PGM, NO_MM] {
         let mut frame = KeyedFrame::new(0x11);
         frame.set_key(0x90);
         check_eq!(t, storage::iske(frame.address()) & (key::ACCESS | key::FETCH_PROTECTION), 0x90);
@@ -193,7 +193,7 @@ ktest! {
 ktest! {
     /// Fetch protection: with the frame's fetch-protection bit on, a fetch also needs PSW
     /// key 0 or the frame's access key; without the bit the same fetch goes through.
-    fn fetch_protection_needs_a_matching_storage_key(t) [EXPECTS_PGM] {
+    fn fetch_protection_needs_a_matching_storage_key(t) [EXPECTS_PGM, NO_MM] {
         let frame = KeyedFrame::new(0x5a);
         frame.set_key(0x30 | key::FETCH_PROTECTION);
         check_eq!(t, keyed(|| probe::load_with_key(&frame.0[40], 3)).ok(), Some(0x5a));

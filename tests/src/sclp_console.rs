@@ -12,7 +12,7 @@ kernel::ktest_suite!("sclp::console");
 
 ktest! {
     /// At least one console event type was accepted by WRITE EVENT MASK.
-    fn has_a_console(t) {
+    fn has_a_console(t) [NO_MM] {
         let consoles = CONSOLE.lock().consoles();
         check!(t, consoles.ascii || consoles.line_mode, "{consoles:?}");
     }
@@ -22,7 +22,7 @@ ktest! {
     /// A write that spans several SCCBs completes without error on the machine's SCLP
     /// (that the bytes arrive intact is checked by the `sclp` crate's host tests against
     /// a fake SCLP; here the real one must accept every request).
-    fn long_line_is_written(t) {
+    fn long_line_is_written(t) [NO_MM] {
         let mut console = CONSOLE.lock();
         let mut result = console.write_str("    # long line:");
         for i in 0..300 {
@@ -54,7 +54,7 @@ fn kernel_read_scp_info() -> Result<Result<ScpInfo, sclp::Error>, &'static str> 
 ktest! {
     /// READ SCP INFO reports memory in whole MiB, at least what QEMU's smallest useful
     /// guest has, and at least one CPU; asking twice gives the same answer.
-    fn read_scp_info(t) {
+    fn read_scp_info(t) [NO_MM] {
         let (first, second) = match (kernel_read_scp_info(), kernel_read_scp_info()) {
             (Ok(first), Ok(second)) => (first, second),
             (Err(reason), _) | (_, Err(reason)) => { t.skip(reason); return; }
@@ -75,7 +75,7 @@ ktest! {
     /// Probing storage with real-address loads (the kernel's fallback when READ SCP INFO
     /// fails, e.g. with 248 CPUs and no extended-length SCCB) finds the size READ SCP INFO
     /// reports. Guards `start::probe_storage_end`.
-    fn storage_probe_agrees_with_read_scp_info(t) {
+    fn storage_probe_agrees_with_read_scp_info(t) [NO_MM] {
         let probed = kernel::start::probe_storage_end();
         t.diag(format_args!("probed: {} MiB", probed >> 20));
         match kernel_read_scp_info() {
@@ -90,7 +90,7 @@ ktest! {
     /// Every character the KTAP output uses is accepted by the machine's consoles (the
     /// line-mode console translates to EBCDIC; the translation itself is checked byte for
     /// byte in the `sclp` crate's host tests).
-    fn ktap_charset(t) {
+    fn ktap_charset(t) [NO_MM] {
         let result = writeln!(
             CONSOLE.lock(),
             "    # charset: abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ 0123456789 #:._-=/()!,+*<>'\"[]{{}}|&%$@?;~^`\\"

@@ -44,12 +44,21 @@ pub(crate) fn needs_mm(t: &mut Test<'_>) -> bool {
         t.fail_at(at.file(), at.line(), format_args!("{reason}"));
         return false;
     }
+    if vm::left_off() {
+        let at = core::panic::Location::caller();
+        t.fail_at(at.file(), at.line(), format_args!("{}", FLAGGED_NO_MM));
+        return false;
+    }
     if !vm::available() {
         t.skip("no backing store (boot with -initrd, as cargo xtask does)");
         return false;
     }
     true
 }
+
+/// Why a test that needs the memory manager or the disk fails in a boot that left both
+/// off: every test the boot runs carries `NO_MM`, this one wrongly.
+const FLAGGED_NO_MM: &str = "the boot left the memory manager and the disk off, as every test it runs is flagged NO_MM; this one needs them";
 
 /// The subchannel of the virtio-blk disk; skips when there is none (the only reason to
 /// skip: a disk that is there but failed to come up fails the test).
@@ -67,6 +76,10 @@ pub(crate) fn needs_disk(t: &mut Test<'_>) -> Option<kernel::io::css::Subchannel
                 line!(),
                 format_args!("the virtio-blk disk failed to come up: {e}"),
             );
+            None
+        }
+        None if disk::left_unopened() => {
+            t.fail_at(file!(), line!(), format_args!("{FLAGGED_NO_MM}"));
             None
         }
         None => {

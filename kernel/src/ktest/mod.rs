@@ -37,15 +37,20 @@ pub mod flags {
     pub const XFAIL: u32 = 1 << 4;
     /// A benchmark (prints `# bench:` lines), run only with `ktest.bench`.
     pub const BENCH: u32 = 1 << 5;
+    /// The test needs neither the memory manager nor the virtio-blk disk: a boot whose
+    /// tests all carry it starts neither (nothing done at boot that a test does not need).
+    /// A test that carries it and asks for either fails.
+    pub const NO_MM: u32 = 1 << 6;
 
     /// Names for `ktest.list`, in bit order.
-    pub const NAMES: [&str; 6] = [
+    pub const NAMES: [&str; 7] = [
         "expects_pgm",
         "needs_essa",
         "slow",
         "selftest",
         "xfail",
         "bench",
+        "no_mm",
     ];
 }
 

@@ -99,6 +99,19 @@ fn eligible(test: &KTest, o: &Options) -> bool {
     (!test.has(flags::SELFTEST) || selftest_on(test.name)) && (!test.has(flags::BENCH) || o.bench)
 }
 
+/// Whether a test this boot runs (the selected ones from `ktest.skip` on) needs the
+/// memory manager or the disk: all of them flagged [`flags::NO_MM`] need neither, and a
+/// listing runs none.
+pub fn needs_memory_manager(tests: &[KTest], o: &Options) -> bool {
+    if o.list {
+        return false;
+    }
+    let selected = select(tests, o);
+    selected[o.skip.min(selected.len())..]
+        .iter()
+        .any(|t| !t.has(flags::NO_MM))
+}
+
 /// Salt for the order's random stream, so it is not the stream a test draws from the same
 /// seed.
 const ORDER_SALT: u64 = 0x6f72_6465_725f_6b74;
@@ -508,6 +521,41 @@ mod tests {
             .collect::<Vec<_>>()
             .join("\n");
         (s, totals)
+    }
+
+    #[test]
+    fn only_a_boot_whose_tests_all_carry_no_mm_does_without_the_memory_manager() {
+        static SOME: [KTest; 3] = [
+            d("a::console", "one", 10, flags::NO_MM, pass),
+            d(
+                "a::console",
+                "two",
+                11,
+                flags::NO_MM | flags::EXPECTS_PGM,
+                pass,
+            ),
+            d("b::mm", "reads", 20, 0, pass),
+        ];
+        let with = |filter: &[&str], skip: usize, list: bool| Options {
+            filter: filter.iter().map(|f| f.to_string()).collect(),
+            skip,
+            list,
+            ..Options::default()
+        };
+        assert!(needs_memory_manager(&SOME, &with(&[], 0, false)));
+        assert!(!needs_memory_manager(&SOME, &with(&["a::*"], 0, false)));
+        assert!(!needs_memory_manager(
+            &SOME,
+            &with(&["a::console.two"], 0, false)
+        ));
+        assert!(needs_memory_manager(
+            &SOME,
+            &with(&["*.two", "b::*"], 0, false)
+        ));
+        // A resumed boot runs only what follows the skipped tests; a listing runs none.
+        assert!(needs_memory_manager(&SOME, &with(&[], 2, false)));
+        assert!(!needs_memory_manager(&SOME, &with(&[], 3, false)));
+        assert!(!needs_memory_manager(&SOME, &with(&[], 0, true)));
     }
 
     #[test]
