@@ -30,7 +30,7 @@ ktest! {
     /// Every CPU address READ SCP INFO lists is either running the kernel or reported
     /// with why it did not come up; with `smp.fail=ADDR` exactly that CPU failed, at
     /// SIGP SET PREFIX (a prefix beyond storage), and the others still run.
-    fn every_listed_cpu_is_online_or_reported(t) {
+    fn every_listed_cpu_is_online_or_reported(t) [NO_MM] {
         let boot = kernel::smp::boot();
         let cpus = smp::cpus();
         check_eq!(t, cpus[0].address, cpu::cpu_address());
@@ -62,7 +62,7 @@ ktest! {
     /// Each CPU runs in its own 8 KiB prefix area: STORE PREFIX on every CPU gives the
     /// lowcore its bring-up allocated (0 for CPU 0), all distinct, 8 KiB aligned, below
     /// 2 GiB; and each CPU's STORE CPU ADDRESS is the address it was started at.
-    fn prefix_areas_are_distinct(t) {
+    fn prefix_areas_are_distinct(t) [NO_MM] {
         let online = smp::online().len();
         static PREFIX: PerCpu<AtomicU64> = PerCpu::new([const { AtomicU64::new(u64::MAX) }; MAX_CPUS]);
         static ADDRESS: PerCpu<AtomicU64> = PerCpu::new([const { AtomicU64::new(u64::MAX) }; MAX_CPUS]);
@@ -91,7 +91,7 @@ ktest! {
 ktest! {
     /// SIGP EXTERNAL CALL and EMERGENCY SIGNAL from CPU 0 wake every idle secondary,
     /// which takes each (code 0x1202 / 0x1201) with CPU 0's address as the sender.
-    fn signals_reach_every_cpu_with_their_sender(t) {
+    fn signals_reach_every_cpu_with_their_sender(t) [NO_MM] {
         let secondaries: Vec<usize> = smp::online().into_iter().skip(1).collect();
         if secondaries.is_empty() {
             t.skip("no secondary CPU online");
@@ -115,7 +115,7 @@ ktest! {
 ktest! {
     /// A secondary's external call reaches CPU 0 in the middle of a run: CPU 0 runs its
     /// part with external interruptions enabled (for the watchdog) and takes it there.
-    fn a_secondary_signals_cpu0_during_a_run(t) {
+    fn a_secondary_signals_cpu0_during_a_run(t) [NO_MM] {
         let before = smp::signals_received(0);
         let sent = AtomicUsize::new(0);
         if !t.on_cpus(2, |c| {
@@ -143,7 +143,7 @@ ktest! {
     /// ticks must not be what wakes it) while CPU 1 holds the lock, then CPU 1 sleeping
     /// (disabled: only the signal can wake it) while CPU 0 holds it. The holder releases
     /// the lock once the other CPU went to sleep, and waits until it has the lock.
-    fn a_cpu_waiting_for_a_held_lock_sleeps_until_the_release_wakes_it(t) {
+    fn a_cpu_waiting_for_a_held_lock_sleeps_until_the_release_wakes_it(t) [NO_MM] {
         static LOCK: CpuMutex<u64> = CpuMutex::new(0);
         static CPUS: [AtomicUsize; 2] = [const { AtomicUsize::new(0) }; 2];
         for sleeper in 0..2 {
@@ -182,7 +182,7 @@ ktest! {
     /// Per-CPU data stays per CPU: on every CPU at once, each writes its number into its
     /// own slot and, 200 times, takes a program interruption it expects, caught by its
     /// own recovery scope with its own code and address, while the others do the same.
-    fn per_cpu_state_under_concurrent_interruptions(t) {
+    fn per_cpu_state_under_concurrent_interruptions(t) [NO_MM] {
         static SLOT: PerCpu<AtomicUsize> = PerCpu::new([const { AtomicUsize::new(usize::MAX) }; MAX_CPUS]);
         let online = smp::online().len();
         t.on_cpus(online, |c| {
@@ -213,7 +213,7 @@ ktest! {
     /// Each CPU takes its interruptions on its own stacks: every CPU at once makes
     /// 5000 supervisor calls, each with a value of its own in a register, and gets every
     /// value back (a handler frame shared with another CPU would hand back the other's).
-    fn interruption_frames_are_per_cpu(t) {
+    fn interruption_frames_are_per_cpu(t) [NO_MM] {
         let online = smp::online().len();
         t.on_cpus(online, |c| {
             for i in 0..5000u64 {
@@ -235,7 +235,7 @@ ktest! {
     /// Expecting an interruption is per CPU: while CPU 1 expects one, an interruption
     /// CPU 2 did not expect still gets its crash report (exactly one), and CPU 2's
     /// recovery scope, not CPU 1's, catches it.
-    fn expectations_are_per_cpu(t) [EXPECTS_PGM] {
+    fn expectations_are_per_cpu(t) [EXPECTS_PGM, NO_MM] {
         let before = kernel::trap::reports_printed();
         if smp::online().len() >= 3 {
             t.diag(format_args!("one crash report of cpu {}'s caught interruption follows", smp::online()[2]));
@@ -260,7 +260,7 @@ ktest! {
     /// Each secondary runs on its own stack with an unmapped guard page below it: a
     /// runaway recursion on a secondary ends in a translation exception at its guard
     /// page, which the kernel names as that CPU's main stack.
-    fn secondary_stacks_have_guard_pages(t) [EXPECTS_PGM] {
+    fn secondary_stacks_have_guard_pages(t) [EXPECTS_PGM, NO_MM] {
         fn recurse(depth: u64) -> u64 {
             let frame = [depth; 64];
             if depth == 0 {
@@ -347,7 +347,7 @@ ktest! {
     /// IPTE invalidates a PTE in every CPU's TLB, not only the issuer's (no
     /// local-clearing control): after CPU 0 invalidates a page, CPU 1, which had just
     /// used the translation, takes a page-translation exception.
-    fn ipte_purges_every_cpu(t) [EXPECTS_PGM] {
+    fn ipte_purges_every_cpu(t) [EXPECTS_PGM, NO_MM] {
         purge_reaches_other_cpu(t, |pte_addr, va, _| {
             Machine.invalidate_page(pte_addr, VirtAddr::new(va));
         });
@@ -358,7 +358,7 @@ ktest! {
     /// The memory manager's full TLB flush (after freeing tables) reaches every CPU:
     /// with the PTE made invalid in storage and the flush issued on CPU 0, CPU 1 can no
     /// longer use the translation it had cached.
-    fn full_flush_purges_every_cpu(t) [EXPECTS_PGM] {
+    fn full_flush_purges_every_cpu(t) [EXPECTS_PGM, NO_MM] {
         purge_reaches_other_cpu(t, |pte_addr, _, _| {
             Machine.write_u64(pte_addr, kernel::mm::dat::Pte::EMPTY.bits());
             Machine.flush_all();
@@ -404,7 +404,7 @@ ktest! {
     /// The harness: a secondary that stops making progress is found by the watchdog on
     /// CPU 0, reported with where it was, stopped and restarted; the other CPUs leave
     /// their barrier; afterwards the CPU runs the next body normally.
-    fn watchdog_stops_a_hung_secondary_and_the_run_goes_on(t) {
+    fn watchdog_stops_a_hung_secondary_and_the_run_goes_on(t) [NO_MM] {
         if smp::online().len() < 2 {
             t.skip("needs 2 CPUs");
             return;
@@ -446,7 +446,7 @@ ktest! {
     /// first tick, and with one already pending when CPU 0 enables external
     /// interruptions, before it enters the body (the watchdog must stay armed for the
     /// body: it once stopped there, and the hung body hung the boot).
-    fn watchdog_unwinds_a_hung_cpu0(t) {
+    fn watchdog_unwinds_a_hung_cpu0(t) [NO_MM] {
         for first_tick_us in [TICK_US, 0] {
             let report = run_with_a_hung_part(smp::online().len().min(2), 0, first_tick_us, t.seed());
             let Ok(report) = report else {
@@ -466,7 +466,7 @@ ktest! {
     /// The harness: a program interruption nobody expected on a secondary fails the run
     /// with that CPU's number and the interruption code; the other CPUs are released
     /// from the barrier they wait at; the run (and the test run) go on.
-    fn a_secondarys_program_interruption_fails_the_run_with_its_number(t) {
+    fn a_secondarys_program_interruption_fails_the_run_with_its_number(t) [NO_MM] {
         if smp::online().len() < 2 {
             t.skip("needs 2 CPUs");
             return;
@@ -505,7 +505,7 @@ ktest! {
 ktest! {
     /// The harness: checks that fail on any CPU are recorded against the test with the
     /// CPU's number, in CPU order, whatever order the CPUs failed in.
-    fn failures_are_reported_per_cpu_in_order(t) {
+    fn failures_are_reported_per_cpu_in_order(t) [NO_MM] {
         let cpus = smp::online().len().min(4);
         if cpus < 2 {
             t.skip("needs 2 CPUs");
