@@ -424,7 +424,7 @@ fn zvm_deck_with_a_cut_or_overlong_initrd_stops_the_loader_on_hercules() {
     let initrd = vec![0x5au8; 8000]; // 100 records
     // A test not flagged NO_MM beside the quick ones, so the kernel tries the backing
     // store (and one that passes without it).
-    let filter = format!("{QUICK_FILTER},smp.watchdog_unwinds_a_hung_cpu0");
+    let filter = format!("{QUICK_FILTER},cmma::essa.get_state_is_pure");
     let files = build(&bytes, Format::Zvm, &[filter], Some(&initrd)).unwrap();
     let deck = &files[0].1;
     let (log, wait) = ipl_deck_on_hercules(&deck[..deck.len() - 80]);
