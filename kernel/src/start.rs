@@ -88,7 +88,6 @@ pub fn kernel_main(tests: &'static [ktest::KTest]) -> ! {
         });
     }
     let pool = Pfn::new(pool_bytes.start / PAGE_SIZE)..Pfn::new(pool_bytes.end / PAGE_SIZE);
-    let pool_size = pool_bytes.end - pool_bytes.start;
     let mapped = pool_bytes.end;
     let protection = match kspace::init(mapped, tables, facilities.has(facility::IEP)) {
         Ok(p) => p,
@@ -125,28 +124,21 @@ pub fn kernel_main(tests: &'static [ktest::KTest]) -> ! {
     // Nothing done at boot that a test does not need: opening the disk and starting the
     // memory manager are half the boot's work under TCG.
     let needed = runner::needs_memory_manager(tests, &run_options);
+    if !needed {
+        vm::leave_off();
+    }
     let disk_status = match needed.then(crate::io::disk::init) {
-        None => {
-            crate::io::disk::leave_unopened();
-            alloc::format!("not opened: {NOT_NEEDED}")
-        }
+        None => alloc::format!("not opened: {NOT_NEEDED}"),
         Some(Ok(())) => crate::io::disk::with(|d| {
             alloc::format!("virtio-blk at {}, {} sectors", d.subchannel(), d.sectors())
         })
         .unwrap_or_default(),
         Some(Err(e)) => alloc::format!("{e}"),
     };
-    let mm_status = if !needed {
-        vm::leave_off();
-        alloc::format!("not started: {NOT_NEEDED}")
+    let mm_status = if needed {
+        start_mm(&options, pool, pool_capped_from)
     } else {
-        start_mm(
-            &options,
-            &pool,
-            pool_size,
-            pool_capped_from,
-            pool_bytes.start,
-        )
+        alloc::format!("not started: {NOT_NEEDED}")
     };
 
     let consoles = console::CONSOLE.lock().consoles();
@@ -234,18 +226,18 @@ const NOT_NEEDED: &str = "no test this boot runs needs it (all flagged no_mm)";
 /// of `pool`; returns the banner's `mm:` text.
 fn start_mm(
     options: &cmdline::Options,
-    pool: &core::ops::Range<Pfn>,
-    pool_size: u64,
+    pool: core::ops::Range<Pfn>,
     pool_capped_from: Option<u64>,
-    pool_start: u64,
 ) -> alloc::string::String {
+    let frames = pool.end.as_u64() - pool.start.as_u64();
+    let pool_start = pool.start.addr().as_u64();
     match backing_store(options.mm_backing) {
         Err(why) => alloc::format!("off ({why})"),
-        Ok(disk) => match (disk.name(), vm::init(pool.clone(), disk)) {
+        Ok(disk) => match (disk.name(), vm::init(pool, disk)) {
             (backing, Ok(())) => alloc::format!(
                 "{} frames ({} KiB{}) at {:#x}, backing store {backing}: {} KiB",
-                pool.end.as_u64() - pool.start.as_u64(),
-                pool_size >> 10,
+                frames,
+                frames * PAGE_SIZE >> 10,
                 match (pool_capped_from, options.mm_pool) {
                     (Some(default), None) =>
                         alloc::format!(", not the default {} KiB: storage is short", default >> 10),

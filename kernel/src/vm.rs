@@ -335,17 +335,19 @@ fn start(pool: Range<Pfn>, mut disk: KernelDisk) -> Result<(), InitError> {
     Ok(())
 }
 
-/// Set when the boot left the memory manager off because no test it runs needs it
-/// (`ktest::flags::NO_MM`).
+/// Set when the boot left the memory manager and its disk off because no test it runs
+/// needs either (`ktest::flags::NO_MM`).
 static LEFT_OFF: AtomicBool = AtomicBool::new(false);
 
-/// The boot does without the memory manager: no test it runs needs it.
+/// The boot does without the memory manager and the virtio-blk disk (`io::disk::init`
+/// is not called): no test it runs needs either. The disk's write report then says
+/// nothing was written.
 pub fn leave_off() {
     LEFT_OFF.store(true, Ordering::Relaxed);
 }
 
-/// Whether the boot left the memory manager off on purpose ([`leave_off`]): a test that
-/// asks for it then was flagged `NO_MM` wrongly, which fails it.
+/// Whether the boot left the memory manager and the disk off on purpose ([`leave_off`]):
+/// a test that asks for either then was flagged `NO_MM` wrongly, which fails it.
 pub fn left_off() -> bool {
     LEFT_OFF.load(Ordering::Relaxed)
 }

@@ -78,7 +78,7 @@ pub(crate) fn needs_disk(t: &mut Test<'_>) -> Option<kernel::io::css::Subchannel
             );
             None
         }
-        None if disk::left_unopened() => {
+        None if vm::left_off() => {
             t.fail_at(file!(), line!(), format_args!("{FLAGGED_NO_MM}"));
             None
         }

@@ -31,7 +31,6 @@ use alloc::collections::VecDeque;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
-use core::sync::atomic::{AtomicBool, Ordering};
 use spin::Mutex;
 
 /// The errors of `virtio-drivers`.
@@ -376,27 +375,12 @@ pub fn print_write_report() {
     let lines = match with(|d| d.written.report()) {
         Some(lines) => lines,
         // Not opened because no test needed it: nothing was written to it.
-        None if LEFT_UNOPENED.load(Ordering::Relaxed) => WriteLog::new().report(),
+        None if crate::vm::left_off() => WriteLog::new().report(),
         None => return,
     };
     for line in lines {
         crate::println!("# {line}");
     }
-}
-
-/// Set when the boot did not open the disk because no test it runs needs it.
-static LEFT_UNOPENED: AtomicBool = AtomicBool::new(false);
-
-/// The boot does without the disk: no test it runs needs it. [`init`] is not called;
-/// tests asking for the disk fail ("never probed"), and the write report says nothing
-/// was written.
-pub fn leave_unopened() {
-    LEFT_UNOPENED.store(true, Ordering::Relaxed);
-}
-
-/// Whether the boot did without the disk on purpose ([`leave_unopened`]).
-pub fn left_unopened() -> bool {
-    LEFT_UNOPENED.load(Ordering::Relaxed)
 }
 
 /// The disk, once [`init`] found one.
