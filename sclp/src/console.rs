@@ -6,7 +6,8 @@
 //! on every console. While output is held ([`Sclp::hold`]) completed lines collect instead and
 //! go out together, one SERVC per console for as many lines as one SCCB carries (several lines
 //! in one ASCII event, several MTOs in one line-mode message, as Linux's `sclp_vt220` and
-//! `sclp_rw` write them), when released or when the next line would not fit. A line longer than [`LINE_CAPACITY`] is written in pieces; the ASCII console
+//! `sclp_rw` write them), when released or when the next line would not fit. A line longer
+//! than [`LINE_CAPACITY`] is written in pieces; the ASCII console
 //! continues the piece on the same line. A line-mode line longer than [`LINE_MODE_WIDTH`] is
 //! split into several message text objects (MTOs), each shown as a line of its own; every line
 //! ends with an MTO shorter than the width (an empty one when the text fills its last MTO
@@ -131,10 +132,8 @@ impl Held {
             .iter()
             .filter(|&&b| line_mode_char(b).is_some())
             .count();
-        let mut mtos = shown.div_ceil(LINE_MODE_WIDTH);
-        if shown % LINE_MODE_WIDTH == 0 && (newline || shown == 0) {
-            mtos += 1;
-        }
+        let mtos =
+            shown.div_ceil(LINE_MODE_WIDTH) + usize::from(ends_with_empty_mto(shown, newline));
         (
             text.len() + terminator,
             mtos * line_mode::MTO_HEADER_SIZE + shown,
@@ -177,6 +176,13 @@ impl Held {
         self.ascii_bytes = 0;
         self.line_mode_bytes = 0;
     }
+}
+
+/// Whether a piece of `shown` line-mode characters ends with an empty MTO: at the end of a
+/// line whose text filled its last MTO (so the reader does not join it to the next line),
+/// and for an empty piece (a message needs an MTO).
+fn ends_with_empty_mto(shown: usize, newline: bool) -> bool {
+    shown.is_multiple_of(LINE_MODE_WIDTH) && (newline || shown == 0)
 }
 
 /// One of the two consoles, for dropping the one that refused output.
@@ -368,7 +374,7 @@ impl<B: Backend> Sclp<B> {
             for chunk in text.chunks(LINE_MODE_WIDTH) {
                 put_mto(bytes, chunk);
             }
-            if text.len() % LINE_MODE_WIDTH == 0 && (newline || text.is_empty()) {
+            if ends_with_empty_mto(text.len(), newline) {
                 put_mto(bytes, &[]);
             }
         }
