@@ -716,6 +716,16 @@ fn stop_between_read_and_swap(entry: kernel::mm::addr::PhysAddr) {
     let _ = wait_until(5_000_000, || MM_STORED.load(Ordering::Acquire));
 }
 
+/// A user space with one anonymous page, mapped by a store of `word`.
+fn space_with_a_stored_page(word: u64) -> (UserSpace, VirtAddr) {
+    let space = UserSpace::new().expect("user space");
+    let va = crate::support::map_anon(&space, 1);
+    space.enter();
+    uaccess::write_u64(va, word);
+    space.leave();
+    (space, va)
+}
+
 /// The PTE that maps `va` in `space` (valid ones only) and its address.
 fn user_pte(space: &UserSpace, va: VirtAddr) -> Option<(kernel::mm::addr::PhysAddr, Pte)> {
     vm::with(|mm| {
@@ -736,14 +746,7 @@ ktest! {
     /// let go). The page then comes back read-only on a touch, with its data.
     fn a_host_revocation_does_not_undo_a_concurrent_store_of_the_entry(t) [NEEDS_ESSA] {
         if !needs_mm_with_model(t) { return; }
-        let space = match UserSpace::new() {
-            Ok(space) => space,
-            Err(e) => { check!(t, false, "user space: {e:?}"); return; }
-        };
-        let va = crate::support::map_anon(&space, 1);
-        space.enter();
-        uaccess::write_u64(va, 0x5eed_c0de);
-        space.leave();
+        let (space, va) = space_with_a_stored_page(0x5eed_c0de);
         let Some((entry, pte)) = user_pte(&space, va) else {
             check!(t, false, "the store did not map the page");
             return;
@@ -803,14 +806,7 @@ ktest! {
     /// would read whatever the frame holds next as segment entries.
     fn a_replaced_segment_table_waits_for_a_grace_period(t) {
         if !needs_mm(t) { return; }
-        let space = match UserSpace::new() {
-            Ok(space) => space,
-            Err(e) => { check!(t, false, "user space: {e:?}"); return; }
-        };
-        let first = crate::support::map_anon(&space, 1);
-        space.enter();
-        uaccess::write_u64(first, 1);
-        space.leave();
+        let (space, first) = space_with_a_stored_page(1);
         let far = VirtAddr::new(first.as_u64() + (3 << 29));
         let mapped = vm::with(|mm| mm.mmap(space.id(), Some(far), PAGE_SIZE, VmFlags::READ | VmFlags::WRITE, kernel::mm::mmap::MapSource::Anon));
         check_eq!(t, mapped, Ok(far));

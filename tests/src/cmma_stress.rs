@@ -7,7 +7,8 @@
 //! failure with `ktest.seed=`. `ktest.stress_ops=` scales the run.
 
 use crate::support::{
-    Rng, cached, device_bytes, heap_free, host_reclaim, model_counters, needs_mm, state_counters,
+    Rng, cached, device_bytes, heap_free, host_reclaim, model_counters, needs_mm, restore_pattern,
+    state_counters,
 };
 use alloc::boxed::Box;
 use alloc::format;
@@ -23,7 +24,7 @@ use kernel::cmma::essa::{PageStateByte, UsageState};
 use kernel::cmma::model::{Counters, DiscardRate, DiscardSchedule, MIN_AGE_ESSA, ReclaimOutcome};
 use kernel::cmma::states::last;
 use kernel::mm::addr::{PAGE_SIZE, Pfn, VirtAddr};
-use kernel::mm::backing::{files, fill_pattern};
+use kernel::mm::backing::{check_pattern, files, fill_pattern};
 use kernel::mm::debug::{self, Rule, Violation};
 use kernel::mm::ids::MappingId;
 use kernel::mm::mmap::MapSource;
@@ -149,24 +150,16 @@ struct FileModel {
 }
 
 impl FileModel {
-    /// Writes the image's pattern into every page whose contents (`bytes`) differ from
-    /// it, and writes those pages back.
+    /// Puts the image's pattern back (and writes it back) into every page whose
+    /// contents (`bytes`) differ from it.
     fn put_back_pattern(&mut self) -> Step {
-        let mut page = vec![0u8; PAGE_SIZE as usize];
-        let mut changed = false;
         for (index, bytes) in self.bytes.chunks_mut(PAGE_SIZE as usize).enumerate() {
             let offset = index as u64 * PAGE_SIZE;
-            fill_pattern(self.id, offset, &mut page);
-            if bytes != page.as_slice() {
-                vm::with(|mm| mm.write_file(self.mapping, offset, &page))
+            if check_pattern(self.id, offset, bytes).is_err() {
+                vm::with(|mm| restore_pattern(mm, self.mapping, offset, bytes.len()))
                     .map_err(|e| Failure::Mm("putting the pattern back", e))?;
-                bytes.copy_from_slice(&page);
-                changed = true;
+                fill_pattern(self.id, offset, bytes);
             }
-        }
-        if changed {
-            vm::with(|mm| mm.sync_mapping(self.mapping))
-                .map_err(|e| Failure::Mm("writing the pattern back", e))?;
         }
         Ok(())
     }
