@@ -219,6 +219,30 @@ fn raw_image_with_built_in_arguments_shows_them_in_the_banner() {
     assert!(console.contains("EXIT: STATUS=1"), "{console}");
 }
 
+/// The console holds the banner until the first test body (`console::hold`); a run that
+/// stops before one must still show it. `panic=now` panics right after the banner: the
+/// panic report (`console::take_over`) sends the held banner first. `hang=now` never ends:
+/// its line goes out before the loop.
+#[test]
+fn held_console_lines_go_out_before_a_panic_or_a_hang_at_boot() {
+    let (_, elf) = kernel_elf();
+    let image = raw_image(&elf, &["panic=now".into()]).unwrap();
+    let console = boot(&image, "zhint.bin", Console::Ascii, &[]);
+    assert_eq!(
+        banner_command_line(&console),
+        Some("panic=now"),
+        "{console}"
+    );
+    assert!(
+        console.contains("Bail out! kernel panic: deliberate panic requested by panic=now"),
+        "{console}"
+    );
+    let image = raw_image(&elf, &["hang=now".into()]).unwrap();
+    let stop = "hanging as requested by hang=now";
+    let console = boot_until(&image, "zhint.bin", Console::Ascii, &[], Some(stop));
+    assert_eq!(banner_command_line(&console), Some("hang=now"), "{console}");
+}
+
 /// CP037 of printable ASCII, for writing the test's parameter file as CMS would.
 fn to_cp037(text: &str) -> Vec<u8> {
     const TABLE: &[u8; 95] = b"\x40\x5a\x7f\x7b\x5b\x6c\x50\x7d\x4d\x5d\x5c\x4e\x6b\x60\x4b\x61\
