@@ -93,6 +93,27 @@ pub fn check_pattern(file_id: u32, offset: u64, buf: &[u8]) -> Result<(), u64> {
     check_bytes(o, &buf[head + words..])
 }
 
+/// The index of the first byte in which `a` and `b` differ (the shorter length if one
+/// is a prefix of the other), or `None` if they are equal. A doubleword at a time:
+/// slice `==` compiles to CLC on s390x, which QEMU's TCG runs a byte at a time in a
+/// helper (`do_helper_clc`), and the suites compare megabytes.
+pub fn first_difference(a: &[u8], b: &[u8]) -> Option<usize> {
+    let len = a.len().min(b.len());
+    let words = len & !7;
+    let pairs = a[..words].chunks_exact(8).zip(b[..words].chunks_exact(8));
+    for (i, (x, y)) in pairs.enumerate() {
+        let x = u64::from_be_bytes(x.try_into().expect("8 bytes"));
+        let y = u64::from_be_bytes(y.try_into().expect("8 bytes"));
+        if x != y {
+            // Big-endian: the first differing byte holds the highest differing bit.
+            return Some(i * 8 + ((x ^ y).leading_zeros() / 8) as usize);
+        }
+    }
+    (words..len)
+        .find(|&i| a[i] != b[i])
+        .or((a.len() != b.len()).then_some(len))
+}
+
 /// A buffer of `len` bytes at file offset `offset` as (bytes before the first word
 /// boundary, bytes of whole words, bytes after the last).
 fn split_words(offset: u64, len: usize) -> (usize, usize, usize) {
@@ -320,6 +341,22 @@ pub fn build_image(files: &[(u32, u64)]) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::MemDisk;
+
+    #[test]
+    fn first_difference_finds_the_first_differing_byte() {
+        let a: Vec<u8> = (0..37u8).collect();
+        assert_eq!(first_difference(&a, &a), None);
+        assert_eq!(first_difference(&[], &[]), None);
+        for at in 0..a.len() {
+            let mut b = a.clone();
+            b[at] ^= 0x80;
+            b[a.len() - 1] ^= 1;
+            assert_eq!(first_difference(&a, &b), Some(at), "at {at}");
+            assert_eq!(first_difference(&b, &a), Some(at), "at {at}");
+        }
+        assert_eq!(first_difference(&a, &a[..20]), Some(20));
+        assert_eq!(first_difference(&a[..9], &a), Some(9));
+    }
 
     #[test]
     fn pattern_differs_between_files_and_offsets() {

@@ -20,7 +20,8 @@ pub const PAGE_SIZE: u64 = 4096;
 /// [`PAGE_SIZE`] as a `usize`, for buffer lengths.
 pub const PAGE_BYTES: usize = PAGE_SIZE as usize;
 pub use image::{
-    FileEntry, Image, ImageError, build_image, check_pattern, fill_pattern, pattern, pattern_byte,
+    FileEntry, Image, ImageError, build_image, check_pattern, fill_pattern, first_difference,
+    pattern, pattern_byte,
 };
 
 /// Why a block transfer failed.

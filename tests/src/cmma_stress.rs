@@ -24,7 +24,7 @@ use kernel::cmma::essa::{PageStateByte, UsageState};
 use kernel::cmma::model::{Counters, DiscardRate, DiscardSchedule, MIN_AGE_ESSA, ReclaimOutcome};
 use kernel::cmma::states::last;
 use kernel::mm::addr::{PAGE_SIZE, Pfn, VirtAddr};
-use kernel::mm::backing::{check_pattern, files, fill_pattern};
+use kernel::mm::backing::{check_pattern, files, fill_pattern, first_difference};
 use kernel::mm::debug::{self, Rule, Violation};
 use kernel::mm::ids::MappingId;
 use kernel::mm::mmap::MapSource;
@@ -199,25 +199,30 @@ impl Region {
 
     /// What `len` bytes at `offset` must read as.
     fn expected(&self, files: &[FileModel], offset: u64, len: usize) -> Vec<u8> {
-        (offset..offset + len as u64)
-            .map(|o| self.byte(files, o))
-            .collect()
+        let mut want = Vec::with_capacity(len);
+        for (at, _, n) in page_pieces(offset, len) {
+            want.extend_from_slice(self.page_bytes(files, at, n));
+        }
+        want
     }
 
-    fn byte(&self, files: &[FileModel], offset: u64) -> u8 {
+    /// What the `n` bytes at `offset`, inside one page, show.
+    fn page_bytes<'a>(&'a self, files: &'a [FileModel], offset: u64, n: usize) -> &'a [u8] {
         let (page, in_page) = (offset / PAGE_SIZE, (offset % PAGE_SIZE) as usize);
+        let in_file = |file: usize, first_page: u64| {
+            let at = ((first_page + page) * PAGE_SIZE) as usize + in_page;
+            &files[file].bytes[at..at + n]
+        };
         match &self.kind {
-            Kind::Anon(bytes) => bytes[offset as usize],
-            Kind::Shared { file, first_page } => {
-                files[*file].bytes[((first_page + page) * PAGE_SIZE) as usize + in_page]
-            }
+            Kind::Anon(bytes) => &bytes[offset as usize..offset as usize + n],
+            Kind::Shared { file, first_page } => in_file(*file, *first_page),
             Kind::Private {
                 file,
                 first_page,
                 copies,
             } => match &copies[page as usize] {
-                Some(copy) => copy[in_page],
-                None => files[*file].bytes[((first_page + page) * PAGE_SIZE) as usize + in_page],
+                Some(copy) => &copy[in_page..in_page + n],
+                None => in_file(*file, *first_page),
             },
         }
     }
@@ -241,13 +246,14 @@ impl Region {
 
     /// Records a store of `data` at `offset`.
     fn store(&mut self, files: &mut [FileModel], offset: u64, data: &[u8]) {
-        for (i, &b) in data.iter().enumerate() {
-            let o = offset + i as u64;
+        for (o, i, n) in page_pieces(offset, data.len()) {
             let (page, in_page) = (o / PAGE_SIZE, (o % PAGE_SIZE) as usize);
+            let piece = &data[i..i + n];
             match &mut self.kind {
-                Kind::Anon(bytes) => bytes[o as usize] = b,
+                Kind::Anon(bytes) => bytes[o as usize..o as usize + n].copy_from_slice(piece),
                 Kind::Shared { file, first_page } => {
-                    files[*file].bytes[((*first_page + page) * PAGE_SIZE) as usize + in_page] = b
+                    let at = ((*first_page + page) * PAGE_SIZE) as usize + in_page;
+                    files[*file].bytes[at..at + n].copy_from_slice(piece);
                 }
                 Kind::Private {
                     file,
@@ -258,7 +264,7 @@ impl Region {
                         let at = ((*first_page + page) * PAGE_SIZE) as usize;
                         files[*file].bytes[at..at + PAGE_SIZE as usize].into()
                     });
-                    copy[in_page] = b;
+                    copy[in_page..in_page + n].copy_from_slice(piece);
                 }
             }
         }
@@ -366,6 +372,20 @@ impl core::fmt::Display for Failure {
 
 type Step = Result<(), Failure>;
 
+/// `len` bytes from `offset` cut at page boundaries: (offset, index of the piece's first
+/// byte in the range, length).
+fn page_pieces(offset: u64, len: usize) -> impl Iterator<Item = (u64, usize, usize)> {
+    let mut done = 0;
+    core::iter::from_fn(move || {
+        (done < len).then(|| {
+            let at = offset + done as u64;
+            let n = ((PAGE_SIZE - at % PAGE_SIZE) as usize).min(len - done);
+            done += n;
+            (at, done - n, n)
+        })
+    })
+}
+
 /// `what` names the object (a file id or a region address), `base` the offset of `got`.
 fn compare(
     what: impl FnOnce(u64) -> String,
@@ -374,7 +394,7 @@ fn compare(
     got: &[u8],
     want: &[u8],
 ) -> Step {
-    match got.iter().zip(want).position(|(g, w)| g != w) {
+    match first_difference(got, want) {
         None => Ok(()),
         Some(i) => {
             let at = base + i as u64;
