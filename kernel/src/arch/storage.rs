@@ -38,6 +38,25 @@ pub fn sske(addr: u64, key: u8) {
     };
 }
 
+/// Clears the key bits `bits` (of [`key::REFERENCE`] and [`key::CHANGE`]) of the frame at
+/// `addr`. SSKE only when one of them is set: QEMU's TCG flushes every CPU's TLB on each
+/// SSKE and RRBE (`HELPER(sske)`, `HELPER(rrbe)` in `target/s390x/tcg/mem_helper.c`),
+/// and the memory manager and the host model clear bits that are mostly clear already;
+/// ISKE only reads the key.
+pub fn clear_key_bits(addr: u64, bits: u8) {
+    let k = iske(addr);
+    if k & bits != 0 {
+        sske(addr, k & !bits);
+    }
+}
+
+/// Resets the reference bit of the frame at `addr`; returns whether it was set. RRBE
+/// only when ISKE shows it set (see [`clear_key_bits`]); a reference between the two is
+/// one after the reset.
+pub fn test_and_clear_reference(addr: u64) -> bool {
+    iske(addr) & key::REFERENCE != 0 && rrbe(addr)
+}
+
 /// RESET REFERENCE BIT EXTENDED; returns whether it was set.
 pub fn rrbe(addr: u64) -> bool {
     let cc: u64;
@@ -203,7 +222,7 @@ impl Tlb for Machine {
 
 impl StorageKeys for Machine {
     fn test_and_clear_reference(&mut self, pfn: Pfn) -> bool {
-        rrbe(pfn.addr().as_u64())
+        test_and_clear_reference(pfn.addr().as_u64())
     }
 
     fn change_bit(&mut self, pfn: Pfn) -> bool {
@@ -211,11 +230,7 @@ impl StorageKeys for Machine {
     }
 
     fn clear_change(&mut self, pfn: Pfn) {
-        let addr = pfn.addr().as_u64();
-        let k = iske(addr);
-        if k & key::CHANGE != 0 {
-            sske(addr, k & !key::CHANGE);
-        }
+        clear_key_bits(pfn.addr().as_u64(), key::CHANGE);
     }
 }
 

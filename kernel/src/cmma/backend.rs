@@ -16,7 +16,7 @@ use crate::arch::cpu::psw_mask;
 use crate::arch::interrupts::{InterruptFrame, PgmInfo, catch_pgm};
 use crate::arch::percpu::{CpuNr, this_cpu};
 use crate::arch::revoke::{self, Kind};
-use crate::arch::storage::{fill_frame, iske, key, sske};
+use crate::arch::storage::{clear_key_bits, fill_frame, iske, key};
 use crate::arch::sync::{CpuMutex, CpuMutexGuard};
 use crate::arch::{essa, kspace};
 use crate::cmdline::CmmaMode;
@@ -139,8 +139,7 @@ impl HostMemory for MachineHost {
     }
 
     fn clear_change_bit(&mut self, pfn: u64) {
-        let addr = pfn * PAGE_SIZE;
-        sske(addr, iske(addr) & !key::CHANGE);
+        clear_key_bits(pfn * PAGE_SIZE, key::CHANGE);
     }
 
     fn discard_frame(&mut self, pfn: u64) {
@@ -178,8 +177,7 @@ impl HostMemory for MachineHost {
 
 /// §1.4: after a discard, and on a fresh zero frame, the reference and change bits are 0.
 fn clear_reference_and_change(pfn: u64) {
-    let addr = pfn * PAGE_SIZE;
-    sske(addr, iske(addr) & !(key::CHANGE | key::REFERENCE));
+    clear_key_bits(pfn * PAGE_SIZE, key::CHANGE | key::REFERENCE);
 }
 
 /// Whether this CPU holds the model's lock.
