@@ -441,6 +441,33 @@ ktest! {
 }
 
 ktest! {
+    /// The watchdog's way out for a hung secondary works on a CPU that hangs in an
+    /// enabled wait, not only on one that spins: stopped in its idle wait (the PSW it
+    /// stops with has the wait bit), restarted, the CPU comes back online exactly once and
+    /// runs the next job. (QEMU's TCG leaves such a CPU halted after SIGP RESTART, see
+    /// `arch::smp::stop_and_restart`.)
+    fn a_cpu_stopped_in_a_wait_restarts_and_runs_the_next_job(t) [NO_MM] {
+        if smp::online().len() < 2 {
+            t.skip("needs 2 CPUs");
+            return;
+        }
+        let nr = smp::online()[1];
+        let starts = smp::cpus()[nr].starts;
+        let status = smp::stop_and_restart(nr);
+        check!(t, status.is_some(), "cpu {nr} was not stopped");
+        let after = smp::cpus()[nr];
+        check_eq!(t, after.state, CpuState::Online);
+        check_eq!(t, after.starts, starts + 1);
+        let again = AtomicUsize::new(0);
+        t.on_cpus(2, |c| {
+            again.fetch_add(1, Ordering::Relaxed);
+            c.barrier();
+        });
+        check_eq!(t, again.load(Ordering::Relaxed), 2);
+    }
+}
+
+ktest! {
     /// The harness: CPU 0 hanging in its own part is found by its timer and unwound out
     /// of it; the secondaries are released from their barrier. Twice: with the usual
     /// first tick, and with one already pending when CPU 0 enables external

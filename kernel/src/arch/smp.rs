@@ -170,8 +170,17 @@ static AREAS: PerCpu<AreaAddrs> = PerCpu::new(
 
 static STATE: PerCpu<AtomicU8> = PerCpu::new([const { AtomicU8::new(0) }; MAX_CPUS]);
 
-/// How often each CPU went online (1 after bring-up, +1 per restart).
+/// How often each CPU went online (1 after bring-up, +1 per restart): the number of the
+/// last start it answered, which its entry copies from [`START_REQUESTS`], so a start that
+/// took more than one SIGP RESTART (see [`restart`]) counts once.
 static STARTS: PerCpu<AtomicU64> = PerCpu::new([const { AtomicU64::new(0) }; MAX_CPUS]);
+
+/// How many starts of each CPU were asked for.
+static START_REQUESTS: PerCpu<AtomicU64> = PerCpu::new([const { AtomicU64::new(0) }; MAX_CPUS]);
+
+/// How long [`restart`] gives a CPU to come online before it stops it and restarts it
+/// again, in microseconds.
+const RESTART_RETRY_US: u64 = 50_000;
 
 fn state_of(nr: CpuNr) -> CpuState {
     match STATE.of(nr).load(Ordering::Acquire) {
@@ -190,6 +199,7 @@ pub fn init_boot_cpu() {
     }
     STATE.of(0).store(CpuState::Online as u8, Ordering::Release);
     STARTS.of(0).store(1, Ordering::Relaxed);
+    START_REQUESTS.of(0).store(1, Ordering::Relaxed);
     // SAFETY: the two subclasses only allow interruptions `zhint_ext_interrupt` handles,
     // and only where the kernel waits enabled.
     unsafe { cpu::update_cr0(cr0::EXTERNAL_CALL | cr0::EMERGENCY_SIGNAL, 0) };
@@ -323,12 +333,12 @@ fn bring_up(nr: CpuNr, address: u16, bad_prefix: Option<u64>) -> Result<(), Brin
 
     let lc = &mut area.lowcore.0;
     copy_new_psws(lc);
-    let restart = Psw {
+    let entry = Psw {
         mask: psw_mask::KERNEL,
         addr: zhint_secondary_entry as *const () as u64,
     };
-    put(lc, lowcore::RESTART_NEW_PSW, restart.mask);
-    put(lc, lowcore::RESTART_NEW_PSW + 8, restart.addr);
+    put(lc, lowcore::RESTART_NEW_PSW, entry.mask);
+    put(lc, lowcore::RESTART_NEW_PSW + 8, entry.addr);
     put(lc, lowcore::stack::PGM_TOP, pgm_top);
     put(lc, lowcore::stack::PGM_BOTTOM, pgm_bottom);
     put(lc, lowcore::stack::IRQ_TOP, irq_top);
@@ -367,16 +377,79 @@ fn bring_up(nr: CpuNr, address: u16, bad_prefix: Option<u64>) -> Result<(), Brin
     };
     order(SigpOrder::InitialCpuReset, 0)?;
     order(SigpOrder::SetPrefix, bad_prefix.unwrap_or(lowcore_addr))?;
-    let starts = STARTS.of(nr).load(Ordering::Acquire);
-    order(SigpOrder::Restart, 0)?;
+    match restart(nr, address) {
+        Restart::Online => Ok(()),
+        Restart::Refused(SigpResult::Status(status)) => {
+            Err(BringUpError::Refused(SigpOrder::Restart, status))
+        }
+        Restart::Refused(_) => Err(BringUpError::NotOperational(SigpOrder::Restart)),
+        Restart::NoHandshake => Err(BringUpError::NoHandshake),
+    }
+}
+
+/// How a [`restart`] ended.
+enum Restart {
+    /// The CPU marked itself online.
+    Online,
+    /// SIGP RESTART was not accepted.
+    Refused(SigpResult),
+    /// The CPU did not come online within [`ONLINE_TIMEOUT_US`].
+    NoHandshake,
+}
+
+/// Restarts the stopped CPU `nr` (at `address`) into `zhint_secondary_entry` and waits
+/// until it is online. A CPU that does not come online within [`RESTART_RETRY_US`] is
+/// stopped and restarted again: QEMU's TCG leaves a CPU that was stopped in a wait halted
+/// after SIGP RESTART (`s390_cpu_set_state` keeps a CPU whose PSW has the wait bit halted,
+/// and `sigp_restart` loads the restart PSW only after that, `target/s390x/sigp.c`), where
+/// the architecture has it run the restart PSW; stopped again, its PSW is the restart PSW,
+/// and the next restart runs it. A CPU that was merely slow is restarted from the top,
+/// which its entry allows, and counts its start once ([`STARTS`]).
+fn restart(nr: CpuNr, address: u16) -> Restart {
+    let ticket = START_REQUESTS.of(nr).fetch_add(1, Ordering::AcqRel) + 1;
     let deadline = cpu::tod().saturating_add(cpu::us_to_tod(ONLINE_TIMEOUT_US));
-    while STARTS.of(nr).load(Ordering::Acquire) == starts {
+    loop {
+        // SAFETY: the CPU is stopped (or running the entry of this start, which a
+        // restart begins afresh); its restart new PSW enters `zhint_secondary_entry`.
+        let order = unsafe { cpu::sigp_retry(address, SigpOrder::Restart, 0) };
+        if order != SigpResult::Accepted {
+            return Restart::Refused(order);
+        }
+        let retry = cpu::tod().saturating_add(cpu::us_to_tod(RESTART_RETRY_US));
+        while STARTS.of(nr).load(Ordering::Acquire) != ticket {
+            if cpu::tod() > deadline {
+                return Restart::NoHandshake;
+            }
+            if cpu::tod() > retry {
+                break;
+            }
+            core::hint::spin_loop();
+        }
+        if STARTS.of(nr).load(Ordering::Acquire) == ticket {
+            return Restart::Online;
+        }
+        if !stop(address, deadline) {
+            return Restart::NoHandshake;
+        }
+    }
+}
+
+/// SIGP STOP for the CPU at `address`, then SIGP SENSE until it reports stopped (the stop
+/// takes effect asynchronously); false if the order was refused or `deadline` (TOD)
+/// passed first.
+fn stop(address: u16, deadline: u64) -> bool {
+    // SAFETY: stopping a secondary abandons what it runs; the callers accept that.
+    if unsafe { cpu::sigp_retry(address, SigpOrder::Stop, 0) } != SigpResult::Accepted {
+        return false;
+    }
+    // SAFETY: SENSE changes nothing.
+    while !stopped(unsafe { cpu::sigp_retry(address, SigpOrder::Sense, 0) }) {
         if cpu::tod() > deadline {
-            return Err(BringUpError::NoHandshake);
+            return false;
         }
         core::hint::spin_loop();
     }
-    Ok(())
+    true
 }
 
 fn put(lc: &mut [u8; lowcore::SIZE], offset: usize, value: u64) {
@@ -422,7 +495,10 @@ extern "C" fn zhint_secondary_main() -> ! {
     STATE
         .of(nr)
         .store(CpuState::Online as u8, Ordering::Release);
-    STARTS.of(nr).fetch_add(1, Ordering::Release);
+    STARTS.of(nr).store(
+        START_REQUESTS.of(nr).load(Ordering::Acquire),
+        Ordering::Release,
+    );
     idle(nr)
 }
 
@@ -565,18 +641,9 @@ pub fn stop_and_restart(nr: CpuNr) -> Option<StoredStatus> {
     if nr == this_cpu() || status_addr == 0 {
         return None;
     }
-    // SAFETY: stopping a secondary abandons what it runs; the caller accepts that.
-    if unsafe { cpu::sigp_retry(address, SigpOrder::Stop, 0) } != SigpResult::Accepted {
-        return None;
-    }
-    // The stop takes effect asynchronously: wait until SIGP SENSE says stopped.
     let deadline = cpu::tod().saturating_add(cpu::us_to_tod(STOP_TIMEOUT_US));
-    // SAFETY: SENSE changes nothing.
-    while !stopped(unsafe { cpu::sigp_retry(address, SigpOrder::Sense, 0) }) {
-        if cpu::tod() > deadline {
-            return None;
-        }
-        core::hint::spin_loop();
+    if !stop(address, deadline) {
+        return None;
     }
     // SAFETY: the CPU is stopped; the status area is its own, 512-byte aligned, below
     // 2 GiB (heap), and nothing else writes it.
@@ -590,18 +657,7 @@ pub fn stop_and_restart(nr: CpuNr) -> Option<StoredStatus> {
     STATE
         .of(nr)
         .store(CpuState::Starting as u8, Ordering::Release);
-    let starts = STARTS.of(nr).load(Ordering::Acquire);
-    // SAFETY: the restart new PSW in its lowcore enters `zhint_secondary_entry`, which
-    // starts the idle loop afresh on the CPU's main stack.
-    let restarted = unsafe { cpu::sigp_retry(address, SigpOrder::Restart, 0) };
-    let deadline = cpu::tod().saturating_add(cpu::us_to_tod(ONLINE_TIMEOUT_US));
-    while restarted == SigpResult::Accepted && STARTS.of(nr).load(Ordering::Acquire) == starts {
-        if cpu::tod() > deadline {
-            break;
-        }
-        core::hint::spin_loop();
-    }
-    if STARTS.of(nr).load(Ordering::Acquire) == starts {
+    if !matches!(restart(nr, address), Restart::Online) {
         STATE
             .of(nr)
             .store(CpuState::Failed as u8, Ordering::Release);
