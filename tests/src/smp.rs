@@ -8,12 +8,13 @@ use crate::support::wait_until;
 use alloc::vec::Vec;
 use core::hint::black_box;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use kernel::arch::cpu::{self, sigp_status};
-use kernel::arch::percpu::{MAX_CPUS, PerCpu, this_cpu};
+use kernel::arch::cpu::{self, psw_mask, sigp_status};
+use kernel::arch::percpu::{CpuNr, MAX_CPUS, PerCpu, this_cpu};
 use kernel::arch::smp::{self, BringUpError, CpuState, Signal};
 use kernel::arch::storage::Machine;
 use kernel::arch::sync::CpuMutex;
 use kernel::arch::{kspace, probe};
+use kernel::ktest::Test;
 use kernel::ktest::cpus::RunReport;
 use kernel::ktest::smp::{Options, TooFewCpus, run, run_with_first_tick};
 use kernel::mm::addr::VirtAddr;
@@ -428,42 +429,51 @@ ktest! {
         for part in report.parts.iter().filter(|p| p.cpu != hung_cpu) {
             check!(t, part.abandoned, "cpu {} was not released from the barrier", part.cpu);
         }
-        let after = smp::cpus()[hung_cpu];
-        check_eq!(t, after.state, CpuState::Online);
-        check_eq!(t, after.starts, starts + 1);
-        let again = AtomicUsize::new(0);
-        t.on_cpus(2, |c| {
-            again.fetch_add(1, Ordering::Relaxed);
-            c.barrier();
-        });
-        check_eq!(t, again.load(Ordering::Relaxed), 2);
+        check_back_online(t, hung_cpu, starts);
     }
+}
+
+/// CPU `nr`, restarted once since it had `starts` starts, is online again and runs the
+/// next multi-CPU body.
+fn check_back_online(t: &mut Test<'_>, nr: CpuNr, starts: u64) {
+    let after = smp::cpus()[nr];
+    check_eq!(t, after.state, CpuState::Online);
+    check_eq!(t, after.starts, starts + 1);
+    let again = AtomicUsize::new(0);
+    t.on_cpus(2, |c| {
+        again.fetch_add(1, Ordering::Relaxed);
+        c.barrier();
+    });
+    check_eq!(t, again.load(Ordering::Relaxed), 2);
 }
 
 ktest! {
     /// The watchdog's way out for a hung secondary works on a CPU that hangs in an
     /// enabled wait, not only on one that spins: stopped in its idle wait (the PSW it
-    /// stops with has the wait bit), restarted, the CPU comes back online exactly once and
-    /// runs the next job. (QEMU's TCG leaves such a CPU halted after SIGP RESTART, see
-    /// `arch::smp::stop_and_restart`.)
+    /// stops with has the wait bit), restarted, the CPU comes back online, counts one
+    /// start, and runs the next job. (QEMU's TCG leaves such a CPU halted after SIGP
+    /// RESTART, see `arch::smp::restart`.)
     fn a_cpu_stopped_in_a_wait_restarts_and_runs_the_next_job(t) [NO_MM] {
         if smp::online().len() < 2 {
             t.skip("needs 2 CPUs");
             return;
         }
         let nr = smp::online()[1];
-        let starts = smp::cpus()[nr].starts;
-        let status = smp::stop_and_restart(nr);
-        check!(t, status.is_some(), "cpu {nr} was not stopped");
-        let after = smp::cpus()[nr];
-        check_eq!(t, after.state, CpuState::Online);
-        check_eq!(t, after.starts, starts + 1);
-        let again = AtomicUsize::new(0);
-        t.on_cpus(2, |c| {
-            again.fetch_add(1, Ordering::Relaxed);
-            c.barrier();
-        });
-        check_eq!(t, again.load(Ordering::Relaxed), 2);
+        // An idle CPU waits; one that took an interruption just now may not yet be back
+        // in its wait, so a few tries, each after a pause.
+        let mut waiting = false;
+        for _ in 0..5 {
+            wait_until(2000, || false);
+            let starts = smp::cpus()[nr].starts;
+            let status = smp::stop_and_restart(nr);
+            check!(t, status.is_some(), "cpu {nr} was not stopped");
+            check_back_online(t, nr, starts);
+            waiting = status.is_some_and(|s| s.psw.mask & psw_mask::WAIT != 0);
+            if waiting || t.failures() > 0 {
+                break;
+            }
+        }
+        check!(t, waiting, "cpu {nr} was never stopped in its wait");
     }
 }
 
