@@ -161,12 +161,14 @@ pub fn current() -> u64 {
     CURRENT.get().load(Ordering::Relaxed)
 }
 
-/// Records that this CPU started with the kernel's ASCE in CR1 (a secondary after
-/// SIGP RESTART, from the control registers its bring-up prepared).
+/// Records the ASCE this CPU started with in CR1 (a secondary after SIGP RESTART: the
+/// kernel's, from the control registers its bring-up prepared). Read from CR1, not from
+/// the kernel's space under its lock: a restart may stop a CPU in its entry and restart
+/// it (`smp::restart`), which must not leave a lock held.
 pub(super) fn started_in_kernel_space() {
-    if let Some(kernel) = kernel_asce() {
-        CURRENT.get().store(kernel.bits(), Ordering::Relaxed);
-    }
+    CURRENT
+        .get()
+        .store(super::cpu::read_cr::<1>(), Ordering::Relaxed);
 }
 
 /// Makes `asce` (a registered user space) the primary address space. Refused (false)

@@ -404,7 +404,8 @@ enum Restart {
 /// and `sigp_restart` loads the restart PSW only after that, `target/s390x/sigp.c`), where
 /// the architecture has it run the restart PSW; stopped again, its PSW is the restart PSW,
 /// and the next restart runs it. A CPU that was merely slow is restarted from the top,
-/// which its entry allows, and counts its start once ([`STARTS`]).
+/// which its entry allows (it takes no lock before it marks itself online) and counts its
+/// start once ([`STARTS`]).
 fn restart(nr: CpuNr, address: u16) -> Restart {
     let ticket = START_REQUESTS.of(nr).fetch_add(1, Ordering::AcqRel) + 1;
     let deadline = cpu::tod().saturating_add(cpu::us_to_tod(ONLINE_TIMEOUT_US));
