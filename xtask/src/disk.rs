@@ -89,6 +89,7 @@ fn fast_io() -> bool {
 
 /// Starts QEMU without a machine, with a read-only io_uring drive on the standard
 /// image, and quits it through the monitor: QEMU exits 0 only if it opened the drive.
+/// A QEMU that has not exited after [`PROBE_TIMEOUT`] is killed and counts as a no.
 fn io_uring_works() -> bool {
     use std::io::Write;
     use std::process::{Command, Stdio};
@@ -116,8 +117,24 @@ fn io_uring_works() -> bool {
         // QEMU that failed to open the drive has exited: the write may fail.
         let _ = stdin.write_all(b"quit\n");
     }
-    child.wait().is_ok_and(|status| status.success())
+    let deadline = std::time::Instant::now() + PROBE_TIMEOUT;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return status.success(),
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
+            }
+        }
+    }
 }
+
+/// How long [`io_uring_works`] waits for QEMU to quit (it takes about 30 ms).
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Why the disk's contents fail the run.
 #[derive(Debug, PartialEq, Eq)]
