@@ -87,18 +87,24 @@ fn fast_io() -> bool {
     })
 }
 
-/// Starts QEMU without a machine, with a read-only io_uring drive on the standard
-/// image, and quits it through the monitor: QEMU exits 0 only if it opened the drive.
-/// A QEMU that has not exited after [`PROBE_TIMEOUT`] is killed and counts as a no.
+/// Whether this QEMU opens an io_uring drive on the standard image ([`probe_io_uring`]);
+/// no when there is no QEMU or no image.
 fn io_uring_works() -> bool {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let (Ok(qemu), Ok(image)) = (
+    match (
         crate::install::find_qemu(),
         crate::backing_store::ensure_standard(),
-    ) else {
-        return false;
-    };
+    ) {
+        (Ok(qemu), Ok(image)) => probe_io_uring(&qemu, &image, PROBE_TIMEOUT),
+        _ => false,
+    }
+}
+
+/// Starts `qemu` without a machine, with a read-only io_uring drive on `image`, and quits
+/// it through the monitor: QEMU exits 0 only if it opened the drive. A QEMU that cannot
+/// start, or has not exited after `timeout` (then killed), counts as a no.
+fn probe_io_uring(qemu: &Path, image: &Path, timeout: std::time::Duration) -> bool {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
     let file = image.display().to_string().replace(',', ",,");
     let child = Command::new(qemu)
         .args(["-nodefaults", "-machine", "none", "-display", "none"])
@@ -117,7 +123,7 @@ fn io_uring_works() -> bool {
         // QEMU that failed to open the drive has exited: the write may fail.
         let _ = stdin.write_all(b"quit\n");
     }
-    let deadline = std::time::Instant::now() + PROBE_TIMEOUT;
+    let deadline = std::time::Instant::now() + timeout;
     loop {
         match child.try_wait() {
             Ok(Some(status)) => return status.success(),
@@ -133,7 +139,7 @@ fn io_uring_works() -> bool {
     }
 }
 
-/// How long [`io_uring_works`] waits for QEMU to quit (it takes about 30 ms).
+/// How long [`probe_io_uring`] waits for QEMU to quit (it takes about 30 ms).
 const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Why the disk's contents fail the run.
@@ -308,6 +314,44 @@ mod tests {
             a[3],
             "virtio-blk-ccw,drive=zhint-disk,queue-size=16,ioeventfd=off"
         );
+    }
+
+    /// The probe says no, and returns, for a QEMU that refuses the drive, one that never
+    /// quits, and one that is not there; a QEMU that quits when told says yes.
+    #[test]
+    fn the_io_uring_probe_says_no_unless_qemu_quits_cleanly() {
+        use std::os::unix::fs::PermissionsExt;
+        use std::time::{Duration, Instant};
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join("image");
+        std::fs::write(&image, [0u8; 512]).unwrap();
+        let fake = |name: &str, script: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+            path
+        };
+        let timeout = Duration::from_millis(300);
+        let quits = fake(
+            "quits",
+            r#"read line; [ "$line" = quit ] && exit 0; exit 3"#,
+        );
+        assert!(probe_io_uring(&quits, &image, timeout));
+        let refuses = fake("refuses", "echo 'aio=io_uring: not supported' >&2; exit 1");
+        assert!(!probe_io_uring(&refuses, &image, timeout));
+        let hangs = fake("hangs", "exec sleep 600");
+        let started = Instant::now();
+        assert!(!probe_io_uring(&hangs, &image, timeout));
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(!probe_io_uring(
+            &dir.path().join("missing"),
+            &image,
+            timeout
+        ));
     }
 
     fn image() -> Vec<u8> {
