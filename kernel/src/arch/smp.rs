@@ -170,16 +170,17 @@ static AREAS: PerCpu<AreaAddrs> = PerCpu::new(
 
 static STATE: PerCpu<AtomicU8> = PerCpu::new([const { AtomicU8::new(0) }; MAX_CPUS]);
 
-/// How often each CPU went online (1 after bring-up, +1 per restart): the number of the
-/// last start it answered, which its entry copies from [`START_REQUESTS`], so a start that
-/// took more than one SIGP RESTART (see [`restart`]) counts once.
+/// How often each CPU went online (1 after bring-up, +1 per restart that brought it
+/// online): its entry copies the number of the start it answers from [`START_REQUESTS`],
+/// so a start that took more than one SIGP RESTART (see [`restart`]) counts once.
 static STARTS: PerCpu<AtomicU64> = PerCpu::new([const { AtomicU64::new(0) }; MAX_CPUS]);
 
-/// How many starts of each CPU were asked for.
+/// The number of the start [`restart`] is waiting for: one more than [`STARTS`].
 static START_REQUESTS: PerCpu<AtomicU64> = PerCpu::new([const { AtomicU64::new(0) }; MAX_CPUS]);
 
-/// How long [`restart`] gives a CPU to come online before it stops it and restarts it
-/// again, in microseconds.
+/// How long [`restart`] first gives a CPU to come online before it stops it and restarts
+/// it again, in microseconds; doubled after each try, so a vCPU thread the host holds up
+/// for long is not restarted over and over.
 const RESTART_RETRY_US: u64 = 50_000;
 
 fn state_of(nr: CpuNr) -> CpuState {
@@ -393,7 +394,8 @@ enum Restart {
     Online,
     /// SIGP RESTART was not accepted.
     Refused(SigpResult),
-    /// The CPU did not come online within [`ONLINE_TIMEOUT_US`].
+    /// The CPU did not come online within [`ONLINE_TIMEOUT_US`], or could not be stopped
+    /// for another try; it was stopped where that was possible.
     NoHandshake,
 }
 
@@ -407,18 +409,27 @@ enum Restart {
 /// which its entry allows (it takes no lock before it marks itself online) and counts its
 /// start once ([`STARTS`]).
 fn restart(nr: CpuNr, address: u16) -> Restart {
-    let ticket = START_REQUESTS.of(nr).fetch_add(1, Ordering::AcqRel) + 1;
+    let before = STARTS.of(nr).load(Ordering::Acquire);
+    let ticket = before + 1;
+    START_REQUESTS.of(nr).store(ticket, Ordering::Release);
     let deadline = cpu::tod().saturating_add(cpu::us_to_tod(ONLINE_TIMEOUT_US));
+    let mut wait_us = RESTART_RETRY_US;
     loop {
-        // SAFETY: the CPU is stopped (or running the entry of this start, which a
-        // restart begins afresh); its restart new PSW enters `zhint_secondary_entry`.
+        // SAFETY: the CPU is stopped (by the caller, or below); neither its entry nor its
+        // idle loop holds anything another CPU needs. Its restart new PSW enters
+        // `zhint_secondary_entry`.
         let order = unsafe { cpu::sigp_retry(address, SigpOrder::Restart, 0) };
         if order != SigpResult::Accepted {
             return Restart::Refused(order);
         }
-        let retry = cpu::tod().saturating_add(cpu::us_to_tod(RESTART_RETRY_US));
+        let retry = cpu::tod().saturating_add(cpu::us_to_tod(wait_us));
         while STARTS.of(nr).load(Ordering::Acquire) != ticket {
             if cpu::tod() > deadline {
+                // A CPU that comes online after it was given up must not run.
+                stop(
+                    address,
+                    cpu::tod().saturating_add(cpu::us_to_tod(STOP_TIMEOUT_US)),
+                );
                 return Restart::NoHandshake;
             }
             if cpu::tod() > retry {
@@ -432,6 +443,14 @@ fn restart(nr: CpuNr, address: u16) -> Restart {
         if !stop(address, deadline) {
             return Restart::NoHandshake;
         }
+        // Stopped: the CPU may have marked itself online between the check above and the
+        // stop, and then be stopped in its idle wait, which the next restart must not
+        // take for a CPU that runs.
+        STATE
+            .of(nr)
+            .store(CpuState::Starting as u8, Ordering::Release);
+        STARTS.of(nr).store(before, Ordering::Release);
+        wait_us = wait_us.saturating_mul(2);
     }
 }
 
