@@ -354,6 +354,10 @@ mod tests {
             assert_eq!(first_difference(&a, &b), Some(at), "at {at}");
             assert_eq!(first_difference(&b, &a), Some(at), "at {at}");
         }
+        let mut b = a.clone();
+        b[10] ^= 1;
+        b[13] ^= 0x40;
+        assert_eq!(first_difference(&a, &b), Some(10), "two in one doubleword");
         assert_eq!(first_difference(&a, &a[..20]), Some(20));
         assert_eq!(first_difference(&a[..9], &a), Some(9));
     }

@@ -394,6 +394,7 @@ fn compare(
     got: &[u8],
     want: &[u8],
 ) -> Step {
+    debug_assert_eq!(got.len(), want.len());
     match first_difference(got, want) {
         None => Ok(()),
         Some(i) => {

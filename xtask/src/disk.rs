@@ -75,38 +75,34 @@ fn disk_args(path: &Path, fast: bool) -> [String; 4] {
 /// QEMU is asked once per process; where it refuses, the disk has QEMU's defaults.
 fn fast_io() -> bool {
     static FAST: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *FAST.get_or_init(|| {
-        let works = io_uring_works();
-        if !works {
+    *FAST.get_or_init(|| match io_uring_works() {
+        Ok(()) => true,
+        Err(why) => {
             eprintln!(
-                "xtask: note: QEMU cannot use io_uring here; the disk uses QEMU's \
-                 worker threads (slower page-cache I/O)"
+                "xtask: note: the disk uses QEMU's worker threads (slower page-cache I/O), \
+                 not io_uring: {why}"
             );
+            false
         }
-        works
     })
 }
 
-/// Whether this QEMU opens an io_uring drive on the standard image ([`probe_io_uring`]);
-/// no when there is no QEMU or no image.
-fn io_uring_works() -> bool {
-    match (
-        crate::install::find_qemu(),
-        crate::backing_store::ensure_standard(),
-    ) {
-        (Ok(qemu), Ok(image)) => probe_io_uring(&qemu, &image, PROBE_TIMEOUT),
-        _ => false,
-    }
+/// Whether this QEMU opens an io_uring drive on the standard image ([`probe_io_uring`]).
+fn io_uring_works() -> Result<(), String> {
+    let qemu = crate::install::find_qemu().map_err(|e| format!("{e:#}"))?;
+    let image = crate::backing_store::ensure_standard().map_err(|e| format!("{e:#}"))?;
+    probe_io_uring(&qemu, &image, PROBE_TIMEOUT)
 }
 
 /// Starts `qemu` without a machine, with a read-only io_uring drive on `image`, and quits
 /// it through the monitor: QEMU exits 0 only if it opened the drive. A QEMU that cannot
-/// start, or has not exited after `timeout` (then killed), counts as a no.
-fn probe_io_uring(qemu: &Path, image: &Path, timeout: std::time::Duration) -> bool {
-    use std::io::Write;
+/// start, fails (the error says why, with the last line QEMU printed) or has not exited
+/// after `timeout` (then killed) is a no.
+fn probe_io_uring(qemu: &Path, image: &Path, timeout: std::time::Duration) -> Result<(), String> {
+    use std::io::{Read, Write};
     use std::process::{Command, Stdio};
     let file = image.display().to_string().replace(',', ",,");
-    let child = Command::new(qemu)
+    let mut child = Command::new(qemu)
         .args(["-nodefaults", "-machine", "none", "-display", "none"])
         .args(["-monitor", "stdio", "-drive"])
         .arg(format!(
@@ -114,28 +110,46 @@ fn probe_io_uring(qemu: &Path, image: &Path, timeout: std::time::Duration) -> bo
         ))
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn();
-    let Ok(mut child) = child else {
-        return false;
-    };
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", qemu.display()))?;
     if let Some(mut stdin) = child.stdin.take() {
         // QEMU that failed to open the drive has exited: the write may fail.
         let _ = stdin.write_all(b"quit\n");
     }
     let deadline = std::time::Instant::now() + timeout;
-    loop {
+    let status = loop {
         match child.try_wait() {
-            Ok(Some(status)) => return status.success(),
+            Ok(Some(status)) => break Some(status),
             Ok(None) if std::time::Instant::now() < deadline => {
                 std::thread::sleep(std::time::Duration::from_millis(5));
             }
             _ => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return false;
+                break None;
             }
         }
+    };
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        let _ = pipe.read_to_string(&mut stderr);
+    }
+    let said = stderr
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
+    match status {
+        Some(status) if status.success() => Ok(()),
+        Some(status) => Err(format!(
+            "{} {status} with an io_uring drive: {said}",
+            qemu.display()
+        )),
+        None => Err(format!(
+            "{} did not quit within {timeout:?}",
+            qemu.display()
+        )),
     }
 }
 
@@ -336,22 +350,21 @@ mod tests {
             "quits",
             r#"read line; [ "$line" = quit ] && exit 0; exit 3"#,
         );
-        assert!(probe_io_uring(&quits, &image, timeout));
+        assert_eq!(probe_io_uring(&quits, &image, timeout), Ok(()));
         let refuses = fake("refuses", "echo 'aio=io_uring: not supported' >&2; exit 1");
-        assert!(!probe_io_uring(&refuses, &image, timeout));
+        let why = probe_io_uring(&refuses, &image, timeout).unwrap_err();
+        assert!(why.ends_with("aio=io_uring: not supported"), "{why}");
         let hangs = fake("hangs", "exec sleep 600");
         let started = Instant::now();
-        assert!(!probe_io_uring(&hangs, &image, timeout));
+        let why = probe_io_uring(&hangs, &image, timeout).unwrap_err();
+        assert!(why.contains("did not quit"), "{why}");
         assert!(
             started.elapsed() < Duration::from_secs(5),
             "{:?}",
             started.elapsed()
         );
-        assert!(!probe_io_uring(
-            &dir.path().join("missing"),
-            &image,
-            timeout
-        ));
+        let why = probe_io_uring(&dir.path().join("missing"), &image, timeout).unwrap_err();
+        assert!(why.starts_with("cannot start"), "{why}");
     }
 
     fn image() -> Vec<u8> {

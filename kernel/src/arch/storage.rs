@@ -42,7 +42,9 @@ pub fn sske(addr: u64, key: u8) {
 /// `addr`. SSKE only when one of them is set: QEMU's TCG flushes every CPU's TLB on each
 /// SSKE and RRBE (`HELPER(sske)`, `HELPER(rrbe)` in `target/s390x/tcg/mem_helper.c`),
 /// and the memory manager and the host model clear bits that are mostly clear already;
-/// ISKE only reads the key.
+/// ISKE only reads the key. The result is the same as the unconditional instruction's:
+/// a bit that is 0 stays 0, and no TLB entry can bypass its recording, since every clear
+/// that happens still flushes.
 pub fn clear_key_bits(addr: u64, bits: u8) {
     let k = iske(addr);
     if k & bits != 0 {
