@@ -406,8 +406,7 @@ ktest! {
     /// CPU 0, reported with where it was, stopped and restarted; the other CPUs leave
     /// their barrier; afterwards the CPU runs the next body normally.
     fn watchdog_stops_a_hung_secondary_and_the_run_goes_on(t) [NO_MM] {
-        if smp::online().len() < 2 {
-            t.skip("needs 2 CPUs");
+        if !t.needs_cpus(2) {
             return;
         }
         let hung_cpu = smp::online()[1];
@@ -454,8 +453,7 @@ ktest! {
     /// start, and runs the next job. (QEMU's TCG leaves such a CPU halted after SIGP
     /// RESTART, see `arch::smp::restart`.)
     fn a_cpu_stopped_in_a_wait_restarts_and_runs_the_next_job(t) [NO_MM] {
-        if smp::online().len() < 2 {
-            t.skip("needs 2 CPUs");
+        if !t.needs_cpus(2) {
             return;
         }
         let nr = smp::online()[1];
@@ -504,8 +502,7 @@ ktest! {
     /// with that CPU's number and the interruption code; the other CPUs are released
     /// from the barrier they wait at; the run (and the test run) go on.
     fn a_secondarys_program_interruption_fails_the_run_with_its_number(t) [NO_MM] {
-        if smp::online().len() < 2 {
-            t.skip("needs 2 CPUs");
+        if !t.needs_cpus(2) {
             return;
         }
         let victim = smp::online()[1];
@@ -543,11 +540,10 @@ ktest! {
     /// The harness: checks that fail on any CPU are recorded against the test with the
     /// CPU's number, in CPU order, whatever order the CPUs failed in.
     fn failures_are_reported_per_cpu_in_order(t) [NO_MM] {
-        let cpus = smp::online().len().min(4);
-        if cpus < 2 {
-            t.skip("needs 2 CPUs");
+        if !t.needs_cpus(2) {
             return;
         }
+        let cpus = smp::online().len().min(4);
         let options = Options { cpus, watchdog_ms: 20_000, seed: t.seed() };
         let report = run(options, &|c| {
             // Fail in reverse CPU order.

@@ -508,10 +508,28 @@ impl Test<'_> {
                 report.record(self);
                 true
             }
-            Err(TooFewCpus { wanted, online }) => {
-                self.skip(&format!("needs {wanted} CPUs, {online} online"));
+            Err(too_few) => {
+                self.skip_for(too_few);
                 false
             }
         }
+    }
+
+    /// Whether `cpus` CPUs are online; skips the test (as [`Test::on_cpus`] does) if not.
+    /// For tests that drive [`run`] or the CPUs themselves.
+    pub fn needs_cpus(&mut self, cpus: usize) -> bool {
+        let online = smp::online().len();
+        if online >= cpus {
+            return true;
+        }
+        self.skip_for(TooFewCpus {
+            wanted: cpus,
+            online,
+        });
+        false
+    }
+
+    fn skip_for(&mut self, TooFewCpus { wanted, online }: TooFewCpus) {
+        self.skip(&format!("needs {wanted} CPUs, {online} online"));
     }
 }
