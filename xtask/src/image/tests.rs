@@ -241,6 +241,9 @@ fn held_console_lines_go_out_before_a_panic_or_a_hang_at_boot() {
     let stop = "hanging as requested by hang=now";
     let console = boot_until(&image, "zhint.bin", Console::Ascii, &[], Some(stop));
     assert_eq!(banner_command_line(&console), Some("hang=now"), "{console}");
+    // `boot_until` also returns when QEMU exits: a kernel that ignored `hang=now` and ran
+    // its suites would still show the banner.
+    assert!(console.contains(stop), "{console}");
 }
 
 /// CP037 of printable ASCII, for writing the test's parameter file as CMS would.
