@@ -376,7 +376,7 @@ pub fn verify(original: &[u8], disk: &[u8], writes: &[BlockWrite]) -> Vec<Mismat
         let block = n as u64;
         match reported.get(&block) {
             None => {
-                if let Some(offset) = old.iter().zip(new).position(|(a, b)| a != b) {
+                if let Some(offset) = crate::image::first_difference(old, new) {
                     found.push(Mismatch::Unwritten { block, offset });
                 }
             }

@@ -80,8 +80,8 @@ ktest! {
             check_is!(t, counts, Some((2, 1)), "(refcount, mapcount) of page {}", page);
         }
         check_eq!(t, read_pages(&space, va, file, 0, PAGES), None);
-        let read = vm::with(|mm| mm.stats());
-        check_eq!(t, (read.major_faults, read.minor_faults), (after.major_faults, after.minor_faults));
+        let reread = vm::with(|mm| mm.stats());
+        check_eq!(t, (reread.major_faults, reread.minor_faults), (after.major_faults, after.minor_faults));
     }
 }
 
@@ -133,8 +133,8 @@ ktest! {
             }
         }
         check_eq!(t, read_pages(&space, va, file, 0, PAGES), None);
-        let read = vm::with(|mm| mm.stats());
-        check_eq!(t, (read.major_faults, read.minor_faults), (after.major_faults, after.minor_faults));
+        let reread = vm::with(|mm| mm.stats());
+        check_eq!(t, (reread.major_faults, reread.minor_faults), (after.major_faults, after.minor_faults));
     }
 }
 

@@ -39,14 +39,12 @@ pub(crate) use check_is;
 /// absent one may skip.
 #[track_caller]
 pub(crate) fn needs_mm(t: &mut Test<'_>) -> bool {
-    if let Some(reason) = vm::unusable() {
-        let at = core::panic::Location::caller();
-        t.fail_at(at.file(), at.line(), format_args!("{reason}"));
+    if vm::left_off() {
+        fail_at_caller(t, format_args!("{FLAGGED_NO_MM}"));
         return false;
     }
-    if vm::left_off() {
-        let at = core::panic::Location::caller();
-        t.fail_at(at.file(), at.line(), format_args!("{}", FLAGGED_NO_MM));
+    if let Some(reason) = vm::unusable() {
+        fail_at_caller(t, format_args!("{reason}"));
         return false;
     }
     if !vm::available() {
@@ -56,12 +54,20 @@ pub(crate) fn needs_mm(t: &mut Test<'_>) -> bool {
     true
 }
 
+/// Fails `t` at the test's own line (the caller of the skip condition that calls this).
+#[track_caller]
+fn fail_at_caller(t: &mut Test<'_>, message: core::fmt::Arguments<'_>) {
+    let at = core::panic::Location::caller();
+    t.fail_at(at.file(), at.line(), message);
+}
+
 /// Why a test that needs the memory manager or the disk fails in a boot that left both
 /// off: every test the boot runs carries `NO_MM`, this one wrongly.
 const FLAGGED_NO_MM: &str = "the boot left the memory manager and the disk off, as every test it runs is flagged NO_MM; this one needs them";
 
 /// The subchannel of the virtio-blk disk; skips when there is none (the only reason to
 /// skip: a disk that is there but failed to come up fails the test).
+#[track_caller]
 pub(crate) fn needs_disk(t: &mut Test<'_>) -> Option<kernel::io::css::SubchannelId> {
     use kernel::io::disk::{self, DiskError};
     match disk::init_result() {
@@ -71,19 +77,18 @@ pub(crate) fn needs_disk(t: &mut Test<'_>) -> Option<kernel::io::css::Subchannel
             None
         }
         Some(Err(e)) => {
-            t.fail_at(
-                file!(),
-                line!(),
+            fail_at_caller(
+                t,
                 format_args!("the virtio-blk disk failed to come up: {e}"),
             );
             None
         }
         None if vm::left_off() => {
-            t.fail_at(file!(), line!(), format_args!("{FLAGGED_NO_MM}"));
+            fail_at_caller(t, format_args!("{FLAGGED_NO_MM}"));
             None
         }
         None => {
-            t.fail_at(file!(), line!(), format_args!("the disk was never probed"));
+            fail_at_caller(t, format_args!("the disk was never probed"));
             None
         }
     }

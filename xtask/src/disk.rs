@@ -252,7 +252,7 @@ pub fn check_bytes(original: &[u8], disk: &[u8], log: &str) -> Result<usize, Che
     if !found.is_empty() {
         return Err(CheckError::Mismatch(found));
     }
-    let changed = left_changed(original, disk);
+    let changed = left_changed(original, disk, &merged);
     if changed.is_empty() {
         Ok(merged.len())
     } else {
@@ -261,22 +261,28 @@ pub fn check_bytes(original: &[u8], disk: &[u8], log: &str) -> Result<usize, Che
 }
 
 /// The pages of the files of the image at the start of `original` that differ in `disk`
-/// (the scratch area after the image is the guest's to write). An `original` that is not
-/// an image has no files.
-fn left_changed(original: &[u8], disk: &[u8]) -> Vec<(u32, u64)> {
+/// (the scratch area after the image is the guest's to write). Only blocks in `written`
+/// can: [`writes::verify`] has found every other block as it was. An `original` that is
+/// not an image has no files.
+fn left_changed(original: &[u8], disk: &[u8], written: &[BlockWrite]) -> Vec<(u32, u64)> {
     let Ok(image) = Image::parse(original) else {
         return Vec::new();
     };
     let mut changed = Vec::new();
-    for file in image.files() {
-        for index in 0..file.pages() {
-            let start = (file.start_block + index) as usize * backing::PAGE_BYTES;
-            let range = start..start + backing::PAGE_BYTES;
-            if original.get(range.clone()) != disk.get(range) {
-                changed.push((file.id, index));
-            }
+    for w in written {
+        let Some((file, index)) = image.files().iter().find_map(|f| {
+            let index = w.block.checked_sub(f.start_block)?;
+            (index < f.pages()).then_some((f.id, index))
+        }) else {
+            continue;
+        };
+        let start = w.block as usize * backing::PAGE_BYTES;
+        let range = start..start + backing::PAGE_BYTES;
+        if original.get(range.clone()) != disk.get(range) {
+            changed.push((file, index));
         }
     }
+    changed.sort_unstable();
     changed
 }
 
