@@ -28,8 +28,6 @@ pub fn kernel_main(tests: &'static [ktest::KTest]) -> ! {
         // No console: nothing can be reported, so end as a crash QEMU can see.
         cpu::disabled_wait(shutdown::CRASH_WAIT_CODE | 0xc0);
     }
-    // The banner and the runner's lines up to the first test go out together.
-    console::hold();
     let facilities = Facilities(cpu::facilities());
     let extended_sccb = facilities.has(facility::EXTENDED_LENGTH_SCCB);
     let info = console::CONSOLE.lock().read_scp_info_with(extended_sccb);
@@ -123,24 +121,26 @@ pub fn kernel_main(tests: &'static [ktest::KTest]) -> ! {
     };
     // Nothing done at boot that a test does not need: opening the disk and starting the
     // memory manager are half the boot's work under TCG.
-    let needed = runner::needs_memory_manager(tests, &run_options);
-    if !needed {
-        vm::leave_off();
-    }
-    let disk_status = match needed.then(crate::io::disk::init) {
-        None => alloc::format!("not opened: {NOT_NEEDED}"),
-        Some(Ok(())) => crate::io::disk::with(|d| {
-            alloc::format!("virtio-blk at {}, {} sectors", d.subchannel(), d.sectors())
-        })
-        .unwrap_or_default(),
-        Some(Err(e)) => alloc::format!("{e}"),
-    };
-    let mm_status = if needed {
-        start_mm(&options, pool, pool_capped_from)
+    let (disk_status, mm_status) = if runner::needs_memory_manager(tests, &run_options) {
+        let disk_status = match crate::io::disk::init() {
+            Ok(()) => crate::io::disk::with(|d| {
+                alloc::format!("virtio-blk at {}, {} sectors", d.subchannel(), d.sectors())
+            })
+            .unwrap_or_default(),
+            Err(e) => alloc::format!("{e}"),
+        };
+        (disk_status, start_mm(&options, pool, pool_capped_from))
     } else {
-        alloc::format!("not started: {NOT_NEEDED}")
+        vm::leave_off();
+        (
+            alloc::format!("not opened: {NOT_NEEDED}"),
+            alloc::format!("not started: {NOT_NEEDED}"),
+        )
     };
 
+    // The banner and the runner's lines up to the first test go out together; the boot
+    // steps above may hang, so what they print goes out at once.
+    console::hold();
     let consoles = console::CONSOLE.lock().consoles();
     println!(
         "zhint {} - guest page hinting test harness",

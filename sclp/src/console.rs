@@ -121,13 +121,11 @@ impl Held {
         self.count
     }
 
-    /// What `text` (ended by a newline or not) takes in an ASCII event and in line-mode MTOs.
-    fn cost(text: &[u8], newline: bool, crlf: bool) -> (usize, usize) {
-        let terminator = match (newline, crlf) {
-            (false, _) => 0,
-            (true, false) => 1,
-            (true, true) => 2,
-        };
+    /// What `text` (ended by a newline or not) takes in an ASCII event and in line-mode
+    /// MTOs. A newline counts as `"\r\n"` whatever the console's setting: that may change
+    /// while lines are held ([`Sclp::set_crlf`]).
+    fn cost(text: &[u8], newline: bool) -> (usize, usize) {
+        let terminator = if newline { 2 } else { 0 };
         let shown = text
             .iter()
             .filter(|&&b| line_mode_char(b).is_some())
@@ -140,17 +138,17 @@ impl Held {
         )
     }
 
-    /// Whether `text` fits besides what is held.
-    fn fits(&self, text: &[u8], newline: bool, crlf: bool) -> bool {
-        let (ascii, line_mode) = Self::cost(text, newline, crlf);
+    /// Whether a piece of cost `(ascii, line_mode)` ([`Held::cost`]) fits besides what
+    /// is held.
+    fn fits(&self, (ascii, line_mode): (usize, usize)) -> bool {
         self.count < MAX_PIECES
             && self.ascii_bytes + ascii <= ASCII_CAPACITY
             && self.line_mode_bytes + line_mode <= LINE_MODE_CAPACITY
     }
 
-    /// Holds `text`; the caller made sure it [`fits`](Self::fits).
-    fn push(&mut self, text: &[u8], newline: bool, crlf: bool) {
-        let (ascii, line_mode) = Self::cost(text, newline, crlf);
+    /// Holds `text` of cost `(ascii, line_mode)`; the caller made sure it
+    /// [`fits`](Self::fits).
+    fn push(&mut self, text: &[u8], newline: bool, (ascii, line_mode): (usize, usize)) {
         let start = self.len;
         self.text[start..start + text.len()].copy_from_slice(text);
         self.len += text.len();
@@ -290,10 +288,11 @@ impl<B: Backend> Sclp<B> {
     /// not fit.
     fn queue_line(&mut self, newline: bool) -> Result<(), Error> {
         let mut result = Ok(());
-        if !self.held.fits(self.line.as_bytes(), newline, self.crlf) {
+        let cost = Held::cost(self.line.as_bytes(), newline);
+        if !self.held.fits(cost) {
             result = self.send_held();
         }
-        self.held.push(self.line.as_bytes(), newline, self.crlf);
+        self.held.push(self.line.as_bytes(), newline, cost);
         self.line.clear();
         result
     }

@@ -375,7 +375,7 @@ pub fn print_write_report() {
     let lines = match with(|d| d.written.report()) {
         Some(lines) => lines,
         // Not opened because no test needed it: nothing was written to it.
-        None if crate::vm::left_off() => WriteLog::new().report(),
+        None if init_result().is_none() => WriteLog::new().report(),
         None => return,
     };
     for line in lines {
