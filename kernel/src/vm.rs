@@ -366,7 +366,7 @@ pub fn with<R>(f: impl FnOnce(&mut KernelMm) -> R) -> R {
         let mut guard = lock(Holding::Nothing);
         f(guard
             .as_mut()
-            .expect("memory manager not started (no backing store)"))
+            .expect("memory manager not started (no backing store, or left off: see the banner)"))
     };
     // Out of the memory manager: whatever the caller found in it, it found under the
     // lock (and holds a reference for, if it keeps it).

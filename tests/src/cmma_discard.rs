@@ -105,7 +105,7 @@ ktest! {
         if !needs_model(t, DISCARD_NEEDS_MODEL) { return; }
         let b = Block::new();
         let a = resident_addr(&b);
-        storage::sske(a, storage::iske(a) & !storage::key::CHANGE);
+        storage::clear_key_bits(a, storage::key::CHANGE);
         essa(4, a);
         check_eq!(t, host_reclaim(b.pfn()), Some(ReclaimOutcome::Discarded));
         t.expect_pgm(0x1a, || { black_box(black_box(&b.0)[0]); });

@@ -59,8 +59,13 @@ pub fn test_and_clear_reference(addr: u64) -> bool {
     iske(addr) & key::REFERENCE != 0 && rrbe(addr)
 }
 
+/// Whether the change bit of the frame at `addr` is set.
+pub fn change_bit(addr: u64) -> bool {
+    iske(addr) & key::CHANGE != 0
+}
+
 /// RESET REFERENCE BIT EXTENDED; returns whether it was set.
-pub fn rrbe(addr: u64) -> bool {
+fn rrbe(addr: u64) -> bool {
     let cc: u64;
     // SAFETY: RRBE only clears the reference bit and reports the old R/C in the CC.
     unsafe {
@@ -228,7 +233,7 @@ impl StorageKeys for Machine {
     }
 
     fn change_bit(&mut self, pfn: Pfn) -> bool {
-        iske(pfn.addr().as_u64()) & key::CHANGE != 0
+        change_bit(pfn.addr().as_u64())
     }
 
     fn clear_change(&mut self, pfn: Pfn) {

@@ -16,7 +16,7 @@ use crate::arch::cpu::psw_mask;
 use crate::arch::interrupts::{InterruptFrame, PgmInfo, catch_pgm};
 use crate::arch::percpu::{CpuNr, this_cpu};
 use crate::arch::revoke::{self, Kind};
-use crate::arch::storage::{clear_key_bits, fill_frame, iske, key};
+use crate::arch::storage::{change_bit, clear_key_bits, fill_frame, key};
 use crate::arch::sync::{CpuMutex, CpuMutexGuard};
 use crate::arch::{essa, kspace};
 use crate::cmdline::CmmaMode;
@@ -135,7 +135,7 @@ impl MachineHost {
 
 impl HostMemory for MachineHost {
     fn change_bit(&mut self, pfn: u64) -> bool {
-        iske(pfn * PAGE_SIZE) & key::CHANGE != 0
+        change_bit(pfn * PAGE_SIZE)
     }
 
     fn clear_change_bit(&mut self, pfn: u64) {

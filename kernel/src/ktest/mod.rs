@@ -39,7 +39,8 @@ pub mod flags {
     pub const BENCH: u32 = 1 << 5;
     /// The test needs neither the memory manager nor the virtio-blk disk: a boot whose
     /// tests all carry it starts neither (nothing done at boot that a test does not need).
-    /// A test that carries it and asks for either fails.
+    /// A test that carries it wrongly fails when it asks for either in such a boot; in a
+    /// boot that also runs a test without it, both are there and it passes.
     pub const NO_MM: u32 = 1 << 6;
 
     /// Names for `ktest.list`, in bit order.

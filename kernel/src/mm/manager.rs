@@ -358,9 +358,9 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
         self.kernel.as_ref().map(DatSpace::asce)
     }
 
-    /// Runs a DAT operation that may allocate tables and, if it ran out of frames,
-    /// reclaims room for the tables and runs it once more (`op` must leave the tables
-    /// consistent when it fails). Tables come straight from the free list, without
+    /// Runs a DAT operation that may allocate tables and, each time it runs out of frames,
+    /// makes room for the tables one way after another and runs it again after each way
+    /// that may have freed some (`op` must leave the tables consistent when it fails). Tables come straight from the free list, without
     /// the watermark reclaim of [`Mm::alloc_page`]. A new segment table and a page
     /// table are a frame each; a segment table that grows needs up to
     /// [`SEGMENT_TABLE_FRAMES`] contiguous frames, which scattered free frames cannot
