@@ -123,12 +123,13 @@ ktest! {
             if c.index() == 1 {
                 check_eq!(c, smp::send(0, Signal::ExternalCall), Ok(()));
                 sent.store(1, Ordering::Release);
-            }
-            c.barrier();
-            if c.index() == 0 {
-                let arrived = wait_until(SIGNAL_TIMEOUT_US, || smp::signals_received(0).0 > before.0);
+            } else {
+                // Before the barrier: its wake-up is an external call from CPU 1 too.
+                let sending = wait_until(SIGNAL_TIMEOUT_US, || sent.load(Ordering::Acquire) == 1);
+                let arrived = sending && wait_until(SIGNAL_TIMEOUT_US, || smp::signals_received(0).0 > before.0);
                 check!(c, arrived, "cpu 0 did not take the external call");
             }
+            c.barrier();
         }) {
             return;
         }
@@ -158,7 +159,11 @@ ktest! {
                     c.barrier();
                     let asleep = wait_until(SIGNAL_TIMEOUT_US, || LOCK.sleeps() > sleeps);
                     check!(c, asleep, "the other cpu did not sleep on the held lock");
+                    // The sleeper's count of external calls could also be a barrier's
+                    // wake-up; the lock's own count is the release's.
+                    let wakes = LOCK.wakes();
                     drop(guard);
+                    check!(c, LOCK.wakes() > wakes, "the release sent no wake-up");
                     let woken = wait_until(SIGNAL_TIMEOUT_US, || taken.load(Ordering::Acquire) == 1);
                     check!(c, woken, "the other cpu did not take the released lock");
                 } else {

@@ -36,6 +36,7 @@ type Sleepers = [AtomicU64; MAX_CPUS.div_ceil(64)];
 pub struct WaitQueue {
     sleepers: Sleepers,
     sleeps: AtomicU64,
+    wakes: AtomicU64,
 }
 
 impl WaitQueue {
@@ -44,6 +45,7 @@ impl WaitQueue {
         WaitQueue {
             sleepers: [const { AtomicU64::new(0) }; MAX_CPUS.div_ceil(64)],
             sleeps: AtomicU64::new(0),
+            wakes: AtomicU64::new(0),
         }
     }
 
@@ -84,7 +86,9 @@ impl WaitQueue {
                 let nr = index * 64 + waiting.trailing_zeros() as usize;
                 waiting &= waiting - 1;
                 // A CPU that went offline sleeps no more.
-                let _ = super::smp::send(nr, super::smp::Signal::ExternalCall);
+                if super::smp::send(nr, super::smp::Signal::ExternalCall).is_ok() {
+                    self.wakes.fetch_add(1, Ordering::Relaxed);
+                }
             }
         }
     }
@@ -92,6 +96,12 @@ impl WaitQueue {
     /// How many times a CPU went to sleep on the queue (counted just before its wait).
     pub fn sleeps(&self) -> u64 {
         self.sleeps.load(Ordering::Relaxed)
+    }
+
+    /// How many wake-up signals this queue sent (the barrier and the locks send the
+    /// same signal, so a count of external calls alone cannot tell whose it was).
+    pub fn wakes(&self) -> u64 {
+        self.wakes.load(Ordering::Relaxed)
     }
 }
 
@@ -158,6 +168,11 @@ impl<T> CpuMutex<T> {
     /// (counted just before its wait).
     pub fn sleeps(&self) -> u64 {
         self.waiters.sleeps()
+    }
+
+    /// How many wake-up signals releases of this lock sent.
+    pub fn wakes(&self) -> u64 {
+        self.waiters.wakes()
     }
 
     /// Whether any CPU holds the lock.
