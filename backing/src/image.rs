@@ -50,7 +50,7 @@ pub fn fill_pattern(file_id: u32, offset: u64, buf: &mut [u8]) {
     // Whole words between the bytes up to the first word boundary and after the last:
     // the suites fill and check megabytes under TCG, where a loop per byte costs several
     // times the work of a loop per word.
-    let (head, words, tail) = split_words(offset, buf.len());
+    let (head, words) = split_words(offset, buf.len());
     let (first, rest) = buf.split_at_mut(head);
     let (middle, last) = rest.split_at_mut(words);
     for (i, byte) in first.iter_mut().enumerate() {
@@ -61,7 +61,6 @@ pub fn fill_pattern(file_id: u32, offset: u64, buf: &mut [u8]) {
         word.copy_from_slice(&pattern(file_id, o).to_be_bytes());
         o += 8;
     }
-    debug_assert_eq!(last.len(), tail);
     for (i, byte) in last.iter_mut().enumerate() {
         *byte = pattern_byte(file_id, o + i as u64);
     }
@@ -78,7 +77,7 @@ pub fn check_pattern(file_id: u32, offset: u64, buf: &[u8]) -> Result<(), u64> {
         Some((i, _)) => Err(start + i as u64),
         None => Ok(()),
     };
-    let (head, words, _) = split_words(offset, buf.len());
+    let (head, words) = split_words(offset, buf.len());
     check_bytes(offset, &buf[..head])?;
     let mut o = offset + head as u64;
     for word in buf[head..head + words].chunks_exact(8) {
@@ -115,11 +114,10 @@ pub fn first_difference(a: &[u8], b: &[u8]) -> Option<usize> {
 }
 
 /// A buffer of `len` bytes at file offset `offset` as (bytes before the first word
-/// boundary, bytes of whole words, bytes after the last).
-fn split_words(offset: u64, len: usize) -> (usize, usize, usize) {
+/// boundary, bytes of whole words); the rest follows the last word.
+fn split_words(offset: u64, len: usize) -> (usize, usize) {
     let head = ((offset.wrapping_neg() & 7) as usize).min(len);
-    let words = (len - head) & !7;
-    (head, words, len - head - words)
+    (head, (len - head) & !7)
 }
 
 /// One file of the image.

@@ -18,7 +18,7 @@
 //! that suite, in a shuffled order, its pages stayed stable and no discard worked).
 
 use crate::support::{
-    Rng, cached, host_reclaim, is_mlocked, needs_mm, needs_mm_with_model, page_va, spin_until,
+    RW, Rng, cached, host_reclaim, is_mlocked, needs_mm, needs_mm_with_model, page_va, spin_until,
     wait_until,
 };
 use alloc::vec::Vec;
@@ -35,6 +35,7 @@ use kernel::mm::dat::Pte;
 use kernel::mm::hooks::{Stability, VolatileContext, VolatilePoint};
 use kernel::mm::ids::MappingId;
 use kernel::mm::machine::PhysMem;
+use kernel::mm::mmap::MapSource;
 use kernel::mm::page::{Page, PageFlags};
 use kernel::mm::vma::VmFlags;
 use kernel::vm::{self, MachineEssa, UserSpace};
@@ -808,7 +809,7 @@ ktest! {
         if !needs_mm(t) { return; }
         let (space, first) = space_with_a_stored_page(1);
         let far = VirtAddr::new(first.as_u64() + (3 << 29));
-        let mapped = vm::with(|mm| mm.mmap(space.id(), Some(far), PAGE_SIZE, VmFlags::READ | VmFlags::WRITE, kernel::mm::mmap::MapSource::Anon));
+        let mapped = vm::with(|mm| mm.mmap(space.id(), Some(far), PAGE_SIZE, RW, MapSource::Anon));
         check_eq!(t, mapped, Ok(far));
         let busy = AtomicBool::new(true);
         let started = AtomicBool::new(false);
@@ -840,7 +841,6 @@ ktest! {
             }));
             check!(c, freed, "the replaced segment table {replaced:?} still deferred after cpu 1 finished");
         });
-        busy.store(false, Ordering::Release);
         if !ran {
             return; // one CPU online: skipped
         }
