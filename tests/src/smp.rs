@@ -372,15 +372,13 @@ ktest! {
     }
 }
 
-/// The watchdog of a run with a hung part: on several CPUs long enough that a secondary
-/// whose vCPU thread the host holds up on its way to the barrier is not taken for hung
-/// too; alone, CPU 0 is the only part there is, and two ticks do.
-fn hung_part_watchdog_ms(cpus: usize) -> u64 {
-    if cpus > 1 { 300 } else { 2 * TICK_US / 1000 }
-}
+/// The watchdog of a run with a hung part: two of CPU 0's ticks. The hung part starts to
+/// spin only once every other part waits at the barrier, so a secondary whose vCPU thread
+/// the host holds up on its way there cannot be taken for hung however short the limit.
+const HUNG_PART_WATCHDOG_MS: u64 = 2 * TICK_US / 1000;
 
-/// A run on `cpus` CPUs with the watchdog of [`hung_part_watchdog_ms`] in which the part
-/// with index `hung` spins forever and the others wait at a barrier; CPU 0's watchdog
+/// A run on `cpus` CPUs with the watchdog of [`HUNG_PART_WATCHDOG_MS`] in which the part
+/// with index `hung` spins forever once the others wait at a barrier; CPU 0's watchdog
 /// ticks first after `first_tick_us`.
 fn run_with_a_hung_part(
     cpus: usize,
@@ -390,11 +388,14 @@ fn run_with_a_hung_part(
 ) -> Result<RunReport, TooFewCpus> {
     let options = Options {
         cpus,
-        watchdog_ms: hung_part_watchdog_ms(cpus),
+        watchdog_ms: HUNG_PART_WATCHDOG_MS,
         seed,
     };
     run_with_first_tick(options, first_tick_us, &|c| {
         if c.index() == hung {
+            while !c.others_wait_at_the_barrier() {
+                c.progress();
+            }
             loop {
                 black_box(());
             }
@@ -423,7 +424,7 @@ ktest! {
         };
         check_eq!(t, report.hung(), [hung_cpu]);
         let hung = report.parts[1].hung.unwrap_or_else(|| unreachable!());
-        check!(t, hung.idle_us >= 1000 * hung_part_watchdog_ms(report.parts.len()), "{hung:?}");
+        check!(t, hung.idle_us >= 1000 * HUNG_PART_WATCHDOG_MS, "{hung:?}");
         let layout = kernel::arch::image::layout();
         check!(
             t,

@@ -192,6 +192,16 @@ impl CpuTest<'_> {
         }
     }
 
+    /// Whether every other CPU of the run waits at the barrier, where the watchdog does
+    /// not take it for hung. A body that sets up a race, or a hang, with the others out of
+    /// the way polls this (with [`CpuTest::progress`] in between).
+    pub fn others_wait_at_the_barrier(&self) -> bool {
+        let phases = self.run.progress.iter().map(Progress::phase);
+        phases
+            .enumerate()
+            .all(|(i, phase)| i == self.index || phase == Phase::AtBarrier)
+    }
+
     /// Whether the run was aborted (for bodies that end early on their own).
     pub fn aborted(&self) -> bool {
         self.run.abort.load(Ordering::Relaxed)
