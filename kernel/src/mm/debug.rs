@@ -7,7 +7,6 @@
 //! compares the metadata with the page states the host holds (the model under TCG).
 //! Each [`Rule`] says why it matters.
 
-use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -154,16 +153,18 @@ pub fn violations<M: Machine, D: BlockDevice, H: PageStateHooks>(
 ) -> Vec<Violation> {
     let mut out = Vec::new();
     let ptes = collect_ptes(mm);
-    for (&pfn, refs) in &ptes {
-        for r in refs {
-            check_pte(mm, pfn, *r, &mut out);
-        }
+    for &(pfn, r) in &ptes {
+        check_pte(mm, pfn, r, &mut out);
     }
+    // Both in frame order: each frame's PTEs are the run at the front of `rest`.
+    let mut rest = &ptes[..];
     for (pfn, page) in mm.frames().pages().iter() {
+        let skipped = rest.partition_point(|&(p, _)| p < pfn);
+        rest = &rest[skipped..];
+        let mapped = rest.partition_point(|&(p, _)| p == pfn);
         if page.test(PageFlags::RESERVED) {
             continue;
         }
-        let mapped = ptes.get(&pfn).map_or(0, Vec::len);
         check_page(mm, pfn, page, mapped, &mut out);
     }
     check_lru_lists(mm, &mut out);
@@ -229,11 +230,12 @@ fn violation(rule: Rule, pfn: Pfn, at: Option<(SpaceId, VirtAddr)>, detail: Stri
     }
 }
 
-/// Every present PTE of every user address space, by frame.
+/// Every present PTE of every user address space with the frame it maps, in frame order
+/// (a sorted list, not a map of lists: the checker runs after every stress operation).
 fn collect_ptes<M: Machine, D: BlockDevice, H: PageStateHooks>(
     mm: &Mm<M, D, H>,
-) -> BTreeMap<Pfn, Vec<PteRef>> {
-    let mut ptes: BTreeMap<Pfn, Vec<PteRef>> = BTreeMap::new();
+) -> Vec<(Pfn, PteRef)> {
+    let mut ptes = Vec::new();
     let user = mm.config().user.clone();
     for (&space, s) in &mm.spaces {
         s.dat
@@ -243,9 +245,11 @@ fn collect_ptes<M: Machine, D: BlockDevice, H: PageStateHooks>(
                     va,
                     writable: !pte.is_protected(),
                 };
-                ptes.entry(pte.pfn()).or_default().push(r);
+                ptes.push((pte.pfn(), r));
             });
     }
+    // Stable: a frame's PTEs stay in space and address order, as the map kept them.
+    ptes.sort_by_key(|&(pfn, _)| pfn);
     ptes
 }
 

@@ -438,7 +438,7 @@ impl PageArray {
         self.pages.iter_mut()
     }
 
-    /// Every covered frame number with its metadata.
+    /// Every covered frame number with its metadata, in frame order.
     pub fn iter(&self) -> impl Iterator<Item = (Pfn, &Page)> + '_ {
         let base = self.base.as_u64();
         self.pages
