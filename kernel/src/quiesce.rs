@@ -256,10 +256,13 @@ mod tests {
 
     #[test]
     fn nothing_freed_in_a_grace_period_is_seen_by_a_cpu_still_inside_it() {
-        // Readers take a value, use it across many steps and pass a quiescent point only
-        // when done; a writer retires values and reuses one only after a grace period.
-        // A reader must never see a value reused while it holds it.
+        // Readers take a value, use it across several steps and pass a quiescent point
+        // only when done; a writer retires values and reuses one only after a grace
+        // period. A reader must never see a value reused while it holds it. Both sides
+        // sleep between looks instead of spinning: the test runs beside the boots of
+        // `cargo xtask test`, and four spinning threads took 5 s of CPU from them.
         const READERS: usize = 3;
+        const NAP: std::time::Duration = std::time::Duration::from_micros(20);
         let q = Arc::new(Quiescence::new(READERS + 1));
         for cpu in 0..=READERS {
             q.set_online(cpu, true);
@@ -276,12 +279,17 @@ mod tests {
                     stop.clone(),
                 );
                 std::thread::spawn(move || {
-                    while !stop.load(Ordering::Relaxed) {
+                    // Holds of 1 to 7 naps, different on each reader, so that the
+                    // readers do not fall into step with each other and the writer.
+                    for hold in (1 + cpu..).map(|n| 1 + n * 3 % 7) {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
                         let held = current.load(Ordering::Acquire);
-                        for _ in 0..50 {
+                        for _ in 0..hold {
                             // The value held may have been retired, never reused.
                             assert!(retired_gen.load(Ordering::Acquire) < held);
-                            std::thread::yield_now();
+                            std::thread::sleep(NAP);
                         }
                         q.quiescent(cpu);
                     }
@@ -296,7 +304,7 @@ mod tests {
             // The writer itself holds nothing of the old generation any more.
             q.quiescent(writer);
             while !q.elapsed(&grace) {
-                std::thread::yield_now();
+                std::thread::sleep(NAP);
             }
             // Generation `generation` is now unreachable: "reuse" it.
             retired_gen.store(generation, Ordering::Release);
