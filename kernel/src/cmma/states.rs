@@ -640,7 +640,7 @@ mod tests {
     /// of a dirty page returned, the page is stable and stays so while it is dirty.
     #[test]
     fn a_dirty_page_stays_stable_against_a_concurrent_make_volatile() {
-        use std::sync::atomic::AtomicBool;
+        use std::sync::atomic::{AtomicBool, AtomicU32};
         let layer = PageStates::new(SharedModelEssa(spin::Mutex::new((
             HostModel::new(16, ModelOptions::default()),
             FakeMemory::new(16),
@@ -648,36 +648,51 @@ mod tests {
         let page = cache_page();
         let pfn = Pfn::new(3);
         let done = AtomicBool::new(false);
+        let attempts = AtomicU32::new(0);
         let state = || layer.essa.0.lock().0.state(3).0;
-        // The first iteration that saw the page volatile while dirty; the other thread
-        // stops either way (an assertion inside the scope would leave it spinning).
-        let broken = std::thread::scope(|scope| {
+        // The first round that saw the page volatile while dirty, and whether the rounds
+        // raced enough; the other thread stops either way (an assertion inside the scope
+        // would leave it spinning).
+        let (broken, raced_enough) = std::thread::scope(|scope| {
             scope.spawn(|| {
                 while !done.load(Ordering::Acquire) {
                     layer.page_make_volatile(pfn, &page, CTX, VolatilePoint::Unlock);
+                    attempts.fetch_add(1, Ordering::Release);
                 }
             });
-            // At least 20,000 rounds, and on until the other thread has made the page
-            // volatile a few times: on a loaded host it may not run for a while.
+            // At least 5,000 rounds, 2,000 contested ones (the other thread tried a
+            // make-volatile while this one made the page stable and looked), and on until
+            // the other thread has made the page volatile a few times. Without the lock
+            // the first 40 rounds broke it on an idle host. Counting contested rounds
+            // keeps the test as strong on a host whose cores are taken, where the
+            // threads rarely run at once; a round spins rather than yields, which there
+            // gave a core away for a whole time slice while the other thread spun.
+            let (mut round, mut contested, mut broken) = (0u32, 0u32, None);
             let raced = || layer.counters().made_volatile >= 16;
-            let broken = (0..20_000_000u32)
-                .take_while(|&i| i < 20_000 || !raced())
-                .find(|_| {
-                    page.set_shared(PageFlags::DIRTY);
-                    let stable = layer.page_make_stable(pfn, &page) == Stability::Stable
-                        && state() == UsageState::Stable;
-                    std::thread::yield_now();
-                    let still = state() == UsageState::Stable;
-                    page.clear_shared(PageFlags::DIRTY);
-                    !(stable && still)
-                });
+            let enough = |round, contested| round >= 5_000 && contested >= 2_000 && raced();
+            while round < 20_000_000 && !enough(round, contested) {
+                let before = attempts.load(Ordering::Acquire);
+                page.set_shared(PageFlags::DIRTY);
+                let stable = layer.page_make_stable(pfn, &page) == Stability::Stable
+                    && state() == UsageState::Stable;
+                for _ in 0..64 {
+                    core::hint::spin_loop();
+                }
+                let still = state() == UsageState::Stable;
+                page.clear_shared(PageFlags::DIRTY);
+                if !(stable && still) {
+                    broken = Some(round);
+                    break;
+                }
+                if attempts.load(Ordering::Acquire) != before {
+                    contested += 1;
+                }
+                round += 1;
+            }
             done.store(true, Ordering::Release);
-            broken
+            (broken, enough(round, contested))
         });
         assert_eq!(broken, None, "a dirty page went volatile after make-stable");
-        assert!(
-            layer.counters().made_volatile >= 16,
-            "the other thread never raced"
-        );
+        assert!(raced_enough, "the other thread did not race enough");
     }
 }
