@@ -259,8 +259,10 @@ mod tests {
         // Readers take a value, use it across several steps and pass a quiescent point
         // only when done; a writer retires values and reuses one only after a grace
         // period. A reader must never see a value reused while it holds it. Both sides
-        // sleep between looks instead of spinning: the test runs beside the boots of
-        // `cargo xtask test`, and four spinning threads took 5 s of CPU from them.
+        // sleep between looks instead of yielding in a loop: the test runs beside the
+        // boots of `cargo xtask test`, and four yielding threads took 5 s of CPU from them.
+        // A reader that sees a reuse goes offline and reports it, so the writer's wait
+        // for a grace period ends and the test fails instead of hanging.
         const READERS: usize = 3;
         const NAP: std::time::Duration = std::time::Duration::from_micros(20);
         let q = Arc::new(Quiescence::new(READERS + 1));
@@ -281,19 +283,26 @@ mod tests {
                 std::thread::spawn(move || {
                     // Holds of 1 to 7 naps, different on each reader, so that the
                     // readers do not fall into step with each other and the writer.
+                    let mut reused = None;
                     for hold in (1 + cpu..).map(|n| 1 + n * 3 % 7) {
                         if stop.load(Ordering::Relaxed) {
                             break;
                         }
                         let held = current.load(Ordering::Acquire);
                         for _ in 0..hold {
-                            // The value held may have been retired, never reused.
-                            assert!(retired_gen.load(Ordering::Acquire) < held);
                             std::thread::sleep(NAP);
+                            // The value held may have been retired, never reused.
+                            if retired_gen.load(Ordering::Acquire) >= held {
+                                reused = Some(held);
+                            }
+                        }
+                        if reused.is_some() {
+                            break;
                         }
                         q.quiescent(cpu);
                     }
                     q.set_online(cpu, false);
+                    reused
                 })
             })
             .collect();
@@ -310,8 +319,9 @@ mod tests {
             retired_gen.store(generation, Ordering::Release);
         }
         stop.store(true, Ordering::Relaxed);
-        for r in readers {
-            r.join().unwrap();
+        for (cpu, r) in readers.into_iter().enumerate() {
+            let reused = r.join().unwrap();
+            assert_eq!(reused, None, "reader {cpu} saw the value it held reused");
         }
     }
 }
