@@ -157,7 +157,12 @@ ktest! {
                     let guard = LOCK.lock();
                     let sleeps = LOCK.sleeps();
                     c.barrier();
-                    let asleep = wait_until(SIGNAL_TIMEOUT_US, || LOCK.sleeps() > sleeps);
+                    // Asleep now, not only once: an enabled sleeper (CPU 0) wakes for its
+                    // watchdog's ticks and spins a while before it sleeps again; a
+                    // release then finds it awake and rightly sends nothing.
+                    let asleep = wait_until(SIGNAL_TIMEOUT_US, || {
+                        LOCK.sleeps() > sleeps && LOCK.has_sleepers()
+                    });
                     check!(c, asleep, "the other cpu did not sleep on the held lock");
                     // The sleeper's count of external calls could also be a barrier's
                     // wake-up; the lock's own count is the release's.
@@ -372,14 +377,20 @@ ktest! {
     }
 }
 
-/// The watchdog of a run with a hung part: two of CPU 0's ticks. The hung part starts to
-/// spin only once every other part waits at the barrier, so a secondary whose vCPU thread
-/// the host holds up on its way there cannot be taken for hung however short the limit.
+/// The watchdog of a run with a hung part while the other parts make their way to the
+/// barrier: long enough that a secondary whose vCPU thread the host holds up is not taken
+/// for hung too. Alone, CPU 0 is the only part there is.
+fn start_watchdog_ms(cpus: usize) -> u64 {
+    if cpus > 1 { 300 } else { HUNG_PART_WATCHDOG_MS }
+}
+
+/// The watchdog once every other part waits at the barrier, where the watchdog never
+/// takes a CPU for hung, and the hung part spins: two of CPU 0's ticks.
 const HUNG_PART_WATCHDOG_MS: u64 = 2 * TICK_US / 1000;
 
-/// A run on `cpus` CPUs with the watchdog of [`HUNG_PART_WATCHDOG_MS`] in which the part
-/// with index `hung` spins forever once the others wait at a barrier; CPU 0's watchdog
-/// ticks first after `first_tick_us`.
+/// A run on `cpus` CPUs in which the part with index `hung` spins forever once the others
+/// wait at a barrier, under the watchdog of [`HUNG_PART_WATCHDOG_MS`] from then on; CPU
+/// 0's watchdog ticks first after `first_tick_us`.
 fn run_with_a_hung_part(
     cpus: usize,
     hung: usize,
@@ -388,7 +399,7 @@ fn run_with_a_hung_part(
 ) -> Result<RunReport, TooFewCpus> {
     let options = Options {
         cpus,
-        watchdog_ms: HUNG_PART_WATCHDOG_MS,
+        watchdog_ms: start_watchdog_ms(cpus),
         seed,
     };
     run_with_first_tick(options, first_tick_us, &|c| {
@@ -396,6 +407,7 @@ fn run_with_a_hung_part(
             while !c.others_wait_at_the_barrier() {
                 c.progress();
             }
+            c.set_watchdog_ms(HUNG_PART_WATCHDOG_MS);
             loop {
                 black_box(());
             }

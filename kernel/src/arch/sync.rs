@@ -98,6 +98,13 @@ impl WaitQueue {
         self.sleeps.load(Ordering::Relaxed)
     }
 
+    /// Whether some CPU sleeps on the queue now (or is about to, or just woke).
+    pub fn has_sleepers(&self) -> bool {
+        self.sleepers
+            .iter()
+            .any(|word| word.load(Ordering::SeqCst) != 0)
+    }
+
     /// How many wake-up signals this queue sent (the barrier and the locks send the
     /// same signal, so a count of external calls alone cannot tell whose it was).
     pub fn wakes(&self) -> u64 {
@@ -173,6 +180,11 @@ impl<T> CpuMutex<T> {
     /// How many wake-up signals releases of this lock sent.
     pub fn wakes(&self) -> u64 {
         self.waiters.wakes()
+    }
+
+    /// Whether some CPU sleeps waiting for the lock now.
+    pub fn has_sleepers(&self) -> bool {
+        self.waiters.has_sleepers()
     }
 
     /// Whether any CPU holds the lock.

@@ -153,6 +153,12 @@ impl<S: Sleep> Barrier<S> {
         }
     }
 
+    /// How many parties wait at the barrier in its current round: those that arrived
+    /// and have not been released (a round that opened counts from 0 again).
+    pub fn waiting(&self) -> usize {
+        self.arrived.load(Ordering::Acquire)
+    }
+
     /// Waits until all parties have arrived; `aborted` is asked while waiting (whoever
     /// aborts the run calls [`Barrier::wake_all`] after).
     pub fn wait(&self, aborted: impl Fn() -> bool) -> Result<(), Aborted> {
@@ -408,6 +414,24 @@ mod tests {
             barrier.sleep.sleeps.load(Ordering::Relaxed) > 0,
             "nobody slept"
         );
+    }
+
+    #[test]
+    fn waiting_counts_the_current_round_only() {
+        let barrier = Arc::new(Barrier::new(2, Condvar::default()));
+        assert_eq!(barrier.waiting(), 0);
+        let waiter = {
+            let barrier = barrier.clone();
+            std::thread::spawn(move || barrier.wait(|| false))
+        };
+        while barrier.waiting() == 0 {
+            std::thread::yield_now();
+        }
+        assert_eq!(barrier.waiting(), 1);
+        assert_eq!(barrier.wait(|| false), Ok(()));
+        // Open: the waiter may not have noticed yet, but it no longer waits.
+        assert_eq!(barrier.waiting(), 0);
+        assert_eq!(waiter.join().unwrap(), Ok(()));
     }
 
     #[test]

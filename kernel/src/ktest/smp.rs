@@ -85,7 +85,8 @@ struct Shared {
     messages: Vec<CpuMutex<Vec<Message>>>,
     hung: Vec<HungSlot>,
     abandoned: Vec<AtomicBool>,
-    limit: u64,
+    /// The watchdog's limit in TOD units; a body may shorten it while it runs.
+    limit: AtomicU64,
     seed: u64,
     /// CPU 0 runs its part of the body (the only time its watchdog may unwind it).
     coordinator_in_body: AtomicBool,
@@ -192,14 +193,20 @@ impl CpuTest<'_> {
         }
     }
 
-    /// Whether every other CPU of the run waits at the barrier, where the watchdog does
-    /// not take it for hung. A body that sets up a race, or a hang, with the others out of
-    /// the way polls this (with [`CpuTest::progress`] in between).
+    /// Whether every other CPU of the run waits at the barrier in its current round, where
+    /// the watchdog does not take it for hung. A body that sets up a race, or a hang, with
+    /// the others out of the way polls this (with [`CpuTest::progress`] in between); it
+    /// stays false if another part ends without reaching the barrier.
     pub fn others_wait_at_the_barrier(&self) -> bool {
-        let phases = self.run.progress.iter().map(Progress::phase);
-        phases
-            .enumerate()
-            .all(|(i, phase)| i == self.index || phase == Phase::AtBarrier)
+        self.run.barrier.waiting() == self.cpus() - 1
+    }
+
+    /// Sets the watchdog's limit for the rest of the run. Only a CPU that runs its part is
+    /// judged by it, so with every other CPU waiting at the barrier a body can make it
+    /// short without a CPU that the host holds up being taken for hung.
+    pub fn set_watchdog_ms(&mut self, ms: u64) {
+        let limit = cpu::us_to_tod(ms.saturating_mul(1000));
+        self.run.limit.store(limit, Ordering::Relaxed);
     }
 
     /// Whether the run was aborted (for bodies that end early on their own).
@@ -285,7 +292,7 @@ pub fn run_with_first_tick(
         messages: cpus.iter().map(|_| CpuMutex::new(Vec::new())).collect(),
         hung: cpus.iter().map(|_| HungSlot::default()).collect(),
         abandoned: cpus.iter().map(|_| AtomicBool::new(false)).collect(),
-        limit: cpu::us_to_tod(options.watchdog_ms.saturating_mul(1000)),
+        limit: AtomicU64::new(cpu::us_to_tod(options.watchdog_ms.saturating_mul(1000))),
         seed: options.seed,
         coordinator_in_body: AtomicBool::new(false),
         cpus,
@@ -409,7 +416,8 @@ fn part(run: &Run<'_>, index: usize) {
 /// is the one that hangs). Takes no lock and allocates nothing.
 fn watchdog(run: &Shared, mut frame: Option<&mut InterruptFrame>) {
     let now = cpu::tod();
-    let health = cpus::check(&run.progress, now, run.limit, |index| {
+    let limit = run.limit.load(Ordering::Relaxed);
+    let health = cpus::check(&run.progress, now, limit, |index| {
         let idle = cpu::tod_to_us(now.saturating_sub(run.progress[index].last()));
         let slot = &run.hung[index];
         if index == 0 {
