@@ -205,8 +205,7 @@ impl CpuTest<'_> {
     /// judged by it, so with every other CPU waiting at the barrier a body can make it
     /// short without a CPU that the host holds up being taken for hung.
     pub fn set_watchdog_ms(&mut self, ms: u64) {
-        let limit = cpu::us_to_tod(ms.saturating_mul(1000));
-        self.run.limit.store(limit, Ordering::Relaxed);
+        self.run.limit.store(ms_to_tod(ms), Ordering::Relaxed);
     }
 
     /// Whether the run was aborted (for bodies that end early on their own).
@@ -242,6 +241,11 @@ impl CpuTest<'_> {
         self.progress_slot().tick(cpu::tod());
         self.run.messages[self.index].lock().push(message);
     }
+}
+
+/// A watchdog limit in milliseconds as a TOD-clock interval.
+fn ms_to_tod(ms: u64) -> u64 {
+    cpu::us_to_tod(ms.saturating_mul(1000))
 }
 
 /// Leaves this CPU's part of the body: the run was aborted.
@@ -292,7 +296,7 @@ pub fn run_with_first_tick(
         messages: cpus.iter().map(|_| CpuMutex::new(Vec::new())).collect(),
         hung: cpus.iter().map(|_| HungSlot::default()).collect(),
         abandoned: cpus.iter().map(|_| AtomicBool::new(false)).collect(),
-        limit: AtomicU64::new(cpu::us_to_tod(options.watchdog_ms.saturating_mul(1000))),
+        limit: AtomicU64::new(ms_to_tod(options.watchdog_ms)),
         seed: options.seed,
         coordinator_in_body: AtomicBool::new(false),
         cpus,

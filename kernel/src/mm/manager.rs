@@ -360,11 +360,12 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
 
     /// Runs a DAT operation that may allocate tables and, each time it runs out of frames,
     /// makes room for the tables one way after another and runs it again after each way
-    /// that may have freed some (`op` must leave the tables consistent when it fails). Tables come straight from the free list, without
-    /// the watermark reclaim of [`Mm::alloc_page`]. A new segment table and a page
-    /// table are a frame each; a segment table that grows needs up to
-    /// [`SEGMENT_TABLE_FRAMES`] contiguous frames, which scattered free frames cannot
-    /// provide: [`Mm::reclaim_block`] frees such a block when single frames did not do.
+    /// that may have freed some (`op` must leave the tables consistent when it fails).
+    /// Tables come straight from the free list, without the watermark reclaim of
+    /// [`Mm::alloc_page`]. A new segment table and a page table are a frame each; a
+    /// segment table that grows needs up to [`SEGMENT_TABLE_FRAMES`] contiguous frames,
+    /// which scattered free frames cannot provide: [`Mm::reclaim_block`] frees such a
+    /// block when single frames did not do.
     pub(crate) fn with_table_reclaim<R>(
         &mut self,
         mut op: impl FnMut(&mut Self) -> Result<R, MmError>,
