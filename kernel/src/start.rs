@@ -237,7 +237,7 @@ fn start_mm(
             (backing, Ok(())) => alloc::format!(
                 "{} frames ({} KiB{}) at {:#x}, backing store {backing}: {} KiB",
                 frames,
-                frames * PAGE_SIZE >> 10,
+                (frames * PAGE_SIZE) >> 10,
                 match (pool_capped_from, options.mm_pool) {
                     (Some(default), None) =>
                         alloc::format!(", not the default {} KiB: storage is short", default >> 10),

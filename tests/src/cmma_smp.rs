@@ -252,7 +252,7 @@ ktest! {
                     }
                     spin(rng.below(300));
                     n += 1;
-                    if n % 256 == 0 {
+                    if n.is_multiple_of(256) {
                         c.progress();
                     }
                 }

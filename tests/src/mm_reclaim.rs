@@ -607,7 +607,7 @@ ktest! {
         };
         // The same 2 GiB region, two 512 MiB frames of its segment table further.
         let region = first.as_u64() & !((1 << 31) - 1);
-        let other = VirtAddr::new(region + ((((first.as_u64() >> 29) & 3) + 2) % 4 << 29));
+        let other = VirtAddr::new(region + (((((first.as_u64() >> 29) & 3) + 2) % 4) << 29));
         let r = fault_in_fragmented_pool(&space, Some(other), 2);
         t.diag(format_args!("{} free frames, {} frames kept to scatter them", r.free, r.kept));
         check!(t, r.scattered, "two contiguous frames stayed free");
