@@ -27,6 +27,10 @@ kernel::ktest_suite!("smp");
 /// How long the signal tests wait for a CPU to take a signal, in microseconds.
 const SIGNAL_TIMEOUT_US: u64 = 5_000_000;
 
+/// Rounds of the lock-sleep test before a release that never found its sleeper asleep
+/// counts as a failure.
+const ATTEMPTS: usize = 5;
+
 ktest! {
     /// Every CPU address READ SCP INFO lists is either running the kernel or reported
     /// with why it did not come up; with `smp.fail=ADDR` exactly that CPU failed, at
@@ -148,44 +152,69 @@ ktest! {
     fn a_cpu_waiting_for_a_held_lock_sleeps_until_the_release_wakes_it(t) [NO_MM] {
         static LOCK: CpuMutex<u64> = CpuMutex::new(0);
         static CPUS: [AtomicUsize; 2] = [const { AtomicUsize::new(0) }; 2];
+        // What the release did: not yet known, sent a wake-up, found nobody asleep.
+        const UNKNOWN: usize = 0;
+        const SENT: usize = 1;
+        const NONE: usize = 2;
+        let mut rounds = 0;
         for sleeper in 0..2 {
             let holder = 1 - sleeper;
-            let taken = AtomicUsize::new(0);
-            if !t.on_cpus(2, |c| {
-                CPUS[c.index()].store(c.cpu(), Ordering::Relaxed);
-                if c.index() == holder {
-                    let guard = LOCK.lock();
-                    let sleeps = LOCK.sleeps();
-                    c.barrier();
-                    // Asleep now, not only once: an enabled sleeper (CPU 0) wakes for its
-                    // watchdog's ticks and spins a while before it sleeps again; a
-                    // release then finds it awake and rightly sends nothing.
-                    let asleep = wait_until(SIGNAL_TIMEOUT_US, || {
-                        LOCK.sleeps() > sleeps && LOCK.has_sleepers()
-                    });
-                    check!(c, asleep, "the other cpu did not sleep on the held lock");
-                    // The sleeper's count of external calls could also be a barrier's
-                    // wake-up; the lock's own count is the release's.
-                    let wakes = LOCK.wakes();
-                    drop(guard);
-                    check!(c, LOCK.wakes() > wakes, "the release sent no wake-up");
-                    let woken = wait_until(SIGNAL_TIMEOUT_US, || taken.load(Ordering::Acquire) == 1);
-                    check!(c, woken, "the other cpu did not take the released lock");
-                } else {
-                    c.barrier();
-                    let before = smp::signals_received(c.cpu()).0;
-                    *LOCK.lock() += 1;
-                    taken.store(1, Ordering::Release);
-                    let (calls, _, sender) = smp::signals_received(c.cpu());
-                    check!(c, calls > before, "not woken by an external call");
-                    let from = smp::cpus()[CPUS[holder].load(Ordering::Relaxed)].address;
-                    check_eq!(c, sender, from);
+            // An enabled sleeper (CPU 0) wakes for its watchdog's ticks and spins a
+            // while before it sleeps again: a tick between the holder's look and its
+            // release makes the release find it awake and rightly send nothing. Such a
+            // round proves nothing and is run again; a release that never wakes a
+            // sleeper fails every round.
+            for attempt in 1..=ATTEMPTS {
+                let taken = AtomicUsize::new(0);
+                let release = AtomicUsize::new(UNKNOWN);
+                rounds += 1;
+                if !t.on_cpus(2, |c| {
+                    CPUS[c.index()].store(c.cpu(), Ordering::Relaxed);
+                    if c.index() == holder {
+                        let guard = LOCK.lock();
+                        let sleeps = LOCK.sleeps();
+                        c.barrier();
+                        // Asleep now, not only once (see above).
+                        let asleep = wait_until(SIGNAL_TIMEOUT_US, || {
+                            LOCK.sleeps() > sleeps && LOCK.has_sleepers()
+                        });
+                        check!(c, asleep, "the other cpu did not sleep on the held lock");
+                        // The sleeper's count of external calls could also be a
+                        // barrier's wake-up; the lock's own count is the release's.
+                        let wakes = LOCK.wakes();
+                        drop(guard);
+                        let sent = LOCK.wakes() > wakes;
+                        release.store(if sent { SENT } else { NONE }, Ordering::Release);
+                        let woken = wait_until(SIGNAL_TIMEOUT_US, || taken.load(Ordering::Acquire) == 1);
+                        check!(c, woken, "the other cpu did not take the released lock");
+                    } else {
+                        c.barrier();
+                        let before = smp::signals_received(c.cpu()).0;
+                        *LOCK.lock() += 1;
+                        taken.store(1, Ordering::Release);
+                        let decided = wait_until(SIGNAL_TIMEOUT_US, || release.load(Ordering::Acquire) != UNKNOWN);
+                        check!(c, decided, "the holder never said what its release did");
+                        if release.load(Ordering::Acquire) == SENT {
+                            let (calls, _, sender) = smp::signals_received(c.cpu());
+                            check!(c, calls > before, "not woken by an external call");
+                            let from = smp::cpus()[CPUS[holder].load(Ordering::Relaxed)].address;
+                            check_eq!(c, sender, from);
+                        }
+                    }
+                }) {
+                    return;
                 }
-            }) {
-                return;
+                if release.load(Ordering::Acquire) == SENT {
+                    break;
+                }
+                t.diag(format_args!("cpu {sleeper} was awake at the release, round {attempt} of {ATTEMPTS}"));
+                if attempt == ATTEMPTS {
+                    check!(t, false, "the release sent no wake-up in {ATTEMPTS} rounds (cpu {sleeper} sleeping)");
+                    return;
+                }
             }
         }
-        check_eq!(t, *LOCK.lock(), 2);
+        check_eq!(t, *LOCK.lock(), rounds);
     }
 }
 
