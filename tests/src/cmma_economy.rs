@@ -9,7 +9,7 @@
 
 use crate::support::{
     POT_VOLATILE, STABLE, VOLATILE, cached, cached_state, check_is, map_anon, map_file,
-    model_counters, needs_mm_with_model, page_va, release_deferred_frames,
+    model_counters, needs_mm_with_model, page_va,
 };
 use kernel::arch::uaccess;
 use kernel::cmma::backend::with_model;
@@ -41,9 +41,6 @@ fn expect_essa(
     why: &str,
     op: impl FnOnce(),
 ) {
-    if !release_deferred_frames(t) {
-        return;
-    }
     let before = essa_by_orc();
     let (host_before, mm_before) = (model_counters(), vm::with(|mm| mm.stats()));
     op();

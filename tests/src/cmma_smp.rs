@@ -436,6 +436,55 @@ ktest! {
 }
 
 ktest! {
+    /// A multi-CPU run leaves no frame waiting for a grace period (6/6): CPU 1 discards
+    /// a page while CPU 0 runs its part without passing a quiescent point, so the frame
+    /// waits for CPU 0; CPU 0 leaves its part only after CPU 1 has left its own. The
+    /// run's end frees the frame. Guards the quiescent point CPU 0 passes there before
+    /// it frees what waited: without it the frame waited until some later test's
+    /// allocation freed it, and that test counted an ESSA it did not issue (the seed
+    /// sweep: `cmma::economy` on smp2, ktest.seed=2435580608160292122, shuffled order).
+    fn a_multi_cpu_run_leaves_no_frame_waiting_for_a_grace_period(t) [NEEDS_ESSA] {
+        if !needs_mm_with_model(t) { return; }
+        let Some((_space, mapping, _)) = map(t) else { return };
+        let discarded = AtomicU64::new(0);
+        if !t.on_cpus(2, |c| {
+            if c.index() == 1 {
+                let waiting = vm::with(|mm| {
+                    let (pfn, _) = mm.read_cache_page(mapping, 0)?;
+                    mm.put_page(pfn);
+                    mm.page_discard(pfn)?;
+                    Ok::<_, kernel::mm::error::MmError>((pfn, mm.frames().deferred_count()))
+                });
+                match waiting {
+                    Ok((pfn, waiting)) => {
+                        check!(c, waiting > 0, "precondition: frame {pfn:?} was freed at once, not after cpu 0's quiescent point");
+                        discarded.store(pfn.as_u64() + 1, Ordering::Release);
+                    }
+                    Err(e) => {
+                        check!(c, false, "discarding page 0: {e:?}");
+                        discarded.store(u64::MAX, Ordering::Release);
+                    }
+                }
+            } else {
+                // No memory-manager operation here: not a quiescent point.
+                spin_until(|| discarded.load(Ordering::Acquire) != 0);
+                // CPU 1 leaves its part a few instructions later: give it time, so the
+                // run ends without CPU 0 waiting for it (which would pass a point).
+                wait_until(20_000, || false);
+            }
+        }) {
+            return;
+        }
+        let (waiting, free) = vm::with(|mm| {
+            let pfn = Pfn::new(discarded.load(Ordering::Acquire).wrapping_sub(1));
+            (mm.frames().deferred_count(), mm.frames().is_free(pfn))
+        });
+        check_eq!(t, waiting, 0);
+        check!(t, free, "the discarded page's frame is not free after the run");
+    }
+}
+
+ktest! {
     /// The same race when the page leaves the page cache by truncation instead of
     /// `page_discard` (series 1/6 `__remove_from_page_cache`): CPU 1 touches a page the
     /// host discarded and waits in its block-volatility handler; CPU 0, holding the

@@ -401,31 +401,6 @@ pub(crate) fn flags_of(pfn: Pfn) -> kernel::mm::page::PageFlags {
     vm::with(|mm| mm.page(pfn).map(|p| p.flags()).unwrap_or_default())
 }
 
-/// Waits until no frame waits for a grace period (series 6/6), so that no allocation
-/// releases one (an ORC 2 ESSA, and a frame more on the free list) inside a window that
-/// counts exactly. Frames of discarded pages and retired DAT tables that earlier tests
-/// freed wait until every other CPU passed a quiescent point; on several CPUs that may
-/// happen at any moment, and the next allocation then releases them (found by the seed
-/// sweep: smp2, ktest.seed=2435580608160292122, shuffled order). Fails the test when
-/// frames still wait after a second.
-pub fn release_deferred_frames(t: &mut Test<'_>) -> bool {
-    let left = || {
-        vm::with(|mm| {
-            mm.reap_deferred();
-            mm.frames().deferred_count()
-        })
-    };
-    let settled = wait_until(1_000_000, || left() == 0);
-    if !settled {
-        t.fail_at(
-            file!(),
-            line!(),
-            format_args!("{} frames still wait for a grace period after 1 s", left()),
-        );
-    }
-    settled
-}
-
 /// Waits up to `us` microseconds for `done`; whether it came.
 pub(crate) fn wait_until(us: u64, mut done: impl FnMut() -> bool) -> bool {
     let deadline = cpu::tod() + cpu::us_to_tod(us);

@@ -355,8 +355,12 @@ pub fn run_with_first_tick(
     for &nr in &shared.cpus[1..] {
         crate::vm::set_cpu_active(nr, false);
     }
-    // The secondaries hold nothing now: free what waited for them.
+    // The secondaries hold nothing now, and CPU 0 neither, out of its part: a quiescent
+    // point, for a grace period a secondary started while CPU 0 ran its part (the wait
+    // above, which passes one, does not run when the secondaries finished first). Then
+    // free what waited, so no later test's allocation frees it.
     if crate::vm::available() {
+        crate::vm::quiescent();
         crate::vm::with(|mm| mm.reap_deferred());
     }
     *ACTIVE.lock() = None;
