@@ -24,8 +24,9 @@ use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering, fence};
 const NOBODY: usize = usize::MAX;
 
 /// Tries a waiter makes before it sleeps: a lock held only for a few instructions is
-/// taken without the cost of a signal and a wait.
-const SPINS_BEFORE_SLEEP: u32 = 256;
+/// taken without the cost of a signal and a wait (the barrier of multi-CPU tests spins
+/// as long: `ktest::cpus::Sleep`).
+pub const SPINS_BEFORE_SLEEP: u32 = 256;
 
 /// One bit per CPU that may sleep on a lock.
 type Sleepers = [AtomicU64; MAX_CPUS.div_ceil(64)];

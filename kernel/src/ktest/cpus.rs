@@ -118,15 +118,14 @@ pub fn check(
 /// and SIGP (`arch::sync::WaitQueue`). A waiter that spins instead takes, on a host with
 /// fewer cores than virtual CPUs, the core a CPU still on its way to the barrier needs.
 pub trait Sleep {
+    /// Times a waiter looks at the barrier before it sleeps: CPUs that arrive together
+    /// pass without a signal and a wait.
+    const SPINS_BEFORE_SLEEP: u32;
     /// Sleeps unless `ready()`; may return early, the caller asks again.
     fn sleep_unless(&self, ready: &dyn Fn() -> bool);
     /// Wakes every CPU that sleeps in [`Sleep::sleep_unless`].
     fn wake_all(&self);
 }
-
-/// Times a waiter looks at the barrier before it sleeps: CPUs that arrive together pass
-/// without a signal and a wait.
-const SPINS_BEFORE_SLEEP: u32 = 256;
 
 /// A barrier for a fixed number of CPUs, reusable (sense by generation): each
 /// [`Barrier::wait`] returns once all have arrived, or early when the run is aborted.
@@ -172,7 +171,7 @@ impl<S: Sleep> Barrier<S> {
         }
         let released = || self.generation.load(Ordering::Acquire) != generation;
         loop {
-            for _ in 0..SPINS_BEFORE_SLEEP {
+            for _ in 0..S::SPINS_BEFORE_SLEEP {
                 if released() {
                     return Ok(());
                 }
@@ -362,6 +361,9 @@ mod tests {
     }
 
     impl Sleep for Condvar {
+        // The kernel's count (`arch::sync::SPINS_BEFORE_SLEEP`, not built on the host).
+        const SPINS_BEFORE_SLEEP: u32 = 256;
+
         fn sleep_unless(&self, ready: &dyn Fn() -> bool) {
             let guard = self.lock.lock().unwrap();
             if !ready() {

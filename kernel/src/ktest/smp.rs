@@ -102,6 +102,8 @@ impl Shared {
 }
 
 impl Sleep for WaitQueue {
+    const SPINS_BEFORE_SLEEP: u32 = crate::arch::sync::SPINS_BEFORE_SLEEP;
+
     fn sleep_unless(&self, ready: &dyn Fn() -> bool) {
         WaitQueue::sleep_unless(self, ready);
     }
