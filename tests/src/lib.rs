@@ -10,6 +10,8 @@ extern crate alloc;
 #[cfg(target_arch = "s390x")]
 mod arch_interrupts;
 #[cfg(target_arch = "s390x")]
+mod arch_libc;
+#[cfg(target_arch = "s390x")]
 mod arch_protection;
 #[cfg(target_arch = "s390x")]
 mod bench_mm;
