@@ -5,6 +5,7 @@
 use crate::mm::addr::{PAGE_BYTES, Pfn, PhysAddr, VirtAddr};
 use crate::mm::machine::{PhysMem, StorageKeys, Tlb};
 use core::arch::asm;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 /// Storage-key bits (the low byte of ISKE's result).
 pub mod key {
@@ -86,16 +87,25 @@ pub struct Machine;
 #[derive(Debug, Default)]
 pub struct Absolute;
 
+/// The doubleword at `pa`, for one single-copy-atomic access: other CPUs change DAT
+/// entries concurrently (IPTE, CSP, [`swap_entry`]). Cheaper in the dev profile than
+/// `read_volatile`, whose precondition check costs more than the access, and the DAT
+/// walks of the host model make hundreds of thousands of them per boot.
+fn doubleword(pa: PhysAddr) -> &'static AtomicU64 {
+    // SAFETY: every absolute address below the end of storage is identity-mapped and
+    // 8-byte aligned as `PhysMem` requires, and storage is never deallocated.
+    unsafe { AtomicU64::from_ptr(pa.as_u64() as *mut u64) }
+}
+
 impl PhysMem for Absolute {
     fn read_u64(&self, pa: PhysAddr) -> u64 {
-        // SAFETY: every absolute address below the end of storage is identity-mapped and
-        // aligned as the trait requires; DAT tables are read this way.
-        unsafe { (pa.as_u64() as *const u64).read_volatile() }
+        // DAT tables are read this way.
+        doubleword(pa).load(Ordering::Relaxed)
     }
 
     fn write_u64(&mut self, pa: PhysAddr, value: u64) {
-        // SAFETY: as for `read_u64`; callers write only DAT tables and frames they own.
-        unsafe { (pa.as_u64() as *mut u64).write_volatile(value) }
+        // Callers write only DAT tables and frames they own.
+        doubleword(pa).store(value, Ordering::Relaxed);
     }
 
     fn frame(&mut self, pfn: Pfn) -> &mut [u8; PAGE_BYTES] {
