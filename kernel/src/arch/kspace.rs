@@ -38,6 +38,13 @@ static KERNEL: Mutex<Option<DatSpace>> = Mutex::new(None);
 /// The ASCE currently in each CPU's CR1.
 static CURRENT: PerCpu<AtomicU64> = PerCpu::new([const { AtomicU64::new(0) }; MAX_CPUS]);
 
+/// How many of the kernel's region-third entries (2 GiB each) its identity map uses:
+/// the entries a user space must share for the kernel to stay mapped after a switch.
+static KERNEL_ENTRIES: AtomicU64 = AtomicU64::new(0);
+
+/// Bytes one region-third entry maps.
+const REGION_THIRD_BYTES: u64 = 1 << 31;
+
 /// The lowcore and the null page: never mapped, so null dereferences trap. The CPU
 /// reaches the lowcore through real addresses, and the interruption handlers (which read
 /// it) run with DAT off.
@@ -109,6 +116,7 @@ pub fn init(
     // guard pages) is reached only with DAT off or not at all.
     unsafe { super::cpu::dat_on(space.asce().bits()) };
     CURRENT.get().store(space.asce().bits(), Ordering::Relaxed);
+    KERNEL_ENTRIES.store(memory.div_ceil(REGION_THIRD_BYTES), Ordering::Relaxed);
     *KERNEL.lock() = Some(space);
     Ok(Protection {
         low_address: true,
@@ -172,8 +180,10 @@ pub(super) fn started_in_kernel_space() {
 }
 
 /// Makes `asce` (a registered user space) the primary address space. Refused (false)
-/// unless it is registered and shares the kernel's region-third entries, so the kernel
-/// stays mapped one to one after the switch.
+/// unless it is registered and shares the region-third entries of the kernel's identity
+/// map, so the kernel stays mapped one to one after the switch. Only the entries the
+/// map uses are compared (one for up to 2 GiB of storage), not all of those below
+/// [`USER_START`]: the check runs on every switch.
 pub fn enter(asce: Asce) -> bool {
     if !super::revoke::is_registered(asce) {
         return false;
@@ -183,7 +193,9 @@ pub fn enter(asce: Asce) -> bool {
     };
     let kernel_entries = kernel.origin().as_u64();
     let user_entries = asce.origin().as_u64();
-    let shared = USER_START.as_u64() / (1 << 31);
+    let shared = KERNEL_ENTRIES
+        .load(Ordering::Relaxed)
+        .min(USER_START.as_u64() / REGION_THIRD_BYTES);
     let same = (0..shared).all(|i| {
         Machine.read_u64(PhysAddr::new(kernel_entries + 8 * i))
             == Machine.read_u64(PhysAddr::new(user_entries + 8 * i))
