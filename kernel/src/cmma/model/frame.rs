@@ -22,6 +22,13 @@ impl FrameState {
         nodat: false,
     };
 
+    /// Stable with DAT, whatever the content (resident, paged out, or zero as ORC 1
+    /// leaves a discarded block under KVM, `pgste_perform_essa`): a frame the host keeps,
+    /// as every frame outside the page pool must stay unless a test hints it.
+    pub const fn is_plain_stable(&self) -> bool {
+        matches!(self.usage, UsageState::Stable) && !self.nodat
+    }
+
     /// Builds a state from its parts.
     pub const fn new(usage: UsageState, content: ContentState, nodat: bool) -> FrameState {
         FrameState {

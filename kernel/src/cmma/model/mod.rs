@@ -68,26 +68,43 @@ pub struct ModelOptions {
     pub clear_change_bit_on_pot_volatile: bool,
 }
 
-/// The state byte of every frame, in a heap vector or in memory the caller set aside.
+/// The state byte of every frame, and a summary for [`HostModel::snapshot`], which runs
+/// twice per test over every frame outside the page pool: one bit per block of
+/// [`SUMMARY_BLOCK`] frames, set when a frame of the block takes a state other than plain
+/// stable and never cleared. A clear bit vouches for a whole block of plain frames.
 #[derive(Debug)]
-enum FrameTable {
-    Owned(Vec<u8>),
-    Borrowed(&'static mut [u8]),
+struct FrameTable {
+    bytes: Vec<u8>,
+    hinted_blocks: Vec<u64>,
 }
 
+/// Frames one summary bit stands for.
+const SUMMARY_BLOCK: usize = 64;
+
 impl FrameTable {
-    fn bytes(&self) -> &[u8] {
-        match self {
-            FrameTable::Owned(bytes) => bytes,
-            FrameTable::Borrowed(bytes) => bytes,
+    fn new(len: usize) -> FrameTable {
+        FrameTable {
+            bytes: vec![FrameState::INITIAL.to_byte().raw(); len],
+            hinted_blocks: vec![0; len.div_ceil(SUMMARY_BLOCK * 64)],
         }
     }
 
-    fn bytes_mut(&mut self) -> &mut [u8] {
-        match self {
-            FrameTable::Owned(bytes) => bytes,
-            FrameTable::Borrowed(bytes) => bytes,
+    fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    fn set(&mut self, index: usize, state: FrameState) {
+        self.bytes[index] = state.to_byte().raw();
+        if !state.is_plain_stable() {
+            let block = index / SUMMARY_BLOCK;
+            self.hinted_blocks[block / 64] |= 1 << (block % 64);
         }
+    }
+
+    /// Whether a frame of the block of frame `index` may be other than plain stable.
+    fn may_hold_hinted(&self, index: usize) -> bool {
+        let block = index / SUMMARY_BLOCK;
+        self.hinted_blocks[block / 64] & (1 << (block % 64)) != 0
     }
 }
 
@@ -107,22 +124,8 @@ impl HostModel {
     /// If `frames` does not fit in `usize`.
     pub fn new(frames: u64, options: ModelOptions) -> HostModel {
         let len = usize::try_from(frames).expect("frame count fits in usize");
-        HostModel::with_table(
-            FrameTable::Owned(vec![FrameState::INITIAL.to_byte().raw(); len]),
-            options,
-        )
-    }
-
-    /// A model that keeps its table in `storage`, one byte per frame, for use
-    /// before the heap exists. Every frame starts stable and resident.
-    pub fn with_storage(storage: &'static mut [u8], options: ModelOptions) -> HostModel {
-        storage.fill(FrameState::INITIAL.to_byte().raw());
-        HostModel::with_table(FrameTable::Borrowed(storage), options)
-    }
-
-    fn with_table(table: FrameTable, options: ModelOptions) -> HostModel {
         HostModel {
-            table,
+            table: FrameTable::new(len),
             options,
             counters: Counters::default(),
             scheduler: None,
@@ -212,7 +215,7 @@ impl HostModel {
             "impossible state {state:?} for frame {pfn:#x}"
         );
         let index = usize::try_from(pfn).expect("caller checked the pfn");
-        self.table.bytes_mut()[index] = state.to_byte().raw();
+        self.table.set(index, state);
         if let Some(scheduler) = &mut self.scheduler {
             scheduler.note(pfn, state, self.counters.essa_total());
         }
