@@ -87,6 +87,8 @@ struct Shared {
     abandoned: Vec<AtomicBool>,
     /// The watchdog's limit in TOD units; a body may shorten it while it runs.
     limit: AtomicU64,
+    /// The limit the run started with, back in force once the run is aborted.
+    start_limit: u64,
     seed: u64,
     /// CPU 0 runs its part of the body (the only time its watchdog may unwind it).
     coordinator_in_body: AtomicBool,
@@ -97,6 +99,9 @@ impl Shared {
     /// next progress point.
     fn abort(&self) {
         self.abort.store(true, Ordering::Relaxed);
+        // The parts leave now, each on its own vCPU thread, which the host may hold up:
+        // a short limit a body set for itself must not take one of them for hung.
+        self.limit.store(self.start_limit, Ordering::Relaxed);
         self.barrier.wake_all();
     }
 }
@@ -203,9 +208,10 @@ impl CpuTest<'_> {
         self.run.barrier.waiting() == self.cpus() - 1
     }
 
-    /// Sets the watchdog's limit for the rest of the run. Only a CPU that runs its part is
-    /// judged by it, so with every other CPU waiting at the barrier a body can make it
-    /// short without a CPU that the host holds up being taken for hung.
+    /// Sets the watchdog's limit until the run ends or is aborted (which brings the
+    /// starting limit back). Only a CPU that runs its part is judged by it, so with every
+    /// other CPU waiting at the barrier a body can make it short without a CPU that the
+    /// host holds up being taken for hung.
     pub fn set_watchdog_ms(&mut self, ms: u64) {
         self.run.limit.store(ms_to_tod(ms), Ordering::Relaxed);
     }
@@ -299,6 +305,7 @@ pub fn run_with_first_tick(
         hung: cpus.iter().map(|_| HungSlot::default()).collect(),
         abandoned: cpus.iter().map(|_| AtomicBool::new(false)).collect(),
         limit: AtomicU64::new(ms_to_tod(options.watchdog_ms)),
+        start_limit: ms_to_tod(options.watchdog_ms),
         seed: options.seed,
         coordinator_in_body: AtomicBool::new(false),
         cpus,
