@@ -168,6 +168,25 @@ ktest! {
 }
 
 ktest! {
+    /// A miss that reads ahead (`read_file` of six uncached pages: one read asked for,
+    /// five started ahead of it): 2 ESSA a page, as a page read on its own. A page read
+    /// ahead keeps the reader's reference until its bytes are copied, so it is not made
+    /// volatile in between (which would cost two more).
+    fn readahead_costs_two_a_page(t) [NEEDS_ESSA] {
+        if !needs_mm_with_model(t) { return; }
+        make_room();
+        vm::with(|mm| mm.open_file(FILE).and_then(|m| mm.truncate_inode_pages(m, 40))).expect("truncate");
+        let mut buf = alloc::vec![0u8; 6 * PAGE_SIZE as usize];
+        let ahead = vm::with(|mm| mm.stats().readahead);
+        expect_essa(t, "read_file of six missing pages", &[(1, 6), (3, 6)],
+            "each new frame goes unused -> stable when allocated, stable -> volatile on the release after its copy",
+            || { vm::with(|mm| { let m = mm.open_file(FILE)?; mm.read_file(m, 40 * PAGE_SIZE, &mut buf) }).expect("read_file"); });
+        check!(t, vm::with(|mm| mm.stats().readahead) == ahead + 5, "pages read ahead: {} -> {}",
+            ahead, vm::with(|mm| mm.stats().readahead));
+    }
+}
+
+ktest! {
     /// A page-cache hit on a volatile page, and on a stable one.
     fn lookup_hit_costs_two_on_a_volatile_page_none_on_a_stable_one(t) [NEEDS_ESSA] {
         if !needs_mm_with_model(t) { return; }

@@ -8,7 +8,7 @@
 //! they end, so every later suite still finds the pattern.
 
 use crate::support::{
-    device_bytes, model_counters, needs_mm, needs_model, open_file, restore_pattern,
+    cached_in, device_bytes, model_counters, needs_mm, needs_model, open_file, restore_pattern,
     strike_only_new_hints,
 };
 use alloc::vec;
@@ -137,6 +137,33 @@ ktest! {
         check_eq!(t, second, Ok(PAGE_SIZE as usize));
         check_eq!(t, hit_io, 0);
         check_eq!(t, content, Ok(()));
+    }
+}
+
+ktest! {
+    /// Readahead (`read_file`): a miss starts the reads of the request's following pages
+    /// up to the first one that is cached, never past the request, and every byte read
+    /// is right. Eight pages with the fourth cached: pages 1-2 are read ahead of page 0,
+    /// pages 5-7 ahead of page 4, and page 8, past the request, is not read. Guards the
+    /// bounds of `Mm::read_ahead`.
+    fn a_miss_reads_the_rest_of_the_request_ahead_and_no_further(t) {
+        if !needs_mm(t) { return; }
+        let r = vm::with(|mm| {
+            let medium = open_file(mm, files::MEDIUM);
+            mm.truncate_inode_pages(medium, 0).expect("truncate");
+            let mut page = vec![0u8; PAGE_SIZE as usize];
+            mm.read_file(medium, 3 * PAGE_SIZE, &mut page).expect("read page 3");
+            let ahead = mm.stats().readahead;
+            let mut buf = vec![0u8; 8 * PAGE_SIZE as usize];
+            let read = mm.read_file(medium, 0, &mut buf);
+            let cached: Vec<bool> = (0..10).map(|i| cached_in(mm, medium, i).is_some()).collect();
+            (read, check_pattern(files::MEDIUM, 0, &buf), mm.stats().readahead - ahead, cached)
+        });
+        let (read, content, ahead, cached) = r;
+        check_eq!(t, read, Ok(8 * PAGE_SIZE as usize));
+        check_eq!(t, content, Ok(()));
+        check_eq!(t, ahead, 5);
+        check_eq!(t, cached, [true, true, true, true, true, true, true, true, false, false]);
     }
 }
 

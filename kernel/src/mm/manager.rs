@@ -102,6 +102,8 @@ pub struct MmStats {
     /// Allocations that found nothing free and got a frame by waiting for the grace
     /// period of frames of discarded pages.
     pub grace_waits: u64,
+    /// Pages `read_file` started reading ahead of the one asked for.
+    pub readahead: u64,
     /// Rules of the series found broken ([`Bug`]); each also kept in [`Mm::bugs`].
     pub bugs: u64,
 }
