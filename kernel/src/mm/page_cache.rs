@@ -611,8 +611,10 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
             else {
                 break;
             };
-            let pfn = if ahead.front().is_some_and(|&(i, _)| i == index) {
-                let (_, pfn) = ahead.pop_front().unwrap_or_else(|| unreachable!());
+            let pfn = if let Some(&(next, pfn)) = ahead.front()
+                && next == index
+            {
+                ahead.pop_front();
                 self.finish_read_page(pfn)?;
                 pfn
             } else {

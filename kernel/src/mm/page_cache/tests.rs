@@ -240,3 +240,59 @@ fn device_errors_surface_as_errors_never_as_data() {
     mm.truncate_inode_pages(m, 0).unwrap();
     assert_eq!(mm.frames().free_count(), free, "every page freed");
 }
+
+#[test]
+fn read_file_reads_ahead_within_the_request_up_to_a_cached_page() {
+    let (mut mm, m) = mm_with_file(128, 7, 40 * 4096);
+    let (third, _) = mm.read_cache_page(m, 3).unwrap();
+    mm.put_page(third);
+    let reads = mm.device().stats().reads;
+    let mut buf = alloc::vec![0u8; 8 * 4096];
+    assert_eq!(mm.read_file(m, 0, &mut buf), Ok(8 * 4096));
+    assert_eq!(check_pattern(7, 0, &buf), Ok(()));
+    // Pages 1-2 ahead of page 0, stopped by page 3; pages 5-7 ahead of page 4.
+    assert_eq!(mm.stats().readahead, 5);
+    assert_eq!(mm.device().stats().reads, reads + 7);
+    let cached: Vec<bool> = (0..10)
+        .map(|i| mm.mapping(m).unwrap().lookup(i).is_some())
+        .collect();
+    assert_eq!(
+        cached,
+        [true, true, true, true, true, true, true, true, false, false]
+    );
+    for (_, pfn) in mm.mapping(m).unwrap().cached() {
+        assert_eq!(
+            mm.page(pfn).unwrap().refcount(),
+            1,
+            "only the cache's reference"
+        );
+    }
+    // A longer request: at most READ_AHEAD pages ahead of each miss, none past its end.
+    let mut long = alloc::vec![0u8; 30 * 4096];
+    assert_eq!(mm.read_file(m, 10 * 4096, &mut long), Ok(30 * 4096));
+    assert_eq!(check_pattern(7, 10 * 4096, &long), Ok(()));
+    assert_eq!(mm.stats().readahead, 5 + READ_AHEAD + (39 - 27));
+}
+
+#[test]
+fn a_failed_read_ahead_fails_the_request_and_leaks_nothing() {
+    let (mut mm, _) = mm_with_file(64, 3, 4 * 4096);
+    let blocks = mm.device().blocks();
+    let past = mm.open_device_range(blocks - 1, 2).unwrap();
+    let free = mm.frames().free_count();
+    let mut buf = alloc::vec![0u8; 2 * 4096];
+    // Page 1, read ahead of page 0, lies past the device.
+    assert_eq!(
+        mm.read_file(past, 0, &mut buf),
+        Err(MmError::Io(IoError::OutOfRange { block: blocks }))
+    );
+    assert_eq!(mm.stats().readahead, 1);
+    assert_eq!(
+        mm.mapping(past).unwrap().nrpages(),
+        1,
+        "page 0 stays cached"
+    );
+    assert_eq!(mm.frames().free_count(), free - 1);
+    mm.truncate_inode_pages(past, 0).unwrap();
+    assert_eq!(mm.frames().free_count(), free, "every page freed");
+}
