@@ -300,7 +300,9 @@ pub fn store_entry(addr: PhysAddr, value: u64) {
     core::sync::atomic::fence(Ordering::SeqCst);
     let pte = Pte::from_bits(value);
     if pte.is_valid() && kind(pte.pfn().as_u64()).is_some() {
-        let raw = Absolute.read_u64(addr);
+        // LURAG, not a relaxed load the compiler could answer with the store above: the
+        // point is to see a revoking CPU's swap.
+        let raw = storage::load_real(addr.as_u64());
         if raw & HOST_BIT == 0 && Pte::from_bits(raw).is_valid() {
             // The frame went while the entry was stored: the CPUs' TLBs may hold it.
             // Only the kernel's identity map and user entries reach here, both at the

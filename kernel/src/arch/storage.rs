@@ -87,25 +87,31 @@ pub struct Machine;
 #[derive(Debug, Default)]
 pub struct Absolute;
 
-/// The doubleword at `pa`, for one single-copy-atomic access: other CPUs change DAT
-/// entries concurrently (IPTE, CSP, [`swap_entry`]). Cheaper in the dev profile than
-/// `read_volatile`, whose precondition check costs more than the access, and the DAT
-/// walks of the host model make hundreds of thousands of them per boot.
-fn doubleword(pa: PhysAddr) -> &'static AtomicU64 {
-    // SAFETY: every absolute address below the end of storage is identity-mapped and
-    // 8-byte aligned as `PhysMem` requires, and storage is never deallocated.
+/// The doubleword at `pa` for one single-copy-atomic access (other CPUs change DAT
+/// entries concurrently: IPTE, CSP, [`swap_entry`]), in the dev profile cheaper than
+/// `read_volatile`, whose precondition check costs more than the access: the host
+/// model's DAT walks make hundreds of thousands of them per boot.
+///
+/// # Safety
+/// `pa` must be 8-byte aligned and lie in storage the caller may access at this moment
+/// (identity-mapped with DAT on, or any storage with DAT off), and no `&mut` to it may
+/// be live while the returned reference is used.
+unsafe fn doubleword<'a>(pa: PhysAddr) -> &'a AtomicU64 {
+    debug_assert!(pa.as_u64().is_multiple_of(8), "unaligned doubleword {pa:?}");
+    // SAFETY: as the caller guarantees; storage is never deallocated.
     unsafe { AtomicU64::from_ptr(pa.as_u64() as *mut u64) }
 }
 
 impl PhysMem for Absolute {
     fn read_u64(&self, pa: PhysAddr) -> u64 {
-        // DAT tables are read this way.
-        doubleword(pa).load(Ordering::Relaxed)
+        // SAFETY: `PhysMem` callers pass aligned addresses of DAT tables (and frames they
+        // own) in storage, which they reach identity-mapped or with DAT off.
+        unsafe { doubleword(pa) }.load(Ordering::Relaxed)
     }
 
     fn write_u64(&mut self, pa: PhysAddr, value: u64) {
-        // Callers write only DAT tables and frames they own.
-        doubleword(pa).store(value, Ordering::Relaxed);
+        // SAFETY: as for `read_u64`; callers write only DAT tables and frames they own.
+        unsafe { doubleword(pa) }.store(value, Ordering::Relaxed);
     }
 
     fn frame(&mut self, pfn: Pfn) -> &mut [u8; PAGE_BYTES] {
