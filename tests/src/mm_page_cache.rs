@@ -151,6 +151,12 @@ ktest! {
         let r = vm::with(|mm| {
             let medium = open_file(mm, files::MEDIUM);
             mm.truncate_inode_pages(medium, 0).expect("truncate");
+            // Readahead takes only frames free above the low watermark: make room.
+            let needed = mm.config().high_watermark + 64;
+            let free = mm.frames().free_count();
+            if free < needed {
+                mm.reclaim(needed - free);
+            }
             let mut page = vec![0u8; PAGE_SIZE as usize];
             mm.read_file(medium, 3 * PAGE_SIZE, &mut page).expect("read page 3");
             let ahead = mm.stats().readahead;

@@ -576,7 +576,8 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
     /// the caller asked for): their transfers overlap, and one wait collects several
     /// ends. Each page read ahead keeps this call's reference until its bytes are copied,
     /// so it stays stable meanwhile and costs the same two ESSA as a page read on its
-    /// own; a read ahead that finds no free frame just stops the readahead.
+    /// own. Readahead takes only frames that are free above the low watermark: it never
+    /// starts reclaim or waits for a grace period (Linux: `__GFP_NORETRY`), it stops.
     pub fn read_file(
         &mut self,
         mapping: MappingId,
@@ -648,8 +649,9 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
         self.start_read_page(mapping, index).map(|pfn| (pfn, true))
     }
 
-    /// Starts the reads of the pages in `indices` up to the first one that is cached,
-    /// with a reference each, queued in `ahead`.
+    /// Starts the reads of the pages in `indices` up to the first one that is cached or
+    /// the first for which no frame is free above the low watermark, with a reference
+    /// each, queued in `ahead`.
     fn read_ahead(
         &mut self,
         mapping: MappingId,
@@ -660,7 +662,7 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
             let cached = self
                 .mapping_ref(mapping)
                 .is_ok_and(|m| m.lookup(index).is_some());
-            if cached {
+            if cached || self.frames.free_count() <= self.config.low_watermark {
                 return;
             }
             match self.start_read_page(mapping, index) {

@@ -296,3 +296,24 @@ fn a_failed_read_ahead_fails_the_request_and_leaks_nothing() {
     mm.truncate_inode_pages(past, 0).unwrap();
     assert_eq!(mm.frames().free_count(), free, "every page freed");
 }
+
+#[test]
+fn readahead_takes_no_frame_at_or_below_the_low_watermark() {
+    let (mut mm, m) = mm_with_file(128, 7, 40 * 4096);
+    let low = mm.config().low_watermark;
+    let mut held = Vec::new();
+    while mm.frames().free_count() > low + 2 {
+        held.push(mm.alloc_page().unwrap());
+    }
+    let reclaims = mm.stats().watermark_reclaims;
+    let mut buf = alloc::vec![0u8; 3 * 4096];
+    assert_eq!(mm.read_file(m, 0, &mut buf), Ok(3 * 4096));
+    assert_eq!(check_pattern(7, 0, &buf), Ok(()));
+    // Page 0 takes a frame (low + 1 left), page 1 is read ahead (low left), and page 2
+    // is not: it is read when asked for, without reclaim.
+    assert_eq!(mm.stats().readahead, 1);
+    assert_eq!(mm.stats().watermark_reclaims, reclaims);
+    for pfn in held {
+        mm.put_page(pfn);
+    }
+}
