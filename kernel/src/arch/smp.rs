@@ -599,6 +599,8 @@ impl Drop for Scope<'_> {
 /// ([`stop_and_restart`]); `wait` should sleep or check for hung CPUs in between. Returns what
 /// `body` returned, or the program interruption that cut it short: the jobs it spawned
 /// are waited for either way, so nothing they borrow goes out of scope while they run.
+/// Before it returns it enables external interruptions for a moment, to take the
+/// finished jobs' signals: any other pending external interruption is taken there too.
 pub fn scope<'env, R>(
     body: impl FnOnce(&Scope<'env>) -> R,
     mut wait: impl FnMut(&Scope<'env>),
