@@ -140,6 +140,19 @@ ktest! {
     }
 }
 
+/// The standard file `MEDIUM` with none of its pages cached, and 64 frames free above the
+/// high watermark, so what a test reads allocates without reclaim.
+fn uncached_medium_with_room(mm: &mut KernelMm) -> kernel::mm::ids::MappingId {
+    let medium = open_file(mm, files::MEDIUM);
+    mm.truncate_inode_pages(medium, 0).expect("truncate");
+    let needed = mm.config().high_watermark + 64;
+    let free = mm.frames().free_count();
+    if free < needed {
+        mm.reclaim(needed - free);
+    }
+    medium
+}
+
 ktest! {
     /// Readahead (`read_file`): a miss starts the reads of the request's following pages
     /// up to the first one that is cached, never past the request, and every byte read
@@ -149,14 +162,8 @@ ktest! {
     fn a_miss_reads_the_rest_of_the_request_ahead_and_no_further(t) {
         if !needs_mm(t) { return; }
         let r = vm::with(|mm| {
-            let medium = open_file(mm, files::MEDIUM);
-            mm.truncate_inode_pages(medium, 0).expect("truncate");
-            // Readahead takes only frames free above the low watermark: make room.
-            let needed = mm.config().high_watermark + 64;
-            let free = mm.frames().free_count();
-            if free < needed {
-                mm.reclaim(needed - free);
-            }
+            // Readahead takes only frames free above the low watermark: room first.
+            let medium = uncached_medium_with_room(mm);
             let mut page = vec![0u8; PAGE_SIZE as usize];
             mm.read_file(medium, 3 * PAGE_SIZE, &mut page).expect("read page 3");
             let ahead = mm.stats().readahead;
@@ -181,13 +188,7 @@ ktest! {
     fn truncate_frees_cached_frames(t) {
         if !needs_mm(t) { return; }
         let r = vm::with(|mm| {
-            let medium = open_file(mm, files::MEDIUM);
-            mm.truncate_inode_pages(medium, 0).expect("truncate");
-            let needed = mm.config().high_watermark + 64;
-            let free = mm.frames().free_count();
-            if free < needed {
-                mm.reclaim(needed - free);
-            }
+            let medium = uncached_medium_with_room(mm);
             let base = mm.frames().allocated_count();
             let mut buf = vec![0u8; 32 * PAGE_SIZE as usize];
             let read = mm.read_file(medium, 0, &mut buf);

@@ -374,12 +374,11 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
         mapping: MappingId,
         index: u64,
     ) -> Result<(Pfn, bool), MmError> {
-        self.check_index(mapping, index)?;
-        if let Some(pfn) = self.find_get_page(mapping, index) {
-            self.wait_uptodate(pfn)?;
-            return Ok((pfn, false));
+        let (pfn, miss) = self.read_cache_page_starting(mapping, index)?;
+        if miss {
+            self.finish_read_page(pfn)?;
         }
-        self.read_new_page(mapping, index).map(|pfn| (pfn, true))
+        Ok((pfn, miss))
     }
 
     /// Fails for a page beyond the end of the file.
