@@ -395,15 +395,7 @@ impl<M: Machine, D: BlockDevice, H: PageStateHooks> Mm<M, D, H> {
     /// leaves nothing behind: the page leaves the cache and the error is returned.
     pub(crate) fn read_new_page(&mut self, mapping: MappingId, index: u64) -> Result<Pfn, MmError> {
         let pfn = self.start_read_page(mapping, index)?;
-        self.wait_on_page_locked(pfn);
-        if let Some(e) = self.io_errors.remove(&pfn) {
-            self.lock_page(pfn);
-            self.remove_from_page_cache(pfn);
-            self.unlock_page(pfn);
-            self.put_page(pfn); // the cache's reference
-            self.put_page(pfn); // ours
-            return Err(MmError::Io(e));
-        }
+        self.finish_read_page(pfn)?;
         // No volatile attempt with the caller's reference counted as expected here:
         // `read_file` copies the contents next. Only the fault path, which maps the
         // page without touching it, offers it (`filemap_nopage`); the others offer it

@@ -39,8 +39,7 @@ impl HostModel {
         let mut hinted = BTreeMap::new();
         let mut at = start;
         while at < end {
-            let block_end = (at / SUMMARY_BLOCK + 1) * SUMMARY_BLOCK;
-            let block_end = if block_end < end { block_end } else { end };
+            let block_end = ((at / SUMMARY_BLOCK + 1) * SUMMARY_BLOCK).min(end);
             if self.table.may_hold_hinted(at) {
                 for (pfn, &byte) in (at..block_end).zip(&table[at..block_end]) {
                     let state = FrameState::from_byte(PageStateByte(byte));
