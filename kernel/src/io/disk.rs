@@ -208,7 +208,8 @@ impl VirtioDisk {
         transfer: Option<Transfer>,
     ) -> Result<u16, (DiskError, virtio::Buffer)> {
         // A failed notification is a transport fault, reported when the request ends.
-        // A full queue (each request takes three descriptors) waits for a request to end.
+        // A full queue (16 requests: with indirect descriptors, which the device offers,
+        // each takes one) waits for a request to end.
         let mut buf = buf;
         let mut io = loop {
             match virtio::start(&mut self.blk, sector, write, buf) {
