@@ -5,9 +5,11 @@
 //! stale TLB entry survives an unmap or a write-protect (IPTE).
 
 use crate::support::{RW, ensure_free, map_anon, map_file, needs_mm, page_va};
+use kernel::arch::storage::Machine;
 use kernel::arch::{kspace, uaccess};
 use kernel::mm::addr::{PAGE_SIZE, VirtAddr};
 use kernel::mm::backing::{files, pattern, pattern_byte};
+use kernel::mm::machine::PhysMem;
 use kernel::mm::manager::{USER_END, USER_START};
 use kernel::mm::mmap::MapSource;
 use kernel::mm::vma::VmFlags;
@@ -184,5 +186,36 @@ ktest! {
         check_eq!(t, rmap.len(), 2);
         check!(t, rmap.iter().any(|e| e.space == a.id() && e.va == file_a), "{rmap:?}");
         check!(t, rmap.iter().any(|e| e.space == b.id() && e.va == file_b), "{rmap:?}");
+    }
+}
+
+ktest! {
+    /// A switch to a user space that does not share the kernel's identity map is refused
+    /// (the kernel would lose its own mapping at the next instruction): with the space's
+    /// first region-third entry, the one that maps storage, made empty, `kspace::enter`
+    /// says no; put back, it switches. Guards the entries
+    /// `kspace::enter` compares (all that the identity map uses).
+    fn a_space_without_the_kernels_map_is_not_entered(t) {
+        if !needs_mm(t) { return; }
+        let space = UserSpace::new().expect("space");
+        let Some(asce) = vm::with(|mm| mm.space(space.id()).map(|s| s.asce())) else {
+            check!(t, false, "no address space for {:?}", space.id());
+            return;
+        };
+        let entry = asce.origin();
+        let shared = Machine.read_u64(entry);
+        // Not the kernel's entry: an empty (invalid) one.
+        Machine.write_u64(entry, kernel::mm::dat::Region3Entry::EMPTY.bits());
+        let entered = kspace::enter(asce);
+        if entered {
+            kspace::leave();
+        }
+        Machine.write_u64(entry, shared);
+        check!(t, !entered, "entered a space whose first region-third entry is not the kernel's");
+        let entered = kspace::enter(asce);
+        if entered {
+            kspace::leave();
+        }
+        check!(t, entered, "the space, its entry put back, was not entered");
     }
 }
