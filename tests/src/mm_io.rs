@@ -303,3 +303,43 @@ ktest! {
         check_eq!(t, result, Ok((true, Some(0), Ok(()), Ok(()))));
     }
 }
+
+ktest! {
+    /// Requests whose notification was held back reach the device whenever the disk
+    /// looks for ends, not only at the memory manager's poll: a synchronous read behind
+    /// a started page read (`VirtioDisk::transfer_now`), and the 17th of 17 page reads
+    /// started at once, which waits for a slot in the 16-entry queue
+    /// (`VirtioDisk::wait_for_one`); every page ends with the file's bytes. Guards the
+    /// flush in `VirtioDisk::collect` (without it each of these waits forever).
+    fn held_notifications_reach_the_device_on_every_wait(t) {
+        if !needs_mm(t) { return; }
+        let virtio = vm::with(|mm| matches!(mm.device(), kernel::io::disk::KernelDisk::Virtio(_)));
+        if !virtio {
+            t.skip("the backing store is not the virtio-blk disk (mm.backing=virtio)");
+            return;
+        }
+        const FIRST: u64 = 180;
+        let result = vm::with(|mm| {
+            let m = open_file(mm, FILE);
+            mm.sync_mapping(m)?;
+            mm.truncate_inode_pages(m, FIRST)?;
+            let started = mm.start_read_page(m, FIRST)?;
+            let behind = device_bytes(mm, m, (FIRST + 1) * PAGE_SIZE, PAGE_SIZE as usize);
+            let behind = check_pattern(FILE, (FIRST + 1) * PAGE_SIZE, &behind);
+            let mut pages = vec![(FIRST, started)];
+            for index in FIRST + 2..FIRST + 19 {
+                pages.push((index, mm.start_read_page(m, index)?));
+            }
+            let mut bad = alloc::vec::Vec::new();
+            for (index, pfn) in pages {
+                mm.finish_read_page(pfn)?;
+                if check_pattern(FILE, index * PAGE_SIZE, mm.machine().frame_ref(pfn)).is_err() {
+                    bad.push(index);
+                }
+                mm.put_page(pfn);
+            }
+            Ok::<_, MmError>((behind, bad))
+        });
+        check_eq!(t, result, Ok((Ok(()), alloc::vec::Vec::new())));
+    }
+}

@@ -181,6 +181,32 @@ ktest! {
 }
 
 ktest! {
+    /// A miss and its readahead reach the virtio-blk device at one notification: 16
+    /// pages read cold are 16 requests and one DIAGNOSE 0x500, sent when the reader
+    /// first waits. Guards `Notifications`' hold in `VirtioDisk::start` and the flush in
+    /// `VirtioDisk::collect` (without the hold: 16 notifications; without the flush: the
+    /// wait never ends).
+    fn a_readahead_batch_reaches_the_device_at_one_notification(t) {
+        if !needs_mm(t) { return; }
+        let virtio = vm::with(|mm| matches!(mm.device(), kernel::io::disk::KernelDisk::Virtio(_)));
+        if !virtio {
+            t.skip("the backing store is not the virtio-blk disk (mm.backing=virtio)");
+            return;
+        }
+        let r = vm::with(|mm| {
+            let medium = uncached_medium_with_room(mm);
+            let sent = || kernel::io::disk::with(|d| d.notifications()).unwrap_or(0);
+            let (reads, notifications) = (mm.device().stats().reads, sent());
+            let mut buf = vec![0u8; 16 * PAGE_SIZE as usize];
+            let read = mm.read_file(medium, 0, &mut buf);
+            let content = check_pattern(files::MEDIUM, 0, &buf);
+            (read, content, mm.device().stats().reads - reads, sent() - notifications)
+        });
+        check_eq!(t, r, (Ok(16 * PAGE_SIZE as usize), Ok(()), 16, 1));
+    }
+}
+
+ktest! {
     /// Each cached page holds exactly one frame: reading 32 new pages allocates 32
     /// frames, truncating from page 16 frees 16 and drops exactly those indices, and
     /// truncating the rest frees the others. Guards the page cache's reference in

@@ -17,7 +17,7 @@
 use super::channel::{self, CcwChannel};
 use super::css::sense_id::VIRTIO_BLK_MODEL;
 use super::css::{IoError, KERNEL_ISC, SubchannelId};
-use super::virtio_ccw::{CcwTransport, Faults, TransportError};
+use super::virtio_ccw::{CcwTransport, Faults, Notifications, TransportError};
 use crate::arch::css;
 use crate::arch::virtio::{self, Blk};
 use crate::mm::addr::PAGE_BYTES;
@@ -76,6 +76,10 @@ pub struct VirtioDisk {
     sid: SubchannelId,
     blk: Blk<CcwTransport<CcwChannel>>,
     faults: Arc<Faults>,
+    /// Held back while a request starts: sent when the disk next looks for ends
+    /// ([`VirtioDisk::collect`]), so the requests started in between reach the device at
+    /// one notification.
+    notifications: Arc<Notifications>,
     sectors: u64,
     stats: IoStats,
     /// Requests the device has not completed, with the memory manager's transfer (none
@@ -127,6 +131,7 @@ impl VirtioDisk {
         let config = transport.read_config(8).map_err(DiskError::Transport)?;
         let sectors = u64::from_be_bytes(config[..8].try_into().unwrap_or([0; 8]));
         let faults = transport.faults();
+        let notifications = transport.notifications();
         let blk = Blk::new(transport).map_err(DiskError::Driver)?;
         if let Some(e) = faults.take() {
             return Err(DiskError::Transport(e));
@@ -135,6 +140,7 @@ impl VirtioDisk {
             sid,
             blk,
             faults,
+            notifications,
             sectors,
             stats: IoStats::default(),
             in_flight: Vec::new(),
@@ -207,12 +213,15 @@ impl VirtioDisk {
         buf: virtio::Buffer,
         transfer: Option<Transfer>,
     ) -> Result<u16, (DiskError, virtio::Buffer)> {
-        // A failed notification is a transport fault, reported when the request ends.
-        // A full queue (16 requests: with indirect descriptors, which the device offers,
+        // The notification waits for the next look for ends. A failed notification is a
+        // transport fault, reported when the request ends. A full queue (16 requests: with indirect descriptors, which the device offers,
         // each takes one) waits for a request to end.
         let mut buf = buf;
         let mut io = loop {
-            match virtio::start(&mut self.blk, sector, write, buf) {
+            self.notifications.hold();
+            let started = virtio::start(&mut self.blk, sector, write, buf);
+            self.notifications.release();
+            match started {
                 Ok(io) => break io,
                 Err((DriverError::QueueFull, back)) if !self.in_flight.is_empty() => {
                     buf = back;
@@ -238,7 +247,19 @@ impl VirtioDisk {
     /// Whether the device has used a request the disk has not ended yet (it may not have
     /// taken the request's interruption yet).
     pub fn device_used(&mut self) -> bool {
+        self.notify();
         virtio::next_used(&mut self.blk).is_some()
+    }
+
+    /// Device notifications sent so far (DIAGNOSE 0x500).
+    pub fn notifications(&self) -> u64 {
+        self.notifications.sent()
+    }
+
+    /// Sends the notifications held back since the last look for ends.
+    fn notify(&self) {
+        self.notifications
+            .flush(&CcwChannel(self.sid), &self.faults);
     }
 
     /// Ended page transfers the memory manager has not polled yet.
@@ -248,8 +269,10 @@ impl VirtioDisk {
 
     /// Ends every request the device used, once its notification was taken (an alert
     /// interruption since the used ring was last found empty); takes no interruption
-    /// itself.
+    /// itself. Notifies the device of the requests started since the last call first:
+    /// every wait for an end comes through here.
     pub fn collect(&mut self) {
+        self.notify();
         if css::take_alert(self.sid) {
             self.signalled = true;
         }
@@ -339,6 +362,8 @@ impl VirtioDisk {
     /// The next ended page transfer; takes an interruption already pending first.
     fn poll(&mut self) -> Option<Completion> {
         if self.ended.is_empty() && !self.in_flight.is_empty() {
+            // Before the window, so an end the notification brings at once is taken.
+            self.notify();
             css::open_io_window();
             self.collect();
         }
@@ -440,6 +465,8 @@ pub fn locked() -> bool {
 /// Releases the disk's lock after a test body that held it was unwound.
 pub fn release_after_unwind() {
     crate::arch::sync::force_unlock(&DISK);
+    // An unwind out of a request's start leaves the notifications held back.
+    with(|d| d.notifications.release());
 }
 
 /// The disk as the memory manager's block device (4 KiB blocks of 8 sectors).

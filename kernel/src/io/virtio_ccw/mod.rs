@@ -26,7 +26,8 @@
 //! into a 64-bit word and makes the subchannel status pending (an unsolicited alert
 //! interruption); [`ack_interrupt`](virtio_drivers::transport::Transport::ack_interrupt)
 //! swaps the words to 0. Notifications go out with DIAGNOSE 0x500 through
-//! [`Channel::notify`].
+//! [`Channel::notify`], at once or, held back while the driver starts a batch, when it
+//! next looks for ends ([`Notifications`]).
 
 mod transport;
 
@@ -35,7 +36,7 @@ mod fake;
 #[cfg(test)]
 mod tests;
 
-pub use transport::{CcwTransport, Faults};
+pub use transport::{CcwTransport, Faults, Notifications};
 
 use super::css::{Completion, IoError, SenseId};
 use core::fmt;

@@ -180,6 +180,49 @@ fn a_reset_drops_queues_and_indicators_and_they_come_back_before_driver_ok() {
 }
 
 #[test]
+fn held_notifications_go_out_once_per_queue_at_the_flush() {
+    let mut t = transport(|_| {});
+    let n = t.notifications();
+    t.notify(0);
+    assert_eq!(t.channel().0.borrow().notified, [0], "not held: at once");
+    n.hold();
+    for queue in [0, 2, 0, 0, 2] {
+        t.notify(queue);
+    }
+    n.release();
+    assert_eq!(t.channel().0.borrow().notified, [0], "held back");
+    assert_eq!(n.sent(), 1);
+    n.flush(t.channel(), &t.faults());
+    assert_eq!(t.channel().0.borrow().notified, [0, 0, 2]);
+    assert_eq!(n.sent(), 3);
+    n.flush(t.channel(), &t.faults());
+    assert_eq!(n.sent(), 3, "nothing held back any more");
+    // A queue a 64-bit mask cannot hold is notified at once, held or not.
+    n.hold();
+    t.notify(64);
+    n.release();
+    assert_eq!(t.channel().0.borrow().notified, [0, 0, 2, 64]);
+}
+
+#[test]
+fn a_held_notification_that_fails_is_recorded_at_the_flush() {
+    let mut t = transport(|d| d.notify_result = -22);
+    let n = t.notifications();
+    n.hold();
+    t.notify(1);
+    n.release();
+    assert_eq!(t.faults().take(), None);
+    n.flush(t.channel(), &t.faults());
+    assert_eq!(
+        t.faults().take(),
+        Some(TransportError::Notify {
+            queue: 1,
+            code: -22
+        })
+    );
+}
+
+#[test]
 fn notify_failures_and_refused_commands_are_recorded() {
     let mut t = transport(|d| d.notify_result = -22);
     t.notify(0);

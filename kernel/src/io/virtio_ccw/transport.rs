@@ -9,7 +9,7 @@ use crate::io::css::{IoError, SenseId, command};
 use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use spin::Mutex;
 use virtio_drivers::transport::{DeviceStatus, DeviceType, InterruptStatus, Transport};
 use virtio_drivers::{Error, PhysAddr};
@@ -29,6 +29,67 @@ impl Faults {
     /// The first recorded error, cleared.
     pub fn take(&self) -> Option<TransportError> {
         self.0.lock().take()
+    }
+}
+
+/// The transport's queue notifications (DIAGNOSE 0x500), shared with the driver's owner,
+/// which may hold them back while it starts a batch of requests and send them when it
+/// next looks for ends ([`Notifications::flush`]): the device then takes the batch at
+/// one notification (Linux: a block plug, flushed before the task sleeps; virtio-blk
+/// kicks once per batch). Under QEMU each notification costs a trap, the device's own
+/// pass over the queue and a submission to the host kernel.
+#[derive(Debug, Default)]
+pub struct Notifications {
+    held: AtomicBool,
+    /// Queues whose notification is held back (bit n: queue n).
+    pending: AtomicU64,
+    /// Notifications sent.
+    sent: AtomicU64,
+}
+
+impl Notifications {
+    /// Holds back the notifications from now until [`Self::release`].
+    pub fn hold(&self) {
+        self.held.store(true, Ordering::Relaxed);
+    }
+
+    /// Sends later notifications at once again; those held back stay pending.
+    pub fn release(&self) {
+        self.held.store(false, Ordering::Relaxed);
+    }
+
+    /// Notifies each queue whose notification is held back, once; a failure is recorded
+    /// in `faults`.
+    pub fn flush(&self, channel: &impl Channel, faults: &Faults) {
+        let mut pending = self.pending.swap(0, Ordering::Relaxed);
+        while pending != 0 {
+            let queue = pending.trailing_zeros() as u16;
+            pending &= pending - 1;
+            self.notify(channel, queue, faults);
+        }
+    }
+
+    /// Notifications sent so far.
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    /// Notifies `queue` now, or later if held back.
+    fn send(&self, channel: &impl Channel, queue: u16, faults: &Faults) {
+        if self.held.load(Ordering::Relaxed)
+            && let Some(bit) = 1u64.checked_shl(u32::from(queue))
+        {
+            self.pending.fetch_or(bit, Ordering::Relaxed);
+        } else {
+            self.notify(channel, queue, faults);
+        }
+    }
+
+    fn notify(&self, channel: &impl Channel, queue: u16, faults: &Faults) {
+        self.sent.fetch_add(1, Ordering::Relaxed);
+        if let Err(code) = channel.notify(queue) {
+            faults.record(TransportError::Notify { queue, code });
+        }
     }
 }
 
@@ -54,6 +115,7 @@ pub struct CcwTransport<C: Channel> {
     /// Whether the device holds the indicators' addresses (a reset drops them).
     indicators_registered: bool,
     faults: Arc<Faults>,
+    notifications: Arc<Notifications>,
 }
 
 impl<C: Channel> CcwTransport<C> {
@@ -95,12 +157,18 @@ impl<C: Channel> CcwTransport<C> {
             indicators: Box::default(),
             indicators_registered: false,
             faults: Arc::default(),
+            notifications: Arc::default(),
         })
     }
 
     /// The error log shared with the driver's owner.
     pub fn faults(&self) -> Arc<Faults> {
         Arc::clone(&self.faults)
+    }
+
+    /// The notifications, shared with the driver's owner.
+    pub fn notifications(&self) -> Arc<Notifications> {
+        Arc::clone(&self.notifications)
     }
 
     /// The channel.
@@ -203,9 +271,7 @@ impl<C: Channel> Transport for CcwTransport<C> {
     }
 
     fn notify(&mut self, queue: u16) {
-        if let Err(code) = self.channel.notify(queue) {
-            self.faults.record(TransportError::Notify { queue, code });
-        }
+        self.notifications.send(&self.channel, queue, &self.faults);
     }
 
     fn get_status(&self) -> DeviceStatus {
