@@ -16,7 +16,7 @@ use kernel::arch::sync::CpuMutex;
 use kernel::arch::{kspace, probe};
 use kernel::ktest::Test;
 use kernel::ktest::cpus::RunReport;
-use kernel::ktest::smp::{Options, TooFewCpus, run, run_with_first_tick};
+use kernel::ktest::smp::{Options, TICK_US, TooFewCpus, run, run_with_first_tick};
 use kernel::mm::addr::VirtAddr;
 use kernel::mm::dat::Walk;
 use kernel::mm::machine::{PhysMem, Tlb};
@@ -497,9 +497,6 @@ fn run_with_a_hung_part(
         c.barrier();
     })
 }
-
-/// CPU 0's usual watchdog tick (`ktest::smp`), in microseconds.
-const TICK_US: u64 = 20_000;
 
 ktest! {
     /// The harness: a secondary that stops making progress is found by the watchdog on
