@@ -227,6 +227,23 @@ fn cache_entry_and_owner_disagreeing_fires() {
 }
 
 #[test]
+fn page_naming_an_empty_cache_slot_fires() {
+    // Only the owner check can see it: no cache entry names the page.
+    let mut w = World::new();
+    assert!(w.mm.mapping(w.mapping).unwrap().lookup(7).is_none());
+    let pfn = w.pfn_at(w.anon);
+    let mapping = w.mapping;
+    w.page(pfn).set_file_owner(Some(mapping), 7);
+    let found = w.assert_fires(Rule::CacheMismatch);
+    assert!(
+        found
+            .iter()
+            .any(|v| v.rule == Rule::CacheMismatch && v.detail.contains("caches None")),
+        "{found:#?}"
+    );
+}
+
+#[test]
 fn pte_where_rmap_does_not_look_fires() {
     let mut w = World::new();
     let pfn = w.pfn_at(w.anon);
