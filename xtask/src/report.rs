@@ -504,7 +504,18 @@ mod tests {
     #[test]
     fn tap_passes_the_strict_tap14_reference_parser() {
         let module = tap_parser_module();
-        let summary = run_tap_parser(&module, &tap14(&sample(), &RunNote::default()));
+        let broken = "TAP version 14\n1..2\nok 1 - a\nstray line\n";
+        // One node process for all five documents (each start costs about 0.15 s of CPU).
+        let [sample, empty, interrupted, broken] = tap_parser(
+            &module,
+            [
+                tap14(&sample(), &RunNote::default()),
+                tap14(&[], &RunNote::default()),
+                tap14(&sample(), &RunNote { interrupted: true }),
+                broken.to_string(),
+            ],
+        );
+        let (summary, children) = sample;
         assert_eq!(summary["count"], 2, "{summary}");
         assert_eq!(summary["fail"], 2, "both suites have a failure: {summary}");
         let failures = summary["failures"].as_array().unwrap();
@@ -512,7 +523,6 @@ mod tests {
             failures.iter().all(|f| f["tapError"].is_null()),
             "protocol errors: {summary}"
         );
-        let children = run_tap_parser_children(&module, &tap14(&sample(), &RunNote::default()));
         // tap-parser's `fail` also counts `not ok # TODO` points; `todo` tells them apart.
         assert_eq!(
             children,
@@ -520,11 +530,10 @@ mod tests {
             "per-suite count, fail, skip, todo"
         );
 
-        let empty = run_tap_parser(&module, &tap14(&[], &RunNote::default()));
+        let (empty, _) = empty;
         assert_eq!(empty["ok"], false, "no results is not a pass: {empty}");
         assert_eq!(empty["bailout"], "no test results", "{empty}");
-        let interrupted =
-            run_tap_parser(&module, &tap14(&sample(), &RunNote { interrupted: true }));
+        let (interrupted, _) = interrupted;
         assert!(
             interrupted["failures"]
                 .as_array()
@@ -534,8 +543,7 @@ mod tests {
             "{interrupted}"
         );
 
-        let broken = "TAP version 14\n1..2\nok 1 - a\nstray line\n";
-        let summary = run_tap_parser(&module, broken);
+        let (summary, _) = broken;
         let failures = summary["failures"].as_array().unwrap();
         assert!(
             failures.iter().any(|f| !f["tapError"].is_null()),
@@ -630,42 +638,44 @@ mod tests {
         );
     }
 
+    /// Parses each document of a JSON array on stdin with its own strict `Parser` and
+    /// prints one JSON array of `[summary, per-child [count, fail, skip, todo]]`.
     const NODE_SCRIPT: &str = r#"
         const { Parser } = require(process.argv[1]);
-        const children = [];
-        const p = new Parser({ strict: true }, summary => {
-            console.log(JSON.stringify(process.argv[2] === "children" ? children : summary));
+        const parse = tap => new Promise(resolve => {
+            const children = [];
+            const p = new Parser({ strict: true }, summary => resolve([summary, children]));
+            p.on("child", c => c.on("complete", s => children.push([s.count, s.fail, s.skip, s.todo])));
+            p.end(tap);
         });
-        p.on("child", c => c.on("complete", s => children.push([s.count, s.fail, s.skip, s.todo])));
         let input = "";
-        process.stdin.on("data", d => input += d).on("end", () => p.end(input));
+        process.stdin.on("data", d => input += d).on("end", async () => {
+            const out = [];
+            for (const tap of JSON.parse(input)) out.push(await parse(tap));
+            console.log(JSON.stringify(out));
+        });
     "#;
 
-    fn node_parse(module: &Path, tap: &str, mode: &str) -> serde_json::Value {
+    /// node-tap's `tap-parser` over each of `docs`, in one node process: (summary,
+    /// children) per document.
+    fn tap_parser<const N: usize>(
+        module: &Path,
+        docs: [String; N],
+    ) -> [(serde_json::Value, serde_json::Value); N] {
         let mut child = std::process::Command::new("node")
             .args(["-e", NODE_SCRIPT])
             .arg(module)
-            .arg(mode)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(tap.as_bytes())
-            .unwrap();
+        let input = serde_json::to_vec(docs.as_slice()).unwrap();
+        child.stdin.take().unwrap().write_all(&input).unwrap();
         let output = child.wait_with_output().unwrap();
-        serde_json::from_slice(&output.stdout).expect("tap-parser printed JSON")
-    }
-
-    fn run_tap_parser(module: &Path, tap: &str) -> serde_json::Value {
-        node_parse(module, tap, "summary")
-    }
-
-    fn run_tap_parser_children(module: &Path, tap: &str) -> serde_json::Value {
-        node_parse(module, tap, "children")
+        assert!(output.status.success(), "node failed");
+        let parsed: Vec<(serde_json::Value, serde_json::Value)> =
+            serde_json::from_slice(&output.stdout).expect("tap-parser printed JSON");
+        parsed.try_into().expect("one result per document")
     }
 
     #[test]

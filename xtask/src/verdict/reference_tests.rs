@@ -155,14 +155,14 @@ fn check(config: &Config) {
 // resumed boot (its plans count only what it runs); and a boot with a failing test. One
 // test each, so they boot side by side.
 
-/// Every suite and test (a shorter stress workload prints the same lines and costs a second
-/// less of host CPU).
+/// Every suite and test. A shorter stress workload and a small page pool (less for the
+/// pressure tests to read) print the same lines and cost a second less of host CPU.
 #[test]
 fn linux_kunit_parser_reads_a_full_sorted_run() {
     check(&config(
         "full",
         Console::Ascii,
-        &["ktest.seed=1", "ktest.stress_ops=100"],
+        &["ktest.seed=1", "ktest.stress_ops=100", "mm.pool=384K"],
     ));
 }
 
