@@ -9,7 +9,9 @@
 //! Files: `MEDIUM` pages 200-207 (written ones get their pattern back), and device blocks
 //! past the end of the backing store.
 
-use crate::support::{device_bytes, flags_of, needs_mm, open_file, restore_pattern};
+use crate::support::{
+    device_bytes, flags_of, needs_mm, needs_virtio_backing, open_file, restore_pattern,
+};
 use alloc::vec;
 use kernel::mm::addr::{PAGE_SIZE, Pfn};
 use kernel::mm::backing::{BlockDevice, check_pattern, files};
@@ -199,12 +201,7 @@ ktest! {
     /// page cache's read counted once. Guards `VirtioDisk::collect` (a used request ends
     /// only after its notification was taken).
     fn page_transfers_end_by_interruption(t) {
-        if !needs_mm(t) { return; }
-        let virtio = vm::with(|mm| matches!(mm.device(), kernel::io::disk::KernelDisk::Virtio(_)));
-        if !virtio {
-            t.skip("the backing store is not the virtio-blk disk (mm.backing=virtio)");
-            return;
-        }
+        if !needs_virtio_backing(t) { return; }
         let Some(sid) = kernel::io::disk::with(|d| d.subchannel()) else {
             check!(t, false, "mm.backing=virtio without a disk");
             return;
@@ -271,12 +268,7 @@ ktest! {
     /// ends nothing; the interruption then ends it. Guards `VirtioDisk::collect`'s wait
     /// for the alert (completion by interruption, never by polling the ring alone).
     fn a_used_request_waits_for_its_interruption(t) {
-        if !needs_mm(t) { return; }
-        let virtio = vm::with(|mm| matches!(mm.device(), kernel::io::disk::KernelDisk::Virtio(_)));
-        if !virtio {
-            t.skip("the backing store is not the virtio-blk disk (mm.backing=virtio)");
-            return;
-        }
+        if !needs_virtio_backing(t) { return; }
         let result = vm::with(|mm| {
             let m = open_file(mm, FILE);
             mm.sync_mapping(m)?;
@@ -312,12 +304,7 @@ ktest! {
     /// (`VirtioDisk::wait_for_one`); every page ends with the file's bytes. Guards the
     /// flush in `VirtioDisk::collect` (without it each of these waits forever).
     fn held_notifications_reach_the_device_on_every_wait(t) {
-        if !needs_mm(t) { return; }
-        let virtio = vm::with(|mm| matches!(mm.device(), kernel::io::disk::KernelDisk::Virtio(_)));
-        if !virtio {
-            t.skip("the backing store is not the virtio-blk disk (mm.backing=virtio)");
-            return;
-        }
+        if !needs_virtio_backing(t) { return; }
         const FIRST: u64 = 180;
         let result = vm::with(|mm| {
             let m = open_file(mm, FILE);

@@ -8,8 +8,8 @@
 //! they end, so every later suite still finds the pattern.
 
 use crate::support::{
-    cached_in, device_bytes, model_counters, needs_mm, needs_model, open_file, restore_pattern,
-    strike_only_new_hints,
+    cached_in, device_bytes, model_counters, needs_mm, needs_model, needs_virtio_backing,
+    open_file, restore_pattern, strike_only_new_hints,
 };
 use alloc::vec;
 use alloc::vec::Vec;
@@ -187,12 +187,7 @@ ktest! {
     /// `VirtioDisk::collect` (without the hold: 16 notifications; without the flush: the
     /// wait never ends).
     fn a_readahead_batch_reaches_the_device_at_one_notification(t) {
-        if !needs_mm(t) { return; }
-        let virtio = vm::with(|mm| matches!(mm.device(), kernel::io::disk::KernelDisk::Virtio(_)));
-        if !virtio {
-            t.skip("the backing store is not the virtio-blk disk (mm.backing=virtio)");
-            return;
-        }
+        if !needs_virtio_backing(t) { return; }
         let r = vm::with(|mm| {
             let medium = uncached_medium_with_room(mm);
             let sent = || kernel::io::disk::with(|d| d.notifications()).unwrap_or(0);

@@ -106,6 +106,19 @@ pub(crate) fn needs_model(t: &mut Test<'_>, reason: &str) -> bool {
 
 /// Skips unless the memory manager runs with the host model behind ESSA: page states
 /// are read from the model, and only the model discards on request.
+/// [`needs_mm`], and skips unless the memory manager's backing store is the virtio-blk
+/// disk (`mm.backing=virtio`, the default where there is one).
+pub(crate) fn needs_virtio_backing(t: &mut Test<'_>) -> bool {
+    if !needs_mm(t) {
+        return false;
+    }
+    let virtio = vm::with(|mm| matches!(mm.device(), kernel::io::disk::KernelDisk::Virtio(_)));
+    if !virtio {
+        t.skip("the backing store is not the virtio-blk disk (mm.backing=virtio)");
+    }
+    virtio
+}
+
 pub(crate) fn needs_mm_with_model(t: &mut Test<'_>) -> bool {
     needs_mm(t)
         && needs_model(
