@@ -244,10 +244,15 @@ impl<B: Backend> Sclp<B> {
     /// ASCII console the next output continues the same line; on the line-mode console it
     /// starts a new one.
     pub fn flush(&mut self) -> Result<(), Error> {
-        if self.line.len() > 0 {
-            self.queue_line(false)?;
-        }
-        self.send_held()
+        // Queuing sends what is held first when the line does not fit, and keeps the line
+        // even when that send fails: it goes out here all the same, the first error kept.
+        let queued = if self.line.len() > 0 {
+            self.queue_line(false)
+        } else {
+            Ok(())
+        };
+        let sent = self.send_held();
+        queued.and(sent)
     }
 
     /// Holds completed lines from now on instead of writing each: they go out together at
@@ -737,6 +742,42 @@ mod tests {
                 "fmt::Write must report the failure"
             );
         }
+    }
+
+    #[test]
+    fn flush_sends_a_partial_line_even_when_the_send_before_it_failed() {
+        // How many held lines of 100 characters go before the next one does not fit.
+        let line = "a".repeat(100) + "\n";
+        let (mut probe, _) = initialized(Config::default());
+        probe.hold();
+        let before = probe.backend.requests.len();
+        let mut fit = 0;
+        loop {
+            probe.write_str_raw(&line).unwrap();
+            if probe.backend.requests.len() != before {
+                break;
+            }
+            fit += 1;
+        }
+        // The ASCII console fails every write; the line-mode console works.
+        let (mut sclp, _) = initialized(Config {
+            ascii_response: 0x01f0,
+            ..Config::default()
+        });
+        sclp.hold();
+        for _ in 0..fit {
+            sclp.write_str_raw(&line).unwrap();
+        }
+        // Longer than a held line: it does not fit beside them either.
+        let partial = "b".repeat(200);
+        sclp.write_str_raw(&partial).unwrap();
+        assert_eq!(sclp.flush(), Err(Error::Response(0x01f0)));
+        let shown = sclp.backend.line_mode_lines().concat();
+        assert!(shown.contains(&"a".repeat(100)), "{shown}");
+        assert!(
+            shown.ends_with(&partial),
+            "the partial line was not sent: {shown}"
+        );
     }
 
     #[test]
