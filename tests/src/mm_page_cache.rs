@@ -8,8 +8,8 @@
 //! they end, so every later suite still finds the pattern.
 
 use crate::support::{
-    cached_in, device_bytes, model_counters, needs_mm, needs_model, needs_virtio_backing,
-    open_file, restore_pattern, strike_only_new_hints,
+    cached_in, device_bytes, model_counters, needs_mm, needs_model, open_file, restore_pattern,
+    strike_only_new_hints, uncached_medium_with_room,
 };
 use alloc::vec;
 use alloc::vec::Vec;
@@ -140,19 +140,6 @@ ktest! {
     }
 }
 
-/// The standard file `MEDIUM` with none of its pages cached, and 64 frames free above the
-/// high watermark, so what a test reads allocates without reclaim.
-fn uncached_medium_with_room(mm: &mut KernelMm) -> kernel::mm::ids::MappingId {
-    let medium = open_file(mm, files::MEDIUM);
-    mm.truncate_inode_pages(medium, 0).expect("truncate");
-    let needed = mm.config().high_watermark + 64;
-    let free = mm.frames().free_count();
-    if free < needed {
-        mm.reclaim(needed - free);
-    }
-    medium
-}
-
 ktest! {
     /// Readahead (`read_file`): a miss starts the reads of the request's following pages
     /// up to the first one that is cached, never past the request, and every byte read
@@ -177,27 +164,6 @@ ktest! {
         check_eq!(t, content, Ok(()));
         check_eq!(t, ahead, 5);
         check_eq!(t, cached, [true, true, true, true, true, true, true, true, false, false]);
-    }
-}
-
-ktest! {
-    /// A miss and its readahead reach the virtio-blk device at one notification: 16
-    /// pages read cold are 16 requests and one DIAGNOSE 0x500, sent when the reader
-    /// first waits. Guards `Notifications`' hold in `VirtioDisk::start` and the flush in
-    /// `VirtioDisk::collect` (without the hold: 16 notifications; without the flush: the
-    /// wait never ends).
-    fn a_readahead_batch_reaches_the_device_at_one_notification(t) {
-        if !needs_virtio_backing(t) { return; }
-        let r = vm::with(|mm| {
-            let medium = uncached_medium_with_room(mm);
-            let sent = || kernel::io::disk::with(|d| d.notifications()).unwrap_or(0);
-            let (reads, notifications) = (mm.device().stats().reads, sent());
-            let mut buf = vec![0u8; 16 * PAGE_SIZE as usize];
-            let read = mm.read_file(medium, 0, &mut buf);
-            let content = check_pattern(files::MEDIUM, 0, &buf);
-            (read, content, mm.device().stats().reads - reads, sent() - notifications)
-        });
-        check_eq!(t, r, (Ok(16 * PAGE_SIZE as usize), Ok(()), 16, 1));
     }
 }
 

@@ -106,6 +106,19 @@ pub(crate) fn needs_model(t: &mut Test<'_>, reason: &str) -> bool {
 
 /// Skips unless the memory manager runs with the host model behind ESSA: page states
 /// are read from the model, and only the model discards on request.
+/// The standard file `MEDIUM` with none of its pages cached, and 64 frames free above the
+/// high watermark, so what a test reads allocates without reclaim.
+pub(crate) fn uncached_medium_with_room(mm: &mut KernelMm) -> kernel::mm::ids::MappingId {
+    let medium = open_file(mm, kernel::mm::backing::files::MEDIUM);
+    mm.truncate_inode_pages(medium, 0).expect("truncate");
+    let needed = mm.config().high_watermark + 64;
+    let free = mm.frames().free_count();
+    if free < needed {
+        mm.reclaim(needed - free);
+    }
+    medium
+}
+
 /// [`needs_mm`], and skips unless the memory manager's backing store is the virtio-blk
 /// disk (`mm.backing=virtio`, the default where there is one).
 pub(crate) fn needs_virtio_backing(t: &mut Test<'_>) -> bool {
