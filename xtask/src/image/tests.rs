@@ -123,7 +123,8 @@ fn kernel_elf() -> (Vec<u8>, Elf) {
     (bytes, elf)
 }
 
-/// Boots `image` (`-kernel`, no `-append`) and returns the console output.
+/// Boots `image` (`-kernel`, no `-append`, no backing store: the suites these tests run
+/// never start the memory manager) and returns the console output.
 fn boot(image: &[u8], name: &str, console: Console, extra: &[&str]) -> String {
     boot_until(image, name, console, extra, None)
 }
@@ -141,7 +142,6 @@ fn boot_until(
     std::fs::write(&path, image).unwrap();
     let machine = Machine {
         console,
-        initrd: crate::backing_store::ensure_standard().ok(),
         ..Machine::default()
     };
     let mut args = machine.args(&path, &[]);
