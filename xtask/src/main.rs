@@ -925,8 +925,8 @@ fn run_jobs(
     let durations_file = cargo::target_dir().join("xtask").join("durations");
     let names: Vec<&str> = jobs.iter().map(|j| j.config.name.as_str()).collect();
     let start_order = schedule::longest_first(&names, &schedule::load(&durations_file));
-    let multi: Vec<bool> = jobs.iter().map(|j| j.config.machine.smp > 1).collect();
-    let queue = Mutex::new(schedule::Queue::new(&start_order, &multi));
+    let multi = jobs.iter().map(|j| j.config.machine.smp > 1).collect();
+    let queue = Mutex::new(schedule::Queue::new(&start_order, multi));
     let measured: Mutex<schedule::Durations> = Mutex::new(schedule::Durations::new());
     let results: Mutex<Vec<(usize, Result<recovery::ConfigRun>)>> = Mutex::new(Vec::new());
     // A sweep's boots are many and quiet (only failures print): show how far it is.
@@ -949,7 +949,7 @@ fn run_jobs(
                     let started = Instant::now();
                     let outcome = run_job(job, qemu_path, kernel, view, qualify);
                     if let Ok(mut queue) = queue.lock() {
-                        queue.ended(multi[index]);
+                        queue.ended(index);
                     }
                     if outcome.is_ok()
                         && let Ok(mut measured) = measured.lock()

@@ -62,17 +62,20 @@ pub fn longest_first(names: &[&str], known: &Durations) -> Vec<usize> {
 /// together, 12.6-13.8 s with `smp2` started last).
 #[derive(Debug)]
 pub struct Queue {
-    /// Indices in start order, with whether each boot has several CPUs.
-    waiting: Vec<(usize, bool)>,
+    /// Indices not started yet, in start order.
+    waiting: Vec<usize>,
+    /// Whether boot `i` has several CPUs.
+    multi: Vec<bool>,
     /// Boots of several CPUs running now.
     running_multi: usize,
 }
 
 impl Queue {
-    /// The boots `order` names (indices into `multi`, whether each has several CPUs).
-    pub fn new(order: &[usize], multi: &[bool]) -> Self {
+    /// The boots `order` names, indices into `multi` (whether each has several CPUs).
+    pub fn new(order: &[usize], multi: Vec<bool>) -> Self {
         Self {
-            waiting: order.iter().map(|&i| (i, multi[i])).collect(),
+            waiting: order.to_vec(),
+            multi,
             running_multi: 0,
         }
     }
@@ -82,7 +85,7 @@ impl Queue {
         let at = if self.running_multi > 0 {
             self.waiting
                 .iter()
-                .position(|&(_, multi)| !multi)
+                .position(|&i| !self.multi[i])
                 .unwrap_or(0)
         } else {
             0
@@ -90,14 +93,14 @@ impl Queue {
         if self.waiting.is_empty() {
             return None;
         }
-        let (index, multi) = self.waiting.remove(at);
-        self.running_multi += usize::from(multi);
+        let index = self.waiting.remove(at);
+        self.running_multi += usize::from(self.multi[index]);
         Some(index)
     }
 
-    /// A boot [`Queue::take`] handed out has ended; `multi`: it had several CPUs.
-    pub fn ended(&mut self, multi: bool) {
-        self.running_multi -= usize::from(multi);
+    /// Boot `index`, which [`Queue::take`] handed out, has ended.
+    pub fn ended(&mut self, index: usize) {
+        self.running_multi -= usize::from(self.multi[index]);
     }
 }
 
@@ -125,21 +128,21 @@ mod tests {
     #[test]
     fn a_boot_of_several_cpus_waits_while_another_runs_and_one_cpu_boots_are_left() {
         // Start order 0..5; boots 0, 1 and 3 have several CPUs.
-        let multi = [true, true, false, true, false];
-        let mut q = Queue::new(&[0, 1, 2, 3, 4], &multi);
+        let multi = vec![true, true, false, true, false];
+        let mut q = Queue::new(&[0, 1, 2, 3, 4], multi);
         assert_eq!(q.take(), Some(0));
         assert_eq!(q.take(), Some(2), "1 waits while 0 runs");
-        q.ended(false);
+        q.ended(2);
         assert_eq!(q.take(), Some(4));
-        q.ended(false);
+        q.ended(4);
         // Only boots of several CPUs are left: the next goes, although 0 still runs.
         assert_eq!(q.take(), Some(1));
-        q.ended(true);
-        q.ended(true);
+        q.ended(0);
+        q.ended(1);
         assert_eq!(q.take(), Some(3));
         assert_eq!(q.take(), None);
         // Without boots of several CPUs the order is the start order.
-        let mut q = Queue::new(&[2, 0, 1], &[false; 3]);
+        let mut q = Queue::new(&[2, 0, 1], vec![false; 3]);
         assert_eq!(
             [q.take(), q.take(), q.take(), q.take()],
             [Some(2), Some(0), Some(1), None]
