@@ -505,7 +505,7 @@ mod tests {
     fn tap_passes_the_strict_tap14_reference_parser() {
         let module = tap_parser_module();
         let broken = "TAP version 14\n1..2\nok 1 - a\nstray line\n";
-        // One node process for all five documents (each start costs about 0.15 s of CPU).
+        // One node process for the four documents (each start costs about 0.15 s of CPU).
         let [sample, empty, interrupted, broken] = tap_parser(
             &module,
             [

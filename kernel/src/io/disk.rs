@@ -214,8 +214,9 @@ impl VirtioDisk {
         transfer: Option<Transfer>,
     ) -> Result<u16, (DiskError, virtio::Buffer)> {
         // The notification waits for the next look for ends. A failed notification is a
-        // transport fault, reported when the request ends. A full queue (16 requests: with indirect descriptors, which the device offers,
-        // each takes one) waits for a request to end.
+        // transport fault, reported when the request ends. A full queue (16 requests:
+        // with indirect descriptors, which the device offers, each takes one) waits for a
+        // request to end.
         let mut buf = buf;
         let mut io = loop {
             self.notifications.hold();
