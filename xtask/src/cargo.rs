@@ -337,6 +337,7 @@ fn binary_name(running: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     #[test]
     fn finds_the_kernel_executable_among_artifacts() {
@@ -421,6 +422,59 @@ test kernel/src/lib.rs - foo (line 3) ... ok
         );
         drop(first);
         assert!(lock("lock-selftest").is_ok(), "released with the first");
+    }
+
+    /// The proc-macro support crates (`syn` and what it builds on) of a package's build
+    /// graph with the features cargo resolves for them: `name version` to features.
+    fn macro_support_features(extra: &[&str]) -> BTreeMap<String, String> {
+        let output = cargo()
+            .args([
+                "tree",
+                "--quiet",
+                "--edges",
+                "normal,build",
+                "--prefix",
+                "none",
+            ])
+            .args(["--format", "{p} [{f}]"])
+            .args(extra)
+            .output()
+            .expect("cargo tree runs");
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter(|l| {
+                ["syn ", "proc-macro2 ", "quote ", "unicode-ident "]
+                    .iter()
+                    .any(|c| l.starts_with(c))
+            })
+            .filter_map(|l| {
+                let (package, features) = l.trim_end_matches(" (*)").split_once(" [")?;
+                Some((
+                    package.to_owned(),
+                    features.trim_end_matches(']').to_owned(),
+                ))
+            })
+            .collect()
+    }
+
+    /// A clean checkout's `cargo xtask run` builds xtask, then the kernel. The kernel
+    /// build's proc macros run on the host, and cargo reuses the `syn` (and the rest of
+    /// the proc-macro support) that the xtask build compiled only if its features are the
+    /// same; `boot`'s build dependency on `syn` keeps them so.
+    #[test]
+    fn the_kernel_build_reuses_the_proc_macro_crates_xtask_built() {
+        let xtask = macro_support_features(&["-p", "xtask", "--no-default-features"]);
+        let kernel = macro_support_features(&["-p", "boot", "--target", KERNEL_TARGET]);
+        assert!(xtask.keys().any(|p| p.starts_with("syn ")), "{xtask:?}");
+        for (package, features) in &kernel {
+            if let Some(built) = xtask.get(package) {
+                assert_eq!(
+                    features, built,
+                    "the kernel build compiles {package} again with other features"
+                );
+            }
+        }
     }
 
     #[test]
