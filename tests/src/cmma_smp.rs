@@ -468,9 +468,10 @@ ktest! {
             } else {
                 // No memory-manager operation here: not a quiescent point.
                 spin_until(|| discarded.load(Ordering::Acquire) != 0);
-                // CPU 1 leaves its part a few instructions later: give it time, so the
-                // run ends without CPU 0 waiting for it (which would pass a point).
-                wait_until(20_000, || false);
+                // CPU 1 leaves its part a few instructions later: the run must end
+                // without CPU 0 waiting for it (which would pass a point), however long
+                // the host holds CPU 1's vCPU up.
+                spin_until(|| c.others_have_left());
             }
         }) {
             return;

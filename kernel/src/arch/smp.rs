@@ -540,6 +540,15 @@ const JOB_SIGNALLING: u8 = 4;
 
 static JOB_STATE: PerCpu<AtomicU8> = PerCpu::new([const { AtomicU8::new(0) }; MAX_CPUS]);
 
+/// Whether the last job handed to CPU `nr` has returned (or the CPU was stopped): what a
+/// [`scope`] waits for before it ends.
+pub fn job_finished(nr: CpuNr) -> bool {
+    matches!(
+        JOB_STATE.of(nr).load(Ordering::Acquire),
+        JOB_SIGNALLING | JOB_DONE
+    )
+}
+
 /// The CPU that hands out jobs (and is signalled when one finishes).
 static DISPATCHER: AtomicUsize = AtomicUsize::new(0);
 
@@ -654,10 +663,7 @@ impl<'env> Scope<'env> {
 
     /// Whether CPU `nr`'s job has finished (or the CPU was stopped).
     pub fn finished(&self, nr: CpuNr) -> bool {
-        matches!(
-            JOB_STATE.of(nr).load(Ordering::Acquire),
-            JOB_SIGNALLING | JOB_DONE
-        )
+        job_finished(nr)
     }
 
     fn all_finished(&self) -> bool {

@@ -210,6 +210,20 @@ impl CpuTest<'_> {
         self.run.barrier.waiting() == self.cpus() - 1
     }
 
+    /// Whether every secondary CPU of the run but this one has left its part (its job
+    /// returned), so that the run's end will not wait for it: polled by CPU 0, which
+    /// then reaches the end without passing the quiescent point that waiting is (so
+    /// without [`CpuTest::progress`], also one, in between).
+    pub fn others_have_left(&self) -> bool {
+        self.run
+            .cpus
+            .iter()
+            .enumerate()
+            .skip(1)
+            .filter(|&(i, _)| i != self.index)
+            .all(|(_, &nr)| smp::job_finished(nr))
+    }
+
     /// Sets the watchdog's limit until the run ends or is aborted (which brings the
     /// starting limit back). Only a CPU that runs its part is judged by it, so with every
     /// other CPU waiting at the barrier a body can make it short without a CPU that the
