@@ -431,6 +431,7 @@ test kernel/src/lib.rs - foo (line 3) ... ok
             .args([
                 "tree",
                 "--quiet",
+                "--offline",
                 "--edges",
                 "normal,build",
                 "--prefix",
