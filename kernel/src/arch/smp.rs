@@ -181,7 +181,7 @@ static START_REQUESTS: PerCpu<AtomicU64> = PerCpu::new([const { AtomicU64::new(0
 /// How long [`restart`] first gives a CPU to come online before it stops it and restarts
 /// it again, in microseconds; doubled after each try, so a vCPU thread the host holds up
 /// for long is not restarted over and over.
-const RESTART_RETRY_US: u64 = 50_000;
+const RESTART_RETRY_US: u64 = 5_000;
 
 fn state_of(nr: CpuNr) -> CpuState {
     match STATE.of(nr).load(Ordering::Acquire) {
