@@ -13,7 +13,7 @@ use kernel::arch::percpu::{CpuNr, MAX_CPUS, PerCpu, this_cpu};
 use kernel::arch::smp::{self, BringUpError, CpuState, Signal};
 use kernel::arch::storage::Machine;
 use kernel::arch::sync::CpuMutex;
-use kernel::arch::{kspace, probe};
+use kernel::arch::{interrupts, kspace, probe};
 use kernel::ktest::Test;
 use kernel::ktest::cpus::RunReport;
 use kernel::ktest::smp::{Options, TICK_US, TooFewCpus, run, run_with_first_tick};
@@ -526,6 +526,58 @@ ktest! {
             check!(t, part.abandoned, "cpu {} was not released from the barrier", part.cpu);
         }
         check_back_online(t, hung_cpu, starts);
+    }
+}
+
+/// How long CPU 1 goes on without progress after the abort in
+/// `an_abort_restores_the_watchdog_limit_a_body_shortened`: several of CPU 0's ticks, each
+/// a look of the watchdog at it.
+const LINGER_AFTER_ABORT_US: u64 = 5 * TICK_US;
+
+ktest! {
+    /// The harness: an abort brings back the watchdog limit the run started with, so a
+    /// part that takes longer to leave than a limit some body shortened is not taken
+    /// for hung. CPU 1 runs without progress (under the run's long limit); CPU 0, with
+    /// its ticks held off so the watchdog never looks in between, shortens the limit to
+    /// 1 ms and takes an unexpected program interruption, which aborts the run. CPU 1
+    /// sees the abort and goes on for several ticks before it leaves: with the 1 ms limit
+    /// still in force the watchdog would stop it as hung.
+    fn an_abort_restores_the_watchdog_limit_a_body_shortened(t) [NO_MM] {
+        if !t.needs_cpus(2) {
+            return;
+        }
+        let spinning = AtomicUsize::new(0);
+        let options = Options { cpus: 2, watchdog_ms: 20_000, seed: t.seed() };
+        let report = run(options, &|c| {
+            if c.index() == 1 {
+                spinning.store(1, Ordering::Release);
+                while !c.aborted() {
+                    core::hint::spin_loop();
+                }
+                wait_until(LINGER_AFTER_ABORT_US, || false);
+                return;
+            }
+            while spinning.load(Ordering::Acquire) == 0 {
+                core::hint::spin_loop();
+            }
+            let _quiet = kernel::trap::expecting();
+            interrupts::with_external_disabled(|| {
+                c.set_watchdog_ms(1);
+                probe::invalid_opcode();
+            });
+        });
+        let Ok(report) = report else {
+            check!(t, false, "{report:?}");
+            return;
+        };
+        check_eq!(t, report.hung(), Vec::<usize>::new());
+        let failures = report.failures_of(report.parts[0].cpu);
+        check!(
+            t,
+            failures.len() == 1 && failures[0].starts_with("program interruption 0x1 at "),
+            "{failures:?}"
+        );
+        check!(t, !report.parts[1].abandoned, "cpu 1 was abandoned, not left on its own");
     }
 }
 

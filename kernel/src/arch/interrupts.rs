@@ -376,6 +376,19 @@ pub fn with_external_enabled<R>(f: impl FnOnce() -> R) -> R {
     result
 }
 
+/// Runs `f` with external interruptions disabled on this CPU: no signal and no
+/// clock-comparator tick interrupts it (they stay pending). If a program interruption
+/// unwinds out of `f`, the catcher's PSW applies instead.
+pub fn with_external_disabled<R>(f: impl FnOnce() -> R) -> R {
+    let before = super::cpu::current_psw_mask();
+    // SAFETY: removes only the external mask; pending external interruptions wait.
+    unsafe { super::cpu::continue_with_mask(before & !psw_mask::EXT) };
+    let result = f();
+    // SAFETY: back to the mask `f` was entered with.
+    unsafe { super::cpu::continue_with_mask(before) };
+    result
+}
+
 /// Makes a clock-comparator interruption (0x1004) pending on this CPU once the TOD clock
 /// passes `deadline`; taken where external interruptions are enabled, and handed to the
 /// kernel's external handler, which must [`disarm_timer`] or arm it anew.
