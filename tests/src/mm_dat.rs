@@ -202,20 +202,21 @@ ktest! {
             check!(t, false, "no address space for {:?}", space.id());
             return;
         };
+        // Whether the switch is taken (and left again at once).
+        let enters = || {
+            let entered = kspace::enter(asce);
+            if entered {
+                kspace::leave();
+            }
+            entered
+        };
         let entry = asce.origin();
         let shared = Machine.read_u64(entry);
         // Not the kernel's entry: an empty (invalid) one.
         Machine.write_u64(entry, kernel::mm::dat::Region3Entry::EMPTY.bits());
-        let entered = kspace::enter(asce);
-        if entered {
-            kspace::leave();
-        }
+        let entered = enters();
         Machine.write_u64(entry, shared);
         check!(t, !entered, "entered a space whose first region-third entry is not the kernel's");
-        let entered = kspace::enter(asce);
-        if entered {
-            kspace::leave();
-        }
-        check!(t, entered, "the space, its entry put back, was not entered");
+        check!(t, enters(), "the space, its entry put back, was not entered");
     }
 }

@@ -300,8 +300,8 @@ ktest! {
 ktest! {
     /// Requests whose notification was held back reach the device whenever the disk
     /// looks for ends, not only at the memory manager's poll: a synchronous read behind
-    /// a started page read (`VirtioDisk::transfer_now`), and the 17th of 17 page reads
-    /// started at once, which waits for a slot in the 16-entry queue
+    /// a started page read (`VirtioDisk::transfer_now`), and the 17th and 18th of 18 page
+    /// reads started at once, which wait for a slot in the 16-entry queue
     /// (`VirtioDisk::wait_for_one`); every page ends with the file's bytes. Guards the
     /// flush in `VirtioDisk::collect` (without it each of these waits forever).
     fn held_notifications_reach_the_device_on_every_wait(t) {

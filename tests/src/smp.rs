@@ -7,7 +7,7 @@
 use crate::support::wait_until;
 use alloc::vec::Vec;
 use core::hint::black_box;
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use kernel::arch::cpu::{self, psw_mask, sigp_status};
 use kernel::arch::percpu::{CpuNr, MAX_CPUS, PerCpu, this_cpu};
 use kernel::arch::smp::{self, BringUpError, CpuState, Signal};
@@ -546,18 +546,18 @@ ktest! {
         if !t.needs_cpus(2) {
             return;
         }
-        let spinning = AtomicUsize::new(0);
+        let spinning = AtomicBool::new(false);
         let options = Options { cpus: 2, watchdog_ms: 20_000, seed: t.seed() };
         let report = run(options, &|c| {
             if c.index() == 1 {
-                spinning.store(1, Ordering::Release);
+                spinning.store(true, Ordering::Release);
                 while !c.aborted() {
                     core::hint::spin_loop();
                 }
                 wait_until(LINGER_AFTER_ABORT_US, || false);
                 return;
             }
-            while spinning.load(Ordering::Acquire) == 0 {
+            while !spinning.load(Ordering::Acquire) {
                 core::hint::spin_loop();
             }
             let _quiet = kernel::trap::expecting();

@@ -82,17 +82,14 @@ impl Queue {
 
     /// The next boot to start, now counted as running; `None` when all have started.
     pub fn take(&mut self) -> Option<usize> {
-        let at = if self.running_multi > 0 {
-            self.waiting
-                .iter()
-                .position(|&i| !self.multi[i])
-                .unwrap_or(0)
-        } else {
-            0
-        };
         if self.waiting.is_empty() {
             return None;
         }
+        let one_cpu_first = self.running_multi > 0;
+        let at = one_cpu_first
+            .then(|| self.waiting.iter().position(|&i| !self.multi[i]))
+            .flatten()
+            .unwrap_or(0);
         let index = self.waiting.remove(at);
         self.running_multi += usize::from(self.multi[index]);
         Some(index)

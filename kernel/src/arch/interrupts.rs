@@ -366,23 +366,26 @@ pub fn unwind_to_catcher(frame: &mut InterruptFrame, info: &PgmInfo) -> bool {
 /// enables: the SMP signals, and the clock comparator while [`arm_timer`] is armed).
 /// Whatever interrupts `f` runs on the interruption stack and returns to it.
 pub fn with_external_enabled<R>(f: impl FnOnce() -> R) -> R {
-    let before = super::cpu::current_psw_mask();
-    // SAFETY: adds only the external mask; every external interruption the CR0
-    // subclasses allow has a handler.
-    unsafe { super::cpu::continue_with_mask(before | psw_mask::EXT) };
-    let result = f();
-    // SAFETY: back to the mask `f` was entered with.
-    unsafe { super::cpu::continue_with_mask(before) };
-    result
+    with_external(true, f)
 }
 
 /// Runs `f` with external interruptions disabled on this CPU: no signal and no
 /// clock-comparator tick interrupts it (they stay pending). If a program interruption
 /// unwinds out of `f`, the catcher's PSW applies instead.
 pub fn with_external_disabled<R>(f: impl FnOnce() -> R) -> R {
+    with_external(false, f)
+}
+
+fn with_external<R>(enabled: bool, f: impl FnOnce() -> R) -> R {
     let before = super::cpu::current_psw_mask();
-    // SAFETY: removes only the external mask; pending external interruptions wait.
-    unsafe { super::cpu::continue_with_mask(before & !psw_mask::EXT) };
+    let during = if enabled {
+        before | psw_mask::EXT
+    } else {
+        before & !psw_mask::EXT
+    };
+    // SAFETY: changes only the external mask: every external interruption the CR0
+    // subclasses allow has a handler, and a disabled one stays pending.
+    unsafe { super::cpu::continue_with_mask(during) };
     let result = f();
     // SAFETY: back to the mask `f` was entered with.
     unsafe { super::cpu::continue_with_mask(before) };
